@@ -1,0 +1,88 @@
+"""The contract between the agent platform (worker, events, LLM access) and the agent pipelines that run
+inside it (the optimization intelligence). The worker builds a RunContext per run and calls a Pipeline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from shared.models.events import EventType
+
+
+class RunCancelled(Exception):
+    """Raised by RunContext.check_cancelled() when the user cancelled; the worker emits run_cancelled."""
+
+
+@dataclass
+class TokenUsage:
+    """Tokens of one LLM call, by price bucket."""
+
+    input_tokens: int = 0  # uncached input
+    cached_input_tokens: int = 0  # cache reads
+    cache_write_tokens: int = 0
+    output_tokens: int = 0
+    reasoning_tokens: int = 0
+
+    def __add__(self, other: TokenUsage) -> TokenUsage:
+        return TokenUsage(*(a + b for a, b in zip(self.as_tuple(), other.as_tuple(), strict=True)))
+
+    def as_tuple(self) -> tuple[int, int, int, int, int]:
+        return (self.input_tokens, self.cached_input_tokens, self.cache_write_tokens, self.output_tokens,
+                self.reasoning_tokens)
+
+
+@dataclass
+class LLMMessage:
+    role: str  # system | user | assistant
+    content: str
+
+
+@dataclass
+class LLMResult:
+    text: str
+    provider: str
+    model: str
+    usage: TokenUsage
+    cost_usd: float = 0.0
+
+
+class LLM(Protocol):
+    def complete(self, messages: list[LLMMessage], *, purpose: str = "",
+                 on_token: Callable[[str], None] | None = None, max_tokens: int | None = None) -> LLMResult:
+        """One call through the provider chain (fallbacks, breaker); records a cost-ledger row."""
+        ...
+
+
+@dataclass
+class FinalAnswer:
+    content: str  # markdown shown to the user and stored as the assistant message
+    metadata: dict[str, Any] = field(default_factory=dict)  # e.g. {"report": {...}, "tool_results": [...]}
+
+
+class RunContext(Protocol):
+    run_id: str
+    thread_id: str
+    user_id: str
+    message: str  # the user's message that started the run
+    history: list[LLMMessage]  # earlier messages of the thread, oldest first
+    db: Any  # shared.db.Database
+    llm: LLM
+
+    def emit(self, type: EventType, agent_name: str | None, data: dict[str, Any]) -> None:
+        """Append an event to the run's log and publish it (seq assigned by the platform)."""
+        ...
+
+    def tool(self, agent_name: str, tool_name: str, args: dict[str, Any],
+             fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        """Run a deterministic tool: emits tool_executing, calls fn, emits tool_completed with the result,
+        and keeps the result for the run (so every number in the final report can be traced to a tool)."""
+        ...
+
+    def check_cancelled(self) -> None:
+        """Raise RunCancelled if the user asked to cancel. Call between steps."""
+        ...
+
+
+Pipeline = Callable[[RunContext], FinalAnswer]

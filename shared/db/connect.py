@@ -1,0 +1,116 @@
+"""Opening one pg8000 connection: Cloud SQL Python Connector in the cloud, direct TCP or socket locally."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlparse
+
+from shared.config import DatabaseSection
+
+# SQLSTATE classes that no retry can fix: bad password (28P01), no pg_hba entry / role (28000),
+# insufficient privilege (42501). Scenario 7 wants a clear error, not an endless loop.
+FATAL_SQLSTATES = {"28P01", "28000", "42501"}
+MISSING_DATABASE = "3D000"
+
+
+@dataclass(frozen=True)
+class DirectTarget:
+    user: str
+    password: str | None
+    host: str
+    port: int
+    database: str
+    unix_sock: str | None = None
+
+    def with_database(self, name: str) -> DirectTarget:
+        return DirectTarget(self.user, self.password, self.host, self.port, name, self.unix_sock)
+
+
+def parse_database_url(url: str) -> DirectTarget:
+    parsed = urlparse(url)
+    query = parse_qs(parsed.query)
+    host = parsed.hostname or "localhost"
+    port = parsed.port or 5432
+    unix_sock = None
+    if "host" in query and query["host"][0].startswith("/"):
+        unix_sock = f"{query['host'][0].rstrip('/')}/.s.PGSQL.{port}"
+    return DirectTarget(
+        user=unquote(parsed.username or "postgres"),
+        password=unquote(parsed.password) if parsed.password else None,
+        host=host,
+        port=port,
+        database=parsed.path.lstrip("/") or "postgres",
+        unix_sock=unix_sock,
+    )
+
+
+def sqlstate(exc: BaseException) -> str | None:
+    """The SQLSTATE of a pg8000 error, if it carries one."""
+    args = getattr(exc, "args", ())
+    if args and isinstance(args[0], dict):
+        return args[0].get("C")
+    return None
+
+
+class Connector:
+    """Creates connections for one settings object. The Cloud SQL connector is built on first use."""
+
+    def __init__(self, settings: DatabaseSection, application_name: str = "netra") -> None:
+        self.settings = settings
+        self.application_name = application_name
+        self._cloud: Any = None
+        self._lock = threading.Lock()
+        url = settings.database_url.get_secret_value() if settings.database_url else None
+        self.direct = parse_database_url(url) if url else None
+
+    @property
+    def database_name(self) -> str:
+        return self.direct.database if self.direct else self.settings.db_name
+
+    def _startup_params(self) -> dict[str, str]:
+        return {
+            "statement_timeout": str(self.settings.db_statement_timeout_ms),
+            "idle_in_transaction_session_timeout": str(max(self.settings.db_statement_timeout_ms * 2, 60_000)),
+        }
+
+    def connect(self, database: str | None = None) -> Any:
+        import pg8000.dbapi
+
+        timeout = self.settings.db_connect_timeout_s
+        if self.direct is not None:
+            target = self.direct.with_database(database) if database else self.direct
+            return pg8000.dbapi.connect(
+                user=target.user, password=target.password, host=target.host, port=target.port,
+                database=target.database, unix_sock=target.unix_sock, timeout=timeout,
+                application_name=self.application_name, startup_params=self._startup_params(),
+            )
+        return self._cloud_connect(database or self.settings.db_name, timeout)
+
+    def _cloud_connect(self, database: str, timeout: float) -> Any:
+        with self._lock:
+            if self._cloud is None:
+                from google.cloud.sql.connector import Connector as CloudSqlConnector
+                from google.cloud.sql.connector import IPTypes
+
+                # Lazy refresh: serverless CPU is throttled between requests, so a background
+                # certificate refresh would stall (scenario 30).
+                self._cloud = CloudSqlConnector(
+                    refresh_strategy="lazy",
+                    ip_type={"public": IPTypes.PUBLIC, "private": IPTypes.PRIVATE, "psc": IPTypes.PSC}[
+                        self.settings.db_ip_type],
+                    enable_iam_auth=self.settings.db_iam_auth,
+                    timeout=int(max(timeout, 5)),
+                )
+        password = self.settings.db_password.get_secret_value() if self.settings.db_password else None
+        kwargs: dict[str, Any] = {"user": self.settings.db_user, "db": database, "timeout": timeout,
+                                  "startup_params": self._startup_params()}
+        if not self.settings.db_iam_auth:
+            kwargs["password"] = password
+        return self._cloud.connect(self.settings.cloud_sql_instance, "pg8000", **kwargs)
+
+    def close(self) -> None:
+        if self._cloud is not None:
+            self._cloud.close()
+            self._cloud = None

@@ -1,0 +1,225 @@
+"""The database handle a service keeps for its life: a bounded pool, connect retries, a breaker.
+
+The pool is hand-written (about 60 lines) because the well-kept option, SQLAlchemy's QueuePool, costs
+more import time than everything else on the validate path (see docs/PERFORMANCE.md), and we need no
+more than checkout with a bound, checkin, and discard-on-error.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random_exponential
+
+from shared.config import DatabaseSection
+from shared.db.connect import FATAL_SQLSTATES, MISSING_DATABASE, Connector, sqlstate
+from shared.errors import ServiceUnavailable
+from shared.startup import CircuitBreaker
+
+log = logging.getLogger("db")
+
+
+class FatalDatabaseError(Exception):
+    """Retrying cannot help: wrong credentials, missing permission. The message names the cause."""
+
+
+class DatabaseUnavailable(ServiceUnavailable):
+    def __init__(self, message: str, retry_after: int = 2) -> None:
+        super().__init__(message, retry_after=retry_after, code="database_unavailable")
+
+
+def classify(exc: BaseException) -> BaseException:
+    """Turn a driver error into FatalDatabaseError where the cause is final; keep it otherwise."""
+    state = sqlstate(exc)
+    if state in FATAL_SQLSTATES:
+        detail = exc.args[0].get("M", "") if exc.args and isinstance(exc.args[0], dict) else ""
+        cause = {"28P01": "wrong database password", "28000": "database login refused (role or pg_hba)",
+                 "42501": "missing database permission"}[state]
+        return FatalDatabaseError(f"{cause} (SQLSTATE {state}): {detail}")
+    return exc
+
+
+def _transient(exc: BaseException) -> bool:
+    return not isinstance(exc, FatalDatabaseError)
+
+
+def _rows(cursor: Any) -> list[dict[str, Any]]:
+    if cursor.description is None:
+        return []
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+class Tx:
+    """A cursor inside one transaction, with dict rows."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+        self.cursor = conn.cursor()
+
+    def execute(self, sql: str, params: Sequence[Any] | None = None) -> int:
+        self.cursor.execute(sql, params or ())
+        return self.cursor.rowcount
+
+    def all(self, sql: str, params: Sequence[Any] | None = None) -> list[dict[str, Any]]:
+        self.cursor.execute(sql, params or ())
+        return _rows(self.cursor)
+
+    def one(self, sql: str, params: Sequence[Any] | None = None) -> dict[str, Any] | None:
+        rows = self.all(sql, params)
+        return rows[0] if rows else None
+
+    def scalar(self, sql: str, params: Sequence[Any] | None = None) -> Any:
+        self.cursor.execute(sql, params or ())
+        row = self.cursor.fetchone()
+        return row[0] if row else None
+
+
+class Database:
+    def __init__(self, settings: DatabaseSection, application_name: str = "netra",
+                 connect_budget_s: float = 10.0) -> None:
+        self.settings = settings
+        self.connector = Connector(settings, application_name)
+        self.size = settings.db_pool_size
+        self.connect_budget_s = connect_budget_s
+        self.breaker = CircuitBreaker("database", failure_threshold=3, recovery_s=5.0)
+        self._idle: queue.LifoQueue[tuple[Any, float]] = queue.LifoQueue()
+        self._slots = threading.BoundedSemaphore(self.size)
+        self.connections_opened = 0
+        self._count_lock = threading.Lock()
+
+    # -- connecting ----------------------------------------------------------------------------------
+    def _open_once(self) -> Any:
+        if not self.breaker.allow():
+            raise DatabaseUnavailable("database circuit breaker is open after repeated failures",
+                                      retry_after=max(1, round(self.breaker.retry_after())))
+        try:
+            conn = self.connector.connect()
+        except Exception as exc:
+            final = classify(exc)
+            self.breaker.record_failure()
+            if final is not exc:
+                raise final from None
+            raise
+        conn.autocommit = False
+        self.breaker.record_success()
+        with self._count_lock:
+            self.connections_opened += 1
+        return conn
+
+    def open(self, budget_s: float | None = None) -> Any:
+        """Open a new connection, retrying transient failures with jittered backoff within a budget."""
+        budget = self.connect_budget_s if budget_s is None else budget_s
+        try:
+            for attempt in Retrying(stop=stop_after_delay(budget),
+                                    wait=wait_random_exponential(multiplier=0.2, max=2.0),
+                                    retry=retry_if_exception(_transient), reraise=True):
+                with attempt:
+                    return self._open_once()
+        except (FatalDatabaseError, DatabaseUnavailable):
+            raise
+        except Exception as exc:
+            if sqlstate(exc) == MISSING_DATABASE:
+                raise DatabaseUnavailable(
+                    f"database {self.connector.database_name!r} does not exist yet: run the migration job "
+                    "(python -m shared.db.migrate)") from None
+            raise DatabaseUnavailable(f"database unreachable: {type(exc).__name__}: {exc}") from None
+        raise AssertionError("unreachable")
+
+    # -- pool ----------------------------------------------------------------------------------------
+    @contextmanager
+    def connection(self, wait_s: float = 10.0) -> Iterator[Any]:
+        if not self._slots.acquire(timeout=wait_s):
+            raise DatabaseUnavailable(f"all {self.size} database connections are busy", retry_after=1)
+        conn = None
+        try:
+            try:
+                conn, idle_since = self._idle.get_nowait()
+                if time.monotonic() - idle_since > 300:
+                    self._discard(conn)
+                    conn = self.open()
+            except queue.Empty:
+                conn = self.open()
+            yield conn
+        except BaseException:
+            if conn is not None:
+                self._discard(conn)
+                conn = None
+            raise
+        finally:
+            if conn is not None:
+                self._idle.put((conn, time.monotonic()))
+            self._slots.release()
+
+    def _discard(self, conn: Any) -> None:
+        try:
+            conn.close()
+        except Exception:  # noqa: S110 - a broken connection may fail to close; it is dropped either way
+            pass
+
+    @contextmanager
+    def transaction(self) -> Iterator[Tx]:
+        with self.connection() as conn:
+            tx = Tx(conn)
+            try:
+                yield tx
+                conn.commit()
+            except BaseException:
+                try:
+                    conn.rollback()
+                except Exception:  # noqa: S110 - the original error matters, not the rollback's
+                    pass
+                raise
+
+    def all(self, sql: str, params: Sequence[Any] | None = None) -> list[dict[str, Any]]:
+        with self.transaction() as tx:
+            return tx.all(sql, params)
+
+    def one(self, sql: str, params: Sequence[Any] | None = None) -> dict[str, Any] | None:
+        with self.transaction() as tx:
+            return tx.one(sql, params)
+
+    def scalar(self, sql: str, params: Sequence[Any] | None = None) -> Any:
+        with self.transaction() as tx:
+            return tx.scalar(sql, params)
+
+    def execute(self, sql: str, params: Sequence[Any] | None = None) -> int:
+        with self.transaction() as tx:
+            return tx.execute(sql, params)
+
+    def warm(self) -> None:
+        """Open one connection and put it in the pool: the startup component for the database."""
+        with self.connection() as conn:
+            cur = conn.cursor()
+            cur.execute("SELECT 1")
+            cur.fetchall()
+            conn.commit()
+
+    def close(self) -> None:
+        while True:
+            try:
+                conn, _ = self._idle.get_nowait()
+            except queue.Empty:
+                break
+            self._discard(conn)
+        self.connector.close()
+
+
+_instances: dict[int, Database] = {}
+_instances_lock = threading.Lock()
+
+
+def get_database(settings: DatabaseSection, application_name: str = "netra") -> Database:
+    """One Database per settings object for the life of the instance (scenario 2: created once)."""
+    key = id(settings)
+    with _instances_lock:
+        db = _instances.get(key)
+        if db is None:
+            db = _instances[key] = Database(settings, application_name)
+        return db

@@ -1,0 +1,50 @@
+"""Error types that cross module boundaries and become JSON error bodies."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ApiError(Exception):
+    """An error with an HTTP status, a stable machine code and a human message.
+
+    Rendered as ``{"error": {"code", "message", "details"}}``; never put secrets in any field.
+    """
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        details: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details
+        self.headers = headers or {}
+
+    def body(self) -> dict[str, Any]:
+        error: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.details is not None:
+            error["details"] = self.details
+        return {"error": error}
+
+
+class ServiceUnavailable(ApiError):
+    """A dependency is starting or down: the caller should retry after ``retry_after`` seconds."""
+
+    def __init__(self, message: str, retry_after: int = 2, code: str = "service_unavailable",
+                 details: Any = None) -> None:
+        super().__init__(503, code, message, details, {"Retry-After": str(max(1, int(retry_after)))})
+        self.retry_after = retry_after
+
+
+def not_found(what: str) -> ApiError:
+    return ApiError(404, "not_found", f"{what} not found")
+
+
+def unauthorized(message: str = "missing or invalid bearer token", code: str = "unauthorized") -> ApiError:
+    return ApiError(401, code, message, headers={"WWW-Authenticate": "Bearer"})

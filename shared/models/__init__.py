@@ -1,0 +1,1 @@
+"""Models of every message that crosses a process boundary (Pub/Sub, Firestore, WebSocket)."""

@@ -1,0 +1,421 @@
+"""The startup manager every service starts through.
+
+Components have a priority and dependencies (a graph, checked at registration). Each component starts
+on its own thread as soon as its dependencies are up, so independent ones start in parallel. Failed
+attempts are retried with exponential backoff and full jitter, each attempt is bounded by a timeout, and
+a circuit breaker per component stops hammering a dependency that keeps failing. Only CRITICAL
+components gate readiness; others failing leave the service ready but degraded.
+
+Requests call :meth:`StartupManager.require` to wait (bounded) for what they need; a dependency that is
+not up in time becomes a 503 with ``Retry-After`` instead of a 500 or a crash loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import IntEnum, StrEnum
+from typing import Any
+
+from shared.errors import ServiceUnavailable
+
+log = logging.getLogger("startup")
+
+
+class Priority(IntEnum):
+    CRITICAL = 0
+    HIGH = 1
+    MEDIUM = 2
+    LOW = 3
+
+
+class Status(StrEnum):
+    PENDING = "pending"
+    STARTING = "starting"
+    RETRYING = "retrying"
+    UP = "up"
+    FAILED = "failed"  # gave up: a fatal error or max attempts reached
+
+
+class StartupGraphError(ValueError):
+    """Unknown dependency or a cycle, found at registration."""
+
+
+class FatalStartupError(Exception):
+    """Raise from a start function when retrying cannot help (wrong credentials, missing permission)."""
+
+
+@dataclass
+class RetryPolicy:
+    initial_s: float = 1.0
+    max_s: float = 30.0
+    multiplier: float = 2.0
+    max_attempts: int | None = None  # None: keep trying (with backoff) for the life of the instance
+
+    def delay(self, attempt: int) -> float:
+        """Full jitter (AWS architecture blog): spreads many instances retrying one database."""
+        ceiling = min(self.max_s, self.initial_s * self.multiplier ** max(0, attempt - 1))
+        return random.uniform(min(self.initial_s, ceiling) / 2, ceiling)
+
+
+class BreakerState(StrEnum):
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+
+
+class CircuitBreaker:
+    """Opens after ``failure_threshold`` consecutive failures; after ``recovery_s`` lets one trial through."""
+
+    def __init__(self, name: str, failure_threshold: int = 3, recovery_s: float = 30.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.name = name
+        self.failure_threshold = failure_threshold
+        self.recovery_s = recovery_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._failures = 0
+        self._opened_at: float | None = None
+        self._trial_in_flight = False
+
+    @property
+    def state(self) -> BreakerState:
+        with self._lock:
+            return self._state()
+
+    def _state(self) -> BreakerState:
+        if self._opened_at is None:
+            return BreakerState.CLOSED
+        if self._clock() - self._opened_at >= self.recovery_s:
+            return BreakerState.HALF_OPEN
+        return BreakerState.OPEN
+
+    def allow(self) -> bool:
+        with self._lock:
+            state = self._state()
+            if state is BreakerState.CLOSED:
+                return True
+            if state is BreakerState.HALF_OPEN and not self._trial_in_flight:
+                self._trial_in_flight = True
+                return True
+            return False
+
+    def retry_after(self) -> float:
+        with self._lock:
+            if self._opened_at is None:
+                return 0.0
+            return max(0.0, self.recovery_s - (self._clock() - self._opened_at))
+
+    def record_success(self) -> None:
+        with self._lock:
+            self._failures = 0
+            self._opened_at = None
+            self._trial_in_flight = False
+
+    def record_failure(self) -> None:
+        with self._lock:
+            self._failures += 1
+            if self._trial_in_flight or self._failures >= self.failure_threshold:
+                self._opened_at = self._clock()
+            self._trial_in_flight = False
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return {"state": self._state().value, "consecutive_failures": self._failures}
+
+
+@dataclass
+class Component:
+    name: str
+    start: Callable[[], Any]
+    priority: Priority = Priority.CRITICAL
+    depends_on: tuple[str, ...] = ()
+    timeout_s: float = 30.0
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    breaker_threshold: int = 3
+    breaker_recovery_s: float = 30.0
+
+
+@dataclass
+class _State:
+    component: Component
+    breaker: CircuitBreaker
+    status: Status = Status.PENDING
+    attempts: int = 0
+    last_error: str | None = None
+    started_at: float | None = None
+    up_at: float | None = None
+    duration_ms: float | None = None
+    resource: Any = None
+    up_event: threading.Event = field(default_factory=threading.Event)
+    done_event: threading.Event = field(default_factory=threading.Event)  # up or failed for good
+
+
+class StartupManager:
+    def __init__(self, service: str, clock: Callable[[], float] = time.monotonic) -> None:
+        self.service = service
+        self._clock = clock
+        self._states: dict[str, _State] = {}
+        self._lock = threading.Lock()
+        self._created = clock()
+        self._started = False
+        self._stop = threading.Event()
+        self._complete_logged = False
+
+    # -- registration -------------------------------------------------------------------------------
+    def register(self, component: Component) -> None:
+        if self._started:
+            raise StartupGraphError(f"cannot register {component.name!r} after start()")
+        if component.name in self._states:
+            raise StartupGraphError(f"component {component.name!r} registered twice")
+        missing = [d for d in component.depends_on if d not in self._states]
+        if missing:
+            raise StartupGraphError(
+                f"component {component.name!r} depends on unknown component(s): {', '.join(missing)}"
+            )
+        self._states[component.name] = _State(
+            component, CircuitBreaker(component.name, component.breaker_threshold, component.breaker_recovery_s)
+        )
+
+    def add(self, name: str, start: Callable[[], Any], priority: Priority = Priority.CRITICAL,
+            depends_on: tuple[str, ...] | list[str] = (), **kwargs: Any) -> None:
+        self.register(Component(name, start, priority, tuple(depends_on), **kwargs))
+
+    @staticmethod
+    def check_graph(components: list[Component]) -> None:
+        """Reject unknown names and cycles for a batch given in any order."""
+        names = {c.name for c in components}
+        graph = {c.name: c.depends_on for c in components}
+        for c in components:
+            unknown = [d for d in c.depends_on if d not in names]
+            if unknown:
+                raise StartupGraphError(f"component {c.name!r} depends on unknown component(s): "
+                                        f"{', '.join(unknown)}")
+        visiting: list[str] = []
+        done: set[str] = set()
+
+        def visit(node: str) -> None:
+            if node in done:
+                return
+            if node in visiting:
+                cycle = visiting[visiting.index(node):] + [node]
+                raise StartupGraphError(f"dependency cycle: {' -> '.join(cycle)}")
+            visiting.append(node)
+            for dep in graph[node]:
+                visit(dep)
+            visiting.pop()
+            done.add(node)
+
+        for name in graph:
+            visit(name)
+
+    def register_all(self, components: list[Component]) -> None:
+        self.check_graph(components)
+        ordered: list[Component] = []
+        placed: set[str] = set()
+        while len(ordered) < len(components):
+            for c in components:
+                if c.name not in placed and all(d in placed for d in c.depends_on):
+                    ordered.append(c)
+                    placed.add(c.name)
+        for c in ordered:
+            self.register(c)
+
+    # -- running ------------------------------------------------------------------------------------
+    def start(self) -> StartupManager:
+        """Start every component in the background; returns at once. Idempotent."""
+        with self._lock:
+            if self._started:
+                return self
+            self._started = True
+        for state in self._states.values():
+            threading.Thread(target=self._run, args=(state,), name=f"startup-{state.component.name}",
+                             daemon=True).start()
+        return self
+
+    def start_when_serving(self) -> StartupManager:
+        """Start in the process that will serve requests.
+
+        functions-framework imports the function in gunicorn's master process and then forks the worker;
+        threads started in the master do not exist in the worker. So start right after the fork, and
+        fall back to the first request (``require``) for servers that do not fork.
+        """
+        os.register_at_fork(after_in_child=self.start)
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self, state: _State) -> None:
+        comp = state.component
+        for dep in comp.depends_on:
+            dep_state = self._states[dep]
+            while not dep_state.up_event.wait(0.2):
+                if self._stop.is_set():
+                    return
+                if dep_state.status is Status.FAILED:
+                    state.status = Status.FAILED
+                    state.last_error = f"dependency {dep!r} failed: {dep_state.last_error}"
+                    state.done_event.set()
+                    return
+        state.started_at = self._clock()
+        while not self._stop.is_set():
+            if not state.breaker.allow():
+                self._stop.wait(min(1.0, max(0.05, state.breaker.retry_after())))
+                continue
+            state.attempts += 1
+            state.status = Status.STARTING if state.attempts == 1 else Status.RETRYING
+            try:
+                resource = self._attempt(comp)
+            except FatalStartupError as exc:
+                state.breaker.record_failure()
+                state.last_error = str(exc)
+                state.status = Status.FAILED
+                state.done_event.set()
+                log.error("component failed and will not be retried",
+                          extra={"component": comp.name, "reason": str(exc)})
+                return
+            except Exception as exc:  # any start failure is retried with backoff
+                state.breaker.record_failure()
+                state.last_error = f"{type(exc).__name__}: {exc}"
+                limit = comp.retry.max_attempts
+                if limit is not None and state.attempts >= limit:
+                    state.status = Status.FAILED
+                    state.done_event.set()
+                    log.error("component gave up", extra={"component": comp.name, "attempts": state.attempts,
+                                                          "reason": state.last_error})
+                    return
+                delay = comp.retry.delay(state.attempts)
+                log.warning("component start failed, retrying",
+                            extra={"component": comp.name, "attempt": state.attempts,
+                                   "retry_in_s": round(delay, 2), "reason": state.last_error})
+                self._stop.wait(delay)
+                continue
+            state.breaker.record_success()
+            state.resource = resource
+            state.up_at = self._clock()
+            state.duration_ms = round((state.up_at - self._created) * 1000, 1)
+            state.status = Status.UP
+            state.last_error = None
+            state.up_event.set()
+            state.done_event.set()
+            log.info("component up", extra={"component": comp.name, "duration_ms": state.duration_ms,
+                                             "attempts": state.attempts})
+            self._log_complete()
+            return
+
+    def _attempt(self, comp: Component) -> Any:
+        box: dict[str, Any] = {}
+        finished = threading.Event()
+
+        def call() -> None:
+            try:
+                box["value"] = comp.start()
+            except BaseException as exc:  # handed to the caller thread
+                box["error"] = exc
+            finally:
+                finished.set()
+
+        threading.Thread(target=call, name=f"attempt-{comp.name}", daemon=True).start()
+        if not finished.wait(comp.timeout_s):
+            raise TimeoutError(f"start of {comp.name!r} took longer than {comp.timeout_s:g}s")
+        if "error" in box:
+            raise box["error"]
+        return box.get("value")
+
+    def _log_complete(self) -> None:
+        if self._complete_logged or not self.is_ready():
+            return
+        self._complete_logged = True
+        log.info("startup complete", extra={"startup_ms": round((self._clock() - self._created) * 1000, 1),
+                                            "degraded": self.is_degraded()})
+
+    # -- queries -------------------------------------------------------------------------------------
+    def resource(self, name: str) -> Any:
+        return self._states[name].resource
+
+    def is_up(self, name: str) -> bool:
+        return self._states[name].status is Status.UP
+
+    def _critical(self) -> list[_State]:
+        return [s for s in self._states.values() if s.component.priority is Priority.CRITICAL]
+
+    def is_ready(self) -> bool:
+        return all(s.status is Status.UP for s in self._critical())
+
+    def is_degraded(self) -> bool:
+        return self.is_ready() and any(s.status is not Status.UP for s in self._states.values())
+
+    def require(self, name: str, timeout_s: float = 10.0) -> Any:
+        """Wait for ``name`` up to ``timeout_s``; raise a 503 with Retry-After if it is not."""
+        state = self._states[name]
+        if not self._started:
+            self.start()
+        if state.up_event.wait(timeout_s):
+            return state.resource
+        retry_after = max(1, round(state.breaker.retry_after() or 2))
+        reason = state.last_error or f"{name} is still starting"
+        raise ServiceUnavailable(f"{name} is not available yet: {reason}", retry_after=retry_after,
+                                 code=f"{name}_unavailable")
+
+    def require_ready(self, timeout_s: float = 10.0) -> None:
+        deadline = self._clock() + timeout_s
+        for state in self._critical():
+            self.require(state.component.name, max(0.0, deadline - self._clock()))
+
+    def wait_ready(self, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        for state in self._critical():
+            if not state.up_event.wait(max(0.0, deadline - time.monotonic())):
+                return False
+        return True
+
+    def snapshot(self) -> dict[str, Any]:
+        now = self._clock()
+        components = {}
+        for name, s in self._states.items():
+            components[name] = {
+                "status": s.status.value,
+                "priority": s.component.priority.name.lower(),
+                "depends_on": list(s.component.depends_on),
+                "attempts": s.attempts,
+                "duration_ms": s.duration_ms,
+                "last_error": s.last_error,
+                "breaker": s.breaker.snapshot(),
+            }
+        if self.is_ready():
+            overall = "degraded" if self.is_degraded() else "ready"
+        elif any(s.status is Status.FAILED for s in self._critical()):
+            overall = "failed"
+        else:
+            overall = "starting"
+        return {
+            "service": self.service,
+            "status": overall,
+            "ready": self.is_ready(),
+            "degraded": self.is_degraded(),
+            "uptime_ms": round((now - self._created) * 1000, 1),
+            "components": components,
+        }
+
+    # -- health bodies (framework-neutral: status code, JSON body, headers) --------------------------
+    def health(self, kind: str) -> tuple[int, dict[str, Any], dict[str, str]]:
+        if not self._started:
+            self.start()
+        if kind == "live":
+            return 200, {"status": "alive", "service": self.service}, {}
+        snap = self.snapshot()
+        if kind == "startup":
+            return (200 if snap["ready"] else 503), snap, {}
+        # ready
+        if snap["ready"]:
+            return 200, {"status": snap["status"], "service": self.service, "degraded": snap["degraded"]}, {}
+        waiting = {n: c["last_error"] or c["status"] for n, c in snap["components"].items()
+                   if c["priority"] == "critical" and c["status"] != "up"}
+        return 503, {"status": snap["status"], "service": self.service, "waiting_for": waiting}, \
+            {"Retry-After": "2"}
