@@ -58,6 +58,22 @@ def _transient(exc: BaseException) -> bool:
                       | gexc.TooManyRequests | ConnectionError | TimeoutError)
 
 
+def _make_client() -> Any:
+    from google.cloud import secretmanager
+
+    emulator = os.environ.get("SECRET_MANAGER_EMULATOR_HOST")
+    if not emulator:
+        return secretmanager.SecretManagerServiceClient()
+    # Local and test runs only: plain gRPC to the emulator, no credentials.
+    import grpc
+    from google.cloud.secretmanager_v1.services.secret_manager_service.transports import (
+        SecretManagerServiceGrpcTransport,
+    )
+
+    return secretmanager.SecretManagerServiceClient(
+        transport=SecretManagerServiceGrpcTransport(channel=grpc.insecure_channel(emulator)))
+
+
 class RotatingSecretReader:
     """Reads ``projects/P/secrets/NAME/versions/latest`` and caches it for ``ttl_s`` seconds.
 
@@ -87,10 +103,9 @@ class RotatingSecretReader:
         if self._fetch_override is not None:
             return self._fetch_override(self.resource)
         if self._client is None:
-            from google.cloud import secretmanager
-
-            self._client = secretmanager.SecretManagerServiceClient()
-        response = self._client.access_secret_version(name=self.resource, timeout=5.0)
+            self._client = _make_client()
+        # retry=None: the client's own retry would stack on ours and blow the start-up bound.
+        response = self._client.access_secret_version(name=self.resource, timeout=5.0, retry=None)
         return response.payload.data.decode("utf-8")
 
     def get(self, force: bool = False) -> Secret:

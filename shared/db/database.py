@@ -45,6 +45,16 @@ def classify(exc: BaseException) -> BaseException:
     return exc
 
 
+def describe(exc: BaseException, database: str) -> str:
+    """A one-line, secret-free reason for logs, health bodies and 503 messages."""
+    state = sqlstate(exc)
+    if state == MISSING_DATABASE:
+        return f"database {database!r} does not exist yet: run the migration job (python -m shared.db.migrate)"
+    if state is not None:
+        return f"SQLSTATE {state}: {exc.args[0].get('M', '')}"
+    return f"{type(exc).__name__}: {exc}"[:300]
+
+
 def _transient(exc: BaseException) -> bool:
     return not isinstance(exc, FatalDatabaseError)
 
@@ -92,17 +102,20 @@ class Database:
         self._idle: queue.LifoQueue[tuple[Any, float]] = queue.LifoQueue()
         self._slots = threading.BoundedSemaphore(self.size)
         self.connections_opened = 0
+        self.last_error = "no attempt yet"
         self._count_lock = threading.Lock()
 
     # -- connecting ----------------------------------------------------------------------------------
     def _open_once(self) -> Any:
         if not self.breaker.allow():
-            raise DatabaseUnavailable("database circuit breaker is open after repeated failures",
-                                      retry_after=max(1, round(self.breaker.retry_after())))
+            raise DatabaseUnavailable(
+                f"database unreachable ({self.last_error}); circuit breaker open after repeated failures",
+                retry_after=max(1, round(self.breaker.retry_after())))
         try:
             conn = self.connector.connect()
         except Exception as exc:
             final = classify(exc)
+            self.last_error = describe(final, self.connector.database_name)
             self.breaker.record_failure()
             if final is not exc:
                 raise final from None
@@ -125,11 +138,8 @@ class Database:
         except (FatalDatabaseError, DatabaseUnavailable):
             raise
         except Exception as exc:
-            if sqlstate(exc) == MISSING_DATABASE:
-                raise DatabaseUnavailable(
-                    f"database {self.connector.database_name!r} does not exist yet: run the migration job "
-                    "(python -m shared.db.migrate)") from None
-            raise DatabaseUnavailable(f"database unreachable: {type(exc).__name__}: {exc}") from None
+            raise DatabaseUnavailable(f"database unreachable: {describe(exc, self.connector.database_name)}"
+                                      ) from None
         raise AssertionError("unreachable")
 
     # -- pool ----------------------------------------------------------------------------------------

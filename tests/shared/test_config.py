@@ -1,0 +1,95 @@
+"""Configuration is validated once, at start, and every problem is reported together."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import Field, SecretStr
+
+from shared.config import (
+    ConfigError,
+    DatabaseSection,
+    ServiceSettings,
+    TokenVerifySection,
+    dev_only_switch,
+    load_settings,
+)
+
+
+class ExampleSettings(ServiceSettings, DatabaseSection, TokenVerifySection):
+    llm_api_key: SecretStr = Field(description="API key of the LLM provider, e.g. sk-...")
+    worker_count: int = Field(description="number of workers, a whole number such as 4")
+    dev_login_enabled: bool = dev_only_switch("true to allow POST /auth/dev/login")
+    ws_allow_query_token: bool = dev_only_switch("true to accept ?token= on the WebSocket")
+
+
+def problems_of(env: dict[str, str]) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        load_settings(ExampleSettings, env)
+    return info.value.problems
+
+
+def test_scenario_24_all_missing_variables_reported_together() -> None:
+    """Scenario 24: several required variables missing -> one error listing all, with what each holds."""
+    problems = problems_of({"NETRA_ENV": "test"})
+    text = "\n".join(problems)
+    assert any(p.startswith("LLM_API_KEY:") and "API key of the LLM provider" in p for p in problems)
+    assert any(p.startswith("WORKER_COUNT:") and "whole number" in p for p in problems)
+    assert "DATABASE_URL or CLOUD_SQL_INSTANCE" in text
+    assert len(problems) == 3
+
+
+def test_scenario_25_malformed_values_name_variable_and_expected_form() -> None:
+    """Scenario 25: malformed URL, number, key -> the error names the variable and the expected form."""
+    secret_pw = "hunter2-very-secret"
+    problems = problems_of({
+        "NETRA_ENV": "test", "LLM_API_KEY": "k", "WORKER_COUNT": "four",
+        "DATABASE_URL": f"mysql://u:{secret_pw}@h/db", "AUTH_JWKS_URL": "not a url",
+        "DB_POOL_SIZE": "1000", "CLOUD_SQL_INSTANCE": "just-a-name",
+    })
+    by_var = {p.split(":", 1)[0]: p for p in problems}
+    assert "whole number" in by_var["WORKER_COUNT"]
+    assert "postgresql://user:password@host:port/dbname" in by_var["DATABASE_URL"]
+    assert "http(s) URL" in by_var["AUTH_JWKS_URL"]
+    assert "1-100" in by_var["DB_POOL_SIZE"]
+    assert "project:region:instance" in by_var["CLOUD_SQL_INSTANCE"]
+    assert secret_pw not in "\n".join(problems), "a malformed secret value must never be echoed"
+
+
+def test_scenario_27_dev_only_switches_refused_in_staging_and_production() -> None:
+    """Scenario 27: dev login or tokens in query strings on in staging/production -> start-up refuses."""
+    base = {"LLM_API_KEY": "k", "WORKER_COUNT": "2", "DATABASE_URL": "postgresql://u:p@h:5432/d",
+            "ALLOWED_ORIGINS": "https://app.staging.example.com"}
+    for env_name in ("staging", "production"):
+        problems = problems_of({**base, "NETRA_ENV": env_name, "DEV_LOGIN_ENABLED": "true",
+                                "WS_ALLOW_QUERY_TOKEN": "1"})
+        assert any(p.startswith("DEV_LOGIN_ENABLED:") and "development-only" in p for p in problems)
+        assert any(p.startswith("WS_ALLOW_QUERY_TOKEN:") for p in problems)
+    # The same switches are fine locally, and off is fine anywhere.
+    assert load_settings(ExampleSettings, {**base, "NETRA_ENV": "development", "DEV_LOGIN_ENABLED": "true"}
+                         ).dev_login_enabled is True
+    assert load_settings(ExampleSettings, {**base, "NETRA_ENV": "production"}).dev_login_enabled is False
+
+
+def test_wildcard_origins_refused_outside_development() -> None:
+    base = {"LLM_API_KEY": "k", "WORKER_COUNT": "2", "DATABASE_URL": "postgresql://u:p@h:5432/d"}
+    problems = problems_of({**base, "NETRA_ENV": "staging", "ALLOWED_ORIGINS": "http://localhost:*"})
+    assert any(p.startswith("ALLOWED_ORIGINS:") for p in problems)
+
+
+def test_secret_values_are_masked_in_repr() -> None:
+    settings = load_settings(ExampleSettings, {"NETRA_ENV": "test", "LLM_API_KEY": "sk-live-123456",
+                                               "WORKER_COUNT": "1",
+                                               "DATABASE_URL": "postgresql://u:pw-789@h:5432/d"})
+    assert "sk-live-123456" not in repr(settings)
+    assert "pw-789" not in repr(settings)
+    assert settings.llm_api_key.get_secret_value() == "sk-live-123456"
+
+
+def test_dotenv_read_only_locally(tmp_path) -> None:
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("LLM_API_KEY=from-dotenv\nWORKER_COUNT=3\nDATABASE_URL=postgresql://u:p@h:5432/d\n")
+    local = load_settings(ExampleSettings, {"NETRA_ENV": "development", "NETRA_DOTENV": str(dotenv)})
+    assert local.worker_count == 3
+    problems = problems_of({"NETRA_ENV": "production", "NETRA_DOTENV": str(dotenv),
+                            "ALLOWED_ORIGINS": "https://app.example.com"})
+    assert any(p.startswith("WORKER_COUNT:") for p in problems), ".env must be ignored in production"

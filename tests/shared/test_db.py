@@ -1,0 +1,118 @@
+"""The database handle on a real PostgreSQL: one pool per instance, bounded, breaker, timeouts."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from emulators.postgres import PASSWORD, EmbeddedPostgres
+from shared.db import Database, DatabaseUnavailable, FatalDatabaseError, get_database
+from shared.db.migrate import MigrateSettings
+
+
+def settings_for(url: str, **extra: object) -> MigrateSettings:
+    return MigrateSettings.model_validate({"database_url": url, **extra})
+
+
+def test_scenario_2_many_first_requests_create_one_pool(shared_db_url: str) -> None:
+    """Scenario 2: many first requests together on a fresh instance -> the pool is created once."""
+    settings = settings_for(shared_db_url, db_pool_size=4)
+    barrier = threading.Barrier(32)
+
+    def first_request(_: int) -> tuple[int, int]:
+        barrier.wait()
+        db = get_database(settings)
+        return id(db), db.scalar("SELECT 1")
+
+    with ThreadPoolExecutor(32) as pool:
+        results = list(pool.map(first_request, range(32)))
+    assert len({r[0] for r in results}) == 1, "one Database (pool) for the instance"
+    assert all(r[1] == 1 for r in results)
+    db = get_database(settings)
+    assert db.connections_opened <= 4, "never more connections than the pool size"
+    db.close()
+
+
+def test_scenario_7_wrong_credentials_fail_fast_with_clear_cause(pg_server: EmbeddedPostgres) -> None:
+    """Scenario 7: wrong credentials -> a clear error naming the cause; no endless retry loop."""
+    url = pg_server.url_for("postgres", password="not-the-password")
+    db = Database(settings_for(url), connect_budget_s=20)
+    started = time.monotonic()
+    with pytest.raises(FatalDatabaseError) as info:
+        db.open()
+    assert time.monotonic() - started < 5, "a final error must not be retried for the whole budget"
+    assert "wrong database password" in str(info.value) and "28P01" in str(info.value)
+    assert PASSWORD not in str(info.value) and "not-the-password" not in str(info.value)
+
+
+def test_scenario_8_stalled_statement_is_ended_by_statement_timeout(shared_db_url: str) -> None:
+    """Scenario 8: a stalled statement is ended by the statement timeout; the request fails cleanly."""
+    db = Database(settings_for(shared_db_url, db_statement_timeout_ms=300))
+    started = time.monotonic()
+    with pytest.raises(Exception, match="statement timeout"):
+        db.scalar("SELECT pg_sleep(5)")
+    assert time.monotonic() - started < 4
+    assert db.scalar("SELECT 2") == 2, "the pool recovers: the broken connection was discarded"
+    db.close()
+
+
+def test_scenario_8_stalled_connect_is_ended_by_connect_timeout() -> None:
+    """Scenario 8: a server that accepts TCP but never answers: the connect timeout ends it."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(50)
+    port = listener.getsockname()[1]
+    db = Database(settings_for(f"postgresql://u:p@127.0.0.1:{port}/x", db_connect_timeout_s=0.5),
+                  connect_budget_s=1.5)
+    started = time.monotonic()
+    with pytest.raises(DatabaseUnavailable) as info:
+        db.open()
+    assert time.monotonic() - started < 6
+    assert info.value.status == 503 and "Retry-After" in info.value.headers
+    listener.close()
+
+
+def test_scenario_5_database_down_is_not_flooded() -> None:
+    """Scenario 5: the database is down while many requests start: backoff with jitter, a bounded pool,
+    and a breaker that opens, so the database sees few connection attempts; every caller gets a 503."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(200)
+    port = listener.getsockname()[1]
+    accepted = {"n": 0}
+    stop = threading.Event()
+
+    def refuse() -> None:
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            accepted["n"] += 1
+            conn.close()  # a server that drops every connection
+
+    threading.Thread(target=refuse, daemon=True).start()
+    db = Database(settings_for(f"postgresql://u:p@127.0.0.1:{port}/x", db_pool_size=3), connect_budget_s=2)
+    outcomes: list[str] = []
+
+    def request(_: int) -> None:
+        try:
+            db.scalar("SELECT 1")
+            outcomes.append("ok")
+        except DatabaseUnavailable as exc:
+            outcomes.append(str(exc.status))
+        except Exception as exc:  # anything else would be a 500
+            outcomes.append(type(exc).__name__)
+
+    with ThreadPoolExecutor(40) as pool:
+        list(pool.map(request, range(40)))
+    stop.set()
+    listener.close()
+    assert outcomes == ["503"] * 40, outcomes
+    assert accepted["n"] <= 12, f"{accepted['n']} connection attempts for 40 requests: the breaker did not hold"
+    assert db.breaker.snapshot()["state"] in ("open", "half_open")

@@ -1,0 +1,209 @@
+"""The startup manager: ordering, parallelism, retries, breakers, degraded mode, health bodies."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from shared.errors import ServiceUnavailable
+from shared.startup import (
+    BreakerState,
+    CircuitBreaker,
+    Component,
+    FatalStartupError,
+    Priority,
+    RetryPolicy,
+    StartupGraphError,
+    StartupManager,
+)
+
+FAST = RetryPolicy(initial_s=0.01, max_s=0.05)
+
+
+def test_dependencies_start_in_order() -> None:
+    order: list[str] = []
+    lock = threading.Lock()
+
+    def step(name: str):
+        def start() -> str:
+            time.sleep(0.02)
+            with lock:
+                order.append(name)
+            return name
+        return start
+
+    manager = StartupManager("t")
+    manager.register_all([
+        Component("schema", step("schema"), depends_on=("database",), retry=FAST),
+        Component("database", step("database"), retry=FAST),
+        Component("cache", step("cache"), depends_on=("schema", "database"), retry=FAST),
+    ])
+    manager.start()
+    assert manager.wait_ready(5)
+    assert order == ["database", "schema", "cache"]
+    assert manager.resource("cache") == "cache"
+
+
+def test_independent_components_start_in_parallel() -> None:
+    """Proven by overlap: each start waits at a barrier that only opens when both are running."""
+    barrier = threading.Barrier(2, timeout=3)
+
+    def meet() -> bool:
+        barrier.wait()
+        return True
+
+    manager = StartupManager("t")
+    manager.add("a", meet, retry=RetryPolicy(max_attempts=1))
+    manager.add("b", meet, retry=RetryPolicy(max_attempts=1))
+    manager.start()
+    assert manager.wait_ready(5), manager.snapshot()
+    assert manager.snapshot()["components"]["a"]["attempts"] == 1
+
+
+def test_critical_component_ready_after_retries() -> None:
+    calls = {"n": 0}
+
+    def flaky() -> str:
+        calls["n"] += 1
+        if calls["n"] <= 3:
+            raise ConnectionError(f"refused #{calls['n']}")
+        return "ok"
+
+    manager = StartupManager("t")
+    manager.add("database", flaky, retry=FAST, breaker_threshold=10)
+    manager.start()
+    assert manager.wait_ready(5)
+    snap = manager.snapshot()["components"]["database"]
+    assert snap["attempts"] == 4 and snap["status"] == "up" and snap["last_error"] is None
+
+
+def test_scenario_10_never_succeeding_critical_component_is_not_ready_without_crash() -> None:
+    """Scenario 10: /health/ready is false until every critical component is up; /health/live stays true."""
+    manager = StartupManager("t")
+    manager.add("database", lambda: (_ for _ in ()).throw(ConnectionRefusedError("db down")), retry=FAST,
+                breaker_threshold=100)
+    manager.start()
+    time.sleep(0.3)
+    status, body, headers = manager.health("ready")
+    assert status == 503 and headers["Retry-After"]
+    assert "db down" in body["waiting_for"]["database"]
+    assert manager.health("live")[0] == 200
+    snap = manager.snapshot()
+    assert snap["status"] == "starting" and snap["components"]["database"]["attempts"] > 2
+    with pytest.raises(ServiceUnavailable) as info:
+        manager.require("database", timeout_s=0.1)
+    assert info.value.status == 503 and int(info.value.headers["Retry-After"]) >= 1
+    manager.stop()
+
+
+def test_scenario_13_optional_component_down_means_degraded_but_ready() -> None:
+    """Scenario 13: an optional dependency down -> ready, degraded, and said so in /health/startup."""
+    manager = StartupManager("t")
+    manager.add("database", lambda: "db", retry=FAST)
+    manager.add("replay_store", lambda: (_ for _ in ()).throw(OSError("firestore down")),
+                priority=Priority.MEDIUM, retry=RetryPolicy(initial_s=0.01, max_s=0.02, max_attempts=3))
+    manager.start()
+    assert manager.wait_ready(5)
+    deadline = time.monotonic() + 5
+    while manager.snapshot()["components"]["replay_store"]["status"] != "failed" and time.monotonic() < deadline:
+        time.sleep(0.02)
+    status, body, _ = manager.health("startup")
+    assert status == 200 and body["status"] == "degraded" and body["degraded"] is True
+    assert "firestore down" in body["components"]["replay_store"]["last_error"]
+    assert manager.health("ready")[0] == 200
+
+
+def test_fatal_error_is_not_retried() -> None:
+    calls = {"n": 0}
+
+    def wrong_password() -> None:
+        calls["n"] += 1
+        raise FatalStartupError("wrong database password (SQLSTATE 28P01)")
+
+    manager = StartupManager("t")
+    manager.add("database", wrong_password, retry=FAST)
+    manager.start()
+    time.sleep(0.3)
+    snap = manager.snapshot()
+    assert calls["n"] == 1
+    assert snap["status"] == "failed" and "28P01" in snap["components"]["database"]["last_error"]
+
+
+def test_attempt_timeout_counts_as_failure() -> None:
+    calls = {"n": 0}
+
+    def hangs_once() -> str:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            time.sleep(2)
+        return "ok"
+
+    manager = StartupManager("t")
+    manager.add("peer", hangs_once, timeout_s=0.2, retry=FAST)
+    manager.start()
+    assert manager.wait_ready(5)
+    assert manager.snapshot()["components"]["peer"]["attempts"] == 2
+
+
+def test_cycles_and_unknown_names_rejected_at_registration() -> None:
+    manager = StartupManager("t")
+    with pytest.raises(StartupGraphError, match="a -> b -> a"):
+        manager.register_all([Component("a", lambda: 1, depends_on=("b",)),
+                              Component("b", lambda: 1, depends_on=("a",))])
+    with pytest.raises(StartupGraphError, match="unknown component"):
+        manager.register(Component("schema", lambda: 1, depends_on=("database",)))
+    manager.register(Component("x", lambda: 1))
+    with pytest.raises(StartupGraphError, match="twice"):
+        manager.register(Component("x", lambda: 1))
+
+
+def test_dependents_of_a_failed_component_fail_with_reason() -> None:
+    manager = StartupManager("t")
+    manager.add("database", lambda: (_ for _ in ()).throw(FatalStartupError("no permission")))
+    manager.add("schema", lambda: 1, depends_on=("database",))
+    manager.start()
+    time.sleep(0.5)
+    schema = manager.snapshot()["components"]["schema"]
+    assert schema["status"] == "failed" and "no permission" in schema["last_error"]
+
+
+def test_breaker_opens_after_three_failures_and_half_opens() -> None:
+    now = {"t": 0.0}
+    breaker = CircuitBreaker("db", failure_threshold=3, recovery_s=10, clock=lambda: now["t"])
+    for _ in range(2):
+        assert breaker.allow()
+        breaker.record_failure()
+    assert breaker.state is BreakerState.CLOSED
+    breaker.record_failure()
+    assert breaker.state is BreakerState.OPEN and not breaker.allow()
+    assert breaker.retry_after() == pytest.approx(10)
+    now["t"] = 10.5
+    assert breaker.state is BreakerState.HALF_OPEN
+    assert breaker.allow(), "one trial goes through when half open"
+    assert not breaker.allow(), "only one trial at a time"
+    breaker.record_failure()
+    assert breaker.state is BreakerState.OPEN, "a failed trial reopens the breaker"
+    now["t"] = 21
+    assert breaker.allow()
+    breaker.record_success()
+    assert breaker.state is BreakerState.CLOSED and breaker.allow()
+
+
+def test_backoff_has_jitter_and_bounds() -> None:
+    policy = RetryPolicy(initial_s=1, max_s=30)
+    delays = [policy.delay(8) for _ in range(200)]
+    assert max(delays) <= 30 and min(delays) >= 0.5
+    assert len({round(d, 3) for d in delays}) > 150, "delays must be spread (jitter)"
+    assert all(policy.delay(1) <= 1 for _ in range(50))
+
+
+def test_request_waits_for_starting_component_then_gets_it() -> None:
+    """Scenario 6 (unit level): a request made while a dependency starts waits and then succeeds."""
+    gate = threading.Event()
+    manager = StartupManager("t")
+    manager.add("database", lambda: gate.wait(5) and "db", retry=FAST)
+    manager.start()
+    threading.Timer(0.3, gate.set).start()
+    assert manager.require("database", timeout_s=5) == "db"
