@@ -1,0 +1,29 @@
+# Staging: scale to zero where a warm-up ping is cheaper, new revisions take traffic once ready, no
+# deletion protection (tear down with terraform destroy).
+module "netra" {
+  source = "../../modules/platform"
+
+  project_id        = var.project_id
+  region            = var.region
+  environment       = "staging"
+  domain            = var.domain
+  hostname_suffix   = "staging.${var.domain}"
+  sign_in_providers = var.sign_in_providers
+  oauth_client_ids  = var.oauth_client_ids
+  llm_providers     = var.llm_providers
+
+  min_instances = var.min_instances
+  max_instances = var.max_instances
+
+  db_tier              = var.db_tier
+  db_availability_type = "ZONAL"
+  db_backup_retention  = 7
+  firestore_location   = var.firestore_location
+
+  deletion_protection   = false
+  promote_automatically = true
+
+  alert_emails     = var.alert_emails
+  dns_managed_zone = var.dns_managed_zone
+  app_image        = var.app_image
+}

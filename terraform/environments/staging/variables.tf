@@ -1,0 +1,85 @@
+variable "project_id" {
+  description = "Google Cloud project of this environment."
+  type        = string
+}
+
+variable "region" {
+  description = "Region, e.g. europe-west1."
+  type        = string
+  default     = "europe-west1"
+}
+
+variable "domain" {
+  description = "Your domain; hosts are auth.staging.<domain>, api.staging.<domain>, ws.staging.<domain>, app.staging.<domain>."
+  type        = string
+}
+
+variable "sign_in_providers" {
+  description = "Sign-in providers turned on: google, github."
+  type        = list(string)
+  default     = ["google"]
+}
+
+variable "oauth_client_ids" {
+  description = "Public OAuth client id per provider."
+  type        = map(string)
+  default     = {}
+}
+
+variable "llm_providers" {
+  description = "LLM providers with an API key in Secret Manager."
+  type        = list(string)
+  default     = ["gemini"]
+}
+
+variable "firestore_location" {
+  description = "Firestore location (eur3, nam5 or a region)."
+  type        = string
+  default     = "eur3"
+}
+
+variable "db_tier" {
+  description = "Cloud SQL tier."
+  type        = string
+  default     = "db-custom-1-3840"
+}
+
+variable "min_instances" {
+  description = "Warm instances per service; 0 = scale to zero with a warm-up ping instead."
+  type = object({
+    auth         = number
+    agent_api    = number
+    agent_worker = number
+    ws_bridge    = number
+  })
+  default = { auth = 0, agent_api = 0, agent_worker = 0, ws_bridge = 1 }
+}
+
+variable "max_instances" {
+  description = "Instance caps per service."
+  type = object({
+    auth         = number
+    agent_api    = number
+    agent_worker = number
+    ws_bridge    = number
+  })
+  default = { auth = 5, agent_api = 5, agent_worker = 5, ws_bridge = 3 }
+}
+
+variable "alert_emails" {
+  description = "Who gets alerts."
+  type        = list(string)
+  default     = []
+}
+
+variable "dns_managed_zone" {
+  description = "Cloud DNS zone to create the A records in (empty: create them at your DNS provider)."
+  type        = string
+  default     = ""
+}
+
+variable "app_image" {
+  description = "Prebuilt app image; empty builds it with Cloud Build during apply (needs gcloud)."
+  type        = string
+  default     = ""
+}

@@ -1,0 +1,9 @@
+terraform {
+  required_version = ">= 1.11"
+  required_providers {
+    google = {
+      source  = "hashicorp/google"
+      version = ">= 6.40, < 8.0"
+    }
+  }
+}

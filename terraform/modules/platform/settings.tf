@@ -1,0 +1,127 @@
+# The environment of every workload, under the names the code reads: shared/config.py sections and each
+# service's settings class (functions/<svc>/settings.py), env var = field name upper-cased. Written out in
+# full per workload, so that what a service gets can be read in one place; tests/terraform checks these
+# maps against the settings classes (every required field provided, no unknown names, secrets only as
+# Secret Manager references, and the result validates with NETRA_ENV=staging). Empty values are not set.
+
+locals {
+  service_env = {
+    auth = {
+      NETRA_ENV                   = var.environment
+      SERVICE_NAME                = "auth"
+      LOG_LEVEL                   = var.log_level
+      LOG_FORMAT                  = "json"
+      GOOGLE_CLOUD_PROJECT        = var.project_id
+      ALLOWED_ORIGINS             = local.urls.app
+      CLOUD_SQL_INSTANCE          = google_sql_database_instance.main.connection_name
+      DB_NAME                     = google_sql_database.netra.name
+      DB_USER                     = local.db_iam_users["auth"]
+      DB_IAM_AUTH                 = "true"
+      DB_IP_TYPE                  = "private"
+      DB_POOL_SIZE                = tostring(var.db_pool_size)
+      FIRESTORE_COLLECTION_PREFIX = var.firestore_collection_prefix
+      AUTH_ISSUER                 = local.urls.auth
+      TOKEN_AUDIENCE              = "netra-apex"
+    }
+    "agent-api" = {
+      NETRA_ENV                   = var.environment
+      SERVICE_NAME                = "agent-api"
+      LOG_LEVEL                   = var.log_level
+      LOG_FORMAT                  = "json"
+      GOOGLE_CLOUD_PROJECT        = var.project_id
+      ALLOWED_ORIGINS             = local.urls.app
+      CLOUD_SQL_INSTANCE          = google_sql_database_instance.main.connection_name
+      DB_NAME                     = google_sql_database.netra.name
+      DB_USER                     = local.db_iam_users["agent-api"]
+      DB_IAM_AUTH                 = "true"
+      DB_IP_TYPE                  = "private"
+      DB_POOL_SIZE                = tostring(var.db_pool_size)
+      FIRESTORE_COLLECTION_PREFIX = var.firestore_collection_prefix
+      AUTH_ISSUER                 = local.urls.auth
+      TOKEN_AUDIENCE              = "netra-apex"
+      AUTH_JWKS_URL               = "${local.urls.auth}/.well-known/jwks.json"
+    }
+    "agent-worker" = {
+      NETRA_ENV                   = var.environment
+      SERVICE_NAME                = "agent-worker"
+      LOG_LEVEL                   = var.log_level
+      LOG_FORMAT                  = "json"
+      GOOGLE_CLOUD_PROJECT        = var.project_id
+      ALLOWED_ORIGINS             = local.urls.app
+      CLOUD_SQL_INSTANCE          = google_sql_database_instance.main.connection_name
+      DB_NAME                     = google_sql_database.netra.name
+      DB_USER                     = local.db_iam_users["agent-worker"]
+      DB_IAM_AUTH                 = "true"
+      DB_IP_TYPE                  = "private"
+      DB_POOL_SIZE                = tostring(var.db_pool_size)
+      FIRESTORE_COLLECTION_PREFIX = var.firestore_collection_prefix
+    }
+    "ws-bridge" = {
+      NETRA_ENV                   = var.environment
+      SERVICE_NAME                = "ws-bridge"
+      LOG_LEVEL                   = var.log_level
+      LOG_FORMAT                  = "json"
+      GOOGLE_CLOUD_PROJECT        = var.project_id
+      ALLOWED_ORIGINS             = local.urls.app
+      CLOUD_SQL_INSTANCE          = google_sql_database_instance.main.connection_name
+      DB_NAME                     = google_sql_database.netra.name
+      DB_USER                     = local.db_iam_users["ws-bridge"]
+      DB_IAM_AUTH                 = "true"
+      DB_IP_TYPE                  = "private"
+      DB_POOL_SIZE                = tostring(var.db_pool_size)
+      FIRESTORE_COLLECTION_PREFIX = var.firestore_collection_prefix
+      AUTH_ISSUER                 = local.urls.auth
+      TOKEN_AUDIENCE              = "netra-apex"
+      AUTH_JWKS_URL               = "${local.urls.auth}/.well-known/jwks.json"
+    }
+    migrate = {
+      NETRA_ENV            = var.environment
+      SERVICE_NAME         = "migrate"
+      LOG_LEVEL            = var.log_level
+      LOG_FORMAT           = "json"
+      GOOGLE_CLOUD_PROJECT = var.project_id
+      ALLOWED_ORIGINS      = local.urls.app
+      CLOUD_SQL_INSTANCE   = google_sql_database_instance.main.connection_name
+      DB_NAME              = google_sql_database.netra.name
+      DB_USER              = local.db_migrate_user
+      DB_IAM_AUTH          = "false"
+      DB_IP_TYPE           = "private"
+      DB_APP_ROLES         = join(",", values(local.db_iam_users))
+    }
+    rollup = {
+      NETRA_ENV            = var.environment
+      SERVICE_NAME         = "rollup"
+      LOG_LEVEL            = var.log_level
+      LOG_FORMAT           = "json"
+      GOOGLE_CLOUD_PROJECT = var.project_id
+      ALLOWED_ORIGINS      = local.urls.app
+      CLOUD_SQL_INSTANCE   = google_sql_database_instance.main.connection_name
+      DB_NAME              = google_sql_database.netra.name
+      DB_USER              = local.db_iam_users["rollup"]
+      DB_IAM_AUTH          = "true"
+      DB_IP_TYPE           = "private"
+      DB_POOL_SIZE         = "2"
+    }
+  }
+
+  # Environment variable => key in local.secrets. Injected from the secret's latest version by the platform;
+  # the workload's service account gets secretAccessor on exactly these secrets.
+  secret_env = {
+    auth = {
+      AUTH_SIGNING_KEYS    = "auth-signing-keys"
+      GOOGLE_CLIENT_SECRET = "google-oauth-client-secret"
+      GITHUB_CLIENT_SECRET = "github-oauth-client-secret"
+    }
+    "agent-api" = {}
+    "agent-worker" = {
+      GEMINI_API_KEY    = "gemini-api-key"
+      OPENAI_API_KEY    = "openai-api-key"
+      ANTHROPIC_API_KEY = "anthropic-api-key"
+    }
+    "ws-bridge" = {}
+    migrate = {
+      DB_PASSWORD = "db-migrator-password"
+    }
+    rollup = {}
+  }
+}

@@ -1,0 +1,18 @@
+terraform {
+  # Write-only arguments (password_wo, secret_data_wo) need 1.11: the database password never enters state.
+  required_version = ">= 1.11"
+  required_providers {
+    google = {
+      source  = "hashicorp/google"
+      version = ">= 6.40, < 8.0"
+    }
+    random = {
+      source  = "hashicorp/random"
+      version = ">= 3.7"
+    }
+    archive = {
+      source  = "hashicorp/archive"
+      version = "~> 2.7"
+    }
+  }
+}

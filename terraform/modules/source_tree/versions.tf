@@ -1,0 +1,4 @@
+terraform {
+  # No provider: this module only reads files, so it can be evaluated offline (tests/terraform does).
+  required_version = ">= 1.11"
+}

@@ -1,0 +1,81 @@
+"""Scenario 4, steady load after warm-up: one warm instance per target under closed-loop load, so the cold
+figures of scenarios 1 and 2 have a warm reference measured in the same run."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from tests.loadtest.client import call, new_client
+from tests.loadtest.context import RunContext, ticking
+from tests.loadtest.instances import Instance, stop_all_async
+from tests.loadtest.model import Sample, ScenarioResult
+from tests.loadtest.stats import failure_rows, latency_summary
+from tests.loadtest.targets import Target
+
+
+async def closed_loop(ctx: RunContext, target: Target, base_url: str, seconds: float, epoch: float,
+                      counts: dict[str, int]) -> list[Sample]:
+    """``steady_concurrency`` clients, each sending the next request of the mix as soon as one answers."""
+    specs = target.mix(ctx.mix)
+    end = time.monotonic() + seconds
+    samples: list[Sample] = []
+
+    async def worker(n: int, client: Any) -> None:
+        i = n
+        while time.monotonic() < end:
+            sample = await call(client, base_url, specs[i % len(specs)], target=target.name, instance=0,
+                                epoch=epoch, give_up_at=end + ctx.sizes.give_up_s)
+            samples.append(sample)
+            counts["answered"] += 1
+            counts["failed"] += 0 if sample.ok else 1
+            i += 1
+
+    async with new_client(ctx.sizes.steady_concurrency) as client:
+        await asyncio.gather(*(worker(n, client) for n in range(ctx.sizes.steady_concurrency)))
+    return samples
+
+
+async def measure(ctx: RunContext, target: Target) -> tuple[dict[str, Any], list[Sample], str | None]:
+    epoch = time.monotonic()
+    inst = Instance(target, 0, ctx.env, epoch, ctx.log_file(f"s4-{target.name}"))
+    inst.spawn()
+    counts = {"answered": 0, "failed": 0}
+    try:
+        if not await inst.wait_port(60):
+            return {}, [], inst.record.error
+        line = lambda: f"steady: {target.name}: {counts['answered']} answered, {counts['failed']} failed"  # noqa: E731
+        async with ticking(ctx.progress, line):
+            await closed_loop(ctx, target, inst.url, ctx.sizes.warmup_s, epoch, {"answered": 0, "failed": 0})
+            measured_from = time.monotonic()
+            samples = await closed_loop(ctx, target, inst.url, ctx.sizes.steady_s, measured_from, counts)
+        elapsed = time.monotonic() - measured_from
+    finally:
+        await stop_all_async([inst])
+    summary = {"target": target.name, **latency_summary(samples),
+               "throughput_rps": round(sum(1 for s in samples if s.ok) / elapsed, 1)}
+    return summary, samples, None
+
+
+async def run(ctx: RunContext) -> ScenarioResult:
+    from tests.loadtest import first_event
+
+    result = ScenarioResult(4, "Steady load after warm-up")
+    rows, samples_all = [], []
+    for target in ctx.http_targets:
+        row, samples, error = await measure(ctx, target)
+        if error:
+            result.failures.append({"target": target.name, "request": "instance", "cause": error, "count": 1})
+            continue
+        rows.append(row)
+        samples_all += samples
+        ctx.progress.step(f"steady: {target.name}: p50 {row['p50_ms']} ms, p99 {row['p99_ms']} ms, "
+                          f"{row['throughput_rps']} req/s, {row['failed']} failed")
+    result.summary = {"rows": rows, "concurrency": ctx.sizes.steady_concurrency, "warmup_s": ctx.sizes.warmup_s,
+                      "steady_s": ctx.sizes.steady_s}
+    result.failures += failure_rows(samples_all)
+    result.raw = {"samples": [s.to_json() for s in samples_all]}
+    result.summary["first_event"] = await first_event.measure(ctx)
+    result.status = "failures" if result.failures else "ok"
+    return result
