@@ -9,4 +9,5 @@ os.environ.setdefault("NETRA_DOTENV", "/nonexistent/.env")
 pytest_plugins = [
     "tests.fixtures.postgres",
     "tests.fixtures.processes",
+    "tests.fixtures.firestore",
 ]
