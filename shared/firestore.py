@@ -58,8 +58,9 @@ def _check_emulator_host() -> None:
         return
     match = _HOST_PORT.match(host.strip())
     if not match or not 0 < int(match.group(2)) <= 65535:
-        raise FirestoreSetupError("invalid_emulator_host",
-                                  f"FIRESTORE_EMULATOR_HOST must be host:port (e.g. 127.0.0.1:8080), got {host!r}")
+        raise FirestoreSetupError(
+            "invalid_emulator_host", f"FIRESTORE_EMULATOR_HOST must be host:port (e.g. 127.0.0.1:8080), got {host!r}"
+        )
 
 
 def get_client() -> Client:
@@ -98,8 +99,7 @@ def reset_client() -> None:
 
 def ttl_expiry(seconds: float) -> datetime:
     """The ``expires_at`` value (timezone-aware UTC) for a document that should live ``seconds`` from now."""
-    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not math.isfinite(seconds) \
-            or seconds <= 0:
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not math.isfinite(seconds) or seconds <= 0:
         raise FirestoreSetupError("invalid_ttl", f"TTL must be a positive number of seconds, got {seconds!r}")
     return datetime.now(UTC) + timedelta(seconds=seconds)
 
@@ -107,10 +107,12 @@ def ttl_expiry(seconds: float) -> datetime:
 def collection_name(name: str) -> str:
     """``name`` with ``FIRESTORE_COLLECTION_PREFIX`` prepended."""
     if not isinstance(name, str) or not name or "/" in name or (name.startswith("__") and name.endswith("__")):
-        raise FirestoreSetupError("invalid_collection_name",
-                                  f"collection name must be non-empty, without '/', not __reserved__; got {name!r}")
+        raise FirestoreSetupError(
+            "invalid_collection_name", f"collection name must be non-empty, without '/', not __reserved__; got {name!r}"
+        )
     prefix = os.environ.get("FIRESTORE_COLLECTION_PREFIX", "")
     if "/" in prefix:
-        raise FirestoreSetupError("invalid_collection_prefix",
-                                  f"FIRESTORE_COLLECTION_PREFIX must not contain '/', got {prefix!r}")
+        raise FirestoreSetupError(
+            "invalid_collection_prefix", f"FIRESTORE_COLLECTION_PREFIX must not contain '/', got {prefix!r}"
+        )
     return f"{prefix}{name}"

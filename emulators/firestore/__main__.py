@@ -27,8 +27,7 @@ def _port(raw: str) -> int:
     try:
         value = int(raw)
     except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"port must be an integer 0..65535 (0 = any free port), got {raw!r}") from None
+        raise argparse.ArgumentTypeError(f"port must be an integer 0..65535 (0 = any free port), got {raw!r}") from None
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"port must be an integer 0..65535 (0 = any free port), got {value}")
     return value
@@ -46,8 +45,18 @@ def main(argv: list[str] | None = None) -> int:
     emulator: FirestoreEmulator | None = None
     try:
         emulator = start_firestore(args.host, args.port)
-        print(json.dumps({"ready": True, "host": args.host, "port": emulator.port, "kind": emulator.kind,
-                          "startup_s": round(emulator.startup_s, 3)}), flush=True)
+        print(
+            json.dumps(
+                {
+                    "ready": True,
+                    "host": args.host,
+                    "port": emulator.port,
+                    "kind": emulator.kind,
+                    "startup_s": round(emulator.startup_s, 3),
+                }
+            ),
+            flush=True,
+        )
         while emulator.alive():
             time.sleep(0.5)
         print(f"firestore emulator exited with {emulator.process.returncode}", file=sys.stderr, flush=True)

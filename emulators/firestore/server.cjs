@@ -415,7 +415,8 @@ function startServer(host, port, onListening) {
   }
 
   function recordRead(txn, path) {
-    if (!txn.reads.has(path)) txn.reads.set(path, versionOf(path));
+    // Read-only transactions never abort: they take no locks and nothing is checked at commit.
+    if (!txn.readOnly && !txn.reads.has(path)) txn.reads.set(path, versionOf(path));
   }
 
   setInterval(() => {
@@ -801,7 +802,7 @@ function startServer(host, port, onListening) {
       const doc = state.getDocument(path);
       const readTime = timestampFromDate(new Date());
       call.write(v1.BatchGetDocumentsResponse.fromObject(doc.metadata.hasExist
-        ? { found: documentObject(doc), read_time: readTime }
+        ? { found: documentObject(doc, request.has_mask ? request.mask.field_paths : null), read_time: readTime }
         : { missing: path, read_time: readTime }));
     }
   });

@@ -50,8 +50,14 @@ class LLMResult:
 
 class LLM(Protocol):
     def complete(self, messages: list[LLMMessage], *, purpose: str = "",
-                 on_token: Callable[[str], None] | None = None, max_tokens: int | None = None) -> LLMResult:
-        """One call through the provider chain (fallbacks, breaker); records a cost-ledger row."""
+                 on_token: Callable[[str], None] | None = None, max_tokens: int | None = None,
+                 on_restart: Callable[[], None] | None = None) -> LLMResult:
+        """One call through the provider chain (fallbacks, breaker); records a cost-ledger row.
+
+        ``on_token`` receives the text as it streams; ``on_restart`` is called when a stream failed part-way
+        and the call starts over on a retry or the next model (drop what ``on_token`` received so far).
+        Raises ``functions.agent.llm.chain.LLMUnavailable`` when every model failed (the run then fails
+        with ``agent_error`` unless the pipeline handles it)."""
         ...
 
 
@@ -86,3 +92,48 @@ class RunContext(Protocol):
 
 
 Pipeline = Callable[[RunContext], FinalAnswer]
+
+
+class PartialResultStream:
+    """Streams an LLM answer to the client as ``partial_result`` events without one event per token.
+
+    Pass ``on_token`` and ``on_restart`` to ``ctx.llm.complete``; call :meth:`flush` after it returns. Text is
+    sent at most every ``min_interval_s`` (and always on flush). ``on_restart`` is called by the platform when a
+    stream failed part-way and the call starts over (retry or fallback model): the next event carries
+    ``reset: true`` so clients drop the text received so far for this stream.
+    """
+
+    def __init__(self, ctx: RunContext, agent_name: str, stream_id: str, min_interval_s: float = 0.05) -> None:
+        import time
+
+        self._clock = time.monotonic
+        self.ctx = ctx
+        self.agent_name = agent_name
+        self.stream_id = stream_id
+        self.min_interval_s = min_interval_s
+        self._buffer: list[str] = []
+        self._last = 0.0
+        self._reset = False
+        self.text = ""
+
+    def on_token(self, text: str) -> None:
+        self._buffer.append(text)
+        self.text += text
+        if self._clock() - self._last >= self.min_interval_s:
+            self.flush()
+
+    def on_restart(self) -> None:
+        self._buffer.clear()
+        self.text = ""
+        self._reset = True
+
+    def flush(self) -> None:
+        if not self._buffer and not self._reset:
+            return
+        data: dict[str, Any] = {"stream_id": self.stream_id, "delta": "".join(self._buffer)}
+        if self._reset:
+            data["reset"] = True
+        self._buffer.clear()
+        self._reset = False
+        self._last = self._clock()
+        self.ctx.emit("partial_result", self.agent_name, data)

@@ -11,14 +11,12 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from google.api_core.exceptions import Aborted, AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from google.api_core.exceptions import AlreadyExists, FailedPrecondition, NotFound
 from google.cloud import firestore
 from google.cloud.firestore import Client
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from shared.firestore import TTL_FIELD, collection_name, ttl_expiry
-
-pytest_plugins = ["tests.fixtures.firestore"]
 
 
 def col(client: Client, name: str) -> firestore.CollectionReference:
@@ -82,6 +80,8 @@ def test_batch_get_returns_found_and_missing(firestore_client: Client) -> None:
     snaps = {s.id: s for s in firestore_client.get_all([c.document("a"), c.document("b"), c.document("zz")])}
     assert snaps["a"].to_dict() == {"n": 1} and snaps["b"].to_dict() == {"n": 2}
     assert not snaps["zz"].exists
+    c.document("wide").set({"keep": 1, "drop": 2})
+    assert c.document("wide").get(field_paths=["keep"]).to_dict() == {"keep": 1}
 
 
 # -- transactions ----------------------------------------------------------------------------------------
@@ -211,23 +211,17 @@ def test_plain_write_during_a_transaction_stays_serializable(firestore_client: C
     assert (calls, final) in [([1], 100), ([1, 100], 101)]
 
 
-def test_abandoned_transaction_does_not_block_others_forever(firestore_client: Client) -> None:
-    """An instance that dies holding a transaction's lock: others get the document after the lock lease."""
-    ref = col(firestore_client, "counters").document("abandoned")
+def test_read_only_transaction_takes_no_locks(firestore_client: Client) -> None:
+    ref = col(firestore_client, "counters").document("read-only")
     ref.set({"n": 1})
-    abandoned = firestore_client.transaction()
-    abandoned._begin()
-    assert ref.get(transaction=abandoned).get("n") == 1  # takes the lock, then never commits
 
     @firestore.transactional
-    def bump(transaction: firestore.Transaction) -> None:
-        transaction.update(ref, {"n": ref.get(transaction=transaction).get("n") + 1})
+    def read_then_write_elsewhere(transaction: firestore.Transaction) -> int:
+        value = ref.get(transaction=transaction).get("n")
+        ref.update({"n": value + 1})  # would wait for our lock if a read-only transaction took one
+        return value
 
-    bump(firestore_client.transaction())
-    assert ref.get().get("n") == 2
-    abandoned.update(ref, {"n": 50})
-    with pytest.raises((Aborted, InvalidArgument)):
-        abandoned._commit()
+    assert read_then_write_elsewhere(firestore_client.transaction(read_only=True)) == 1
     assert ref.get().get("n") == 2
 
 
@@ -313,6 +307,16 @@ def test_run_events_subcollection_ordered_by_seq(firestore_client: Client) -> No
     assert [s.get("seq") for s in events.where(filter=FieldFilter("seq", ">", 2)).order_by("seq").stream()] == [3, 10]
     assert not runs.document("run-1").get().exists  # a parent needs no document of its own
     assert sorted(d.id for d in events.list_documents()) == ["1", "10", "2", "3"]
+
+
+def test_collection_group_query(firestore_client: Client) -> None:
+    runs = col(firestore_client, "cg_runs")
+    name = collection_name("cg_events")
+    runs.document("r1").collection(name).document("1").set({"seq": 1, "kind": "error"})
+    runs.document("r2").collection(name).document("1").set({"seq": 1, "kind": "ok"})
+    runs.document("r2").collection(name).document("2").set({"seq": 2, "kind": "error"})
+    found = firestore_client.collection_group(name).where(filter=FieldFilter("kind", "==", "error")).stream()
+    assert sorted(s.reference.path.split("/", 1)[1] for s in found) == [f"r1/{name}/1", f"r2/{name}/2"]
 
 
 # -- field values ----------------------------------------------------------------------------------------

@@ -29,16 +29,25 @@ def read_once(address: str) -> bool:
     channel = grpc.insecure_channel(address)
     try:
         client = FirestoreClient(transport=FirestoreGrpcTransport(channel=channel))
-        responses = list(client.batch_get_documents(
-            request={"database": DATABASE, "documents": [f"{DATABASE}/documents/c/d"]}, timeout=10))
+        responses = list(
+            client.batch_get_documents(
+                request={"database": DATABASE, "documents": [f"{DATABASE}/documents/c/d"]}, timeout=10
+            )
+        )
         return any(r.found.name for r in responses)
     finally:
         channel.close()
 
 
 def spawn_cli(*args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "emulators.firestore", *args], cwd=REPO_ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "emulators.firestore", *args],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
 
 
 def ready_line(proc: subprocess.Popen[str]) -> dict[str, object]:

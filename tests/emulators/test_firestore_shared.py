@@ -15,8 +15,6 @@ from shared import firestore as shared_fs
 from shared.config import REPO_ROOT
 from shared.firestore import FirestoreSetupError, collection_name, get_client, reset_client, ttl_expiry
 
-pytest_plugins = ["tests.fixtures.firestore"]
-
 
 @pytest.fixture(autouse=True)
 def _fresh_client() -> object:
@@ -27,11 +25,14 @@ def _fresh_client() -> object:
 
 def test_import_does_not_load_the_firestore_library() -> None:
     """Cold-start rule: the library loads on the first get_client(), not when a service imports shared."""
-    code = ("import sys, shared.firestore as f; before = 'google.cloud.firestore' in sys.modules; "
-            "f.get_client(); print(before, 'google.cloud.firestore' in sys.modules)")
+    code = (
+        "import sys, shared.firestore as f; before = 'google.cloud.firestore' in sys.modules; "
+        "f.get_client(); print(before, 'google.cloud.firestore' in sys.modules)"
+    )
     env = {**os.environ, "FIRESTORE_EMULATOR_HOST": "127.0.0.1:9", "GOOGLE_CLOUD_PROJECT": "p"}
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
-                         timeout=60, check=True).stdout.split()
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60, check=True
+    ).stdout.split()
     assert out == ["False", "True"]
 
 
@@ -53,8 +54,9 @@ def test_one_client_for_all_threads(firestore_emulator_host: str) -> None:
     assert id(get_client()) == seen[0]
 
 
-def test_client_uses_the_emulator_and_project(firestore_emulator_host: str, firestore_prefix: str,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_client_uses_the_emulator_and_project(
+    firestore_emulator_host: str, firestore_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "netra-shared-test")
     client = get_client()
     assert client.project == "netra-shared-test"

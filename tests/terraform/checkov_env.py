@@ -28,8 +28,8 @@ def _installed_version() -> str | None:
 
 def ensure_checkov() -> Path:
     """Path of the checkov executable, installing it first if needed (serialised by a file lock)."""
-    VENV.parent.mkdir(parents=True, exist_ok=True)
-    with open(REPO_ROOT / ".venv-checkov.lock", "w") as lock:
+    VENV.mkdir(parents=True, exist_ok=True)
+    with open(VENV / ".install.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if _installed_version() == CHECKOV_VERSION:
             return CHECKOV

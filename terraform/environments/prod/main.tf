@@ -11,7 +11,8 @@ module "netra" {
   hostname_suffix   = var.domain
   sign_in_providers = var.sign_in_providers
   oauth_client_ids  = var.oauth_client_ids
-  llm_providers     = var.llm_providers
+  llm_models        = var.llm_models
+  gemini_vertex     = var.gemini_vertex
 
   min_instances = var.min_instances
   max_instances = var.max_instances

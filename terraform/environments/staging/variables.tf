@@ -26,10 +26,16 @@ variable "oauth_client_ids" {
   default     = {}
 }
 
-variable "llm_providers" {
-  description = "LLM providers with an API key in Secret Manager."
-  type        = list(string)
-  default     = ["gemini"]
+variable "llm_models" {
+  description = "Ordered LLM fallback chain provider:model (gemini, openai)."
+  type        = string
+  default     = "gemini:gemini-2.5-flash"
+}
+
+variable "gemini_vertex" {
+  description = "Call Gemini through Vertex AI with the worker's service account instead of an API key."
+  type        = bool
+  default     = false
 }
 
 variable "firestore_location" {

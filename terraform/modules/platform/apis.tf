@@ -1,7 +1,7 @@
 # Every API the platform uses. Left enabled on destroy: disabling an API can break resources outside Terraform.
 
 locals {
-  apis = [
+  apis = concat(var.gemini_vertex ? ["aiplatform.googleapis.com"] : [], [
     "artifactregistry.googleapis.com",
     "cloudbuild.googleapis.com",
     "cloudfunctions.googleapis.com",
@@ -20,7 +20,7 @@ locals {
     "sqladmin.googleapis.com",
     "storage.googleapis.com",
     "vpcaccess.googleapis.com",
-  ]
+  ])
 }
 
 resource "google_project_service" "api" {

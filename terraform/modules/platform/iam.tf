@@ -178,3 +178,11 @@ resource "google_artifact_registry_repository_iam_member" "run_agent_reader" {
   role       = "roles/artifactregistry.reader"
   member     = "serviceAccount:service-${data.google_project.this.number}@serverless-robot-prod.iam.gserviceaccount.com"
 }
+
+# Gemini through Vertex AI (gemini_vertex = true): the worker calls it with its own identity.
+resource "google_project_iam_member" "worker_vertex" {
+  count   = var.gemini_vertex ? 1 : 0
+  project = var.project_id
+  role    = "roles/aiplatform.user"
+  member  = "serviceAccount:${google_service_account.workload["agent-worker"].email}"
+}

@@ -4,14 +4,15 @@
 # Cloud SQL and Secret Manager, so it never appears in the Terraform state or plan.
 
 locals {
+  llm_providers = distinct([for m in split(",", var.llm_models) : trimspace(split(":", m)[0])])
+
   # secret key => whether this environment uses it. Secret ids are "<prefix>-<key>".
   secrets = {
     "auth-signing-keys"          = { enabled = true, description = "JSON key set auth signs access tokens with (private keys)" }
     "google-oauth-client-secret" = { enabled = contains(var.sign_in_providers, "google"), description = "Google OAuth client secret" }
     "github-oauth-client-secret" = { enabled = contains(var.sign_in_providers, "github"), description = "GitHub OAuth app client secret" }
-    "gemini-api-key"             = { enabled = contains(var.llm_providers, "gemini"), description = "Gemini API key" }
-    "openai-api-key"             = { enabled = contains(var.llm_providers, "openai"), description = "OpenAI API key" }
-    "anthropic-api-key"          = { enabled = contains(var.llm_providers, "anthropic"), description = "Anthropic API key" }
+    "gemini-api-key"             = { enabled = contains(local.llm_providers, "gemini") && !var.gemini_vertex, description = "Gemini Developer API key" }
+    "openai-api-key"             = { enabled = contains(local.llm_providers, "openai"), description = "OpenAI API key" }
     "db-migrator-password"       = { enabled = true, description = "Password of the database user the migration job logs in as" }
   }
   enabled_secrets = { for k, s in local.secrets : k => s if s.enabled }

@@ -55,6 +55,10 @@ locals {
       DB_IP_TYPE                  = "private"
       DB_POOL_SIZE                = tostring(var.db_pool_size)
       FIRESTORE_COLLECTION_PREFIX = var.firestore_collection_prefix
+      LLM_MODELS                  = var.llm_models
+      GEMINI_VERTEX               = tostring(var.gemini_vertex)
+      GEMINI_LOCATION             = var.gemini_location
+      MAX_CONCURRENT_RUNS         = tostring(local.function_sizing["agent-worker"].concurrency)
     }
     "ws-bridge" = {
       NETRA_ENV                   = var.environment
@@ -114,9 +118,8 @@ locals {
     }
     "agent-api" = {}
     "agent-worker" = {
-      GEMINI_API_KEY    = "gemini-api-key"
-      OPENAI_API_KEY    = "openai-api-key"
-      ANTHROPIC_API_KEY = "anthropic-api-key"
+      GEMINI_API_KEY = "gemini-api-key"
+      OPENAI_API_KEY = "openai-api-key"
     }
     "ws-bridge" = {}
     migrate = {

@@ -53,10 +53,26 @@ variable "oauth_client_ids" {
   default     = {}
 }
 
-variable "llm_providers" {
-  description = "LLM providers whose API keys the worker reads from Secret Manager, e.g. [\"gemini\"]."
-  type        = list(string)
-  default     = ["gemini"]
+variable "llm_models" {
+  description = "LLM_MODELS of the worker: ordered fallback chain provider:model (providers gemini, openai), e.g. gemini:gemini-2.5-flash,openai:gpt-4o-mini."
+  type        = string
+  default     = "gemini:gemini-2.5-flash"
+  validation {
+    condition     = alltrue([for m in split(",", var.llm_models) : contains(["gemini", "openai"], trimspace(split(":", m)[0]))])
+    error_message = "llm_models: comma-separated provider:model with provider gemini or openai (mock is for tests)."
+  }
+}
+
+variable "gemini_vertex" {
+  description = "true: the worker calls Gemini through Vertex AI with its service account (no API key secret)."
+  type        = bool
+  default     = false
+}
+
+variable "gemini_location" {
+  description = "Vertex AI region for Gemini when gemini_vertex is true."
+  type        = string
+  default     = "us-central1"
 }
 
 variable "min_instances" {

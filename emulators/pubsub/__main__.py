@@ -1,0 +1,81 @@
+"""`python -m emulators.pubsub --host 127.0.0.1 --port 0` runs the Pub/Sub emulator until SIGTERM/SIGINT.
+
+Prints one JSON line ``{"ready": true, "host": ..., "port": N}`` to stdout once it answers. ``--kind auto``
+(the default) runs gcloud's emulator when NETRA_OFFICIAL_EMULATORS=1 and it is installed, else the
+embedded one; ``--kind embedded`` / ``--kind official`` force one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+from types import FrameType
+
+from emulators.pubsub import official
+from emulators.pubsub.server import start_server
+
+
+def _port(raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"port must be an integer 0..65535 (0 = any free port), got {raw!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be an integer 0..65535 (0 = any free port), got {value}")
+    return value
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m emulators.pubsub", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=_port, default=0, help="port to listen on; 0 picks a free one")
+    parser.add_argument("--kind", choices=("auto", "embedded", "official"), default="auto",
+                        help="which emulator to run (default: auto, see above)")
+    parser.add_argument("--verbose", action="store_true", help="log push failures and stream errors to stderr")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    kind = args.kind
+    if kind == "auto":
+        kind = "official" if official.wanted() and official.unavailable_reason() is None else "embedded"
+        if official.wanted() and kind == "embedded":
+            print(f"pubsub: official emulator unavailable ({official.unavailable_reason()}); using the embedded one",
+                  file=sys.stderr, flush=True)
+    try:
+        if kind == "official":
+            emulator = official.OfficialEmulator(args.host, args.port)
+            port, alive, shutdown = emulator.port, emulator.alive, emulator.stop
+        else:
+            server = start_server(args.host, args.port)
+            port, alive, shutdown = server.port, (lambda: True), server.stop
+    except (OSError, official.OfficialEmulatorError) as exc:
+        print(f"pubsub emulator: {exc}", file=sys.stderr, flush=True)
+        return 1
+    print(json.dumps({"ready": True, "host": args.host, "port": port}), flush=True)
+    try:
+        while not stop.wait(0.5):
+            if not alive():
+                print("pubsub emulator: the official emulator exited", file=sys.stderr, flush=True)
+                return 1
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
