@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from google.api_core import exceptions
 from google.cloud import pubsub_v1
+from google.cloud.pubsub_v1.subscriber.futures import StreamingPullFuture
 from google.cloud.pubsub_v1.subscriber.message import Message
 from google.pubsub_v1 import types
 
@@ -34,7 +35,7 @@ def publisher(pubsub_emulator_host: str) -> Iterator[pubsub_v1.PublisherClient]:
 
 @pytest.fixture
 def ordered_publisher(pubsub_emulator_host: str) -> Iterator[pubsub_v1.PublisherClient]:
-    client = pubsub_v1.PublisherClient(publisher_options=types.PublisherOptions(enable_message_ordering=True))
+    client = pubsub_v1.PublisherClient(publisher_options=pubsub_v1.types.PublisherOptions(enable_message_ordering=True))
     yield client
     client.stop()
 
@@ -65,7 +66,7 @@ class Inbox:
 
 
 def subscribe(subscriber: pubsub_v1.SubscriberClient, subscription: str, inbox: Inbox,
-              handle: Callable[[Message], None] = lambda m: m.ack()) -> pubsub_v1.subscriber.futures.StreamingPullFuture:
+              handle: Callable[[Message], None] = lambda m: m.ack()) -> StreamingPullFuture:
     def callback(message: Message) -> None:
         inbox.add(message)
         handle(message)
@@ -73,7 +74,7 @@ def subscribe(subscriber: pubsub_v1.SubscriberClient, subscription: str, inbox: 
     return subscriber.subscribe(subscription, callback)
 
 
-def stop(future: pubsub_v1.subscriber.futures.StreamingPullFuture) -> None:
+def stop(future: StreamingPullFuture) -> None:
     future.cancel()
     try:
         future.result(timeout=30)
@@ -98,7 +99,7 @@ def pull_all(subscriber: pubsub_v1.SubscriberClient, subscription: str, expected
 
 def pull_nothing(subscriber: pubsub_v1.SubscriberClient, subscription: str, rounds: int = 2) -> None:
     for _ in range(rounds):
-        response = subscriber.pull(subscription=subscription, max_messages=100, timeout=3)
+        response = subscriber.pull(subscription=subscription, max_messages=100, timeout=2)
         assert not response.received_messages, [m.message for m in response.received_messages]
 
 
@@ -181,7 +182,7 @@ def test_1000_messages_over_10_ordering_keys_arrive_in_order(
         pubsub_names: PubSubNames) -> None:
     topic, sub = pubsub_names.topic("ordered"), pubsub_names.subscription("ordered")
     ordered_publisher.create_topic(name=topic)
-    subscriber.create_subscription(name=sub, topic=topic, enable_message_ordering=True)
+    subscriber.create_subscription(request={"name": sub, "topic": topic, "enable_message_ordering": True})
     futures = [ordered_publisher.publish(topic, str(i // 10).encode(), ordering_key=f"key-{i % 10}")
                for i in range(1000)]
     for f in futures:
@@ -206,7 +207,7 @@ def test_a_nacked_ordered_message_is_redelivered_before_the_next_of_its_key(
         pubsub_names: PubSubNames) -> None:
     topic, sub = pubsub_names.topic("ordnack"), pubsub_names.subscription("ordnack")
     ordered_publisher.create_topic(name=topic)
-    subscriber.create_subscription(name=sub, topic=topic, enable_message_ordering=True)
+    subscriber.create_subscription(request={"name": sub, "topic": topic, "enable_message_ordering": True})
     for i in range(5):
         ordered_publisher.publish(topic, str(i).encode(), ordering_key="only").result(timeout=30)
     nacked: set[bytes] = set()
