@@ -10,4 +10,5 @@ pytest_plugins = [
     "tests.fixtures.postgres",
     "tests.fixtures.processes",
     "tests.fixtures.firestore",
+    "tests.fixtures.auth",
 ]
