@@ -141,7 +141,7 @@ def test_expired_wrong_audience_wrong_issuer_unknown_kid() -> None:
     server, url = serve_jwks(lambda: jwks)
     try:
         verifier = TokenVerifier(lambda: url, "iss-a", "aud-a", min_refresh_interval_s=60)
-        sign = lambda **kw: sign_access_token(
+        sign = lambda **kw: sign_access_token(  # noqa: E731
             keyset,
             user_id="u",
             email="e",
@@ -240,7 +240,7 @@ def test_scenario_20_rotation_tokens_of_either_key_verify() -> None:
     server, url = serve_jwks(lambda: current["jwks"])
     try:
         verifier = TokenVerifier(lambda: url, "i", "a", min_refresh_interval_s=0)
-        sign = lambda ks: sign_access_token(
+        sign = lambda ks: sign_access_token(  # noqa: E731
             ks,
             user_id="u",
             email="e",
