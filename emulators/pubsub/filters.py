@@ -118,7 +118,7 @@ class _Parser:
     def take(self, kind: str, text: str | None = None, what: str | None = None) -> _Token:
         token = self.peek
         if token.kind != kind or (text is not None and token.text != text):
-            expected = what or (text if text is not None else kind)
+            expected = what or repr(text if text is not None else kind)
             found = "end of filter" if token.kind == "end" else repr(token.text)
             raise _error(self.source, token.pos, f"expected {expected}, found {found}")
         self.i += 1

@@ -10,9 +10,11 @@ need nothing here: the store never hands out the next message of a key before th
 from __future__ import annotations
 
 import base64
+import functools
 import logging
+import queue
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -47,6 +49,32 @@ def push_body(subscription: str, lease: Lease, with_attempt: bool) -> dict[str, 
     return body
 
 
+class _DaemonPool:
+    """A fixed set of daemon worker threads: unlike ThreadPoolExecutor's, a push stuck on a slow
+    endpoint cannot keep the process alive after the server stopped."""
+
+    def __init__(self, workers: int) -> None:
+        self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._threads = [threading.Thread(target=self._work, name=f"pubsub-push-{i}", daemon=True)
+                         for i in range(workers)]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, job: Callable[[], None]) -> None:
+        self._jobs.put(job)
+
+    def close(self) -> None:
+        for _ in self._threads:
+            self._jobs.put(None)
+
+    def _work(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            try:
+                job()
+            except Exception:
+                log.exception("push delivery failed unexpectedly")
+
+
 def _safe_url(url: str) -> str:
     # Endpoints may carry a token in the query string; logs get scheme, host and path only.
     parts = urlsplit(url)
@@ -60,19 +88,21 @@ class PushManager:
         self.store = store
         self._lock = threading.Lock()
         self._dispatchers: dict[int, threading.Thread] = {}
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pubsub-push")
+        self._pool = _DaemonPool(workers)
         self._http = httpx.Client(limits=httpx.Limits(max_connections=workers, max_keepalive_connections=workers),
                                   follow_redirects=False)
         self._closed = False
 
     def sync(self, name: str) -> None:
-        with self.store.lock:
-            state = self.store.subscriptions.get(name)
-            if state is None or not state.push_endpoint or state.config.detached:
-                return
+        # Decided under self._lock, like a dispatcher's decision to stop, so a subscription switched
+        # push -> pull -> push quickly cannot end up with its old dispatcher gone and no new one.
         with self._lock:
             if self._closed:
                 return
+            with self.store.lock:
+                state = self.store.subscriptions.get(name)
+                if state is None or not self._pushing(state):
+                    return
             thread = self._dispatchers.get(id(state))
             if thread is not None and thread.is_alive():
                 return
@@ -80,37 +110,39 @@ class PushManager:
             self._dispatchers[id(state)] = thread
             thread.start()
 
+    @staticmethod
+    def _pushing(state: SubscriptionState) -> bool:
+        return bool(state.push_endpoint) and not state.config.detached and not state.deleted
+
     def close(self) -> None:
         with self._lock:
             self._closed = True
             threads = list(self._dispatchers.values())
         for thread in threads:
             thread.join(5)
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        # Pushes in flight are not waited for: a slow endpoint may hold one for the whole ack deadline.
+        self._pool.close()
         self._http.close()
 
     def _dispatch(self, state: SubscriptionState) -> None:
         consumer = Consumer(ack_deadline_s=state.config.ack_deadline_seconds,
                             max_messages=MAX_IN_FLIGHT_PER_SUBSCRIPTION)
-        try:
-            while not self.store.closed:
-                with self.store.lock:
-                    # Stop when the subscription becomes a pull subscription (ModifyPushConfig) or is detached.
-                    endpoint = state.push_endpoint
-                    if not endpoint or state.config.detached or state.deleted:
-                        return
-                    consumer.ack_deadline_s = state.config.ack_deadline_seconds
-                    with_attempt = state.max_delivery_attempts > 0
+        while True:
+            with self._lock, self.store.lock:
+                # Stop once the subscription is deleted, detached or turned into a pull subscription.
+                if self._closed or self.store.closed or not self._pushing(state):
+                    self._dispatchers.pop(id(state), None)
+                    return
+                endpoint = state.push_endpoint
+                consumer.ack_deadline_s = state.config.ack_deadline_seconds
+                with_attempt = state.max_delivery_attempts > 0
+            try:
                 leases = self.store.take(state.name, MAX_IN_FLIGHT_PER_SUBSCRIPTION, consumer, 0.5, state=state)
-                for lease in leases:
-                    self._pool.submit(self._deliver, state, lease, endpoint, consumer.ack_deadline_s, with_attempt)
-        except PubSubError:
-            return  # deleted
-        except RuntimeError:
-            return  # the pool shut down with the server
-        finally:
-            with self._lock:
-                self._dispatchers.pop(id(state), None)
+            except PubSubError:
+                continue  # deleted: the check above ends the loop
+            for lease in leases:
+                self._pool.submit(functools.partial(self._deliver, state, lease, endpoint, consumer.ack_deadline_s,
+                                                    with_attempt))
 
     def _deliver(self, state: SubscriptionState, lease: Lease, endpoint: str, timeout_s: float,
                  with_attempt: bool) -> None:
@@ -119,7 +151,7 @@ class PushManager:
             response = self._http.post(endpoint, json=body, timeout=timeout_s)
             ok = 200 <= response.status_code < 300
             outcome = str(response.status_code)
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, RuntimeError) as exc:  # RuntimeError: the client closed with the server
             ok = False
             outcome = type(exc).__name__
         try:

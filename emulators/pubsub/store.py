@@ -407,25 +407,25 @@ class Store:
 
     def _publish_locked(self, topic: TopicState, messages: Iterable[MessagePb]) -> list[str]:
         now_ns = time.time_ns()
-        stored: list[MessagePb] = []
+        stored: list[tuple[MessagePb, int]] = []
         for message in messages:
             copy = MessagePb()
             copy.CopyFrom(message)
             copy.message_id = str(next(self._message_ids))
             copy.publish_time.FromNanoseconds(now_ns)
-            stored.append(copy)
+            stored.append((copy, copy.ByteSize()))
         for sub_name in topic.subscriptions:
             state = self.subscriptions[sub_name]
             added = False
-            for message in stored:
+            for message, size in stored:
                 # Messages that do not match the filter are acknowledged at once, i.e. never stored.
                 if state.predicate is not None and not state.predicate(message.attributes):
                     continue
-                self._enqueue(state, Delivery(next(self._seq), message, message.ByteSize()))
+                self._enqueue(state, Delivery(next(self._seq), message, size))
                 added = True
             if added:
                 state.cond.notify_all()  # type: ignore[union-attr]
-        return [m.message_id for m in stored]
+        return [m.message_id for m, _ in stored]
 
     def _enqueue(self, state: SubscriptionState, delivery: Delivery) -> None:
         key = delivery.message.ordering_key

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import ssl
 import time
 from collections.abc import AsyncIterator, Callable
@@ -70,12 +71,25 @@ def retry_after_s(response: httpx.Response) -> float | None:
         return None
 
 
+def simulated_client_ip() -> str:
+    """A client address from 10/8 for ``X-Forwarded-For``, as Google's front end sets it.
+
+    Locally every request comes from 127.0.0.1; services that key per-client state on the address (auth's
+    rate limit buckets) would otherwise see one client hammering one row instead of many users.
+    """
+    return f"10.{random.randrange(256)}.{random.randrange(256)}.{random.randrange(1, 255)}"
+
+
 async def call(client: httpx.AsyncClient, base_url: str, spec: RequestSpec, *, target: str, instance: int,
-               epoch: float, give_up_at: float, honour_retry_after: bool = True) -> Sample:
+               epoch: float, give_up_at: float, honour_retry_after: bool = True,
+               simulate_client: bool = True) -> Sample:
     """Send ``spec`` and follow Retry-After on 503/429 until ``give_up_at`` (monotonic).
 
-    Never raises: a transport error or an unexpected status is a failed Sample carrying its cause.
+    Never raises: a transport error or an unexpected status is a failed Sample carrying its cause. With
+    ``simulate_client`` (local runs) the request carries its own client address; never against deployed URLs.
     """
+    headers = {**spec.headers, "X-Forwarded-For": simulated_client_ip()} if simulate_client else spec.headers
+    payload = spec.payload()
     started = time.monotonic()
     attempts = 0
     first_ms: float | None = None
@@ -85,7 +99,7 @@ async def call(client: httpx.AsyncClient, base_url: str, spec: RequestSpec, *, t
         attempts += 1
         attempt_start = time.monotonic()
         try:
-            response = await client.request(spec.method, base_url + spec.path, json=spec.json, headers=spec.headers)
+            response = await client.request(spec.method, base_url + spec.path, json=payload, headers=headers)
         except httpx.HTTPError as exc:
             status, cause = None, f"{type(exc).__name__}: {exc}"[:300] or type(exc).__name__
             if first_ms is None:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 
 @dataclass(frozen=True)
 class RequestSpec:
-    """One kind of request of a service's mix."""
+    """One kind of request of a service's mix. ``body`` builds a fresh JSON body per request (a new user's
+    email, say) when ``json`` would make every simulated user identical."""
 
     name: str
     method: str
@@ -16,6 +18,10 @@ class RequestSpec:
     json: dict[str, Any] | None = None
     headers: dict[str, str] = field(default_factory=dict)
     ok: frozenset[int] = frozenset({200})
+    body: Callable[[], dict[str, Any]] | None = None
+
+    def payload(self) -> dict[str, Any] | None:
+        return self.body() if self.body is not None else self.json
 
 
 @dataclass

@@ -51,17 +51,19 @@ async def measure(ctx: RunContext, name: str, url: str, mix: MixContext) -> tupl
         epoch = time.monotonic()
         give_up_at = epoch + ctx.sizes.give_up_s
         async with new_client(ctx.sizes.burst) as client:
-            first = await call(client, url, specs[0], target=name, instance=0, epoch=epoch, give_up_at=give_up_at)
+            first = await call(client, url, specs[0], target=name, instance=0, epoch=epoch, give_up_at=give_up_at,
+                               simulate_client=False)
             samples.append(first)
             if first.ok:
                 colds.append(first.latency_ms)
             burst = await asyncio.gather(*(call(client, url, specs[i % len(specs)], target=name, instance=0,
-                                                epoch=epoch, give_up_at=give_up_at) for i in range(ctx.sizes.burst)))
+                                                epoch=epoch, give_up_at=give_up_at, simulate_client=False)
+                                           for i in range(ctx.sizes.burst)))
             bursts += burst
         how = f"after forcing a new revision in {forced_s:.0f}s" if forced_s is not None else "not forced cold"
         ctx.progress.step(f"remote: {name}: first request {first.latency_ms:.0f} ms ({how})")
     warm = await closed_loop(ctx, Target(name, target.source, target.argv, mix=lambda m: specs), url,
-                             ctx.sizes.steady_s, time.monotonic(), {"answered": 0, "failed": 0})
+                             ctx.sizes.steady_s, time.monotonic(), {"answered": 0, "failed": 0}, simulate_client=False)
     row = {"target": name, "url": url, "forced_cold": bool(command), "cold_measurements": len(colds),
            "first_request_ms": rounded(median(colds)), "burst": latency_summary(bursts),
            "warm": latency_summary(warm)}

@@ -16,7 +16,7 @@ from tests.loadtest.targets import Target
 
 
 async def closed_loop(ctx: RunContext, target: Target, base_url: str, seconds: float, epoch: float,
-                      counts: dict[str, int]) -> list[Sample]:
+                      counts: dict[str, int], simulate_client: bool = True) -> list[Sample]:
     """``steady_concurrency`` clients, each sending the next request of the mix as soon as one answers."""
     specs = target.mix(ctx.mix)
     end = time.monotonic() + seconds
@@ -26,7 +26,7 @@ async def closed_loop(ctx: RunContext, target: Target, base_url: str, seconds: f
         i = n
         while time.monotonic() < end:
             sample = await call(client, base_url, specs[i % len(specs)], target=target.name, instance=0,
-                                epoch=epoch, give_up_at=end + ctx.sizes.give_up_s)
+                                epoch=epoch, give_up_at=end + ctx.sizes.give_up_s, simulate_client=simulate_client)
             samples.append(sample)
             counts["answered"] += 1
             counts["failed"] += 0 if sample.ok else 1

@@ -7,6 +7,7 @@ A target is available when its entry point is in the tree; a target that is abse
 from __future__ import annotations
 
 import sys
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,22 +66,25 @@ def _sample_mix(ctx: MixContext) -> list[RequestSpec]:
     return [RequestSpec("count (db)", "GET", "/count")]
 
 
+def _new_user() -> dict[str, object]:
+    return {"email": f"loadtest-{uuid.uuid4().hex[:12]}@example.com"}
+
+
 def _auth_mix(ctx: MixContext) -> list[RequestSpec]:
-    email = ctx.email or "loadtest@example.com"
+    """Token validation (verifier + rate-limit bucket in Postgres) and a dev login of a new user each time."""
     return [
-        RequestSpec("validate token", "GET", "/auth/validate", headers=ctx.bearer()),
-        RequestSpec("dev login", "POST", "/auth/dev/login", json={"email": email}),
+        RequestSpec("validate token", "POST", "/auth/validate", json={"token": ctx.token or "missing"}),
+        RequestSpec("dev login", "POST", "/auth/dev/login", body=_new_user),
     ]
 
 
 def _agent_mix(ctx: MixContext) -> list[RequestSpec]:
-    specs = [RequestSpec("list threads", "GET", "/api/threads", headers=ctx.bearer())]
-    message: dict[str, object] = {"content": "load test: what does my GPT-4o traffic cost?"}
-    if ctx.thread_id:
-        message["thread_id"] = ctx.thread_id
-    specs.append(RequestSpec("post message", "POST", "/api/agent/message", json=message, headers=ctx.bearer(),
-                             ok=frozenset({200, 201, 202})))
-    return specs
+    """Thread listing and posting a message (a new conversation each: stored, run created, queued on Pub/Sub)."""
+    return [
+        RequestSpec("list threads", "GET", "/api/threads", headers=ctx.bearer()),
+        RequestSpec("post message", "POST", "/api/agent/message", headers=ctx.bearer(), ok=frozenset({202}),
+                    json={"content": "load test: which of my models could be cheaper?"}),
+    ]
 
 
 EMPTY = Target("empty", EMPTY_SOURCE, _ff(EMPTY_SOURCE, "empty"), mix=_empty_mix, floor_of="http")

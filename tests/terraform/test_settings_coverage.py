@@ -50,6 +50,8 @@ OPTIONAL_UNSET = {
     "K_REVISION": "set by Cloud Run itself",
     "K_CONFIGURATION": "set by Cloud Run itself",
     "PORT": "set by Cloud Run itself",
+    "FUNCTION_TARGET": "set by Cloud Functions / functions-framework",
+    "NETRA_LOCAL_DIR": "local state directory, local runs only",
     "CLOUD_RUN_JOB": "set by Cloud Run jobs",
     "CLOUD_RUN_EXECUTION": "set by Cloud Run jobs",
     "CLOUD_RUN_TASK_INDEX": "set by Cloud Run jobs",
@@ -87,6 +89,7 @@ def samples(environment: str) -> tuple[dict[str, str], list[tuple[re.Pattern[str
         (re.compile(r"local\.urls\.(\w+)"), rf"https://\1.{suffix}"),
         (re.compile(r'local\.db_iam_users\["([\w-]+)"\]'), rf"netra-\1@{PROJECT}.iam"),
         (re.compile(r'lookup\(var\.oauth_client_ids, "(\w+)", ""\)'), r"client-id-of-\1"),
+        (re.compile(r'local\.secret_resource\["([\w-]+)"\]'), rf"projects/{PROJECT}/secrets/netra-\1"),
     ]
     return values, patterns
 

@@ -140,3 +140,24 @@ def test_checkov_passes_with_reasoned_suppressions(tmp_path: Path) -> None:
             reason = (c["check_result"].get("suppress_comment") or "").strip()
             assert len(reason) >= 30, f"suppression of {c['check_id']} on {c['resource']} needs a written reason"
     assert result.returncode == 0
+
+
+def test_every_google_resource_uses_only_attributes_of_the_pinned_provider() -> None:
+    """What `terraform validate` would say about names, without the provider binary (see provider_schema)."""
+    from tests.terraform.provider_schema import PROVIDER_VERSION, unknown_attributes
+
+    problems, checked = [], 0
+    for path in tf_files():
+        for block in load(path).get("resource", []):
+            for rtype, named in block.items():
+                if not rtype.startswith("google_"):
+                    continue
+                for name, body in named.items():
+                    checked += 1
+                    problems += [f"{path.relative_to(TERRAFORM_DIR)}: {p} ({name})"
+                                 for p in unknown_attributes(rtype, body)]
+    assert checked >= 60
+    assert not problems, f"not in google provider {PROVIDER_VERSION}:\n" + "\n".join(problems)
+    versions = {b["required_providers"][0]["google"]["version"] for p in tf_files()
+                for b in load(p).get("terraform", []) if "google" in b.get("required_providers", [{}])[0]}
+    assert versions == {"~> 6.50"}, f"the schema checked is {PROVIDER_VERSION}; pin google to it: {versions}"

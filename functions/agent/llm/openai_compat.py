@@ -63,6 +63,7 @@ class OpenAICompatProvider:
         timeout = httpx.Timeout(timeout_s, connect=min(10.0, timeout_s))
         usage: TokenUsage | None = None
         produced: list[str] = []
+        finished = False
         try:
             with self._http().stream("POST", f"{self.base_url}/chat/completions", json=body,
                                      timeout=timeout) as response:
@@ -79,6 +80,7 @@ class OpenAICompatProvider:
                         continue
                     payload = line[5:].strip()
                     if payload == "[DONE]":
+                        finished = True
                         break
                     try:
                         event = json.loads(payload)
@@ -87,6 +89,7 @@ class OpenAICompatProvider:
                     if event.get("error"):
                         raise ProviderError(self.name, str(event["error"])[:300], transient=True)
                     for choice in event.get("choices") or []:
+                        finished = finished or bool(choice.get("finish_reason"))
                         text = (choice.get("delta") or {}).get("content")
                         if text:
                             produced.append(text)
@@ -98,6 +101,9 @@ class OpenAICompatProvider:
         except httpx.TransportError as exc:
             raise ProviderError(self.name, f"cannot reach {self.base_url}: {type(exc).__name__}",
                                 transient=True) from None
+        if not finished:
+            # A connection closed mid-answer looks like a normal end of stream to the HTTP layer.
+            raise ProviderError(self.name, f"{model} stream ended before the answer was complete", transient=True)
         if usage is None:
             log.warning("endpoint sent no usage; estimating it", extra={"model": model})
             prompt = sum(estimate_tokens(m.content) for m in messages)

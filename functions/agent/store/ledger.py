@@ -12,11 +12,25 @@ from shared.db.database import Database
 log = logging.getLogger("agent.ledger")
 
 
-def price(model: str, usage: TokenUsage) -> Decimal:
-    """Cost of one call from ``shared.pricing`` (the catalog owned by the optimization issue)."""
-    from shared.pricing import cost_usd
+_unpriced: set[str] = set()
 
-    return Decimal(str(cost_usd(model, usage))).quantize(Decimal("0.00000001"))
+
+def price(model: str, usage: TokenUsage) -> Decimal:
+    """Cost of one call from ``shared.pricing`` (the catalog owned by the optimization issue).
+
+    A model the catalog does not know (or a missing catalog) costs 0 and is logged once per model: the call
+    happened and its tokens are still recorded, so it can be re-priced later; failing the run would not help.
+    """
+    try:
+        from shared.pricing import cost_usd
+
+        return Decimal(str(cost_usd(model, usage))).quantize(Decimal("0.00000001"))
+    except Exception as exc:
+        if model not in _unpriced:
+            _unpriced.add(model)
+            log.warning("no price for model; recorded at 0 USD", extra={"model": model,
+                                                                        "reason": f"{type(exc).__name__}: {exc}"})
+        return Decimal(0)
 
 
 def record_call(db: Database, *, user_id: str, run_id: str | None, thread_id: str | None, provider: str,

@@ -10,3 +10,6 @@ CREATE INDEX cost_ledger_run ON cost_ledger(run_id);
 
 -- Runs that are not finished yet, oldest first: the stale-run check and operators' queries.
 CREATE INDEX runs_active ON runs(created_at) WHERE status IN ('queued', 'running');
+
+-- A run's cost is the sum of its ledger rows: keep the ledger's precision so the two always agree.
+ALTER TABLE runs ALTER COLUMN cost_usd TYPE numeric(14, 8);

@@ -7,7 +7,7 @@ terraform {
     }
     google = {
       source  = "hashicorp/google"
-      version = ">= 6.40, < 8.0"
+      version = "~> 6.50"
     }
   }
 }

@@ -65,7 +65,7 @@ resource "google_pubsub_subscription" "subscription" {
 # The Pub/Sub service agent moves undeliverable messages: it must publish to the dead-letter topic and
 # acknowledge on the source subscription.
 resource "google_pubsub_topic_iam_member" "dead_letter_publisher" {
-  for_each = toset([for t, cfg in local.topology.topics : cfg.dead_letter_topic if try(cfg.dead_letter_topic, null) != null])
+  for_each = toset([for t, cfg in local.topology.topics : try(cfg.dead_letter_topic, "") if try(cfg.dead_letter_topic, "") != ""])
   project  = var.project_id
   topic    = google_pubsub_topic.topic[each.value].name
   role     = "roles/pubsub.publisher"

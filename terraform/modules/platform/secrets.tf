@@ -8,7 +8,7 @@ locals {
 
   # secret key => whether this environment uses it. Secret ids are "<prefix>-<key>".
   secrets = {
-    "auth-signing-keys"          = { enabled = true, description = "JSON key set auth signs access tokens with (private keys)" }
+    "auth-signing-keys"          = { enabled = true, description = "Token signing keyset JSON {active_kid, keys} (private keys), read by auth at run time" }
     "google-oauth-client-secret" = { enabled = contains(var.sign_in_providers, "google"), description = "Google OAuth client secret" }
     "github-oauth-client-secret" = { enabled = contains(var.sign_in_providers, "github"), description = "GitHub OAuth app client secret" }
     "gemini-api-key"             = { enabled = contains(local.llm_providers, "gemini") && !var.gemini_vertex, description = "Gemini Developer API key" }
@@ -21,9 +21,15 @@ locals {
   workload_secrets = {
     for w, m in local.secret_env : w => { for env_name, key in m : env_name => key if contains(keys(local.enabled_secrets), key) }
   }
-  secret_grants = merge([
-    for w, m in local.workload_secrets : { for env_name, key in m : "${w}|${key}" => { workload = w, secret = key } }
-  ]...)
+  secret_grants = merge(
+    merge([
+      for w, m in local.workload_secrets : { for env_name, key in m : "${w}|${key}" => { workload = w, secret = key } }
+    ]...),
+    merge([
+      for w, keys in local.secret_readers : { for key in keys : "${w}|${key}" => { workload = w, secret = key } }
+    ]...),
+  )
+  secret_resource = { for k, s in google_secret_manager_secret.secret : k => s.id }
 }
 
 resource "google_secret_manager_secret" "secret" {

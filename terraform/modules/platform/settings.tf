@@ -20,8 +20,10 @@ locals {
       DB_IP_TYPE                  = "private"
       DB_POOL_SIZE                = tostring(var.db_pool_size)
       FIRESTORE_COLLECTION_PREFIX = var.firestore_collection_prefix
+      AUTH_PUBLIC_URL             = local.urls.auth
       AUTH_ISSUER                 = local.urls.auth
       TOKEN_AUDIENCE              = "netra-apex"
+      TOKEN_KEYSET_SECRET         = local.secret_resource["auth-signing-keys"]
     }
     "agent-api" = {
       NETRA_ENV                   = var.environment
@@ -108,11 +110,16 @@ locals {
     }
   }
 
+  # Secrets a workload reads itself from Secret Manager's latest version at run time (so they rotate without
+  # a redeploy); its settings hold the secret's resource name (local.secret_resource).
+  secret_readers = {
+    auth = ["auth-signing-keys"]
+  }
+
   # Environment variable => key in local.secrets. Injected from the secret's latest version by the platform;
   # the workload's service account gets secretAccessor on exactly these secrets.
   secret_env = {
     auth = {
-      AUTH_SIGNING_KEYS    = "auth-signing-keys"
       GOOGLE_CLIENT_SECRET = "google-oauth-client-secret"
       GITHUB_CLIENT_SECRET = "github-oauth-client-secret"
     }

@@ -1,0 +1,1 @@
+"""The agent REST API: threads, messages, runs, events and costs. ``app.build_router`` assembles it."""

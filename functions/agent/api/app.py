@@ -1,0 +1,37 @@
+"""Assembles the agent API's router: the platform's routes, then the usage routes when that module exists."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import logging
+
+from functions.agent.api import costs, messages, runs, threads
+from functions.agent.deps import AgentDeps
+from shared.http import Router
+
+log = logging.getLogger("agent.api")
+
+USAGE_ROUTES = "functions.agent.usage.routes"
+
+
+def register_usage_routes(router: Router, deps: AgentDeps) -> bool:
+    try:
+        present = importlib.util.find_spec(USAGE_ROUTES) is not None
+    except ModuleNotFoundError:  # the usage package itself is absent
+        present = False
+    if not present:
+        return False
+    importlib.import_module(USAGE_ROUTES).register(router, deps)
+    return True
+
+
+def build_router(deps: AgentDeps) -> Router:
+    settings = deps.settings
+    router = Router("agent-api", settings.origins, settings.max_body_bytes, health=deps.manager.health)
+    threads.register(router, deps)
+    messages.register(router, deps)
+    runs.register(router, deps)
+    costs.register(router, deps)
+    register_usage_routes(router, deps)
+    return router

@@ -1,0 +1,44 @@
+"""Startup components of the agent API and the agent worker (what each needs before it can serve)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shared.service import database_components
+from shared.startup import Component, Priority, RetryPolicy
+
+
+def _pubsub() -> Any:
+    from functions.agent import pubsub
+
+    pubsub.warm()
+    return True
+
+
+def _firestore() -> Any:
+    from shared.firestore import get_client
+
+    return get_client()
+
+
+def _tokens(settings: Any) -> Any:
+    def start() -> Any:
+        from functions.agent.tokens import build_verifier
+
+        return build_verifier(settings)
+    return start
+
+
+def components(role: str, settings: Any) -> list[Component]:
+    """``role`` is "api" or "worker"."""
+    name = "agent-api" if role == "api" else "agent-worker"
+    found = database_components(settings, name)
+    # Client construction only (no network): the library import is the slow part, done before the first request.
+    found.append(Component("pubsub", _pubsub, Priority.HIGH, timeout_s=30.0,
+                           retry=RetryPolicy(initial_s=0.5, max_s=10.0)))
+    found.append(Component("firestore", _firestore, Priority.HIGH if role == "worker" else Priority.MEDIUM,
+                           timeout_s=30.0, retry=RetryPolicy(initial_s=0.5, max_s=10.0)))
+    if role == "api":
+        found.append(Component("tokens", _tokens(settings), Priority.CRITICAL, timeout_s=15.0,
+                               retry=RetryPolicy(initial_s=0.3, max_s=5.0), breaker_recovery_s=3.0))
+    return found

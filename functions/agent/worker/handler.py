@@ -1,0 +1,322 @@
+"""One delivery of ``agent-requests``: at least once in, exactly once in effect per run id.
+
+Ownership of a run is a PostgreSQL session advisory lock held on a dedicated connection for the whole
+execution: it is released by the database the moment the holder's connection dies, so a redelivery after a
+worker crash can take the run over at once, while a duplicate delivery of a run that a live worker holds is
+acknowledged and does nothing. ``runs.attempt`` fences the outcome (only the current attempt may finish the
+run) and the event log's create-if-absent fences sequence numbers.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextvars
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from functions.agent.eventlog import EventLog, RunRef
+from functions.agent.pipeline_api import FinalAnswer, LLMMessage, Pipeline, RunCancelled
+from functions.agent.store import runs as run_store
+from functions.agent.store import threads as thread_store
+from functions.agent.terminal import ensure_terminal_event, terminal_event_for
+from functions.agent.worker.context import LostOwnership, RunTimedOut, WorkerRunContext
+from shared.db.database import Database
+from shared.models.events import AgentRequest
+
+log = logging.getLogger("agent.worker")
+
+
+class RetryLater(Exception):
+    """Nack this delivery: Pub/Sub redelivers it with backoff."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+
+
+@dataclass
+class Outcome:
+    status: str  # completed | cancelled | failed | lost
+    answer: FinalAnswer | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+
+
+def parse_request(data: Any) -> AgentRequest | None:
+    """The AgentRequest inside a Pub/Sub CloudEvent's data; None (logged) for a message no retry can fix."""
+    try:
+        message = data["message"]
+        return AgentRequest.model_validate_json(base64.b64decode(message["data"]))
+    except Exception as exc:
+        log.error("dropping malformed agent request", extra={"reason": f"{type(exc).__name__}: {str(exc)[:200]}"})
+        return None
+
+
+def is_infrastructure_error(exc: BaseException) -> bool:
+    """Failures of our own dependencies: retry the delivery (the run resumes) instead of failing the run."""
+    from functions.agent.pubsub import PublishFailed
+    from shared.errors import ServiceUnavailable
+
+    if isinstance(exc, PublishFailed | ServiceUnavailable | ConnectionError):
+        return True
+    try:
+        from google.api_core import exceptions as gexc
+
+        if isinstance(exc, gexc.GoogleAPICallError | gexc.RetryError):
+            return True
+    except ImportError:  # pragma: no cover
+        pass
+    import pg8000.exceptions
+
+    return isinstance(exc, pg8000.exceptions.InterfaceError)
+
+
+class RunLock:
+    """A session advisory lock on the run id, on its own connection (outside the pool)."""
+
+    def __init__(self, db: Database, run_id: str) -> None:
+        self.db = db
+        self.key = int.from_bytes(uuid.UUID(run_id).bytes[:8], "big", signed=True)
+        self.conn: Any = None
+
+    def try_acquire(self) -> bool:
+        conn = self.db.open()
+        conn.autocommit = True
+        cur = conn.cursor()
+        # A holder that vanishes without closing its socket is noticed within about a minute, not hours.
+        for setting in ("tcp_keepalives_idle = 20", "tcp_keepalives_interval = 5", "tcp_keepalives_count = 4"):
+            cur.execute(f"SET {setting}")
+        cur.execute("SELECT pg_try_advisory_lock(%s)", (self.key,))
+        if cur.fetchone()[0]:
+            self.conn = conn
+            return True
+        conn.close()
+        return False
+
+    def release(self) -> None:
+        if self.conn is not None:
+            try:
+                self.conn.close()  # ends the session, which releases the lock
+            except Exception:  # noqa: S110 - a dead connection has released the lock already
+                pass
+            self.conn = None
+
+
+class Worker:
+    def __init__(self, settings: Any, manager: Any) -> None:
+        self.settings = settings
+        self.manager = manager
+        self.eventlog = EventLog(settings.google_cloud_project, settings.event_ttl_days)
+        self.slots = threading.BoundedSemaphore(settings.max_concurrent_runs)
+        self._worker_id: str | None = None
+
+    @property
+    def worker_id(self) -> str:
+        # Computed after the fork (pid of the process that serves).
+        if self._worker_id is None:
+            self._worker_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        return self._worker_id
+
+    # -- a delivery --------------------------------------------------------------------------------------
+    def handle(self, data: Any) -> None:
+        request = parse_request(data)
+        if request is None:
+            return
+        if not self.slots.acquire(blocking=False):
+            raise RetryLater(429, f"worker busy ({self.settings.max_concurrent_runs} runs in progress)")
+        try:
+            self.process(request)
+        except RetryLater:
+            raise
+        except Exception as exc:
+            if is_infrastructure_error(exc):
+                log.warning("delivery failed on a dependency; Pub/Sub will redeliver",
+                            extra={"run_id": request.run_id, "reason": f"{type(exc).__name__}: {str(exc)[:200]}"})
+                raise RetryLater(503, str(exc)) from None
+            raise
+        finally:
+            self.slots.release()
+
+    def _db(self) -> Database:
+        wait = self.settings.startup_wait_seconds
+        self.manager.require("schema", wait)
+        return self.manager.resource("database")
+
+    def process(self, request: AgentRequest) -> None:
+        db = self._db()
+        self.manager.require("firestore", self.settings.startup_wait_seconds)
+        self.manager.require("pubsub", self.settings.startup_wait_seconds)
+        row = self._wait_for_run(db, request.run_id)
+        if row is None:
+            # The API publishes inside its transaction: a run that never appears was rolled back.
+            log.warning("request for an unknown run dropped", extra={"run_id": request.run_id})
+            return
+        if row["user_id"] != request.user_id or row["thread_id"] != request.thread_id:
+            log.error("request does not match its run; dropped", extra={"run_id": request.run_id})
+            return
+        if row["status"] in run_store.TERMINAL:
+            ensure_terminal_event(db, self.eventlog, row)
+            return
+        lock = RunLock(db, request.run_id)
+        if not lock.try_acquire():
+            fresh = run_store.get_run(db, request.run_id)
+            if fresh and fresh["status"] == "running" and fresh["claimed_at"] is not None and \
+                    (datetime.now(UTC) - fresh["claimed_at"]).total_seconds() > self.settings.run_lease_s:
+                raise RetryLater(503, "run held by a worker that stopped heart-beating; retry after it is released")
+            log.info("duplicate delivery of a run in progress acknowledged", extra={"run_id": request.run_id})
+            return
+        try:
+            self.execute(db, request)
+        finally:
+            lock.release()
+
+    @staticmethod
+    def _wait_for_run(db: Database, run_id: str, budget_s: float = 3.0) -> dict[str, Any] | None:
+        deadline = time.monotonic() + budget_s
+        delay = 0.01
+        while True:
+            row = run_store.get_run(db, run_id)
+            if row is not None or time.monotonic() >= deadline:
+                return row
+            time.sleep(delay)
+            delay = min(delay * 2, 0.25)
+
+    # -- one execution (under the lock) -----------------------------------------------------------------
+    def execute(self, db: Database, request: AgentRequest) -> None:
+        with db.transaction() as tx:
+            claimed = run_store.claim(tx, request.run_id, self.worker_id)
+        if claimed is None:
+            row = run_store.get_run(db, request.run_id)
+            if row is not None:
+                ensure_terminal_event(db, self.eventlog, row)
+            return
+        ref = RunRef(claimed["id"], claimed["thread_id"], claimed["user_id"])
+        state = self.eventlog.run_state(ref.run_id) or {}
+        last_seq = int(state.get("last_seq") or 0)
+        resumed = claimed["previous_status"] == "running"
+        if resumed and last_seq:
+            self.eventlog.republish_last(ref)
+        budget = self.settings.run_time_budget_s
+        remaining = budget - (datetime.now(UTC) - claimed["created_at"]).total_seconds()
+        message = run_store.message_content(db, claimed["message_id"]) or ""
+        history = [LLMMessage(r["role"], r["content"])
+                   for r in run_store.history(db, ref.thread_id, claimed["message_id"], self.settings.history_messages)]
+        from functions.agent.llm.chain import get_chain
+
+        ctx = WorkerRunContext(run=ref, message=message, history=history, db=db, eventlog=self.eventlog,
+                               chain=get_chain(self.settings), attempt=claimed["attempt"], last_seq=last_seq,
+                               deadline=time.monotonic() + remaining)
+        log.info("run claimed", extra={"run_id": ref.run_id, "attempt": claimed["attempt"], "resumed": resumed,
+                                       "last_seq": last_seq})
+        if remaining <= 0:
+            outcome = Outcome("failed", error_code="time_budget_exceeded",
+                              error_message=f"the run waited longer than its {budget:g}s time budget before it "
+                                            f"could start")
+        else:
+            outcome = self._run(ctx, claimed, resumed, last_seq, remaining)
+        self.finalize(db, ctx, outcome)
+
+    def _run(self, ctx: WorkerRunContext, claimed: dict[str, Any], resumed: bool, last_seq: int,
+             remaining: float) -> Outcome:
+        try:
+            from functions.agent.worker.loader import load_pipeline
+
+            name, pipeline = load_pipeline(self.settings.agent_pipeline)
+        except Exception as exc:
+            log.exception("pipeline could not be loaded", extra={"run_id": ctx.run_id})
+            return Outcome("failed", error_code="pipeline_unavailable",
+                           error_message=f"the agent pipeline could not be loaded: {type(exc).__name__}")
+        started: dict[str, Any] = {"attempt": claimed["attempt"], "resumed": resumed, "pipeline": name}
+        if resumed:
+            started["resumed_after_seq"] = last_seq
+            started["note"] = "the previous worker stopped; the run starts over and continues the same sequence"
+        try:
+            ctx.emit("agent_started", "supervisor", started)
+        except LostOwnership:
+            return Outcome("lost")
+        return self._run_pipeline(pipeline, ctx, remaining)
+
+    def _run_pipeline(self, pipeline: Pipeline, ctx: WorkerRunContext, remaining: float) -> Outcome:
+        box: dict[str, Any] = {}
+
+        def target() -> None:
+            try:
+                box["answer"] = pipeline(ctx)
+            except BaseException as exc:  # handed to the waiting thread
+                box["error"] = exc
+
+        # A thread of its own so that a pipeline stuck in a tool or a call cannot outlive the time budget.
+        thread = threading.Thread(target=contextvars.copy_context().run, args=(target,), daemon=True,
+                                  name=f"run-{ctx.run_id[:8]}")
+        thread.start()
+        thread.join(max(0.0, remaining))
+        budget = self.settings.run_time_budget_s
+        if thread.is_alive():
+            ctx.close()
+            return Outcome("failed", error_code="time_budget_exceeded",
+                           error_message=f"the run did not finish within its {budget:g}s time budget")
+        error = box.get("error")
+        if error is None:
+            answer = box.get("answer")
+            if isinstance(answer, str):
+                answer = FinalAnswer(content=answer)
+            if not isinstance(answer, FinalAnswer):
+                return Outcome("failed", error_code="pipeline_error",
+                               error_message=f"the pipeline returned {type(answer).__name__}, not a FinalAnswer")
+            return Outcome("completed", answer=answer)
+        from functions.agent.llm.chain import LLMUnavailable
+
+        if isinstance(error, RunCancelled):
+            return Outcome("cancelled", error_message=str(error) or "cancelled by the user")
+        if isinstance(error, RunTimedOut):
+            return Outcome("failed", error_code="time_budget_exceeded",
+                           error_message=f"the run did not finish within its {budget:g}s time budget")
+        if isinstance(error, LostOwnership):
+            return Outcome("lost", error_message=str(error))
+        if isinstance(error, LLMUnavailable):
+            return Outcome("failed", error_code="llm_unavailable",
+                           error_message=f"no language model could answer: {str(error)[:800]}")
+        if is_infrastructure_error(error) or not isinstance(error, Exception):
+            ctx.close()
+            raise error
+        log.error("pipeline failed", exc_info=error, extra={"run_id": ctx.run_id})
+        return Outcome("failed", error_code="pipeline_error",
+                       error_message=f"the agent pipeline failed: {type(error).__name__}: {str(error)[:300]}")
+
+    # -- the outcome, committed before the terminal event -----------------------------------------------
+    def finalize(self, db: Database, ctx: WorkerRunContext, outcome: Outcome) -> None:
+        ctx.close()
+        if outcome.status == "lost":
+            log.warning("run taken over by another attempt; this one stops", extra={"run_id": ctx.run_id,
+                                                                                 "reason": outcome.error_message})
+            return
+        reserved = ctx.last_seq + 1
+        with db.transaction() as tx:
+            if outcome.status == "completed":
+                assert outcome.answer is not None
+                thread_store.insert_answer(tx, ctx.thread_id, ctx.user_id, ctx.run_id, outcome.answer.content,
+                                           outcome.answer.metadata)
+            row = run_store.finish(tx, ctx.run_id, ctx.attempt, outcome.status, reserved,
+                                   error_code=outcome.error_code, error_message=outcome.error_message)
+            if row is None:
+                tx.conn.rollback()
+            else:
+                tx.execute("UPDATE threads SET updated_at = now() WHERE id = %s", [ctx.thread_id])
+        if row is None:
+            if run_store.get_run(db, ctx.run_id) is None:
+                # Deleted with its thread: still end the stream, so a watching client stops waiting.
+                ctx.emit_final("run_cancelled", "supervisor", {"reason": "the thread was deleted"})
+            else:
+                log.warning("run finished by another attempt; outcome discarded", extra={"run_id": ctx.run_id})
+            return
+        event = terminal_event_for(db, row, reserved)
+        ctx.emit_final(event.type, event.agent_name, event.data)
+        log.info("run finished", extra={"run_id": ctx.run_id, "status": row["status"], "seq": reserved,
+                                        "cost_usd": float(row["cost_usd"])})

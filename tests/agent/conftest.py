@@ -1,0 +1,94 @@
+"""Fixtures of the agent tests: a Pub/Sub emulator of their own (not parametrized), a stack per test."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import pytest
+
+from emulators.process import ManagedProcess
+from shared.models.events import AgentRequest
+from tests.agent.harness import AgentStack
+
+
+@pytest.fixture(scope="session")
+def agent_pubsub_host() -> Iterator[str]:
+    from tests.fixtures.pubsub import start_emulator_process
+
+    proc, host = start_emulator_process("embedded")
+    yield host
+    proc.stop()
+
+
+@pytest.fixture
+def stack(migrated_db_url: str, agent_pubsub_host: str, firestore_emulator_host: str,
+          tmp_path: Path) -> Iterator[AgentStack]:
+    """Topics and subscriptions created; start the worker / API with ``stack.start_worker(**env)``."""
+    agent_stack = AgentStack(db_url=migrated_db_url, pubsub_host=agent_pubsub_host,
+                             firestore_host=firestore_emulator_host, workdir=tmp_path)
+    agent_stack.create_topology()
+    yield agent_stack
+    agent_stack.stop()
+
+
+class Sql:
+    """Direct SQL on the stack's database (seeding and assertions)."""
+
+    def __init__(self, url: str) -> None:
+        import pg8000.dbapi
+
+        p = urlparse(url)
+        self.conn = pg8000.dbapi.connect(user=p.username, password=p.password, host=p.hostname, port=p.port,
+                                         database=p.path.lstrip("/"))
+        self.conn.autocommit = True
+
+    def all(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+        cur = self.conn.cursor()
+        cur.execute(sql, params)
+        if cur.description is None:
+            return []
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+    def one(self, sql: str, params: tuple[Any, ...] = ()) -> dict[str, Any]:
+        rows = self.all(sql, params)
+        assert rows, f"no row for {sql}"
+        return rows[0]
+
+    def user(self, email: str | None = None) -> str:
+        return self.one("INSERT INTO users (email) VALUES (%s) RETURNING id::text",
+                        (email or f"{uuid.uuid4().hex[:8]}@example.com",))["id"]
+
+    def seed_run(self, content: str = "How do I cut my GPT-4o bill?", user_id: str | None = None) -> AgentRequest:
+        """A queued run as the API would have stored it."""
+        user_id = user_id or self.user()
+        thread = self.one("INSERT INTO threads (user_id) VALUES (%s) RETURNING id::text", (user_id,))["id"]
+        message = self.one("INSERT INTO messages (thread_id, user_id, role, content) VALUES (%s, %s, 'user', %s) "
+                           "RETURNING id::text", (thread, user_id, content))["id"]
+        run = self.one("INSERT INTO runs (thread_id, user_id, message_id) VALUES (%s, %s, %s) RETURNING id::text",
+                       (thread, user_id, message))["id"]
+        return AgentRequest(run_id=run, thread_id=thread, user_id=user_id, message_id=message)
+
+    def run(self, run_id: str) -> dict[str, Any]:
+        return self.one("SELECT * FROM runs WHERE id = %s", (run_id,))
+
+    def answers(self, run_id: str) -> list[dict[str, Any]]:
+        return self.all("SELECT * FROM messages WHERE run_id = %s AND role = 'assistant'", (run_id,))
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+@pytest.fixture
+def sql(migrated_db_url: str) -> Iterator[Sql]:
+    db = Sql(migrated_db_url)
+    yield db
+    db.close()
+
+
+def worker_log(proc: ManagedProcess | None) -> str:
+    return proc.output()[-4000:] if proc else ""
