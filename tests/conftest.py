@@ -11,4 +11,5 @@ pytest_plugins = [
     "tests.fixtures.processes",
     "tests.fixtures.firestore",
     "tests.fixtures.auth",
+    "tests.fixtures.pubsub",
 ]

@@ -13,6 +13,7 @@ import pytest
 from emulators.process import ManagedProcess
 from shared.models.events import AgentRequest
 from tests.agent.harness import AgentStack
+from tests.fixtures.auth import AuthService, start_auth
 
 
 @pytest.fixture(scope="session")
@@ -92,3 +93,59 @@ def sql(migrated_db_url: str) -> Iterator[Sql]:
 
 def worker_log(proc: ManagedProcess | None) -> str:
     return proc.output()[-4000:] if proc else ""
+
+
+@pytest.fixture(scope="module")
+def module_db_url(pg_server: Any) -> str:
+    """A migrated database for one test module (tests keep apart by using users of their own)."""
+    from shared.db.connect import Connector
+    from shared.db.migrate import MigrateSettings, migrate
+
+    url = pg_server.url_for(f"agent_{uuid.uuid4().hex[:10]}")
+    connector = Connector(MigrateSettings.model_validate({"database_url": url}))
+    migrate(connector)
+    connector.close()
+    return url
+
+
+class ApiEnv:
+    """auth + agent worker + agent API on one database and the session's emulators."""
+
+    def __init__(self, stack: AgentStack, auth: AuthService) -> None:
+        self.stack = stack
+        self.auth = auth
+
+    def login(self, email: str | None = None) -> str:
+        return str(self.auth.login(email or f"u{uuid.uuid4().hex[:8]}@example.com")["access_token"])
+
+    def user_id(self, token: str) -> str:
+        import jwt
+
+        return str(jwt.decode(token, options={"verify_signature": False})["sub"])
+
+
+def start_api_env(db_url: str, pubsub_host: str, firestore_host: str, workdir: Path, worker_env: dict[str, str],
+                  api_env: dict[str, str] | None = None, start_api: bool = True) -> ApiEnv:
+    auth = start_auth(db_url, workdir / "auth")
+    stack = AgentStack(db_url=db_url, pubsub_host=pubsub_host, firestore_host=firestore_host, workdir=workdir,
+                       jwks_url=auth.jwks_url, issuer=auth.issuer)
+    stack.create_topology()
+    stack.start_worker(**worker_env)
+    if start_api:
+        stack.start_api(**(api_env or {}))
+    return ApiEnv(stack, auth)
+
+
+def stop_api_env(env: ApiEnv) -> None:
+    env.stack.stop()
+    env.auth.process.stop()
+
+
+@pytest.fixture(scope="module")
+def api(module_db_url: str, agent_pubsub_host: str, firestore_emulator_host: str,
+        tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiEnv]:
+    """The module's stack: runs take about a second (mock tokens streamed 10 ms apart)."""
+    env = start_api_env(module_db_url, agent_pubsub_host, firestore_emulator_host,
+                        tmp_path_factory.mktemp("agent-api"), {"MOCK_LLM_TOKEN_DELAY_MS": "10"})
+    yield env
+    stop_api_env(env)
