@@ -22,7 +22,7 @@ class Subscription:
     sent: set[tuple[str, int]] = field(default_factory=set)
 
 
-@dataclass
+@dataclass(eq=False)  # identity semantics: connections live in sets
 class Connection:
     websocket: Any
     user_id: str

@@ -143,7 +143,8 @@ async def error(conn: Connection, code: str, message: str) -> None:
 
 
 async def subscribe(conn: Connection, thread_id: str, run_id: str | None, after_seq: int | None) -> None:
-    from functions.ws_bridge.fanout import Subscription, replay
+    from functions.ws_bridge.fanout import replay
+    from functions.ws_bridge.hub import Subscription
 
     if not await owns_thread(conn.user_id, thread_id):
         await error(conn, "thread_not_found", f"thread {thread_id} not found")
@@ -290,7 +291,11 @@ async def websocket_endpoint(ws: WebSocket) -> None:
             if text is None:
                 await error(conn, "binary_not_supported", "send JSON text frames")
                 continue
-            await handle_frame(conn, text)
+            try:
+                await handle_frame(conn, text)
+            except Exception:  # one bad frame must not take the connection down
+                log.exception("frame handling failed")
+                await error(conn, "internal", "the frame could not be handled")
     except (WebSocketDisconnect, RuntimeError):
         pass
     finally:
