@@ -8,11 +8,13 @@ from shared.service import database_components
 from shared.startup import Component, Priority, RetryPolicy
 
 
-def _pubsub() -> Any:
-    from functions.agent import pubsub
+def _pubsub(project: str) -> Any:
+    def start() -> Any:
+        from functions.agent import pubsub
 
-    pubsub.warm()
-    return True
+        pubsub.warm(project)
+        return True
+    return start
 
 
 def _firestore() -> Any:
@@ -34,9 +36,12 @@ def components(role: str, settings: Any) -> list[Component]:
     name = "agent-api" if role == "api" else "agent-worker"
     found = database_components(settings, name)
     # Client construction only (no network): the library import is the slow part, done before the first request.
-    found.append(Component("pubsub", _pubsub, Priority.HIGH, timeout_s=30.0,
+    found.append(Component("pubsub", _pubsub(settings.google_cloud_project), Priority.HIGH, timeout_s=30.0,
                            retry=RetryPolicy(initial_s=0.5, max_s=10.0)))
+    # The API needs Firestore only for the event log routes: start it after Pub/Sub, which the first POST
+    # needs, so that the two library imports do not compete for the interpreter.
     found.append(Component("firestore", _firestore, Priority.HIGH if role == "worker" else Priority.MEDIUM,
+                           depends_on=() if role == "worker" else ("pubsub",),
                            timeout_s=30.0, retry=RetryPolicy(initial_s=0.5, max_s=10.0)))
     if role == "api":
         found.append(Component("tokens", _tokens(settings), Priority.CRITICAL, timeout_s=15.0,

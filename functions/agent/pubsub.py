@@ -43,10 +43,16 @@ def _client(kind: str) -> Any:
         return _clients[kind]
 
 
-def warm() -> None:
-    """Import the library and build both clients (a startup component: the first request does not pay)."""
-    _client("requests")
+def warm(project: str) -> None:
+    """Import the library, build both clients and open the channel (a startup component, so the first request
+    pays none of it). The connection check is best effort: a Pub/Sub outage is reported per request (503)."""
+    requests = _client("requests")
     _client("events")
+    try:
+        requests.api.get_topic(topic=topic_path(project, AGENT_REQUESTS), timeout=2.0)
+    except Exception as exc:
+        log.warning("Pub/Sub not reachable at start; publishing will retry per request",
+                    extra={"reason": type(exc).__name__})
 
 
 def publish_request(project: str, request: AgentRequest, timeout_s: float) -> str:

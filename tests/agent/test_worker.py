@@ -189,3 +189,20 @@ def test_bad_deliveries_are_acknowledged(stack: AgentStack, sql: Sql) -> None:
     assert "dropping malformed agent request" in output and "request for an unknown run dropped" in output
     assert stack.log_state(ghost.run_id) is None
     assert json.loads(json.dumps(ghost.model_dump(mode="json")))["run_id"] == ghost.run_id
+
+
+def test_push_answered_only_when_the_run_is_done(stack: AgentStack, sql: Sql) -> None:
+    """Scenario 30: CPU is throttled once a response is sent, so the worker answers the push only after the
+    run's outcome is committed and its terminal event is logged and published: nothing is left to run."""
+    stack.start_worker()
+    request = sql.seed_run()
+    body = {"message": {"data": base64.b64encode(request.to_bytes()).decode(), "messageId": "direct-1"},
+            "subscription": f"projects/{stack.project}/subscriptions/agent-worker"}
+    response = httpx.post(f"http://127.0.0.1:{stack.worker_port}/", json=body, timeout=60)
+    assert response.status_code == 200
+    run = sql.run(request.run_id)  # read at once, no waiting
+    assert run["status"] == "completed" and len(sql.answers(request.run_id)) == 1
+    logged = stack.log_events(request.run_id)
+    assert logged[-1].type == "agent_completed" and logged[-1].seq == run["last_seq"]
+    stack.pull_events(2.0)
+    assert [e.seq for e in stack.tapped_for(request.run_id)] == [e.seq for e in logged]

@@ -38,16 +38,26 @@ async def closed_loop(ctx: RunContext, target: Target, base_url: str, seconds: f
 
 
 async def measure(ctx: RunContext, target: Target) -> tuple[dict[str, Any], list[Sample], str | None]:
+    """Start one instance, wait for its first success, warm it up, then measure. The cause when it cannot."""
     epoch = time.monotonic()
     inst = Instance(target, 0, ctx.env, epoch, ctx.log_file(f"s4-{target.name}"))
     inst.spawn()
     counts = {"answered": 0, "failed": 0}
+    phase = {"name": "starting"}
     try:
         if not await inst.wait_port(60):
             return {}, [], inst.record.error
-        line = lambda: f"steady: {target.name}: {counts['answered']} answered, {counts['failed']} failed"  # noqa: E731
+        async with new_client(1) as client:
+            first = await call(client, inst.url, target.mix(ctx.mix)[0], target=target.name, instance=0,
+                               epoch=epoch, give_up_at=time.monotonic() + ctx.sizes.give_up_s)
+        if not first.ok:
+            return {}, [], f"never answered before the warm-up: {first.cause}; output tail: {inst.tail()}"
+        line = lambda: (f"steady: {target.name}: {phase['name']}: {counts['answered']} answered, "  # noqa: E731
+                        f"{counts['failed']} failed")
         async with ticking(ctx.progress, line):
+            phase["name"] = "warming up"
             await closed_loop(ctx, target, inst.url, ctx.sizes.warmup_s, epoch, {"answered": 0, "failed": 0})
+            phase["name"] = "measuring"
             measured_from = time.monotonic()
             samples = await closed_loop(ctx, target, inst.url, ctx.sizes.steady_s, measured_from, counts)
         elapsed = time.monotonic() - measured_from

@@ -20,7 +20,7 @@ from pydantic import SecretStr
 from pydantic_settings import BaseSettings
 
 from shared.config import ConfigError, DatabaseSection, ServiceSettings, TokenVerifySection, load_settings
-from tests.terraform.hcl import environment_reads, import_closure, platform, render
+from tests.terraform.hcl import environment_reads, import_closure, module_file, platform, render
 
 # Workload => groups of alternatives; the first alternative that imports is used for each group.
 # "module" means the one settings class defined in that module; "module:Class" names it.
@@ -51,6 +51,7 @@ OPTIONAL_UNSET = {
     "K_CONFIGURATION": "set by Cloud Run itself",
     "PORT": "set by Cloud Run itself",
     "FUNCTION_TARGET": "set by Cloud Functions / functions-framework",
+    "HOST": "ws_bridge listen address: the container command passes --host 0.0.0.0 instead",
     "NETRA_LOCAL_DIR": "local state directory, local runs only",
     "CLOUD_RUN_JOB": "set by Cloud Run jobs",
     "CLOUD_RUN_EXECUTION": "set by Cloud Run jobs",
@@ -152,7 +153,9 @@ def entry_modules(workload: str) -> list[str]:
     if workload in locals_["functions"]:
         return [locals_["functions"][workload]["module"]]
     command = " ".join(locals_["containers"][workload])
-    return re.findall(r"-m ([\w.]+)", command)
+    modules = re.findall(r"-m ([\w.]+)", command)
+    # `python -m package` runs package/__main__.py.
+    return modules + [f"{m}.__main__" for m in modules if module_file(f"{m}.__main__") is not None]
 
 
 @cache

@@ -109,6 +109,11 @@ def test_ws_bridge_service_is_configured_for_websockets() -> None:
     assert container["resources"][0]["startup_cpu_boost"] is True
     assert container["startup_probe"][0]["http_get"][0]["path"] == "/health/ready"
     assert template["scaling"][0]["min_instance_count"] == "${var.min_instances.ws_bridge}"
+    # Cloud Run routes to the container's port on every interface; the local default is 127.0.0.1.
+    command = module(PLATFORM_DIR)["locals"]["containers"]["ws-bridge"]
+    assert command[command.index("--host") + 1] == "0.0.0.0"
+    assert container["command"] == '${local.containers["ws-bridge"]}'
+    assert container["ports"][0]["container_port"] == 8080
 
 
 @pytest.mark.skipif(shutil.which("terraform") is None, reason="terraform binary not installed (optional check)")

@@ -100,8 +100,16 @@ def test_every_topic_or_subscription_the_code_names_is_in_the_topology() -> None
                     ident = arg.id if isinstance(arg, ast.Name) else arg.attr
                     if ident in constants:
                         names.append((func, constants[ident], str(path.relative_to(REPO_ROOT))))
+                elif isinstance(arg, ast.JoinedStr) and arg.values and isinstance(arg.values[0], ast.Constant):
+                    # f"ws-bridge-{id}": a per-instance subscription, declared by its prefix.
+                    names.append((func + "*", str(arg.values[0].value), str(path.relative_to(REPO_ROOT))))
     assert names, "expected the code to name topics through topic_path()"
+    prefixes = [key.split("<", 1)[0] for key in TOPOLOGY["per_instance_subscriptions"]]
     for func, name, where in names:
+        if func.endswith("*"):
+            assert func == "subscription_path*" and name in prefixes, \
+                f"{where} builds subscription names from {name!r}..., not a per_instance_subscriptions prefix"
+            continue
         pool = TOPOLOGY["topics"] if func == "topic_path" else TOPOLOGY["subscriptions"]
         assert name in pool, f"{where} uses {func}(..., {name!r}), which Terraform does not create"
 

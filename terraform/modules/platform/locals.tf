@@ -26,7 +26,7 @@ locals {
     auth           = { database = "iam", firestore = true, publishes = [] }
     "agent-api"    = { database = "iam", firestore = true, publishes = ["agent-requests", "agent-events"] }
     "agent-worker" = { database = "iam", firestore = true, publishes = ["agent-events"] }
-    "ws-bridge"    = { database = "iam", firestore = true, publishes = ["agent-requests"] }
+    "ws-bridge"    = { database = "iam", firestore = true, publishes = [] }
     migrate        = { database = "password", firestore = false, publishes = [] }
     rollup         = { database = "iam", firestore = false, publishes = [] }
   }

@@ -79,6 +79,8 @@ locals {
       AUTH_ISSUER                 = local.urls.auth
       TOKEN_AUDIENCE              = "netra-apex"
       AUTH_JWKS_URL               = "${local.urls.auth}/.well-known/jwks.json"
+      AUTH_URL                    = local.urls.auth
+      AGENT_API_URL               = local.urls.api
     }
     migrate = {
       NETRA_ENV            = var.environment

@@ -28,7 +28,8 @@ locals {
 
   # Container workloads of the app image: key => the command the container runs.
   containers = {
-    "ws-bridge" = ["python", "-m", "functions.ws_bridge"]
+    # Listen on every interface: the default (127.0.0.1) is for local runs.
+    "ws-bridge" = ["python", "-m", "functions.ws_bridge", "--host", "0.0.0.0"]
     migrate     = ["sh", "-c", "python -m shared.db.migrate && python -m shared.deploy grant-db"]
     rollup      = ["python", "-m", "functions.agent.rollup_job"]
   }

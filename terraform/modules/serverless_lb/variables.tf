@@ -39,7 +39,7 @@ variable "default_backend" {
 }
 
 variable "rate_limit_per_minute" {
-  description = "Requests per minute one client IP may send before Cloud Armor answers 429."
+  description = "Requests per minute one client IP may send before Cloud Armor answers 429. Generous: ws_bridge calls auth and the API through the load balancer from shared egress addresses."
   type        = number
-  default     = 1200
+  default     = 3000
 }

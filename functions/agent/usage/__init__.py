@@ -1,0 +1,1 @@
+"""Usage data: ingestion formats, storage, the synthetic workload generator and the usage routes."""

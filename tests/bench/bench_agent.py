@@ -1,0 +1,220 @@
+"""Agent platform benchmarks (`python -m tests.bench.bench_agent`, or `make bench`). Prints figures only.
+
+1. POST /api/agent/message latency, p50/p99, on a warm API (each run is queued on the real Pub/Sub emulator).
+2. Time from POST to the run's first event on ``agent-events`` with the mock provider, p50/p99 (a streaming
+   pull subscriber, as ws_bridge has): API -> Postgres -> Pub/Sub push -> worker claim -> Firestore log ->
+   Pub/Sub publish -> subscriber.
+3. Cold start of the agent API, spawn to first successful POST (202), as a ratio to the empty
+   functions-framework function (tests/bench/empty_function/main.py, target ``empty``) measured in the same run.
+
+Everything runs locally: embedded PostgreSQL, the embedded Pub/Sub and Firestore emulators, the auth function
+(tokens), the agent worker and API as functions-framework processes. BENCH_AGENT_N scales the sample sizes.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from emulators.postgres import EmbeddedPostgres, free_port
+from emulators.process import ManagedProcess, functions_framework_argv
+from shared.config import REPO_ROOT
+from shared.models.events import AgentEvent
+from shared.pubsub_topology import subscription_path
+from tests.agent.harness import TAP, AgentStack
+
+N = int(os.environ.get("BENCH_AGENT_N", "1"))
+EMPTY = REPO_ROOT / "tests/bench/empty_function/main.py"
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))]
+
+
+def summary(name: str, values_ms: list[float]) -> str:
+    return (f"{name}: n={len(values_ms)} p50={pct(values_ms, 50):.1f} ms p99={pct(values_ms, 99):.1f} ms "
+            f"mean={statistics.fmean(values_ms):.1f} ms max={max(values_ms):.1f} ms")
+
+
+class FirstEvents:
+    """A streaming pull on the tap subscription: when each run's events arrive."""
+
+    def __init__(self, stack: AgentStack) -> None:
+        self.first: dict[str, float] = {}
+        self.terminal: dict[str, float] = {}
+        self.cond = threading.Condition()
+        name = subscription_path(stack.project, TAP)
+        self.future = stack.subscriber().subscribe(name, self._on_message)
+
+    def _on_message(self, message: Any) -> None:
+        now = time.perf_counter()
+        event = AgentEvent.from_bytes(message.data)
+        message.ack()
+        with self.cond:
+            if event.seq == 1:
+                self.first.setdefault(event.run_id, now)
+            if event.terminal:
+                self.terminal.setdefault(event.run_id, now)
+            self.cond.notify_all()
+
+    def wait(self, run_id: str, terminal: bool, timeout_s: float = 30.0) -> float:
+        table = self.terminal if terminal else self.first
+        with self.cond:
+            if not self.cond.wait_for(lambda: run_id in table, timeout_s):
+                raise TimeoutError(f"no {'terminal' if terminal else 'first'} event for run {run_id}")
+            return table[run_id]
+
+    def close(self) -> None:
+        self.future.cancel()
+
+
+def bench_post_latency(stack: AgentStack, token: str, thread_id: str, n: int) -> list[float]:
+    # Each run is tiny (mock, no delay); pace posts so the worker's concurrency bound does not push back.
+    samples = []
+    with stack.client(token) as client:
+        for i in range(n):
+            started = time.perf_counter()
+            response = client.post("/api/agent/message", json={"content": f"latency sample {i}",
+                                                                 "thread_id": thread_id})
+            samples.append((time.perf_counter() - started) * 1000)
+            assert response.status_code == 202, response.text
+            time.sleep(0.05)
+    return samples
+
+
+def bench_first_event(stack: AgentStack, token: str, thread_id: str, n: int) -> tuple[list[float], list[float]]:
+    watcher = FirstEvents(stack)
+    first, whole = [], []
+    try:
+        with stack.client(token) as client:
+            for i in range(n):
+                started = time.perf_counter()
+                response = client.post("/api/agent/message", json={"content": f"first event sample {i}",
+                                                                     "thread_id": thread_id})
+                run_id = response.json()["run_id"]
+                first.append((watcher.wait(run_id, terminal=False) - started) * 1000)
+                whole.append((watcher.wait(run_id, terminal=True) - started) * 1000)
+    finally:
+        watcher.close()
+    return first, whole
+
+
+def spawn_until(argv: list[str], env: dict[str, str], port: int, request: Any) -> float:
+    """Seconds from spawning the process to the first successful answer of ``request(base_url)``."""
+    started = time.perf_counter()
+    proc = ManagedProcess("bench", argv, env=env).start()
+    try:
+        url = f"http://127.0.0.1:{port}"
+        while True:
+            if not proc.alive():
+                raise RuntimeError(f"process exited:\n{proc.output()[-2000:]}")
+            try:
+                if request(url):
+                    return time.perf_counter() - started
+            except httpx.TransportError:
+                pass
+            time.sleep(0.005)
+    finally:
+        proc.stop()
+
+
+def bench_cold_start(stack: AgentStack, token: str, thread_id: str, rounds: int) -> tuple[list[float], list[float]]:
+    empty_s, agent_s = [], []
+
+    def empty_ok(url: str) -> bool:
+        return httpx.get(url + "/", timeout=5).status_code == 200
+
+    def post_ok(url: str) -> bool:
+        response = httpx.post(url + "/api/agent/message", json={"content": "cold start", "thread_id": thread_id},
+                              headers={"Authorization": f"Bearer {token}"}, timeout=30)
+        return response.status_code == 202
+
+    for _ in range(rounds):
+        port = free_port()
+        empty_s.append(spawn_until(functions_framework_argv(EMPTY, "empty", port), {"NETRA_ENV": "test"}, port,
+                                   empty_ok))
+        port = free_port()
+        argv = functions_framework_argv(REPO_ROOT / "functions/agent/main.py", "agent_api", port)
+        agent_s.append(spawn_until(argv, stack.env(), port, post_ok))
+    return empty_s, agent_s
+
+
+def drain(db_url: str, timeout_s: float = 300.0) -> None:
+    from tests.agent.conftest import Sql
+
+    sql = Sql(db_url)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while sql.one("SELECT count(*) AS n FROM runs WHERE status IN ('queued', 'running')")["n"]:
+            if time.monotonic() > deadline:
+                raise TimeoutError("runs of the latency benchmark did not finish")
+            time.sleep(0.2)
+    finally:
+        sql.close()
+
+
+def main() -> None:
+    from tests.fixtures.auth import start_auth
+    from tests.fixtures.firestore import start_emulator_process as start_firestore
+    from tests.fixtures.pubsub import start_emulator_process as start_pubsub
+
+    work = Path(tempfile.mkdtemp(prefix="bench-agent-"))
+    pg = EmbeddedPostgres(work / "pg").start()
+    procs: list[ManagedProcess] = []
+    stack: AgentStack | None = None
+    auth = None
+    try:
+        from shared.db.connect import Connector
+        from shared.db.migrate import MigrateSettings, migrate
+
+        url = pg.url_for("bench_agent")
+        connector = Connector(MigrateSettings.model_validate({"database_url": url}))
+        migrate(connector)
+        connector.close()
+        pubsub_proc, pubsub_host = start_pubsub("embedded")
+        firestore_proc, firestore_host = start_firestore()
+        procs += [pubsub_proc, firestore_proc]
+        auth = start_auth(url, work / "auth")
+        stack = AgentStack(db_url=url, pubsub_host=pubsub_host, firestore_host=firestore_host, workdir=work,
+                           jwks_url=auth.jwks_url, issuer=auth.issuer, extra_env={"LOG_LEVEL": "WARNING"})
+        stack.create_topology()
+        stack.start_worker(MAX_CONCURRENT_RUNS="8")
+        stack.start_api()
+        token = str(auth.login("bench@example.com")["access_token"])
+        with stack.client(token) as client:
+            thread_id = client.post("/api/threads", json={"title": "bench"}).json()["id"]
+            warm = client.post("/api/agent/message", json={"content": "warm", "thread_id": thread_id}).json()
+            stack.wait_run(token, warm["run_id"])
+
+        print(summary("POST /api/agent/message latency", bench_post_latency(stack, token, thread_id, 200 * N)),
+              flush=True)
+        drain(url)  # the first-event figure must not include waiting behind the latency benchmark's runs
+        first, whole = bench_first_event(stack, token, thread_id, 50 * N)
+        print(summary("POST -> first event on agent-events (mock provider)", first), flush=True)
+        print(summary("POST -> terminal event on agent-events (mock provider, whole run)", whole), flush=True)
+        empty_s, agent_s = bench_cold_start(stack, token, thread_id, 5 * N)
+        empty_med, agent_med = statistics.median(empty_s), statistics.median(agent_s)
+        print(f"cold start, spawn -> first success: empty function median {empty_med * 1000:.0f} ms "
+              f"({', '.join(f'{s * 1000:.0f}' for s in empty_s)}); agent API first POST 202 median "
+              f"{agent_med * 1000:.0f} ms ({', '.join(f'{s * 1000:.0f}' for s in agent_s)}); "
+              f"ratio {agent_med / empty_med:.2f}x", flush=True)
+    finally:
+        if stack is not None:
+            stack.stop()
+        if auth is not None:
+            auth.process.stop()
+        for proc in procs:
+            proc.stop()
+        pg.destroy()
+
+
+if __name__ == "__main__":
+    main()
