@@ -71,6 +71,9 @@ class AgentStack:
             "FIRESTORE_COLLECTION_PREFIX": self.prefix,
             "NETRA_DISCOVERY_DIR": str(self.workdir / "discovery"),
             "STARTUP_WAIT_SECONDS": "15",
+            # The platform's tests assert what the minimal pipeline does; the configured pipeline ("auto") has
+            # an end-to-end test of its own.
+            "AGENT_PIPELINE": "minimal",
         }
         if self.jwks_url:
             env["AUTH_JWKS_URL"] = self.jwks_url

@@ -156,3 +156,22 @@ def test_database_up_after_the_service(env_factory: Any, migrated_db_url: str) -
             assert ok and 500 not in statuses
         finally:
             proxy.stop()
+
+
+def test_end_to_end_with_the_configured_pipeline(env_factory: Any) -> None:
+    """AGENT_PIPELINE=auto: the optimization pipeline when it is installed, else the minimal one; either way the
+    platform's guarantees hold (gapless log equal to the published stream, one terminal event, one answer)."""
+    env = env_factory(worker_env={"AGENT_PIPELINE": "auto"})
+    token = env.login()
+    with env.stack.client(token) as client:
+        posted = client.post("/api/agent/message", json={"content": "Where can I cut my LLM spend?"}).json()
+        tapped = env.stack.wait_tapped_terminal(posted["run_id"], 120)
+        run = env.stack.wait_run(token, posted["run_id"], timeout_s=120)
+        logged = env.stack.log_events(posted["run_id"])
+        assert [(e.seq, e.type) for e in tapped] == [(e.seq, e.type) for e in logged]
+        assert [e.seq for e in logged] == list(range(1, len(logged) + 1))
+        assert run["status"] == "completed", run
+        assert logged[0].data["pipeline"].endswith(":run")
+        assert [e.terminal for e in logged].count(True) == 1 and logged[-1].type == "agent_completed"
+        messages = client.get(f"/api/threads/{posted['thread_id']}/messages").json()["items"]
+        assert [m["role"] for m in messages] == ["user", "assistant"] and messages[1]["content"].strip()

@@ -70,9 +70,11 @@ def test_duplicate_delivery_runs_once(stack: AgentStack, sql: Sql) -> None:
     stack.publish_request(request)
     _finish(stack, request.run_id)
     stack.publish_request(request)
-    wait_until(lambda: stack.pull_events(0.3) and False or
-               len(stack.tapped_for(request.run_id, dedupe=False)) > len(stack.tapped_for(request.run_id)),
-               15, "the terminal event republished for the late duplicate")
+
+    def republished() -> bool:
+        stack.pull_events(0.3)
+        return len(stack.tapped_for(request.run_id, dedupe=False)) > len(stack.tapped_for(request.run_id))
+    wait_until(republished, 15, "the terminal event republished for the late duplicate")
     logged = stack.log_events(request.run_id)
     assert_gapless(logged)
     assert _types(logged).count("agent_completed") == 1 and _types(logged).count("agent_started") == 3

@@ -18,6 +18,7 @@ import statistics
 import tempfile
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +28,8 @@ from emulators.postgres import EmbeddedPostgres, free_port
 from emulators.process import ManagedProcess, functions_framework_argv
 from shared.config import REPO_ROOT
 from shared.models.events import AgentEvent
-from shared.pubsub_topology import subscription_path
-from tests.agent.harness import TAP, AgentStack
+from shared.pubsub_topology import AGENT_EVENTS, subscription_path, topic_path
+from tests.agent.harness import AgentStack
 
 N = int(os.environ.get("BENCH_AGENT_N", "1"))
 EMPTY = REPO_ROOT / "tests/bench/empty_function/main.py"
@@ -51,7 +52,11 @@ class FirstEvents:
         self.first: dict[str, float] = {}
         self.terminal: dict[str, float] = {}
         self.cond = threading.Condition()
-        name = subscription_path(stack.project, TAP)
+        # A subscription of its own, created now: it holds no backlog of earlier runs' events (one thread means
+        # one ordering key, so a backlog would be delivered one message at a time before ours).
+        name = subscription_path(stack.project, f"bench-{uuid.uuid4().hex[:8]}")
+        stack.subscriber().create_subscription(request={"name": name, "topic": topic_path(stack.project, AGENT_EVENTS),
+                                                        "enable_message_ordering": True})
         self.future = stack.subscriber().subscribe(name, self._on_message)
 
     def _on_message(self, message: Any) -> None:

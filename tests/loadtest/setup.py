@@ -12,18 +12,19 @@ from emulators.stack import ALL_NAMES, SERVICES, Stack
 from tests.loadtest.client import call, new_client, request_json
 from tests.loadtest.context import RunContext
 from tests.loadtest.instances import Instance, stop_all_async
-from tests.loadtest.targets import AGENT_API, AUTH, MixContext, Target
+from tests.loadtest.targets import AGENT_API, AUTH, WS_BRIDGE, MixContext, Target
 
 INFRA = ("postgres", "pubsub", "firestore")
 
 
 def stack_components(targets: list[Target]) -> set[str]:
-    """Everything the available targets need, plus the worker and bridge when their code exists (so posted
-    messages are really processed), closed under the stack's own service dependencies."""
+    """Everything the available targets need, closed under the stack's own service dependencies. With the agent
+    API or the bridge under test, the worker and the bridge run too (when their code exists): posted messages
+    are really processed, and the warm stack can time post -> first WebSocket event."""
     wanted: set[str] = set()
     for target in targets:
         wanted.update(target.needs)
-    if AGENT_API in targets:
+    if AGENT_API in targets or WS_BRIDGE in targets:
         wanted.update({"agent-worker", "ws-bridge"} & _present_services())
     specs = {s.name: s for s in SERVICES}
     pending = list(wanted)

@@ -86,6 +86,15 @@ async def run(ctx: RunContext) -> ScenarioResult:
                       "steady_s": ctx.sizes.steady_s}
     result.failures += failure_rows(samples_all)
     result.raw = {"samples": [s.to_json() for s in samples_all]}
-    result.summary["first_event"] = await first_event.measure(ctx)
+    try:
+        result.summary["first_event"] = await first_event.measure(ctx)
+    except Exception as exc:
+        result.summary["first_event"] = {"status": "error", "reason": f"{type(exc).__name__}: {exc}"[:500]}
+    for error in result.summary["first_event"].get("errors", []):
+        result.failures.append({"target": "ws-bridge", "request": "post -> first event", "cause": error,
+                                "count": 1})
+    if result.summary["first_event"]["status"] == "error":
+        result.failures.append({"target": "ws-bridge", "request": "post -> first event",
+                                "cause": result.summary["first_event"]["reason"], "count": 1})
     result.status = "failures" if result.failures else "ok"
     return result

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import time
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
@@ -19,6 +20,7 @@ from tests.loadtest.stats import median, percentile, ratio, rounded
 from tests.loadtest.targets import Target
 
 WAIT_S = 60.0  # a client not subscribed, or a run not delivered, by then has failed
+RETRYABLE_CLOSE = frozenset({1012, 1013})  # docs/WEBSOCKET.md: reconnect (with backoff)
 
 
 @dataclass
@@ -30,6 +32,7 @@ class ClientRecord:
     events: int = 0
     first_event_ms: float | None = None  # from the trigger
     events_ms: float | None = None  # trigger -> terminal event
+    retries: int = 0  # refused with a retryable close code, then reconnected
     error: str | None = None
 
 
@@ -98,18 +101,33 @@ class Storm:
         self.triggered = asyncio.Event()
 
     async def client(self, record: ClientRecord) -> None:
+        """Connect and subscribe; a refusal with a retryable close code (1012, 1013) is retried with backoff,
+        as docs/WEBSOCKET.md tells clients to, until WAIT_S; then wait for the run's events."""
         started = time.monotonic()
         record.t_start = started - self.epoch
         url, kwargs = self.protocol.connect_args(self.inst, record.index)
-        try:
-            async with connect(url, open_timeout=WAIT_S, max_queue=None, compression=None, **kwargs) as ws:
-                await asyncio.wait_for(self.protocol.subscribe(ws, record.index), WAIT_S)
-                now = time.monotonic()
-                record.connect_ms = (now - started) * 1000
-                record.t_connected = now - self.epoch
-                await self.receive(ws, record)
-        except Exception as exc:
-            record.error = describe(exc)
+        delay = 0.2
+        while True:
+            try:
+                async with connect(url, open_timeout=WAIT_S, max_queue=None, compression=None, **kwargs) as ws:
+                    await asyncio.wait_for(self.protocol.subscribe(ws, record.index), WAIT_S)
+                    now = time.monotonic()
+                    record.connect_ms = (now - started) * 1000
+                    record.t_connected = now - self.epoch
+                    await self.receive(ws, record)
+                    return
+            except ConnectionClosed as exc:
+                code = exc.rcvd.code if exc.rcvd else None
+                if record.connect_ms is None and code in RETRYABLE_CLOSE and time.monotonic() - started < WAIT_S:
+                    record.retries += 1
+                    await asyncio.sleep(random.uniform(delay / 2, delay))
+                    delay = min(2.0, delay * 2)
+                    continue
+                record.error = describe(exc)
+                return
+            except Exception as exc:
+                record.error = describe(exc)
+                return
 
     async def receive(self, ws: ClientConnection, record: ClientRecord) -> None:
         async with asyncio.timeout(WAIT_S * 2):
@@ -181,6 +199,7 @@ class Storm:
             "connect_p99_ms": rounded(percentile(connects, 99)), "connect_max_ms": rounded(max(connects, default=None)),
             "first_event_p50_ms": rounded(percentile(firsts, 50)),
             "all_events_p50_ms": rounded(percentile(served, 50)), "all_events_p99_ms": rounded(percentile(served, 99)),
+            "reconnected_after_1012_1013": sum(1 for c in self.clients if c.retries),
             "instance_error": record.error, "errors": errors,
         }
 
@@ -188,20 +207,20 @@ class Storm:
         return {"target": self.target.name, "clients": [asdict(c) for c in self.clients]}
 
 
-def protocol_for(ctx: RunContext, target: Target) -> StormProtocol | str:
-    """The protocol for a target, or why the storm cannot run against it yet."""
+async def protocol_for(ctx: RunContext, target: Target) -> StormProtocol | str:
+    """The protocol for a target, or why the storm cannot run against it."""
     if target.floor_of:
         return FloorProtocol(ctx.sizes.storm_events)
     from tests.loadtest import bridge
 
-    return bridge.storm_protocol(ctx)
+    return await bridge.storm_protocol(ctx)
 
 
 async def run(ctx: RunContext) -> ScenarioResult:
     result = ScenarioResult(3, "WebSocket storm")
     rows, raws = [], []
     for target in ctx.ws_targets:
-        protocol = protocol_for(ctx, target)
+        protocol = await protocol_for(ctx, target)
         if isinstance(protocol, str):
             ctx.unavailable[target.name] = protocol
             continue

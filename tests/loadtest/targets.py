@@ -99,7 +99,7 @@ AGENT_WORKER = Target("agent-worker", "functions/agent/main.py",
 EMPTY_WS = Target("empty-ws", "tests/loadtest/empty_ws.py", _module("tests.loadtest.empty_ws"), kind="ws",
                   floor_of="ws")
 WS_BRIDGE = Target("ws-bridge", "functions/ws_bridge/main.py", _module("functions.ws_bridge"), kind="ws",
-                   needs=("pubsub", "firestore", "auth", "agent-api"))
+                   needs=("postgres", "pubsub", "firestore", "auth", "agent-api"))
 
 HTTP_TARGETS = [EMPTY, SAMPLE, AUTH, AGENT_API]
 WS_TARGETS = [EMPTY_WS, WS_BRIDGE]

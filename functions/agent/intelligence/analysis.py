@@ -38,7 +38,7 @@ def usage_overview(facts: Facts) -> dict[str, Any]:
     total = facts.total()
     by_model = group(facts.segments, lambda r: (r["provider"], r["model"]))
     models = [{"model": model, "provider": provider, "requests": agg.n, "cost_usd": usd(agg.cost),
-               "priced": price_of(model) is not None}
+               "monthly_cost_usd": usd(facts.monthly(agg.cost)), "priced": price_of(model) is not None}
               for (provider, model), agg in sorted(by_model.items(), key=lambda kv: (-kv[1].cost, kv[0][1]))]
     failed = sum(int(r["n"]) for r in facts.segments if not r["ok"])
     return {

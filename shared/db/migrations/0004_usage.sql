@@ -39,7 +39,8 @@ CREATE TABLE usage_rollups (
     PRIMARY KEY (user_id, tool, args_key)
 );
 
--- The analyses group a user's records by model first; these cover the duplicate and caching scans
--- (sorted by hash within a model) without a sort of the whole table.
-CREATE INDEX usage_user_model_request ON usage_records(user_id, model, request_hash) WHERE request_hash IS NOT NULL;
-CREATE INDEX usage_user_model_prefix ON usage_records(user_id, model, prefix_hash, ts) WHERE prefix_hash IS NOT NULL;
+-- The exact-duplicate analysis groups by (model, request_hash): this index returns the rows already in that
+-- order with their token counts, so the scan is index-only (no sort, no heap) once the table is vacuumed.
+CREATE INDEX usage_user_model_request ON usage_records(user_id, model, request_hash)
+    INCLUDE (input_tokens, cached_input_tokens, cache_write_tokens, output_tokens, reasoning_tokens)
+    WHERE request_hash IS NOT NULL;
