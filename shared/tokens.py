@@ -1,14 +1,21 @@
 """Access tokens: ES256 JWTs signed only by auth, verified everywhere against auth's published keys.
 
 The keyset (JSON) holds every key that may still verify a live token and names the one that signs:
-``{"active_kid": "k2", "keys": [{"kid": "k1", "private_key_pem": "...", "created_at": "..."}, ...]}``.
-Rotation without a redeploy: add a key (published at once, signs nothing), later make it active; drop the
-old one after the access-token TTL has passed. No Google client library is imported here (cold start).
+``{"active_kid": "k2", "keys": [{"kid": "k1", "alg": "ES256", "private_key_pem": "...", "created_at": "..."}]}``.
+
+Rotation without a redeploy (scenario 20): add a key and make it active in one secret version
+(:func:`rotate_keyset`). Every key is published in the JWKS as soon as auth reads the keyset, but a key
+only signs once it is ``publish_lead_s`` old (its ``created_at``), so verifiers holding a cached JWKS have
+seen it before the first token that needs it; until then the previous key keeps signing. The old key stays
+in the keyset (published) until the tokens it signed have expired; :func:`prune_keyset` drops it after that.
+
+No Google client library is imported here (cold start of every verifying service).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 import uuid
@@ -21,10 +28,15 @@ import jwt
 from jwt.algorithms import ECAlgorithm
 
 ALGORITHM = "ES256"
+log = logging.getLogger("tokens")
 
 
 class TokenInvalid(Exception):
-    """A token that must be refused; ``reason`` is a stable code (expired, bad_signature, ...)."""
+    """A token that must be refused; ``reason`` is a stable code.
+
+    Reasons: malformed, bad_algorithm, unknown_kid, bad_signature, expired, not_yet_valid, wrong_audience,
+    wrong_issuer, missing_claim.
+    """
 
     def __init__(self, reason: str, message: str = "") -> None:
         super().__init__(message or reason)
@@ -35,10 +47,14 @@ class KeySetUnavailable(Exception):
     """The published key set could not be fetched (auth not reachable yet)."""
 
 
+class KeysetError(ValueError):
+    """A keyset document that cannot be used; the message never contains key material."""
+
+
 # -- keyset (auth side) ---------------------------------------------------------------------------
 
 
-def generate_key(kid: str | None = None) -> dict[str, str]:
+def generate_key(kid: str | None = None, created_at: datetime | None = None) -> dict[str, str]:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -46,7 +62,12 @@ def generate_key(kid: str | None = None) -> dict[str, str]:
     pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     ).decode()
-    return {"kid": kid or uuid.uuid4().hex[:16], "private_key_pem": pem, "created_at": datetime.now(UTC).isoformat()}
+    return {
+        "kid": kid or uuid.uuid4().hex[:16],
+        "alg": ALGORITHM,
+        "private_key_pem": pem,
+        "created_at": (created_at or datetime.now(UTC)).isoformat(),
+    }
 
 
 def generate_keyset() -> dict[str, Any]:
@@ -54,18 +75,77 @@ def generate_keyset() -> dict[str, Any]:
     return {"active_kid": key["kid"], "keys": [key]}
 
 
+def _created(key: dict[str, Any]) -> float:
+    raw = key.get("created_at")
+    if not raw:
+        return 0.0  # keys without a date count as old: they may sign at once
+    moment = datetime.fromisoformat(str(raw))
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
 def parse_keyset(raw: str) -> dict[str, Any]:
+    """Validate a keyset document. Errors name the problem, never the value (it holds private keys)."""
     try:
         keyset = json.loads(raw)
-        assert isinstance(keyset["keys"], list) and keyset["keys"]
-        assert any(k["kid"] == keyset["active_kid"] for k in keyset["keys"])
-    except (ValueError, KeyError, TypeError, AssertionError):
-        # Never echo the value: it holds private keys.
-        raise ValueError('keyset must be JSON {"active_kid": ..., "keys": [{"kid", "private_key_pem"}]}') from None
+    except ValueError:
+        raise KeysetError('keyset is not JSON; expected {"active_kid": ..., "keys": [...]}') from None
+    if not isinstance(keyset, dict) or not isinstance(keyset.get("keys"), list) or not keyset["keys"]:
+        raise KeysetError('keyset must be {"active_kid": ..., "keys": [{"kid", "private_key_pem", "created_at"}]}')
+    kids = []
+    for index, key in enumerate(keyset["keys"]):
+        if not isinstance(key, dict) or not isinstance(key.get("kid"), str) or not key.get("private_key_pem"):
+            raise KeysetError(f"keyset key #{index} needs a string kid and a private_key_pem")
+        if key.get("alg", ALGORITHM) != ALGORITHM:
+            raise KeysetError(f"keyset key {key['kid']!r}: alg must be {ALGORITHM}")
+        try:
+            _created(key)
+        except (TypeError, ValueError):
+            raise KeysetError(f"keyset key {key['kid']!r}: created_at must be an ISO 8601 timestamp") from None
+        kids.append(key["kid"])
+    if len(set(kids)) != len(kids):
+        raise KeysetError("keyset has two keys with the same kid")
+    if keyset.get("active_kid") not in kids:
+        raise KeysetError("keyset active_kid must name one of its keys")
     return keyset
 
 
-def _public_jwk(key: dict[str, str]) -> dict[str, Any]:
+def signing_key(keyset: dict[str, Any], publish_lead_s: float = 0.0, now: float | None = None) -> dict[str, Any]:
+    """The key that signs now: ``active_kid`` once it has been published for ``publish_lead_s``; before
+    that, the newest older key that has (so a one-step rotation never signs with an unpublished key)."""
+    moment = time.time() if now is None else now
+    keys = {k["kid"]: k for k in keyset["keys"]}
+    active = keys[keyset["active_kid"]]
+    if _created(active) + publish_lead_s <= moment:
+        return active
+    ripe = [k for k in keyset["keys"] if _created(k) + publish_lead_s <= moment and _created(k) < _created(active)]
+    return max(ripe, key=_created) if ripe else active
+
+
+def rotate_keyset(keyset: dict[str, Any], kid: str | None = None) -> dict[str, Any]:
+    """A copy with a new key that is active (it signs once ``publish_lead_s`` has passed)."""
+    key = generate_key(kid)
+    return {**keyset, "active_kid": key["kid"], "keys": [*keyset["keys"], key]}
+
+
+def prune_keyset(keyset: dict[str, Any], access_ttl_s: float, publish_lead_s: float,
+                 now: float | None = None, skew_s: float = 60.0) -> dict[str, Any]:
+    """A copy without the keys no live token can need: a key is dropped once a newer key has been signing
+    for longer than the access-token lifetime (plus clock skew). The signing key is always kept."""
+    moment = time.time() if now is None else now
+    current = signing_key(keyset, publish_lead_s, moment)
+    kept = []
+    for key in keyset["keys"]:
+        newer_signing_since = [
+            _created(k) + publish_lead_s for k in keyset["keys"]
+            if _created(k) > _created(key) and _created(k) + publish_lead_s <= moment
+        ]
+        retired_for = moment - min(newer_signing_since) if newer_signing_since else 0.0
+        if key is current or key["kid"] == keyset["active_kid"] or retired_for <= access_ttl_s + skew_s:
+            kept.append(key)
+    return {**keyset, "keys": kept}
+
+
+def public_jwk(key: dict[str, str]) -> dict[str, Any]:
     from cryptography.hazmat.primitives import serialization
 
     private = serialization.load_pem_private_key(key["private_key_pem"].encode(), password=None)
@@ -74,7 +154,7 @@ def _public_jwk(key: dict[str, str]) -> dict[str, Any]:
 
 
 def jwks_from_keyset(keyset: dict[str, Any]) -> dict[str, Any]:
-    return {"keys": [_public_jwk(k) for k in keyset["keys"]]}
+    return {"keys": [public_jwk(k) for k in keyset["keys"]]}
 
 
 def sign_access_token(
@@ -86,12 +166,14 @@ def sign_access_token(
     issuer: str,
     audience: str,
     ttl_s: int,
+    session_id: str | None = None,
+    publish_lead_s: float = 0.0,
     now: float | None = None,
 ) -> tuple[str, int]:
-    """Return (token, expires_at) signed with the active key."""
-    key = next(k for k in keyset["keys"] if k["kid"] == keyset["active_kid"])
+    """Return (token, expires_at) signed with the current signing key (see :func:`signing_key`)."""
     issued = int(now if now is not None else time.time())
-    claims = {
+    key = signing_key(keyset, publish_lead_s, issued)
+    claims: dict[str, Any] = {
         "iss": issuer,
         "aud": audience,
         "sub": user_id,
@@ -101,6 +183,8 @@ def sign_access_token(
         "exp": issued + ttl_s,
         "jti": uuid.uuid4().hex,
     }
+    if session_id:
+        claims["sid"] = session_id
     token = jwt.encode(claims, key["private_key_pem"], algorithm=ALGORITHM, headers={"kid": key["kid"]})
     return token, issued + ttl_s
 
@@ -117,11 +201,20 @@ class Claims:
     iat: int
     jti: str
     kid: str
+    sid: str | None = None
 
 
 class TokenVerifier:
-    """Verifies tokens against a JWKS URL, caching keys; refetches on an unknown kid at most once per
-    ``min_refresh_interval_s``. Concurrent first verifications share one fetch (scenario 22)."""
+    """Verifies access tokens against auth's JWKS.
+
+    - The algorithm is pinned to ES256 before any key is looked at (no ``none``, no HS256-with-public-key).
+    - Keys are cached; an unknown ``kid`` triggers a refetch at most once per ``min_refresh_interval_s``
+      (a rotated-in key is picked up on first sight, a flood of made-up kids costs one fetch per interval).
+    - Fetches are single-flight: N concurrent first verifications share one fetch (scenario 22).
+    - The first fetch retries with backoff for ``fetch_budget_s`` while auth is unreachable (scenario 9),
+      then raises :class:`KeySetUnavailable` (a 503 for the caller); concurrent waiters fail fast instead
+      of queueing one full budget each.
+    """
 
     def __init__(
         self,
@@ -131,6 +224,9 @@ class TokenVerifier:
         min_refresh_interval_s: float = 30.0,
         fetch_timeout_s: float = 3.0,
         fetch_budget_s: float = 10.0,
+        fetch_jwks: Callable[[], dict[str, Any]] | None = None,
+        leeway_s: float = 30.0,
+        always_current: bool = False,
     ) -> None:
         self._jwks_url = jwks_url
         self.issuer = issuer
@@ -138,55 +234,92 @@ class TokenVerifier:
         self.min_refresh_interval_s = min_refresh_interval_s
         self.fetch_timeout_s = fetch_timeout_s
         self.fetch_budget_s = fetch_budget_s
+        self.leeway_s = leeway_s
+        self._fetch_jwks = fetch_jwks or self._http_jwks
+        # For a local, cheap fetch_jwks (auth verifying its own tokens): follow the keyset on every
+        # verification, so a retired key stops verifying at once, not only new kids are picked up.
+        self.always_current = always_current
         self._keys: dict[str, Any] = {}
+        self._document: dict[str, Any] | None = None
         self._fetched_at: float | None = None
+        self._failed_at: float | None = None
         self._lock = threading.Lock()
         self.fetches = 0
 
-    def _fetch(self) -> None:
+    def _http_jwks(self) -> dict[str, Any]:
         import httpx
+
+        response = httpx.get(self._jwks_url(), timeout=self.fetch_timeout_s)
+        response.raise_for_status()
+        return response.json()
+
+    def _fetch(self, budget_s: float) -> None:
         from tenacity import Retrying, stop_after_delay, wait_random_exponential
 
         try:
             for attempt in Retrying(
-                stop=stop_after_delay(self.fetch_budget_s),
+                stop=stop_after_delay(budget_s),
                 wait=wait_random_exponential(multiplier=0.1, max=1.0),
                 reraise=True,
             ):
                 with attempt:
-                    response = httpx.get(self._jwks_url(), timeout=self.fetch_timeout_s)
-                    response.raise_for_status()
-                    document = response.json()
+                    document = self._fetch_jwks()
         except Exception as exc:
+            self._failed_at = time.monotonic()
             raise KeySetUnavailable(f"key set unreachable: {type(exc).__name__}") from None
+        self.fetches += 1
+        self._fetched_at = time.monotonic()
+        self._failed_at = None
+        if document is self._document:
+            return  # same keyset object (auth verifying its own tokens): keys already built
         keys = {}
         for jwk in document.get("keys", []):
-            if jwk.get("kty") == "EC" and jwk.get("kid"):
+            # Only EC P-256 keys are ever used: a JWKS entry of another type cannot smuggle in an algorithm.
+            if jwk.get("kty") == "EC" and jwk.get("crv") == "P-256" and isinstance(jwk.get("kid"), str):
                 keys[jwk["kid"]] = ECAlgorithm.from_jwk(json.dumps(jwk))
         self._keys = keys
-        self._fetched_at = time.monotonic()
-        self.fetches += 1
+        self._document = document
 
     def warm(self) -> int:
+        """Fetch now unless already fetched (a startup component calls this)."""
         with self._lock:
             if self._fetched_at is None:
-                self._fetch()
+                self._fetch(self.fetch_budget_s)
         return len(self._keys)
 
     def _key(self, kid: str) -> Any:
-        if kid in self._keys:
-            return self._keys[kid]
+        if self.always_current and self._fetched_at is not None:
+            document = self._fetch_jwks()
+            if document is not self._document:
+                with self._lock:
+                    self._fetch(self.fetch_budget_s)
+        key = self._keys.get(kid)
+        if key is not None:
+            return key
         with self._lock:
-            if kid in self._keys:
-                return self._keys[kid]
-            recent = self._fetched_at is not None and time.monotonic() - self._fetched_at < self.min_refresh_interval_s
-            if not recent:
-                self._fetch()
-        if kid not in self._keys:
+            key = self._keys.get(kid)
+            if key is not None:
+                return key
+            now = time.monotonic()
+            if self._fetched_at is None:
+                if self._failed_at is not None and now - self._failed_at < 1.0:
+                    raise KeySetUnavailable("key set unreachable (fetch failed just now)")
+                self._fetch(self.fetch_budget_s)
+            elif now - self._fetched_at >= self.min_refresh_interval_s:
+                try:
+                    self._fetch(min(self.fetch_budget_s, self.fetch_timeout_s))
+                except KeySetUnavailable:
+                    # Keys are cached: an unreachable auth must not turn a bad kid into a 503 storm.
+                    self._fetched_at = now
+                    log.warning("key set refresh failed; keeping cached keys")
+        key = self._keys.get(kid)
+        if key is None:
             raise TokenInvalid("unknown_kid", "token signed by an unknown key")
-        return self._keys[kid]
+        return key
 
     def verify(self, token: str) -> Claims:
+        if not isinstance(token, str) or token.count(".") != 2:
+            raise TokenInvalid("malformed", "token is not a JWT")
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
@@ -194,7 +327,7 @@ class TokenVerifier:
         if header.get("alg") != ALGORITHM:
             raise TokenInvalid("bad_algorithm", f"algorithm must be {ALGORITHM}")
         kid = header.get("kid")
-        if not isinstance(kid, str):
+        if not isinstance(kid, str) or not kid:
             raise TokenInvalid("unknown_kid", "token has no key id")
         key = self._key(kid)
         try:
@@ -204,26 +337,35 @@ class TokenVerifier:
                 algorithms=[ALGORITHM],
                 audience=self.audience,
                 issuer=self.issuer,
+                leeway=self.leeway_s,
                 options={"require": ["exp", "iat", "sub", "iss", "aud"]},
             )
         except jwt.ExpiredSignatureError:
             raise TokenInvalid("expired", "token has expired") from None
+        except jwt.ImmatureSignatureError:
+            raise TokenInvalid("not_yet_valid", "token is not valid yet") from None
         except jwt.InvalidAudienceError:
             raise TokenInvalid("wrong_audience", "token is for another audience") from None
         except jwt.InvalidIssuerError:
             raise TokenInvalid("wrong_issuer", "token is from another issuer") from None
         except jwt.InvalidSignatureError:
             raise TokenInvalid("bad_signature", "token signature is invalid") from None
+        except jwt.MissingRequiredClaimError as exc:
+            raise TokenInvalid("missing_claim", f"token lacks the {exc.claim} claim") from None
         except jwt.PyJWTError as exc:
             raise TokenInvalid("malformed", f"token is invalid: {type(exc).__name__}") from None
+        if not isinstance(claims.get("sub"), str):
+            raise TokenInvalid("missing_claim", "token sub must be a string")
+        permissions = claims.get("permissions", [])
         return Claims(
             sub=claims["sub"],
-            email=claims.get("email", ""),
-            permissions=list(claims.get("permissions", [])),
+            email=str(claims.get("email", "")),
+            permissions=[str(p) for p in permissions] if isinstance(permissions, list) else [],
             exp=int(claims["exp"]),
             iat=int(claims["iat"]),
-            jti=claims.get("jti", ""),
+            jti=str(claims.get("jti", "")),
             kid=kid,
+            sid=claims.get("sid") if isinstance(claims.get("sid"), str) else None,
         )
 
 

@@ -18,6 +18,7 @@ from shared.firestore import collection_name, get_client, ttl_expiry
 from shared.models.events import TERMINAL_EVENT_TYPES, AgentEvent
 
 RUNS = "runs"
+TIMEOUT_S = 10.0  # per Firestore call: an unreachable emulator or backend fails the call, not the process
 EVENTS = "events"
 TERMINAL_STATUS = {"agent_completed": "completed", "agent_error": "failed", "run_cancelled": "cancelled"}
 
@@ -58,7 +59,7 @@ class EventLog:
         self.ttl_s = ttl_days * 86400.0
 
     def run_state(self, run_id: str) -> dict[str, Any] | None:
-        snap = _run_doc(run_id).get()
+        snap = _run_doc(run_id).get(timeout=TIMEOUT_S)
         return snap.to_dict() if snap.exists else None
 
     def append(self, run: RunRef, event: AgentEvent) -> None:
@@ -78,8 +79,16 @@ class EventLog:
             state["created_at"] = now
         batch.set(run_ref, state, merge=True)
         try:
-            batch.commit()
+            batch.commit(timeout=TIMEOUT_S)
         except (gexc.AlreadyExists, gexc.Conflict, gexc.FailedPrecondition) as exc:
+            # The client retries a commit whose answer was lost; its second try then finds our own document.
+            existing = run_ref.collection(EVENTS).document(event_doc_id(event.seq)).get(timeout=TIMEOUT_S)
+            mine = event.model_dump(mode="json")
+            if existing.exists and all(existing.get(k) == mine[k] for k in ("ts", "type", "agent_name")):
+                batch = get_client().batch()
+                batch.set(run_ref, state, merge=True)
+                batch.commit(timeout=TIMEOUT_S)
+                return
             raise SeqConflict(f"seq {event.seq} of run {run.run_id} already written: {type(exc).__name__}") from None
 
     def publish(self, run: RunRef, event: AgentEvent) -> None:
@@ -93,13 +102,14 @@ class EventLog:
     def events(self, run_id: str, after_seq: int = 0, limit: int = 500) -> list[AgentEvent]:
         query = (_run_doc(run_id).collection(EVENTS).where(filter=_field_filter("seq", ">", after_seq))
                  .order_by("seq").limit(limit))
-        return [doc_to_event(snap.to_dict()) for snap in query.stream()]
+        return [doc_to_event(snap.to_dict()) for snap in query.stream(timeout=TIMEOUT_S)]
 
     def last_event(self, run_id: str) -> AgentEvent | None:
         state = self.run_state(run_id)
         if not state or not state.get("last_seq"):
             return None
-        snap = _run_doc(run_id).collection(EVENTS).document(event_doc_id(int(state["last_seq"]))).get()
+        snap = _run_doc(run_id).collection(EVENTS).document(event_doc_id(int(state["last_seq"]))).get(
+            timeout=TIMEOUT_S)
         return doc_to_event(snap.to_dict()) if snap.exists else None
 
     def republish_last(self, run: RunRef) -> AgentEvent | None:

@@ -1,29 +1,34 @@
-"""`python -m functions.ws_bridge --port N`: uvicorn with WebSocket pings as heartbeats and a SIGTERM that
-first closes every socket with 1012 so clients reconnect elsewhere (Cloud Run gives 10 s)."""
+"""`python -m functions.ws_bridge --port N` (PORT when no flag): uvicorn with WebSocket pings as heartbeats,
+and a SIGTERM that first stops accepting and closes every socket with 1012 so clients reconnect elsewhere
+(Cloud Run gives 10 s)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import os
+from typing import Any
 
 import uvicorn
 
 
 class BridgeServer(uvicorn.Server):
-    def handle_exit(self, sig: int, frame: object) -> None:
-        from functions.ws_bridge.main import close_all
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        from functions.ws_bridge.main import close_all, hub
 
+        hub.accepting = False
         try:
             asyncio.get_running_loop().create_task(close_all())
         except RuntimeError:
             pass
-        super().handle_exit(sig, frame)  # type: ignore[arg-type]
+        super().handle_exit(sig, frame)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m functions.ws_bridge")
-    parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
+    # Cloud Run (K_SERVICE set) needs every interface; locally only loopback.
+    default_host = "0.0.0.0" if os.environ.get("K_SERVICE") else "127.0.0.1"  # noqa: S104
+    parser.add_argument("--host", default=os.environ.get("HOST", default_host))
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8080")))
     args = parser.parse_args()
     from functions.ws_bridge.main import app, settings
@@ -34,11 +39,15 @@ def main() -> None:
         port=args.port,
         ws="websockets",
         log_level="warning",
+        access_log=False,
         ws_ping_interval=settings.heartbeat_interval_s,
         ws_ping_timeout=settings.heartbeat_interval_s,
+        # Frames up to 4x the limit get an error frame; larger ones close with 1009 before being buffered.
         ws_max_size=settings.max_frame_bytes * 4,
-        timeout_graceful_shutdown=8,
+        ws_max_queue=16,
+        timeout_graceful_shutdown=6,
         lifespan="on",
+        backlog=4096,
     )
     BridgeServer(config).run()
 

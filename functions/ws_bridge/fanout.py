@@ -1,4 +1,5 @@
-"""The per-instance subscription to ``agent-events`` and the replay reader of the Firestore event log."""
+"""The per-instance subscription to ``agent-events``: created at start, streamed on the client's threads,
+deleted on shutdown (its expiration TTL removes it if the instance dies without deleting it)."""
 
 from __future__ import annotations
 
@@ -7,25 +8,35 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from functions.ws_bridge.hub import Delivery
 from shared.models.events import AgentEvent
 from shared.pubsub_topology import AGENT_EVENTS, subscription_path, topic_path
 
-log = logging.getLogger("fanout")
+log = logging.getLogger("ws_bridge.fanout")
 
 
 class EventSubscription:
-    """Creates ``ws-bridge-<id>`` on agent-events (ordering on, expiration TTL), streams it on the client's
-    threads and hands each event to ``on_event(user_id, event)``; deleted on shutdown."""
+    """``ws-bridge-<id>`` on agent-events with message ordering on (the worker publishes with ordering key =
+    thread id, so a thread's events arrive in order). Every message is acked: events for nobody connected
+    here are dropped, because a client that connects later replays them from the event log."""
 
-    def __init__(self, project: str, ttl_s: int, on_event: Callable[[str, AgentEvent], None]) -> None:
+    def __init__(
+        self,
+        project: str,
+        ttl_s: int,
+        wants: Callable[[str], bool],
+        on_event: Callable[[str, Delivery], None],
+    ) -> None:
         self.project = project
         self.ttl_s = ttl_s
+        self.wants = wants
         self.on_event = on_event
         self.name = subscription_path(project, f"ws-bridge-{uuid.uuid4().hex[:12]}")
         self._subscriber: Any = None
         self._future: Any = None
+        self.malformed = 0
 
-    def start(self) -> str:
+    def start(self) -> EventSubscription:
         from google.cloud import pubsub_v1
 
         self._subscriber = pubsub_v1.SubscriberClient()
@@ -36,53 +47,35 @@ class EventSubscription:
                 "enable_message_ordering": True,
                 "ack_deadline_seconds": 30,
                 "expiration_policy": {"ttl": {"seconds": self.ttl_s}},
-            }
+            },
+            timeout=10,
         )
         self._future = self._subscriber.subscribe(self.name, callback=self._callback)
-        return self.name
+        log.info("subscribed to agent-events", extra={"subscription": self.name})
+        return self
 
     def _callback(self, message: Any) -> None:
-        try:
-            event = AgentEvent.from_bytes(message.data)
-            self.on_event(message.attributes.get("user_id", ""), event)
-        except Exception:
-            log.exception("dropping malformed agent event")
-        message.ack()  # events for nobody connected are acked and dropped; replay covers reconnects
+        user_id = message.attributes.get("user_id", "")
+        if self.wants(user_id):
+            try:
+                data = message.data.decode()
+                self.on_event(user_id, Delivery(AgentEvent.model_validate_json(data), data))
+            except Exception as exc:
+                self.malformed += 1
+                log.warning("dropping malformed agent event", extra={"reason": type(exc).__name__})
+        message.ack()
 
     def stop(self) -> None:
         if self._future is not None:
             self._future.cancel()
+            try:
+                self._future.result(timeout=3)
+            except Exception:  # noqa: S110 - cancelled is the expected outcome
+                pass
         if self._subscriber is not None:
             try:
-                self._subscriber.delete_subscription(request={"subscription": self.name}, timeout=5)
-            except Exception as exc:  # the TTL removes it anyway
+                self._subscriber.delete_subscription(request={"subscription": self.name}, timeout=4)
+                log.info("deleted subscription", extra={"subscription": self.name})
+            except Exception as exc:  # its expiration TTL removes it anyway
                 log.warning("could not delete subscription", extra={"reason": type(exc).__name__})
-
-
-def replay(user_id: str, thread_id: str, run_id: str | None, after_seq: int) -> list[AgentEvent]:
-    """Events of the run (or of every run of the thread) with seq > after_seq, in order, the user's only."""
-    from google.cloud.firestore_v1.base_query import FieldFilter
-
-    from shared.firestore import collection_name, get_client
-
-    runs = get_client().collection(collection_name("runs"))
-    if run_id:
-        snap = runs.document(run_id).get()
-        run_ids = [run_id] if snap.exists and snap.get("user_id") == user_id else []
-    else:
-        query = runs.where(filter=FieldFilter("thread_id", "==", thread_id))
-        run_ids = [d.id for d in query.stream() if d.get("user_id") == user_id]
-    events: list[AgentEvent] = []
-    for rid in run_ids:
-        docs = (
-            runs.document(rid)
-            .collection("events")
-            .where(filter=FieldFilter("seq", ">", after_seq))
-            .order_by("seq")
-            .stream()
-        )
-        for doc in docs:
-            data = {k: v for k, v in doc.to_dict().items() if k not in ("user_id", "expires_at")}
-            events.append(AgentEvent.model_validate(data))
-    events.sort(key=lambda e: (e.ts, e.run_id, e.seq))
-    return events
+            self._subscriber.close()

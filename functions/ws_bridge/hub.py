@@ -1,82 +1,155 @@
-"""Connections of one bridge instance and the routing of agent events to them, with gapless replay."""
+"""The connections of one bridge instance and the routing of agent events to them.
+
+Delivery guarantees per (connection, thread subscription): events of a run go out in ``seq`` order, each at
+most once (``last_seq`` per run), and without a gap: while the subscription replays from the event log, live
+events are buffered and merged after it; a live event that skips a ``seq`` switches the subscription back to
+buffering while the missing range is read from the log (see replay.py).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 import uuid
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
+from functions.ws_bridge.limits import TokenBucket
 from shared.models.events import AgentEvent
-from shared.models.ws import CLOSE_TRY_AGAIN
+from shared.models.ws import CLOSE_TOKEN_EXPIRED, CLOSE_TRY_AGAIN
 
-log = logging.getLogger("hub")
+log = logging.getLogger("ws_bridge.hub")
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """An event and its frame, serialized once for every socket it goes to."""
+
+    event: AgentEvent
+    frame: str
+
+
+class Offer(Enum):
+    SENT = "sent"
+    SKIPPED = "skipped"  # not subscribed, or already sent
+    BUFFERED = "buffered"  # replaying: held until the replay is merged
+    GAP = "gap"  # a seq is missing: buffered, the caller starts a repair from the log
+    OVERFLOW = "overflow"  # the consumer is too slow: the caller closes it with 1013
+
+
+@dataclass(eq=False, slots=True)
 class Subscription:
+    thread_id: str
     replaying: bool = True
-    buffer: list[AgentEvent] = field(default_factory=list)
-    sent: set[tuple[str, int]] = field(default_factory=set)
+    buffer: list[Delivery] = field(default_factory=list)
+    last_seq: dict[str, int] = field(default_factory=dict)
+
+    def accept(self, event: AgentEvent) -> bool:
+        """True if the event is next for its run (or the first seen of it); records it as sent."""
+        last = self.last_seq.get(event.run_id)
+        if last is not None and event.seq <= last:
+            return False
+        if last is not None and event.seq > last + 1:
+            # Only reached when the log itself lacks the range (it is read before this is called).
+            log.warning("event log has a gap", extra={"run_id": event.run_id, "after": last, "seq": event.seq})
+        self.last_seq[event.run_id] = event.seq
+        return True
 
 
-@dataclass(eq=False)  # identity semantics: connections live in sets
+@dataclass(eq=False, slots=True)  # identity semantics: connections live in sets
 class Connection:
     websocket: Any
     user_id: str
     token: str | None
     expires_at: float
     queue: asyncio.Queue[str | None]
+    bucket: TokenBucket
+    auth_method: str = "token"
     connection_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     subscriptions: dict[str, Subscription] = field(default_factory=dict)
-    frame_times: list[float] = field(default_factory=list)
+    tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     closed: bool = False
 
     def enqueue(self, frame: str) -> bool:
         """False when the bounded queue is full: the caller closes the connection (slow consumer)."""
+        if self.closed:
+            return True
         try:
             self.queue.put_nowait(frame)
             return True
         except asyncio.QueueFull:
             return False
 
-    def deliver(self, event: AgentEvent) -> bool:
-        sub = self.subscriptions.get(event.thread_id)
-        if sub is None:
-            return True
-        if sub.replaying:
-            sub.buffer.append(event)
-            return True
-        key = (event.run_id, event.seq)
-        if key in sub.sent:
-            return True
-        sub.sent.add(key)
-        return self.enqueue(event.to_frame())
+    def send_json(self, body: dict[str, Any]) -> bool:
+        return self.enqueue(json.dumps(body, separators=(",", ":")))
 
-    def allow_frame(self, per_minute: int) -> bool:
-        now = time.monotonic()
-        self.frame_times = [t for t in self.frame_times if now - t < 60]
-        if len(self.frame_times) >= per_minute:
-            return False
-        self.frame_times.append(now)
-        return True
+    def offer(self, delivery: Delivery, buffer_limit: int) -> Offer:
+        event = delivery.event
+        sub = self.subscriptions.get(event.thread_id)
+        if sub is None or self.closed:
+            return Offer.SKIPPED
+        if sub.replaying:
+            if len(sub.buffer) >= buffer_limit:
+                return Offer.OVERFLOW
+            sub.buffer.append(delivery)
+            return Offer.BUFFERED
+        last = sub.last_seq.get(event.run_id)
+        if last is not None and event.seq <= last:
+            return Offer.SKIPPED
+        if last is not None and event.seq > last + 1:
+            sub.replaying = True
+            sub.buffer.append(delivery)
+            return Offer.GAP
+        sub.last_seq[event.run_id] = event.seq
+        return Offer.SENT if self.enqueue(delivery.frame) else Offer.OVERFLOW
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """A task owned by the connection: cancelled when it closes."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task
+
+
+RepairFn = Callable[[Connection, Subscription, str], Coroutine[Any, Any, Any]]
+
+
+@dataclass
+class Stats:
+    received: int = 0
+    delivered: int = 0
+    dropped_no_owner: int = 0
+    gaps_repaired: int = 0
+    slow_consumers_closed: int = 0
+    expired_closed: int = 0
+    accepted: int = 0
+    refused: int = 0
 
 
 class Hub:
-    def __init__(self) -> None:
+    def __init__(self, buffer_limit: int) -> None:
         self.by_user: dict[str, set[Connection]] = {}
         self.loop: asyncio.AbstractEventLoop | None = None
-        self.delivered = 0
+        self.accepting = True
+        self.buffer_limit = buffer_limit
+        self.repair: RepairFn | None = None
+        self.stats = Stats()
+        self.total = 0
 
     def add(self, conn: Connection) -> None:
         self.by_user.setdefault(conn.user_id, set()).add(conn)
+        self.total += 1
+        self.stats.accepted += 1
 
     def remove(self, conn: Connection) -> None:
         conns = self.by_user.get(conn.user_id)
-        if conns:
+        if conns and conn in conns:
             conns.discard(conn)
+            self.total -= 1
             if not conns:
                 del self.by_user[conn.user_id]
 
@@ -86,25 +159,62 @@ class Hub:
     def all(self) -> list[Connection]:
         return [c for conns in self.by_user.values() for c in conns]
 
-    def publish_threadsafe(self, user_id: str, event: AgentEvent) -> None:
-        """Called on the Pub/Sub client's threads."""
-        if self.loop is not None and user_id in self.by_user:
-            self.loop.call_soon_threadsafe(self.route, user_id, event)
+    # -- from the Pub/Sub client's threads ---------------------------------------------------------------
+    def wants(self, user_id: str) -> bool:
+        # A dict membership test is atomic under the GIL; a stale answer only costs one parse or one drop
+        # that the owner's replay covers.
+        return user_id in self.by_user
 
-    def route(self, user_id: str, event: AgentEvent) -> None:
-        for conn in list(self.by_user.get(user_id, ())):
-            if not conn.deliver(event):
-                asyncio.ensure_future(close(conn, CLOSE_TRY_AGAIN, "consumer too slow; reconnect and resume"))
-            else:
-                self.delivered += 1
+    def publish_threadsafe(self, user_id: str, delivery: Delivery) -> None:
+        loop = self.loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self.route, user_id, delivery)
+
+    # -- on the event loop ---------------------------------------------------------------------------------
+    def route(self, user_id: str, delivery: Delivery) -> None:
+        self.stats.received += 1
+        conns = self.by_user.get(user_id)
+        if not conns:
+            self.stats.dropped_no_owner += 1
+            return
+        for conn in list(conns):
+            outcome = conn.offer(delivery, self.buffer_limit)
+            if outcome is Offer.SENT:
+                self.stats.delivered += 1
+            elif outcome is Offer.OVERFLOW:
+                self.stats.slow_consumers_closed += 1
+                conn.spawn(close(conn, CLOSE_TRY_AGAIN, "consumer too slow; reconnect and resume with after_seq"))
+            elif outcome is Offer.GAP and self.repair is not None:
+                self.stats.gaps_repaired += 1
+                sub = conn.subscriptions[delivery.event.thread_id]
+                conn.spawn(self.repair(conn, sub, delivery.event.run_id))
+
+    async def sweep_expired(self, interval_s: float = 1.0) -> None:
+        """One task for the whole instance (not one per connection): close connections whose token expired."""
+        while True:
+            await asyncio.sleep(interval_s)
+            now = time.time()
+            for conn in self.all():
+                if conn.expires_at <= now and not conn.closed:
+                    self.stats.expired_closed += 1
+                    conn.spawn(close(conn, CLOSE_TOKEN_EXPIRED, "access token expired; reconnect with a fresh token"))
 
 
 async def close(conn: Connection, code: int, reason: str) -> None:
+    """Close once: drop what is queued (the client resumes from the log), stop the connection's tasks."""
     if conn.closed:
         return
     conn.closed = True
-    conn.queue.put_nowait(None) if not conn.queue.full() else None
+    current = asyncio.current_task()
+    for task in list(conn.tasks):
+        if task is not current:
+            task.cancel()
+    while not conn.queue.empty():
+        conn.queue.get_nowait()
+    conn.queue.put_nowait(None)  # wakes the sender, which exits
+    for sub in conn.subscriptions.values():
+        sub.buffer.clear()
     try:
         await conn.websocket.close(code=code, reason=reason)
-    except Exception:  # noqa: S110 - already gone
+    except Exception:  # noqa: S110 - the peer is already gone
         pass

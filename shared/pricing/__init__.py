@@ -125,7 +125,8 @@ def _price(raw: dict[str, Any]) -> Price:
         batch = Rates(batch.input, batch.cached_input, None, batch.output, batch.output)
     return Price(
         model=raw["model"], provider=raw["provider"], host=raw["host"], tier=raw["tier"],
-        open_weights=bool(raw.get("open_weights")), legacy=bool(raw.get("legacy")), aliases=tuple(raw.get("aliases") or ()),
+        open_weights=bool(raw.get("open_weights")), legacy=bool(raw.get("legacy")),
+        aliases=tuple(raw.get("aliases") or ()),
         base=base, batch=batch, batch_discount=_dec(raw.get("batch_discount")),
         batch_stacks_with_cache=bool(raw.get("batch_stacks_with_cache")),
         long_context=tuple(LongContextTier(int(t["above_input_tokens"]), _rates(t)) for t in raw.get("long_context")

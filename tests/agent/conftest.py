@@ -126,7 +126,7 @@ class ApiEnv:
 
 def start_api_env(db_url: str, pubsub_host: str, firestore_host: str, workdir: Path, worker_env: dict[str, str],
                   api_env: dict[str, str] | None = None, start_api: bool = True) -> ApiEnv:
-    auth = start_auth(db_url, workdir / "auth")
+    auth = start_auth(db_url, workdir / "auth", firestore_host=firestore_host)
     stack = AgentStack(db_url=db_url, pubsub_host=pubsub_host, firestore_host=firestore_host, workdir=workdir,
                        jwks_url=auth.jwks_url, issuer=auth.issuer)
     stack.create_topology()
@@ -138,6 +138,7 @@ def start_api_env(db_url: str, pubsub_host: str, firestore_host: str, workdir: P
 
 def stop_api_env(env: ApiEnv) -> None:
     env.stack.stop()
+    env.auth.process.kill()  # see AgentStack.stop: nothing to shut down gracefully in a test
     env.auth.process.stop()
 
 

@@ -238,6 +238,10 @@ class AgentStack:
 
     def stop(self) -> None:
         for proc in reversed(self._procs):
+            # SIGKILL: a graceful gunicorn stop waits out the emulator's keep-alive push connections (~3 s) and
+            # teardown has nothing to save. Graceful stops are not what these tests are about.
+            if proc.alive():
+                proc.kill()
             proc.stop()
         self._procs.clear()
         for attr in ("_publisher", "_subscriber"):

@@ -87,9 +87,9 @@ def test_pubsub_down_at_post_time_answers_503_and_stores_nothing(env_factory: An
         proxy.stop()
 
 
-def test_runs_no_worker_executes_still_end(env_factory: Any) -> None:
-    """A queued run cancelled through the API gets its run_cancelled event from the API; a run nobody executes
-    is failed once past its budget, so pollers and event streams always end."""
+def test_runs_no_worker_executes_still_end(env_factory: Any, sql: Sql) -> None:
+    """A queued run, or one whose worker stopped heart-beating, cancelled through the API gets its run_cancelled
+    event from the API; a run nobody executes is failed once past its budget, so pollers and streams always end."""
     env = env_factory(api_env={"RUN_TIME_BUDGET_S": "1", "RUN_LEASE_S": "2"}, push=False)
     token = env.login()
     with env.stack.client(token) as client:
@@ -99,6 +99,13 @@ def test_runs_no_worker_executes_still_end(env_factory: Any) -> None:
         events = client.get(f"/api/runs/{queued['run_id']}/events").json()["events"]
         assert [(e["seq"], e["type"]) for e in events] == [(1, "run_cancelled")]
         assert [e.type for e in env.stack.wait_tapped_terminal(queued["run_id"])] == ["run_cancelled"]
+
+        orphan = client.post("/api/agent/message", json={"content": "my worker died"}).json()
+        sql.all("UPDATE runs SET status = 'running', attempt = 1, claimed_at = now() - interval '1 minute' "
+                "WHERE id = %s", (orphan["run_id"],))
+        cancelled = client.post(f"/api/runs/{orphan['run_id']}/cancel")
+        assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+        assert env.stack.wait_tapped_terminal(orphan["run_id"])[-1].type == "run_cancelled"
 
         stale = client.post("/api/agent/message", json={"content": "nobody runs me"}).json()
         assert client.get(f"/api/runs/{stale['run_id']}").json()["status"] == "queued"

@@ -208,3 +208,16 @@ def test_push_answered_only_when_the_run_is_done(stack: AgentStack, sql: Sql) ->
     assert logged[-1].type == "agent_completed" and logged[-1].seq == run["last_seq"]
     stack.pull_events(2.0)
     assert [e.seq for e in stack.tapped_for(request.run_id)] == [e.seq for e in logged]
+
+
+def test_concurrency_bound_pushes_back(stack: AgentStack, sql: Sql) -> None:
+    """More deliveries than MAX_CONCURRENT_RUNS: the extra ones are refused (429) and redelivered by Pub/Sub;
+    every run still completes once."""
+    stack.start_worker(MAX_CONCURRENT_RUNS="1", MOCK_LLM_TOKEN_DELAY_MS="5")
+    requests = [sql.seed_run(f"question {i}") for i in range(3)]
+    for request in requests:
+        stack.publish_request(request)
+    for request in requests:
+        assert _finish(stack, request.run_id)[-1].type == "agent_completed"
+        assert sql.run(request.run_id)["attempt"] == 1 and len(sql.answers(request.run_id)) == 1
+    assert "worker busy; delivery refused for redelivery" in stack.worker.output()

@@ -187,7 +187,7 @@ def main() -> None:
         pubsub_proc, pubsub_host = start_pubsub("embedded")
         firestore_proc, firestore_host = start_firestore()
         procs += [pubsub_proc, firestore_proc]
-        auth = start_auth(url, work / "auth")
+        auth = start_auth(url, work / "auth", firestore_host=firestore_host)
         stack = AgentStack(db_url=url, pubsub_host=pubsub_host, firestore_host=firestore_host, workdir=work,
                            jwks_url=auth.jwks_url, issuer=auth.issuer, extra_env={"LOG_LEVEL": "WARNING"})
         stack.create_topology()

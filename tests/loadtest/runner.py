@@ -128,6 +128,8 @@ def run(ctx: RunContext, scenarios: list[int], only: set[str] | None, keep_tmp: 
     from tests.loadtest import charts, report
 
     ctx.out.mkdir(parents=True, exist_ok=True)
+    for stale in ("logs", "charts"):  # a reused --out must not mix two runs
+        shutil.rmtree(ctx.out / stale, ignore_errors=True)
     # Watcher threads time ports and first answers while the main loop fires bursts: let them take the GIL
     # within 1 ms instead of 5.
     sys.setswitchinterval(0.001)

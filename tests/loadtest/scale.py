@@ -13,6 +13,7 @@ from tests.loadtest.client import LoopLag, call, new_client
 from tests.loadtest.context import RunContext, ticking
 from tests.loadtest.instances import Instance, stop_all_async
 from tests.loadtest.model import InstanceRecord, Sample, ScenarioResult
+from tests.loadtest.quiet import settle
 from tests.loadtest.stats import failure_rows, latency_summary, median, ratio, rounded
 from tests.loadtest.targets import Target
 
@@ -27,9 +28,11 @@ class Batch:
     instances: list[InstanceRecord]
     samples: list[Sample]
     loop_lag_max_ms: float = 0.0
+    settled_s: float = 0.0  # waited for the machine to go quiet before this batch
 
     def to_json(self) -> dict[str, Any]:
         return {"target": self.target, "k": self.k, "round": self.round, "loop_lag_max_ms": self.loop_lag_max_ms,
+                "settled_s": self.settled_s,
                 "instances": [i.to_json() for i in self.instances], "samples": [s.to_json() for s in self.samples]}
 
 
@@ -122,7 +125,10 @@ async def run(ctx: RunContext) -> ScenarioResult:
     for round_no in range(ctx.sizes.rounds):
         for k in ctx.sizes.ks:
             for target in targets:  # the floor first, so each ratio compares neighbours in time
+                settled_s = await settle(ctx.progress, f"scale from zero: before {target.name} K={k}",
+                                         ctx.env.get("DATABASE_URL"))
                 batch = await run_batch(ctx, target, k, round_no)
+                batch.settled_s = round(settled_s, 1)
                 batches.append(batch)
                 records = batch.instances
                 ok = [r.spawn_to_first_ok_ms for r in records if r.spawn_to_first_ok_ms is not None]

@@ -11,6 +11,7 @@ from tests.loadtest.client import call, new_client
 from tests.loadtest.context import RunContext, ticking
 from tests.loadtest.instances import Instance, stop_all_async
 from tests.loadtest.model import Sample, ScenarioResult
+from tests.loadtest.quiet import settle
 from tests.loadtest.stats import failure_rows, latency_summary
 from tests.loadtest.targets import Target
 
@@ -74,6 +75,7 @@ async def run(ctx: RunContext) -> ScenarioResult:
     result = ScenarioResult(4, "Steady load after warm-up")
     rows, samples_all = [], []
     for target in ctx.http_targets:
+        await settle(ctx.progress, f"steady: before {target.name}", ctx.env.get("DATABASE_URL"))
         row, samples, error = await measure(ctx, target)
         if error:
             result.failures.append({"target": target.name, "request": "instance", "cause": error, "count": 1})
@@ -87,6 +89,7 @@ async def run(ctx: RunContext) -> ScenarioResult:
     result.failures += failure_rows(samples_all)
     result.raw = {"samples": [s.to_json() for s in samples_all]}
     try:
+        await settle(ctx.progress, "steady: before post -> first event", ctx.env.get("DATABASE_URL"))
         result.summary["first_event"] = await first_event.measure(ctx)
     except Exception as exc:
         result.summary["first_event"] = {"status": "error", "reason": f"{type(exc).__name__}: {exc}"[:500]}

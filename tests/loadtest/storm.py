@@ -16,6 +16,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from tests.loadtest.context import RunContext, ticking
 from tests.loadtest.instances import Instance, stop_all_async
 from tests.loadtest.model import ScenarioResult
+from tests.loadtest.quiet import settle
 from tests.loadtest.stats import median, percentile, ratio, rounded
 from tests.loadtest.targets import Target
 
@@ -224,6 +225,7 @@ async def run(ctx: RunContext) -> ScenarioResult:
         if isinstance(protocol, str):
             ctx.unavailable[target.name] = protocol
             continue
+        await settle(ctx.progress, f"storm: before {target.name}", ctx.env.get("DATABASE_URL"))
         storm = Storm(ctx, target, protocol)
         row = await storm.run()
         rows.append(row)

@@ -79,12 +79,12 @@ def _auth_mix(ctx: MixContext) -> list[RequestSpec]:
 
 
 def _agent_mix(ctx: MixContext) -> list[RequestSpec]:
-    """Thread listing and posting a message (a new conversation each: stored, run created, queued on Pub/Sub)."""
-    return [
-        RequestSpec("list threads", "GET", "/api/threads", headers=ctx.bearer()),
-        RequestSpec("post message", "POST", "/api/agent/message", headers=ctx.bearer(), ok=frozenset({202}),
-                    json={"content": "load test: which of my models could be cheaper?"}),
-    ]
+    """Three thread listings per posted message (a new conversation each: stored, run created, queued on
+    Pub/Sub). Reads outnumber posts in real use, and every post is a run the single local worker executes."""
+    listing = RequestSpec("list threads", "GET", "/api/threads", headers=ctx.bearer())
+    post = RequestSpec("post message", "POST", "/api/agent/message", headers=ctx.bearer(), ok=frozenset({202}),
+                       json={"content": "load test: which of my models could be cheaper?"})
+    return [listing, post, listing, listing]
 
 
 EMPTY = Target("empty", EMPTY_SOURCE, _ff(EMPTY_SOURCE, "empty"), mix=_empty_mix, floor_of="http")

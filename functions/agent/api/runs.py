@@ -12,7 +12,7 @@ from functions.agent.deps import AgentDeps
 from functions.agent.eventlog import EventLog
 from functions.agent.store import runs as run_store
 from functions.agent.terminal import ensure_terminal_event
-from shared.errors import ApiError, not_found
+from shared.errors import ApiError, ServiceUnavailable, not_found
 from shared.http import Ctx, Router
 
 log = logging.getLogger("agent.api")
@@ -72,7 +72,7 @@ def register(router: Router, deps: AgentDeps) -> None:
     def cancel_run(ctx: Ctx) -> Any:
         db, user, row = _own_run(ctx)
         with db.transaction() as tx:
-            updated = run_store.request_cancel(tx, row["id"], user["id"])
+            updated = run_store.request_cancel(tx, row["id"], user["id"], settings.run_lease_s)
         if updated is None:
             current = run_store.get_run(db, row["id"], user["id"]) or row
             if current["status"] == "cancelled":
@@ -80,7 +80,7 @@ def register(router: Router, deps: AgentDeps) -> None:
             raise ApiError(409, "run_finished", f"the run is already {current['status']}",
                            {"status": current["status"]})
         if updated["status"] == "cancelled":
-            # It never started: no worker will emit its terminal event, so the API does.
+            # No worker is executing it: no worker will emit its terminal event, so the API does.
             _terminal_event(db, updated)
             return jsonable(run_store.run_view(updated))
         return jsonable(run_store.run_view(updated)), 202
@@ -90,7 +90,15 @@ def register(router: Router, deps: AgentDeps) -> None:
         _, _, row = _own_run(ctx)
         query = ctx.query(EventsQuery)
         deps.manager.require("firestore", settings.startup_wait_seconds)
-        events = eventlog.events(row["id"], query.after_seq, query.limit)
+        try:
+            events = eventlog.events(row["id"], query.after_seq, query.limit)
+        except Exception as exc:
+            from google.api_core import exceptions as gexc
+
+            if isinstance(exc, gexc.GoogleAPICallError | gexc.RetryError):
+                raise ServiceUnavailable(f"the event log is unavailable: {type(exc).__name__}", retry_after=2,
+                                         code="firestore_unavailable") from None
+            raise
         return {"run_id": row["id"], "status": row["status"],
                 "events": [e.model_dump(mode="json") for e in events],
                 "next_after_seq": events[-1].seq if events else query.after_seq}

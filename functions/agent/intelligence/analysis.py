@@ -15,6 +15,7 @@ from functions.agent.intelligence.pricing_sql import (
     bucket_costs,
     pct,
     price_of,
+    query,
     rates_for_group,
     top_by_cost,
     usd,
@@ -128,7 +129,7 @@ def cost_drivers(facts: Facts, limit: int = 5) -> dict[str, Any]:
 
 def latency_percentiles(facts: Facts) -> dict[str, Any]:
     """p50/p90/p95/p99 latency (ms, linear interpolation) and error rate per model."""
-    rows = facts.db.all(
+    rows = query(facts.db,
         """SELECT model, count(*) AS requests, count(latency_ms) AS measured,
                   count(*) FILTER (WHERE status <> 'ok') AS errors,
                   percentile_cont(ARRAY[0.5, 0.9, 0.95, 0.99]) WITHIN GROUP (ORDER BY latency_ms) AS p

@@ -18,11 +18,12 @@ from functions.agent.intelligence.pricing_sql import (
     bucket_costs,
     pct,
     price_of,
+    query,
     rates_for_group,
     rates_params,
     usd,
 )
-from shared.pricing import TIERS, Price, Rates, get_price, known_models
+from shared.pricing import Price, Rates, get_price, known_models
 
 CLASSIFICATION_MAX_OUTPUT = 20  # average visible output tokens of classification-like traffic
 SHORT_OUTPUT_MAX = 200  # average visible output tokens of short-answer traffic
@@ -51,9 +52,9 @@ def caching_opportunity(facts: Facts, ttl_minutes: int = 5, limit: int = 5) -> d
     """
     cacheable = ("LEAST(GREATEST(u.prefix_tokens - u.cached_input_tokens - u.cache_write_tokens, 0), "
                  "u.input_tokens)")
-    rows = facts.db.all(f"""
+    rows = query(facts.db, f"""
         WITH {RATES_CTE},
-        w AS (SELECT u.model, {LC} AS lc, u.prefix_hash, floor(extract(epoch FROM u.ts) / %s) AS win,
+        w AS (SELECT u.model, {LC} AS lc, u.prefix_hash, (extract(epoch FROM u.ts)::bigint / %s) AS win,
                      count(*) AS n, sum({cacheable}) AS s,
                      sum(CASE WHEN u.interactive IS FALSE THEN {cacheable} ELSE 0 END) AS s_bg,
                      min(u.prefix_tokens) AS prefix_tokens
@@ -65,7 +66,7 @@ def caching_opportunity(facts: Facts, ttl_minutes: int = 5, limit: int = 5) -> d
                sum(s_bg) AS cacheable_bg, sum(s::numeric / n) AS writes, min(prefix_tokens) AS prefix_tokens
           FROM w WHERE s > 0 GROUP BY 1, 2, 3""",
         [*rates_params(), ttl_minutes * 60, facts.user_id])
-    below = facts.db.all(f"""
+    below = query(facts.db, f"""
         WITH {RATES_CTE}
         SELECT u.model, count(*) AS requests, min(r.min_cache) AS min_cacheable_tokens
           FROM usage_records u JOIN rates r ON r.model = u.model
@@ -142,11 +143,11 @@ def duplicate_requests(facts: Facts, limit: int = 5) -> dict[str, Any]:
         g AS (SELECT d.*, d.max_prompt > COALESCE(r.lc_above, {BIG}) AS lc FROM d LEFT JOIN rates r USING (model)),
         s AS (SELECT g.model, g.request_hash, g.n, {COST} * (g.n - 1) / g.n AS savings
                 FROM g JOIN rates r ON r.model = g.model)"""
-    per_model = facts.db.all(
+    per_model = query(facts.db,
         groups + """ SELECT model, count(*) AS groups, sum(n) AS requests, sum(n - 1) AS repeats,
                             sum(savings) AS savings FROM s GROUP BY model ORDER BY sum(savings) DESC, model""",
         [*rates_params(), facts.user_id])
-    top = facts.db.all(groups + " SELECT * FROM s ORDER BY savings DESC, model, request_hash LIMIT %s",
+    top = query(facts.db, groups + " SELECT * FROM s ORDER BY savings DESC, model, request_hash LIMIT %s",
                        [*rates_params(), facts.user_id, limit])
     total = sum((Decimal(r["savings"]) for r in per_model), Decimal(0))
     return {

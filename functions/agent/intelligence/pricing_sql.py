@@ -23,6 +23,17 @@ RATES_COLUMNS = ("model", "lc_above", "min_cache", "has_cache",
                  "b_in", "b_cached", "b_write", "b_out", "b_reas", "l_in", "l_cached", "l_write", "l_out", "l_reas")
 
 
+ANALYSIS_WORK_MEM = "64MB"
+
+
+def query(db: Any, sql: str, params: list[Any]) -> list[dict[str, Any]]:
+    """An analysis query with enough sort/hash memory for a few hundred thousand groups (the default 4MB makes
+    Postgres spill group-bys of a large account to disk); SET LOCAL ends with the transaction."""
+    with db.transaction() as tx:
+        tx.execute(f"SET LOCAL work_mem = '{ANALYSIS_WORK_MEM}'")
+        return tx.all(sql, params)
+
+
 def usd(value: Decimal | int | float | None) -> float:
     """Money as shown and compared: rounded half up to the cent."""
     return float(Decimal(str(value or 0)).quantize(CENT, rounding=ROUND_HALF_UP))
@@ -59,8 +70,10 @@ RATES_CTE = ("rates AS (SELECT * FROM unnest(%s::text[], %s::bigint[], %s::int[]
              + ", ".join(["%s::numeric[]"] * 10) + ") AS r(" + ", ".join(RATES_COLUMNS) + "))")
 PROMPT = "(u.input_tokens + u.cached_input_tokens + u.cache_write_tokens)"
 LC = f"({PROMPT} > COALESCE(r.lc_above, {BIG}))"
-COST = """(CASE WHEN g.lc THEN g.i * r.l_in + g.c * r.l_cached + g.w * r.l_write + g.o * r.l_out + g.rs * r.l_reas
-               ELSE g.i * r.b_in + g.c * r.b_cached + g.w * r.b_write + g.o * r.b_out + g.rs * r.b_reas END) / 1000000"""
+COST = """(CASE WHEN g.lc
+                THEN g.i * r.l_in + g.c * r.l_cached + g.w * r.l_write + g.o * r.l_out + g.rs * r.l_reas
+                ELSE g.i * r.b_in + g.c * r.b_cached + g.w * r.b_write + g.o * r.b_out + g.rs * r.b_reas
+           END) / 1000000"""
 SUMS = """count(*) AS n, sum(u.input_tokens) AS i, sum(u.cached_input_tokens) AS c, sum(u.cache_write_tokens) AS w,
           sum(u.output_tokens) AS o, sum(u.reasoning_tokens) AS rs"""
 
@@ -80,7 +93,7 @@ def priced_groups(db: Any, user_id: str, dims: dict[str, str], where: str = "", 
                WHERE u.user_id = %s {where}
                GROUP BY {dim_group} u.model, u.provider, lc)
         SELECT g.*, {COST} AS cost FROM g LEFT JOIN rates r ON r.model = g.model"""
-    return db.all(sql, [*rates_params(), user_id, *(params or [])])
+    return query(db, sql, [*rates_params(), user_id, *(params or [])])
 
 
 def top_by_cost(db: Any, user_id: str, key_expr: str, limit: int, where: str = "",
@@ -98,7 +111,7 @@ def top_by_cost(db: Any, user_id: str, key_expr: str, limit: int, where: str = "
                 FROM g LEFT JOIN rates r ON r.model = g.model GROUP BY g.key)
         SELECT *, count(*) OVER () AS keys, sum(n) OVER () AS all_n, sum(cost) OVER () AS all_cost
           FROM k ORDER BY cost DESC, key NULLS LAST LIMIT %s"""
-    rows = db.all(sql, [*rates_params(), user_id, *(params or []), limit])
+    rows = query(db, sql, [*rates_params(), user_id, *(params or []), limit])
     totals = {"keys": int(rows[0]["keys"]) if rows else 0, "n": int(rows[0]["all_n"]) if rows else 0,
               "cost": Decimal(rows[0]["all_cost"]) if rows else Decimal(0)}
     return rows, totals

@@ -71,7 +71,7 @@ def build(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
             {"avg_output_tokens": c["avg_output_tokens"], "suggested_max_tokens": c["suggested_max_tokens"],
              "reduction_pct": results["output_trimming"]["reduction_pct"]}, feature=c["feature"])
     for m in results.get("long_context", {}).get("models", []):
-        add("long_context", m["model"], f"Keep prompts on {m['model']} under {m['threshold_tokens']} tokens",
+        add("long_context", m["model"], f"Keep prompts on {m['model']} under {m['threshold_tokens']:,} tokens",
             m["model"], m["monthly_savings_usd"],
             "retrieval or summarised history must keep what the answer needs",
             {"requests": m["requests"], "threshold_tokens": m["threshold_tokens"],

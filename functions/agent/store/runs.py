@@ -123,14 +123,19 @@ def set_last_seq(db: Database, run_id: str, seq: int) -> None:
     db.execute("UPDATE runs SET last_seq = GREATEST(last_seq, %s) WHERE id = %s", [seq, run_id])
 
 
-def request_cancel(tx: Tx, run_id: str, user_id: str) -> dict[str, Any] | None:
-    """Queued runs are cancelled at once; running ones are flagged for the worker to stop between steps."""
+def request_cancel(tx: Tx, run_id: str, user_id: str, lease_s: float) -> dict[str, Any] | None:
+    """Runs nobody executes (queued, or running under a worker whose heartbeat stopped) are cancelled at once;
+    running ones are flagged for the worker to stop between steps."""
     return tx.one(
-        f"""UPDATE runs r SET cancel_requested = true,
-                   status = CASE WHEN r.status = 'queued' THEN 'cancelled' ELSE r.status END,
-                   completed_at = CASE WHEN r.status = 'queued' THEN now() ELSE r.completed_at END
-             WHERE r.id = %s AND r.user_id = %s AND r.status IN ('queued', 'running')
-         RETURNING {RUN_COLUMNS}""", [run_id, user_id])
+        f"""WITH target AS (
+                SELECT id, (status = 'queued' OR claimed_at IS NULL
+                            OR claimed_at < now() - make_interval(secs => %s)) AS unattended
+                  FROM runs WHERE id = %s AND user_id = %s AND status IN ('queued', 'running') FOR UPDATE)
+            UPDATE runs r SET cancel_requested = true,
+                   status = CASE WHEN t.unattended THEN 'cancelled' ELSE r.status END,
+                   completed_at = CASE WHEN t.unattended THEN now() ELSE r.completed_at END
+              FROM target t WHERE r.id = t.id
+         RETURNING {RUN_COLUMNS}""", [lease_s, run_id, user_id])
 
 
 def history(db: Database, thread_id: str, before_message_id: str, limit: int) -> list[dict[str, Any]]:

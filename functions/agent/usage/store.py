@@ -100,7 +100,7 @@ def summary(db: Any, user_id: str) -> dict[str, Any]:
                   count(feature) AS with_feature, count(end_user) AS with_end_user,
                   count(prefix_hash) AS with_prefix_hash, count(prefix_tokens) AS with_prefix_tokens,
                   count(request_hash) AS with_request_hash, count(interactive) AS with_interactive,
-                  count(latency_ms) AS with_latency, count(max_tokens) AS with_max_tokens
+                  count(latency_ms) AS with_latency_ms, count(max_tokens) AS with_max_tokens
              FROM usage_records WHERE user_id = %s""", [user_id]) or {}
     models = db.all(
         """SELECT provider, model, count(*) AS records FROM usage_records WHERE user_id = %s

@@ -79,6 +79,7 @@ class WorkerRunContext:
         self.tool_results: list[dict[str, Any]] = []
         self._emit_lock = threading.RLock()
         self._closed = False
+        self._lost = False
         self._heartbeat_interval_s = heartbeat_interval_s
         self._last_heartbeat = 0.0
 
@@ -101,10 +102,16 @@ class WorkerRunContext:
         with self._emit_lock:
             self._closed = True
 
+    def lose(self) -> None:
+        """Ownership is gone (the run lock's connection failed): stop at the next check, finish nothing."""
+        self._lost = True
+
     def remaining_s(self) -> float:
         return self.deadline - time.monotonic()
 
     def check_alive(self) -> None:
+        if self._lost:
+            raise LostOwnership("the run lock was lost with its database connection")
         if self._closed:
             raise LostOwnership("the run is no longer executed by this pipeline call")
         if self.remaining_s() <= 0:

@@ -17,6 +17,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -100,7 +101,31 @@ class RunLock:
         conn.close()
         return False
 
+    def keep_alive(self, run_id: str, attempt: int, interval_s: float, on_lost: Callable[[], None]) -> None:
+        """Refresh the run's claim every ``interval_s`` on the lock's connection while the run executes (a long
+        LLM call emits nothing). If that connection fails the lock is gone with it: ``on_lost`` stops the run,
+        since another worker may take it over."""
+        conn = self.conn
+        self._stop = threading.Event()
+
+        def beat() -> None:
+            while not self._stop.wait(interval_s):
+                try:
+                    cur = conn.cursor()
+                    cur.execute("UPDATE runs SET claimed_at = now() WHERE id = %s AND attempt = %s "
+                                "AND status = 'running'", (run_id, attempt))
+                except Exception as exc:
+                    if not self._stop.is_set():
+                        log.warning("run lock connection lost; stopping the run",
+                                    extra={"run_id": run_id, "reason": type(exc).__name__})
+                        on_lost()
+                    return
+        threading.Thread(target=beat, daemon=True, name=f"heartbeat-{run_id[:8]}").start()
+
     def release(self) -> None:
+        stop = getattr(self, "_stop", None)
+        if stop is not None:
+            stop.set()
         if self.conn is not None:
             try:
                 self.conn.close()  # ends the session, which releases the lock
@@ -130,6 +155,7 @@ class Worker:
         if request is None:
             return
         if not self.slots.acquire(blocking=False):
+            log.info("worker busy; delivery refused for redelivery", extra={"run_id": request.run_id})
             raise RetryLater(429, f"worker busy ({self.settings.max_concurrent_runs} runs in progress)")
         try:
             self.process(request)
@@ -173,7 +199,7 @@ class Worker:
             log.info("duplicate delivery of a run in progress acknowledged", extra={"run_id": request.run_id})
             return
         try:
-            self.execute(db, request)
+            self.execute(db, request, lock)
         finally:
             lock.release()
 
@@ -189,7 +215,7 @@ class Worker:
             delay = min(delay * 2, 0.25)
 
     # -- one execution (under the lock) -----------------------------------------------------------------
-    def execute(self, db: Database, request: AgentRequest) -> None:
+    def execute(self, db: Database, request: AgentRequest, lock: RunLock) -> None:
         with db.transaction() as tx:
             claimed = run_store.claim(tx, request.run_id, self.worker_id)
         if claimed is None:
@@ -213,6 +239,7 @@ class Worker:
         ctx = WorkerRunContext(run=ref, message=message, history=history, db=db, eventlog=self.eventlog,
                                chain=get_chain(self.settings), attempt=claimed["attempt"], last_seq=last_seq,
                                deadline=time.monotonic() + remaining)
+        lock.keep_alive(ref.run_id, claimed["attempt"], self.settings.run_lease_s / 3, ctx.lose)
         log.info("run claimed", extra={"run_id": ref.run_id, "attempt": claimed["attempt"], "resumed": resumed,
                                        "last_seq": last_seq})
         if remaining <= 0:

@@ -1,0 +1,127 @@
+"""The analysis tools by name, their argument checks, and the rollups: results precomputed by the rollup job
+(functions/agent/rollup_job.py) for the user's current data version are served instead of recomputing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from functions.agent.intelligence import analysis, opportunities
+from functions.agent.intelligence.facts import Facts
+
+log = logging.getLogger("agent.intelligence.tools")
+
+ToolFn = Callable[..., dict[str, Any]]
+
+ANALYSIS_TOOLS: dict[str, ToolFn] = {
+    "usage_overview": analysis.usage_overview,
+    "cost_breakdown": analysis.cost_breakdown,
+    "cost_drivers": analysis.cost_drivers,
+    "latency_percentiles": analysis.latency_percentiles,
+    "caching_opportunity": opportunities.caching_opportunity,
+    "duplicate_requests": opportunities.duplicate_requests,
+    "batch_opportunity": opportunities.batch_opportunity,
+    "model_rightsizing": opportunities.model_rightsizing,
+    "output_trimming": opportunities.output_trimming,
+    "long_context": opportunities.long_context,
+}
+
+# Arguments each tool accepts, with their allowed range: tools are called with model-chosen arguments too.
+ARGUMENTS: dict[str, dict[str, tuple[type, Any]]] = {
+    "cost_breakdown": {"by": (str, analysis.BREAKDOWN_DIMENSIONS), "limit": (int, (1, 50))},
+    "cost_drivers": {"limit": (int, (1, 20))},
+    "caching_opportunity": {"ttl_minutes": (int, (1, 60)), "limit": (int, (1, 20))},
+    "duplicate_requests": {"limit": (int, (1, 20))},
+    "batch_opportunity": {"limit": (int, (1, 20))},
+    "model_rightsizing": {"min_requests": (int, (1, 1_000_000)), "limit": (int, (1, 50))},
+    "output_trimming": {"reduction_pct": (int, (1, 90)), "limit": (int, (1, 50))},
+}
+
+# What the rollup job precomputes and a full analysis runs.
+FULL_ANALYSIS: list[tuple[str, dict[str, Any]]] = [
+    ("usage_overview", {}),
+    ("cost_breakdown", {"by": "model"}),
+    ("cost_breakdown", {"by": "feature"}),
+    ("cost_breakdown", {"by": "end_user"}),
+    ("cost_breakdown", {"by": "day"}),
+    ("cost_drivers", {}),
+    ("latency_percentiles", {}),
+    ("caching_opportunity", {}),
+    ("duplicate_requests", {}),
+    ("batch_opportunity", {}),
+    ("model_rightsizing", {}),
+    ("output_trimming", {}),
+    ("long_context", {}),
+]
+
+
+def check_args(name: str, args: dict[str, Any]) -> dict[str, Any]:
+    if name not in ANALYSIS_TOOLS:
+        raise ValueError(f"unknown tool {name!r}")
+    allowed = ARGUMENTS.get(name, {})
+    for key, value in args.items():
+        if key not in allowed:
+            raise ValueError(f"{name} takes no argument {key!r}")
+        kind, bounds = allowed[key]
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise ValueError(f"{name}.{key} must be a {kind.__name__}")
+        if kind is int and not bounds[0] <= value <= bounds[1]:
+            raise ValueError(f"{name}.{key} must be between {bounds[0]} and {bounds[1]}")
+        if kind is str and value not in bounds:
+            raise ValueError(f"{name}.{key} must be one of {', '.join(bounds)}")
+    return args
+
+
+def args_key(args: dict[str, Any]) -> str:
+    return json.dumps(args, sort_keys=True, separators=(",", ":"))
+
+
+class Toolbox:
+    """Runs the analysis tools for one user, reading fresh rollups first when ``use_rollups``."""
+
+    def __init__(self, db: Any, user_id: str, use_rollups: bool = True) -> None:
+        self.db = db
+        self.user_id = user_id
+        self.facts = Facts(db, user_id)
+        self.use_rollups = use_rollups
+        self._version: int | None = None
+        self.rollup_hits = 0
+
+    @property
+    def data_version(self) -> int:
+        if self._version is None:
+            self._version = int(self.db.scalar(
+                "SELECT COALESCE((SELECT version FROM usage_state WHERE user_id = %s), 0)", [self.user_id]))
+        return self._version
+
+    def call(self, name: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
+        args = check_args(name, dict(args or {}))
+        if self.use_rollups:
+            cached = self.db.scalar(
+                """SELECT result FROM usage_rollups
+                    WHERE user_id = %s AND tool = %s AND args_key = %s AND data_version = %s""",
+                [self.user_id, name, args_key(args), self.data_version])
+            if cached is not None:
+                self.rollup_hits += 1
+                return cached if isinstance(cached, dict) else json.loads(cached)
+        return ANALYSIS_TOOLS[name](self.facts, **args)
+
+    def compute_and_store(self, name: str, args: dict[str, Any]) -> tuple[dict[str, Any], float]:
+        """Recompute a tool and store it as the rollup of the version read before computing (a later upload
+        bumps the version, so a result that raced with it is never served)."""
+        version = self.data_version
+        started = time.perf_counter()
+        result = ANALYSIS_TOOLS[name](self.facts, **check_args(name, dict(args)))
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        self.db.execute(
+            """INSERT INTO usage_rollups (user_id, tool, args_key, data_version, result, computed_ms)
+               VALUES (%s, %s, %s, %s, %s::jsonb, %s)
+               ON CONFLICT (user_id, tool, args_key) DO UPDATE
+                  SET data_version = EXCLUDED.data_version, result = EXCLUDED.result,
+                      computed_ms = EXCLUDED.computed_ms, computed_at = now()""",
+            [self.user_id, name, args_key(args), version, json.dumps(result), round(elapsed_ms)])
+        return result, elapsed_ms

@@ -1,0 +1,95 @@
+"""Heavy analysis as a Cloud Run job: precompute every analysis tool for users whose usage data changed since
+the last pass and store the results in ``usage_rollups``; the tools serve them while the data version holds.
+
+    python -m functions.agent.rollup_job                 # every user with stale or missing rollups
+    python -m functions.agent.rollup_job --user UUID     # one user, recomputed even when fresh
+    python -m functions.agent.rollup_job --limit 50      # at most 50 users this pass
+
+Reads DATABASE_URL (or CLOUD_SQL_INSTANCE and friends) like every service. Exit code 0 when every user was
+processed, 1 when some failed (each failure is logged with the user id), 2 on a configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from typing import Any
+
+from pydantic import Field
+
+from functions.agent.intelligence.toolbox import FULL_ANALYSIS, Toolbox
+from shared.config import ConfigError, DatabaseSection, ServiceSettings, load_settings
+
+log = logging.getLogger("rollup-job")
+
+
+class RollupSettings(ServiceSettings, DatabaseSection):
+    """The rollup job's settings: the database, plus how long one analysis statement may run."""
+
+    rollup_statement_timeout_ms: int = Field(
+        300_000, ge=1000, description="statement timeout of the analysis queries in ms, e.g. 300000")
+
+
+def stale_users(db: Any, limit: int) -> list[str]:
+    """Users whose data version has no complete set of rollups yet, most recently changed first."""
+    rows = db.all(
+        """SELECT s.user_id FROM usage_state s
+            WHERE (SELECT count(*) FROM usage_rollups r
+                    WHERE r.user_id = s.user_id AND r.data_version = s.version) < %s
+            ORDER BY s.updated_at DESC LIMIT %s""", [len(FULL_ANALYSIS), limit])
+    return [str(r["user_id"]) for r in rows]
+
+
+def rollup_user(db: Any, user_id: str) -> dict[str, Any]:
+    toolbox = Toolbox(db, user_id, use_rollups=False)
+    started = time.perf_counter()
+    timings = {}
+    for name, args in FULL_ANALYSIS:
+        _, elapsed_ms = toolbox.compute_and_store(name, args)
+        key = f"{name}:{args['by']}" if "by" in args else name
+        timings[key] = round(elapsed_ms, 1)
+    return {"user_id": user_id, "data_version": toolbox.data_version, "records": toolbox.facts.period.records,
+            "total_ms": round((time.perf_counter() - started) * 1000, 1), "tools_ms": timings}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from shared.db.database import Database
+    from shared.logging import configure_logging
+
+    parser = argparse.ArgumentParser(prog="python -m functions.agent.rollup_job",
+                                     description=__doc__.split("\n")[0])
+    parser.add_argument("--user", help="one user id (recomputed even when fresh)")
+    parser.add_argument("--limit", type=int, default=100, help="most users per pass, default 100")
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings(RollupSettings)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    configure_logging("rollup-job", settings.log_level, settings.log_format, settings.google_cloud_project)
+    # pg8000 applies its connect timeout to every socket read as well: a long analysis statement needs both.
+    settings = settings.model_copy(update={"db_statement_timeout_ms": settings.rollup_statement_timeout_ms,
+                                           "db_connect_timeout_s": 60.0, "db_pool_size": 1})
+    db = Database(settings, "netra-rollup-job")
+    failed = 0
+    try:
+        users = [args.user] if args.user else stale_users(db, args.limit)
+        for user_id in users:
+            try:
+                summary = rollup_user(db, user_id)
+            except Exception as exc:
+                failed += 1
+                log.error("rollup failed", extra={"user_id": user_id, "reason": f"{type(exc).__name__}: {exc}"})
+                continue
+            log.info("rollup written", extra=summary)
+            print(f"user {user_id}: {summary['records']} records, {summary['total_ms']} ms")
+        print(f"done: {len(users) - failed} user(s) rolled up, {failed} failed")
+    finally:
+        db.close()
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,156 @@
+"""Rate limits per client IP, shared across instances through Firestore (two real auth processes), answering
+429 with Retry-After; and shared.ratelimit against the emulator."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import httpx
+import pytest
+
+from shared.ratelimit import RateLimited, RateLimiter, Rule, client_ip
+from tests.fixtures.auth import AuthService, start_auth
+
+LOGIN_LIMIT = 4
+VALIDATE_LIMIT = 6
+
+
+@dataclass
+class Pair:
+    a: AuthService
+    b: AuthService
+    prefix: str
+
+
+@pytest.fixture(scope="module")
+def pair(shared_db_url: str, firestore_emulator_host: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
+    prefix = f"rl{uuid.uuid4().hex[:8]}_"
+    env = {"FIRESTORE_COLLECTION_PREFIX": prefix, "RATE_LIMIT_PER_MINUTE": str(LOGIN_LIMIT),
+           "VALIDATE_RATE_LIMIT_PER_MINUTE": str(VALIDATE_LIMIT)}
+    local = tmp_path_factory.mktemp("rl")
+    a = start_auth(shared_db_url, local, env, firestore_host=firestore_emulator_host)
+    b = start_auth(shared_db_url, local, env, firestore_host=firestore_emulator_host)
+    yield Pair(a, b, prefix)
+    a.stop()
+    b.stop()
+
+
+def in_one_window(run: Callable[[str], Any], attempts: int = 3) -> Any:
+    """Run ``run(client_ip)`` with a fresh client IP until it did not straddle a minute boundary (a new
+    window would reset the count mid-test)."""
+    for _ in range(attempts):
+        ip = f"198.51.100.{uuid.uuid4().int % 250 + 1}-{uuid.uuid4().hex[:6]}"
+        window = int(time.time() // 60)
+        result = run(ip)
+        if int(time.time() // 60) == window:
+            return result
+    raise AssertionError("could not run within one rate-limit window")
+
+
+def dev_login(service: AuthService, ip: str) -> httpx.Response:
+    return httpx.post(f"{service.url}/auth/dev/login", json={"email": "limited@example.com"},
+                      headers={"X-Forwarded-For": ip}, timeout=30)
+
+
+def test_login_limit_is_shared_across_instances(pair: Pair) -> None:
+    def run(ip: str) -> None:
+        statuses = [dev_login(pair.a, ip).status_code, dev_login(pair.a, ip).status_code,
+                    dev_login(pair.b, ip).status_code, dev_login(pair.b, ip).status_code]
+        assert statuses == [200] * LOGIN_LIMIT
+        limited = dev_login(pair.b, ip)
+        assert limited.status_code == 429, "the fifth login is refused though instance b saw only two"
+        error = limited.json()["error"]
+        assert error["code"] == "rate_limited" and error["details"]["action"] == "login"
+        assert 1 <= int(limited.headers["Retry-After"]) <= 60
+        assert dev_login(pair.a, ip).status_code == 429
+        assert dev_login(pair.a, ip + "-other").status_code == 200, "limits are per client"
+
+    in_one_window(run)
+
+
+def test_refresh_and_token_are_limited(pair: Pair) -> None:
+    def run(ip: str) -> None:
+        statuses = [httpx.post(f"{pair.a.url}/auth/refresh", json={"refresh_token": "r" * 43},
+                               headers={"X-Forwarded-For": ip}).status_code for _ in range(LOGIN_LIMIT + 1)]
+        assert statuses == [401] * LOGIN_LIMIT + [429]
+        statuses = [httpx.post(f"{pair.b.url}/auth/token", json={"code": "c" * 43},
+                               headers={"X-Forwarded-For": ip}).status_code for _ in range(LOGIN_LIMIT + 1)]
+        assert statuses == [400] * LOGIN_LIMIT + [429]
+
+    in_one_window(run)
+
+
+def shared_count(firestore_client: Any, prefix: str, action: str, ip: str) -> int:
+    window = int(time.time() // 60)
+    digest = hashlib.sha256(ip.encode()).hexdigest()[:24]
+    snap = firestore_client.collection(f"{prefix}rate_limits").document(f"{action}-{digest}-{window}").get()
+    return int((snap.to_dict() or {}).get("count", 0))
+
+
+def test_validate_limit_counts_locally_and_syncs_to_other_instances(pair: Pair, firestore_client: Any) -> None:
+    def validate(service: AuthService, ip: str) -> int:
+        return httpx.post(f"{service.url}/auth/validate", json={"token": "x.y.z"},
+                          headers={"X-Forwarded-For": ip}).status_code
+
+    def run(ip: str) -> None:
+        assert [validate(pair.a, ip) for _ in range(VALIDATE_LIMIT)] == [200] * VALIDATE_LIMIT
+        assert validate(pair.a, ip) == 429, "over the limit on one instance: refused at once"
+        deadline = time.monotonic() + 30
+        while shared_count(firestore_client, pair.prefix, "validate", ip) < VALIDATE_LIMIT:
+            assert time.monotonic() < deadline, "instance a never synced its count"
+            time.sleep(0.1)
+        # Instance b learns a's count at its first sync: it refuses long before its own count reaches the limit.
+        statuses = []
+        while 429 not in statuses:
+            assert len(statuses) < VALIDATE_LIMIT, f"b never saw a's hits: {statuses}"
+            statuses.append(validate(pair.b, ip))
+            time.sleep(0.5)
+
+    in_one_window(run)
+
+
+class FailingStore:
+    def increment(self, bucket: str, amount: int, expires_at: datetime) -> int:
+        raise ConnectionError("firestore unreachable")
+
+
+def test_limiter_counts_in_firestore_and_degrades_to_local_counting(firestore_client: Any) -> None:
+    rule = Rule("unit", limit=3)
+    one, two = RateLimiter(), RateLimiter()  # two instances, one shared count
+    key = f"client-{uuid.uuid4().hex}"
+    one.hit(rule, key)
+    two.hit(rule, key)
+    one.hit(rule, key)
+    with pytest.raises(RateLimited) as info:
+        two.hit(rule, key)
+    assert info.value.status == 429 and 1 <= int(info.value.headers["Retry-After"]) <= 60
+    assert "client-" not in str(sorted(d.id for d in firestore_client.collection(
+        f"{firestore_client_prefix()}rate_limits").list_documents())), "document ids hold no raw client keys"
+
+    down = RateLimiter(FailingStore())
+    for _ in range(3):
+        down.hit(rule, key)
+    with pytest.raises(RateLimited):
+        down.hit(rule, key)
+
+
+def firestore_client_prefix() -> str:
+    import os
+
+    return os.environ.get("FIRESTORE_COLLECTION_PREFIX", "")
+
+
+def test_client_ip_trusts_only_the_proxies_it_is_told_about() -> None:
+    headers = {"X-Forwarded-For": "6.6.6.6, 203.0.113.9, 10.0.0.1"}  # spoofed, client, load balancer
+    assert client_ip(headers, "10.9.9.9", 2) == "203.0.113.9"
+    assert client_ip(headers, "10.9.9.9", 1) == "10.0.0.1"
+    assert client_ip(headers, "10.9.9.9", 0) == "10.9.9.9"
+    assert client_ip({}, "10.9.9.9", 1) == "10.9.9.9"
+    assert client_ip({"X-Forwarded-For": "203.0.113.9"}, None, 2) == "203.0.113.9"
+

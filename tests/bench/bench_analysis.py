@@ -1,0 +1,196 @@
+"""Analysis of 1,000,000 usage records of one user, end to end: every analysis tool, the ranking, the what-if,
+the action plans and the markdown report (the whole optimization pipeline with the mock model), live from the
+records and then from the rollups the rollup job writes.
+
+    python -m tests.bench.bench_analysis            # BENCH_ANALYSIS_ROWS=1000000 by default
+
+An embedded PostgreSQL is started in a temporary directory (or BENCH_DATABASE_URL is used, which must name a
+database that does not exist yet). Rows are generated in SQL (generate_series, hashint4 for deterministic
+"randomness"), so loading costs what PostgreSQL needs to write them and their indexes. Figures are printed;
+nothing is asserted. The plan notes (EXPLAIN ANALYZE) of the heavy queries are printed after the timings.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+ROWS = int(os.environ.get("BENCH_ANALYSIS_ROWS", "1000000"))
+USER = "00000000-0000-4000-8000-00000000be9c"
+
+# 30 days of traffic; 8 models, 6 features, 5,000 end users, 60 shared prefixes, 5 % exact repeats,
+# 1 % of gemini-2.5-pro requests above 200k prompt tokens, 70 % interactive, 1 % failures.
+LOAD_SQL = """
+INSERT INTO usage_records (user_id, request_id, ts, provider, model, input_tokens, cached_input_tokens,
+                           cache_write_tokens, output_tokens, reasoning_tokens, latency_ms, status, feature, end_user,
+                           prefix_hash, prefix_tokens, request_hash, max_tokens, interactive)
+SELECT %s::uuid, 'bench-' || g,
+       timestamptz '2025-10-01 00:00:00+00' + make_interval(secs => (g::float8 * 2592000 / %s)),
+       (ARRAY['openai','openai','anthropic','anthropic','google','google','openai','groq'])[1 + m],
+       (ARRAY['gpt-4o','gpt-4o-mini','claude-sonnet-4-5','claude-haiku-4-5','gemini-2.5-pro','gemini-2.5-flash',
+              'gpt-5','llama-3.3-70b-versatile'])[1 + m],
+       CASE WHEN m = 4 AND (h1 & 127) = 0 THEN 210000 + (h2 & 65535)
+            ELSE 400 + (h1 & 8191) + CASE WHEN g %% 10 < 7 THEN 1024 + (g %% 60) * 64 ELSE 0 END END,
+       CASE WHEN m = 6 AND (h2 & 3) = 0 THEN 1024 ELSE 0 END,
+       0,
+       CASE WHEN f = 1 THEN 1 + (h2 & 7) ELSE 20 + (h2 & 1023) END,
+       CASE WHEN m = 6 THEN 100 + (h3 & 2047) ELSE 0 END,
+       200 + (h3 & 4095),
+       CASE WHEN (h3 & 127) = 0 THEN 'error' ELSE 'ok' END,
+       (ARRAY['chat','classify','summarize','search','code','extract'])[1 + f],
+       'user-' || (h2 %% 5000 + 5000) %% 5000,
+       CASE WHEN g %% 10 < 7 THEN 'prefix-' || (g %% 60) END,
+       CASE WHEN g %% 10 < 7 THEN 1024 + (g %% 60) * 64 END,
+       'req-' || CASE WHEN g %% 20 = 0 THEN ((g / 20) %% 2000)::text ELSE g::text END,
+       CASE WHEN f = 1 THEN 16 ELSE 2048 END,
+       f NOT IN (2, 5)
+  FROM (SELECT g, g %% 8 AS m, (g / 8) %% 6 AS f, hashint4(g) AS h1, hashint4(g + 1000003) AS h2,
+               hashint4(g + 2000003) AS h3
+          FROM generate_series(1, %s) AS g) AS s
+"""
+
+PLANNED = {
+    "segments (one scan for most tools)": """
+        WITH {rates},
+        g AS (SELECT u.feature, u.interactive, (u.status = 'ok') AS ok, u.model, u.provider, {lc} AS lc, {sums}
+                FROM usage_records u LEFT JOIN rates r ON r.model = u.model WHERE u.user_id = %s
+               GROUP BY 1, 2, 3, 4, 5, 6)
+        SELECT count(*) FROM g""",
+    "exact duplicates": """
+        SELECT count(*) FROM (SELECT model, request_hash, count(*), sum(input_tokens), sum(output_tokens)
+                                FROM usage_records WHERE user_id = %s AND request_hash IS NOT NULL
+                               GROUP BY 1, 2 HAVING count(*) > 1) d""",
+    "prompt caching windows": """
+        WITH {rates}
+        SELECT count(*) FROM (SELECT u.model, u.prefix_hash, extract(epoch FROM u.ts)::bigint / 300, count(*)
+                                FROM usage_records u JOIN rates r ON r.model = u.model
+                               WHERE u.user_id = %s AND u.prefix_hash IS NOT NULL AND r.has_cache
+                               GROUP BY 1, 2, 3) w""",
+    "latency percentiles": """
+        SELECT model, percentile_cont(0.95) WITHIN GROUP (ORDER BY latency_ms)
+          FROM usage_records WHERE user_id = %s GROUP BY model""",
+}
+
+
+def _database() -> tuple[str, Any]:
+    url = os.environ.get("BENCH_DATABASE_URL")
+    if url:
+        return url, None
+    from emulators.postgres import EmbeddedPostgres
+
+    server = EmbeddedPostgres(Path(tempfile.mkdtemp(prefix="bench-analysis-"))).start()
+    return server.url_for("bench_analysis"), server
+
+
+def _plan_notes(db: Any) -> dict[str, list[str]]:
+    from functions.agent.intelligence import pricing_sql as ps
+
+    notes = {}
+    for name, sql in PLANNED.items():
+        sql = sql.format(rates=ps.RATES_CTE, lc=ps.LC, sums=ps.SUMS)
+        params = [*ps.rates_params(), USER] if "{rates}" in PLANNED[name] else [USER]
+        with db.transaction() as tx:
+            tx.execute(f"SET LOCAL work_mem = '{ps.ANALYSIS_WORK_MEM}'")
+            rows = tx.all("EXPLAIN (ANALYZE, BUFFERS, TIMING OFF) " + sql, params)
+        lines = [r["QUERY PLAN"] for r in rows]
+        keep = [line.strip() for line in lines
+                if any(k in line for k in ("Scan", "Aggregate", "Sort", "Gather", "Workers", "Execution Time",
+                                           "Heap Fetches", "Batches", "Join"))]
+        notes[name] = keep[:12]
+    return notes
+
+
+def _run_pipeline(db: Any, message: str) -> tuple[float, Any]:
+    from functions.agent.intelligence.pipeline import run
+    from tests.intelligence.harness import TestRunContext
+
+    ctx = TestRunContext(db, USER, message)
+    started = time.perf_counter()
+    answer = run(ctx)
+    return time.perf_counter() - started, (ctx, answer)
+
+
+def main() -> None:
+    from functions.agent.intelligence.toolbox import FULL_ANALYSIS, Toolbox
+    from functions.agent.rollup_job import rollup_user
+    from shared.config import DatabaseSection
+    from shared.db.connect import Connector
+    from shared.db.database import Database
+    from shared.db.migrate import MigrateSettings, migrate
+
+    url, server = _database()
+    try:
+        connector = Connector(MigrateSettings.model_validate({"database_url": url}))
+        migrate(connector)
+        connector.close()
+        # pg8000's timeout also bounds every socket read: give the load and the plans room.
+        db = Database(DatabaseSection.model_validate({"database_url": url, "db_statement_timeout_ms": 600_000,
+                                                      "db_connect_timeout_s": 60, "db_pool_size": 2}), "bench")
+        db.execute("INSERT INTO users (id, email) VALUES (%s, %s)", [USER, f"bench-{uuid.uuid4().hex[:6]}@x.test"])
+        started = time.perf_counter()
+        db.execute(LOAD_SQL, [USER, ROWS, ROWS])
+        db.execute("INSERT INTO usage_state (user_id, version) VALUES (%s, 1)", [USER])
+        load_s = time.perf_counter() - started
+        with db.connection() as conn:  # VACUUM cannot run in a transaction block
+            conn.autocommit = True
+            started = time.perf_counter()
+            conn.cursor().execute("VACUUM ANALYZE usage_records")
+            conn.autocommit = False
+        vacuum_s = time.perf_counter() - started
+        print(f"loaded {ROWS:,} rows in {load_s:.1f}s (generate_series, with the indexes); "
+              f"VACUUM ANALYZE {vacuum_s:.1f}s", flush=True)
+
+        tool_ms: dict[str, list[float]] = {}
+        totals = []
+        for _ in range(3):
+            toolbox = Toolbox(db, USER, use_rollups=False)
+            started = time.perf_counter()
+            for name, args in FULL_ANALYSIS:
+                t0 = time.perf_counter()
+                toolbox.call(name, args)
+                key = f"{name}:{args['by']}" if "by" in args else name
+                tool_ms.setdefault(key, []).append((time.perf_counter() - t0) * 1000)
+            totals.append(time.perf_counter() - started)
+        print("\nall 13 analysis tools, live from the records (3 runs):")
+        print(f"  total: {', '.join(f'{t:.2f}s' for t in totals)}  (median {statistics.median(totals):.2f}s)")
+        for key, values in tool_ms.items():
+            print(f"  {key:28s} median {statistics.median(values):8.1f} ms")
+
+        pipeline = [_run_pipeline(db, "How can we cut our LLM costs?") for _ in range(3)]
+        ctx, answer = pipeline[-1][1]
+        print(f"\nfull pipeline, live (triage .. report, {len(ctx.tool_results)} tool calls, "
+              f"{len(answer.content):,} chars of report): "
+              + ", ".join(f"{p[0]:.2f}s" for p in pipeline))
+
+        started = time.perf_counter()
+        summary = rollup_user(db, USER)
+        rollup_s = time.perf_counter() - started
+        rolled = [_run_pipeline(db, "How can we cut our LLM costs?")[0] for _ in range(3)]
+        print(f"rollup job for this user: {rollup_s:.2f}s; pipeline from the rollups: "
+              + ", ".join(f"{t:.2f}s" for t in rolled))
+
+        print("\nplan notes (EXPLAIN ANALYZE, work_mem 64MB):")
+        for name, lines in _plan_notes(db).items():
+            print(f"  {name}:")
+            for line in lines:
+                print(f"    {line}")
+        recs = answer.metadata["report"]["recommendations"]
+        print("\n" + json.dumps({"rows": ROWS, "load_s": round(load_s, 1), "vacuum_s": round(vacuum_s, 1),
+                                 "tools_live_median_s": round(statistics.median(totals), 2),
+                                 "pipeline_live_s": [round(p[0], 2) for p in pipeline],
+                                 "rollup_job_s": round(rollup_s, 2), "pipeline_rollups_s": [round(t, 2) for t in rolled],
+                                 "recommendations": len(recs), "rollup_records": summary["records"]}))
+        db.close()
+    finally:
+        if server is not None:
+            server.destroy()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,144 @@
+"""Connecting to ws_bridge: each credential method, each refusal, token expiry and extension, connection
+limits. Real bridge processes, real tokens from the real auth service, a real WebSocket client."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import httpx
+import websockets
+
+from tests.ws_bridge.conftest import WsEnv
+from tests.ws_bridge.helpers import ORIGIN, closed_code, connect, protocols, recv
+
+
+def test_scenario_16_refused_origin_and_credentials(start_bridge, ws_env: WsEnv) -> None:
+    """Scenario 16: an origin outside the allow-list, or no valid auth: closed with 1008 and a reason that
+    says which, and nothing at all is sent before the close."""
+    bridge = start_bridge()
+    token, _ = ws_env.user("refused")
+    url = bridge.url
+
+    async def run() -> None:
+        code, reason, got = await closed_code(url, origin="https://evil.example.com", subprotocols=protocols(token))
+        assert (code, reason, got) == (1008, "origin not allowed", [])
+        code, reason, got = await closed_code(url)
+        assert code == 1008 and "missing credentials" in reason and got == []
+        code, reason, got = await closed_code(url, subprotocols=protocols(token[:-4] + "AAAA"))
+        assert code == 1008 and "invalid token" in reason and got == []
+        code, reason, got = await closed_code(url, subprotocols=["jwt-auth"])
+        assert code == 1008 and "jwt.<base64url token>" in reason and got == []
+        code, reason, got = await closed_code(url, additional_headers={"Authorization": "Bearer not.a.jwt"})
+        assert code == 1008 and "invalid token: malformed" in reason
+        code, reason, got = await closed_code(f"{url}?token={token}")
+        assert code == 1008 and "query string" in reason and got == []
+        code, reason, got = await closed_code(f"{url}?ticket=not-a-real-ticket-123")
+        assert code == 1008 and "invalid ticket" in reason and got == []
+
+    asyncio.run(run())
+    stats = bridge.startup()["stats"]
+    assert stats["refused"] == 7 and stats["accepted"] == 0
+
+
+def test_each_auth_method_in_order(start_bridge, ws_env: WsEnv) -> None:
+    """Subprotocol (accepted with jwt-auth), Bearer header, single-use ticket from auth; ?token= only with
+    the development switch on."""
+    bridge = start_bridge()
+    dev_bridge = start_bridge(WS_ALLOW_QUERY_TOKEN="true")
+    token, user_id = ws_env.user("methods")
+
+    async def run() -> None:
+        ws, hello = await connect(bridge.url, token)
+        assert ws.subprotocol == "jwt-auth" and hello["user_id"] == user_id
+        assert hello["heartbeat_interval"] == 25.0 and hello["connection_id"]
+        await ws.close()
+
+        headers = {"Authorization": f"Bearer {token}"}
+        bearer = await websockets.connect(bridge.url, origin=ORIGIN, additional_headers=headers)
+        assert (await recv(bearer))["user_id"] == user_id and bearer.subprotocol is None
+        await bearer.close()
+
+        # A client without an Origin header (not a browser) is accepted.
+        no_origin = await websockets.connect(bridge.url, subprotocols=protocols(token))
+        assert (await recv(no_origin))["type"] == "connection_established"
+        await no_origin.close()
+
+        response = httpx.post(f"{ws_env.auth.url}/auth/ws-ticket", headers={"Authorization": f"Bearer {token}"})
+        assert response.status_code == 200, response.text
+        ticket = response.json()["ticket"]
+        by_ticket = await websockets.connect(f"{bridge.url}?ticket={ticket}", origin=ORIGIN)
+        assert (await recv(by_ticket))["user_id"] == user_id
+        # A ticket connection carries no token: chat needs one, which an `auth` frame provides.
+        await by_ticket.send(json.dumps({"type": "chat", "content": "hi", "client_message_id": "m1"}))
+        assert (await recv(by_ticket))["code"] == "chat_requires_token"
+        await by_ticket.close()
+        code, reason, _ = await closed_code(f"{bridge.url}?ticket={ticket}")
+        assert code == 1008 and "already used" in reason, "a ticket is single use"
+
+        query, hello = await connect(f"{dev_bridge.url}?token={token}")
+        assert hello["user_id"] == user_id
+        await query.close()
+
+    asyncio.run(run())
+
+
+def test_token_expiry_closes_4001_unless_extended(start_bridge, ws_env: WsEnv) -> None:
+    """A connection lives as long as its token; an `auth` frame with a fresh token of the same user extends
+    it, another user's token or a bad one is refused with an error frame."""
+    bridge = start_bridge()
+    token, user_id = ws_env.user("expiry")
+    other_token, _ = ws_env.user("other")
+
+    async def run() -> None:
+        short = ws_env.short_token(user_id, ttl_s=2)
+        ws, _ = await connect(bridge.url, short)
+        started = time.monotonic()
+        with_error = None
+        try:
+            while True:
+                await recv(ws, 15)
+        except websockets.ConnectionClosed as exc:
+            with_error = exc
+        assert with_error is not None and ws.close_code == 4001, (ws.close_code, ws.close_reason)
+        assert "expired" in ws.close_reason
+        print(f"closed {time.monotonic() - started:.1f}s after connecting with a 2 s token")
+
+        extended, _ = await connect(bridge.url, ws_env.short_token(user_id, ttl_s=2))
+        await extended.send(json.dumps({"type": "auth", "token": other_token}))
+        assert (await recv(extended))["code"] == "invalid_token"
+        await extended.send(json.dumps({"type": "auth", "token": "x" * 40}))
+        assert (await recv(extended))["code"] == "invalid_token"
+        await extended.send(json.dumps({"type": "auth", "token": token}))
+        ok = await recv(extended)
+        assert ok["type"] == "auth_ok" and ok["expires_at"] > time.time() + 60
+        await asyncio.sleep(3.5)  # past the first token's expiry
+        await extended.send(json.dumps({"type": "ping"}))
+        assert (await recv(extended))["type"] == "pong"
+        await extended.close()
+
+    asyncio.run(run())
+    assert bridge.startup()["stats"]["expired_closed"] == 1
+
+
+def test_connections_per_user_limit(start_bridge, ws_env: WsEnv) -> None:
+    """The per-user limit has its own error code, then a retryable close; other users are unaffected."""
+    bridge = start_bridge(MAX_CONNECTIONS_PER_USER="2")
+    token, _ = ws_env.user("limit")
+    other, _ = ws_env.user("limit-other")
+
+    async def run() -> None:
+        first, _ = await connect(bridge.url, token)
+        second, _ = await connect(bridge.url, token)
+        code, reason, got = await closed_code(bridge.url, subprotocols=protocols(token))
+        assert code == 1013 and "too many connections" in reason
+        assert [json.loads(g)["code"] for g in got] == ["too_many_connections"]
+        third, _ = await connect(bridge.url, other)
+        await first.close()
+        await asyncio.sleep(0.2)
+        again, _ = await connect(bridge.url, token)  # a slot is free again
+        for ws in (second, third, again):
+            await ws.close()
+
+    asyncio.run(run())

@@ -1,0 +1,94 @@
+"""`chat` over the WebSocket, end to end on the local stack: bridge -> agent API (HTTP, the user's token) ->
+agent-requests -> agent worker (push) -> Firestore log + agent-events -> bridge -> the client."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.agent.harness import AgentStack
+from tests.fixtures.auth import AuthService
+from tests.ws_bridge.helpers import Bridge, connect, recv, seqs, until
+
+
+@pytest.fixture
+def chat_stack(
+    shared_db_url: str,
+    ws_pubsub_host: str,
+    firestore_emulator_host: str,
+    auth_service_session: AuthService,
+    tmp_path: Path,
+    start_bridge,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[tuple[AgentStack, Bridge, Bridge]]:
+    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", ws_pubsub_host)
+    stack = AgentStack(
+        db_url=shared_db_url,
+        pubsub_host=ws_pubsub_host,
+        firestore_host=firestore_emulator_host,
+        workdir=tmp_path,
+        jwks_url=auth_service_session.jwks_url,
+        issuer=auth_service_session.issuer,
+    )
+    stack.create_topology()
+    stack.start_worker(MOCK_LLM_TOKEN_DELAY_MS="10")
+    stack.start_api()
+    env = {**stack.env(), **auth_service_session.env, "AGENT_API_URL": stack.api_url,
+           "AUTH_URL": auth_service_session.url, "ALLOWED_ORIGINS": "http://localhost:*"}
+    bridges = (start_bridge(**env), start_bridge(**env))
+    yield stack, *bridges
+    stack.stop()
+
+
+def test_chat_frame_runs_the_agent_and_streams_the_run(chat_stack, ws_env) -> None:  # noqa: ANN001
+    """A `chat` frame is POST /api/agent/message with the user's token: `chat_accepted`, then the run's
+    events from agent_started to agent_completed, gapless; the same client_message_id again is an idempotent
+    replay; the agent API's errors come back as error frames with its code. A second socket of the user on
+    the other instance, subscribed to the thread, sees the same run."""
+    stack, a, b = chat_stack
+    token, _ = ws_env.user("chat")
+
+    async def run() -> None:
+        ws, _ = await connect(a.url, token)
+        cmid = f"m-{uuid.uuid4().hex[:8]}"
+        await ws.send(json.dumps({"type": "chat", "content": "Where does my GPT-4o spend go?",
+                                  "client_message_id": cmid}))
+        accepted = await recv(ws, 30)
+        assert accepted["type"] == "chat_accepted" and accepted["client_message_id"] == cmid, accepted
+        run_id, thread_id = accepted["run_id"], accepted["thread_id"]
+        frames = await until(ws, lambda f: f.get("type") in ("agent_completed", "agent_error"), timeout=60)
+        events = [f for f in frames if "seq" in f]
+        assert events[0]["type"] == "agent_started" and events[-1]["type"] == "agent_completed", events[-1]
+        assert seqs(events) == list(range(1, len(events) + 1))
+        assert {f["run_id"] for f in events} == {run_id}
+        assert [f["type"] for f in frames if "seq" not in f] == ["subscribed"]
+
+        await ws.send(json.dumps({"type": "chat", "content": "Where does my GPT-4o spend go?",
+                                  "client_message_id": cmid}))
+        again = await recv(ws, 30)
+        assert again["type"] == "chat_accepted" and again["run_id"] == run_id and again["replayed"] is True
+
+        await ws.send(json.dumps({"type": "chat", "thread_id": str(uuid.uuid4()), "content": "hi",
+                                  "client_message_id": f"m-{uuid.uuid4().hex[:8]}"}))
+        error = await recv(ws, 30)
+        assert error["type"] == "error" and error["code"] == "not_found", error
+
+        other, _ = await connect(b.url, token)
+        await other.send(json.dumps({"type": "subscribe", "thread_id": thread_id}))
+        assert (await recv(other))["type"] == "subscribed"
+        await ws.send(json.dumps({"type": "chat", "thread_id": thread_id, "content": "And for Claude?",
+                                  "client_message_id": f"m-{uuid.uuid4().hex[:8]}"}))
+        second = (await recv(ws, 30))["run_id"]
+        for sock in (ws, other):
+            got = await until(sock, lambda f: f.get("type") == "agent_completed", timeout=60)
+            assert seqs(got, second) == list(range(1, len(seqs(got, second)) + 1)) and seqs(got, second)
+        await ws.close()
+        await other.close()
+
+    asyncio.run(run())
+    assert stack.api is not None
