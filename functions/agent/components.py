@@ -17,10 +17,18 @@ def _pubsub(project: str) -> Any:
     return start
 
 
-def _firestore() -> Any:
-    from shared.firestore import get_client
+def _firestore(probe: bool) -> Any:
+    def start() -> Any:
+        from shared.firestore import get_client
 
-    return get_client()
+        client = get_client()
+        if probe:
+            # Client construction never touches the network, so without one read a Firestore that is down
+            # would show as "up" and /health/startup could not say the API runs degraded (scenario 13).
+            # One attempt per start: the startup manager owns the retries and the breaker.
+            client.collection("_health").document("probe").get(timeout=3.0, retry=None)
+        return client
+    return start
 
 
 def _tokens(settings: Any) -> Any:
@@ -40,7 +48,8 @@ def components(role: str, settings: Any) -> list[Component]:
                            retry=RetryPolicy(initial_s=0.5, max_s=10.0)))
     # The API needs Firestore only for the event log routes: start it after Pub/Sub, which the first POST
     # needs, so that the two library imports do not compete for the interpreter.
-    found.append(Component("firestore", _firestore, Priority.HIGH if role == "worker" else Priority.MEDIUM,
+    found.append(Component("firestore", _firestore(probe=role == "api"),
+                           Priority.HIGH if role == "worker" else Priority.MEDIUM,
                            depends_on=() if role == "worker" else ("pubsub",),
                            timeout_s=30.0, retry=RetryPolicy(initial_s=0.5, max_s=10.0)))
     if role == "api":
