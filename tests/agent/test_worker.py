@@ -193,7 +193,7 @@ def test_bad_deliveries_are_acknowledged(stack: AgentStack, sql: Sql) -> None:
     assert json.loads(json.dumps(ghost.model_dump(mode="json")))["run_id"] == ghost.run_id
 
 
-def test_push_answered_only_when_the_run_is_done(stack: AgentStack, sql: Sql) -> None:
+def test_scenario_30_push_answered_only_when_the_run_is_done(stack: AgentStack, sql: Sql) -> None:
     """Scenario 30: CPU is throttled once a response is sent, so the worker answers the push only after the
     run's outcome is committed and its terminal event is logged and published: nothing is left to run."""
     stack.start_worker()
