@@ -12,16 +12,15 @@ from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from functions.ws_bridge import frames, peers
+from functions.ws_bridge import frames, page, peers
 from functions.ws_bridge.auth import SUBPROTOCOL, Identity, Refused, authenticate, offered_protocols
 from functions.ws_bridge.hub import Connection, Hub, close
 from functions.ws_bridge.limits import FdLimit, TokenBucket, raise_fd_limit
@@ -36,7 +35,6 @@ from shared.startup import Component, Priority
 from shared.tokens import verifier_from_settings
 
 log = logging.getLogger("ws_bridge")
-STATIC = Path(__file__).parent / "static"
 
 settings = load_settings(BridgeSettings)
 manager = init_service("ws-bridge", settings)
@@ -183,13 +181,6 @@ async def health(request: Request) -> Response:
     return JSONResponse(body, status, headers)
 
 
-async def index(request: Request) -> Response:
-    page = STATIC / "index.html"
-    if page.exists():
-        return FileResponse(page)
-    return JSONResponse({"error": {"code": "not_found", "message": "no chat page in this build"}}, 404)
-
-
 async def close_all(code: int = CLOSE_RESTART, reason: str = "instance restarting; reconnect and resume") -> None:
     hub.accepting = False
     await asyncio.gather(*(close(c, code, reason) for c in hub.all()), return_exceptions=True)
@@ -220,8 +211,8 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
 app = Starlette(
     routes=[
         Route("/health/{kind}", health),
-        Route("/", index),
         WebSocketRoute("/ws", websocket_endpoint),
+        *page.routes(settings),  # the chat page and its config.json (docs/WEB.md)
     ],
     lifespan=lifespan,
 )

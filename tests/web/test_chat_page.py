@@ -1,0 +1,121 @@
+"""The chat page end to end in headless Chromium: dev sign-in, upload a usage file, ask for an analysis, watch
+the run's events arrive in order, read the final report with its figures and charts; then lose the bridge in
+the middle of a run and see the page resume and finish with every event exactly once.
+
+Expected figures: reference dataset A of tests/intelligence (datasets.py), priced by hand in
+tests/intelligence/test_reference.py: the top recommendation (classify traffic from gpt-4o to gpt-5-nano)
+saves 20 x (50,000 x 2.50 + 10 x 10.00) / 1e6 - 20 x (50,000 x 0.05 + 10 x 0.40) / 1e6 = 2.45192 over 2 days,
+x 15 = $36.78 a month; all ten recommendations together $89.35 a month; applied together they take the monthly
+bill from $129.68 to $53.90. gpt-4o costs $5.20 of the $8.65 total (60.2 %).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tests.web.conftest import WebStack, shot
+from tests.web.pages import ask, last_run_id, run_rows, sign_in, token, upload_dataset_a
+
+QUESTION = "How can we cut our LLM costs?"
+
+
+def assert_matches_log(rows: list[dict[str, Any]], log: list[dict[str, Any]]) -> None:
+    """Every event of the run's log, in seq order, each exactly once."""
+    assert [r["seq"] for r in rows] == list(range(1, len(rows) + 1)), [r["seq"] for r in rows]
+    assert [(r["seq"], r["type"]) for r in rows] == [(e["seq"], e["type"]) for e in log]
+
+
+def test_sign_in_upload_ask_and_read_the_report(web_stack: WebStack, page: Any, tmp_path: Path) -> None:
+    page.goto(web_stack.url)
+    page.get_by_role("heading", name="Sign in").wait_for()
+    shot(page, "01-sign-in")
+    email = sign_in(page, web_stack.url)
+    assert page.locator("#connection-text").text_content() == "Connected"
+
+    upload_dataset_a(page, tmp_path)
+    assert page.locator("#upload-status").text_content() == "Uploaded usage.jsonl: 41 new rows."
+    page.get_by_text("41 records, 2025-03-01 to 2025-03-02").wait_for()
+
+    ask(page, QUESTION)
+    page.locator("article.run li.event[data-type=tool_completed]").first.wait_for()
+    shot(page, "02-run-in-progress")
+    page.locator("article.run[data-status=completed]").wait_for(timeout=60_000)
+    run_id = last_run_id(page)
+
+    rows = run_rows(page, run_id)
+    assert_matches_log(rows, web_stack.events(token(page), run_id))
+    assert rows[0]["type"] == "agent_started" and rows[-1]["type"] == "agent_completed"
+    started = [r["agent"] for r in rows if r["type"] == "agent_started"]
+    assert started[0] == "supervisor" and started[-1] == "reporting"
+    assert {"triage", "data", "optimization", "actions"} <= set(started)
+    tools = [r["text"] for r in rows if r["type"] == "tool_completed"]
+    assert any(t.startswith("rank_recommendations returned") for t in tools), tools
+    assert any(r["type"] == "partial_result" for r in rows)
+
+    report = page.locator("article.run .answer")
+    assert report.get_by_role("heading", name="LLM cost report").is_visible()
+    cells = report.locator("tr", has_text="Route classify traffic from gpt-4o to gpt-5-nano").locator("td")
+    assert cells.all_text_contents()[:3] == ["1", "Route classify traffic from gpt-4o to gpt-5-nano", "$36.78"]
+    assert "from $129.68 to $53.90 (58.4% less)" in report.text_content()
+    assert report.locator("script, img, iframe").count() == 0
+
+    savings = page.locator("figure[data-chart=savings] li")
+    assert savings.count() == 10
+    assert savings.first.locator(".label").text_content() == "Route classify traffic from gpt-4o to gpt-5-nano"
+    assert savings.first.locator(".value").text_content() == "$36.78/mo"
+    total = sum(float(v) for v in savings.evaluate_all("items => items.map(li => li.dataset.value)"))
+    assert round(total, 2) == 89.35
+    gpt4o = page.locator("figure[data-chart=cost] li[data-key='gpt-4o'] .value")
+    assert gpt4o.text_content() == "$5.20 · 60.2%"
+    assert page.locator("#threads button[aria-current=true]").text_content() == QUESTION
+    assert page.errors == []  # type: ignore[attr-defined]
+
+    page.locator("article.run .answer").scroll_into_view_if_needed()
+    page.evaluate("window.scrollTo(0, 0)")
+    shot(page, "03-report-light")
+    shot(page, "03-report-light-full", full_page=True)
+    page.emulate_media(color_scheme="dark")
+    shot(page, "04-report-dark")
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.locator("figure[data-chart=savings]").scroll_into_view_if_needed()
+    shot(page, "05-report-phone-dark")
+    page.emulate_media(color_scheme="light")
+    page.locator("article.run .answer table").first.scroll_into_view_if_needed()
+    shot(page, "06-report-phone-light")
+    # At phone width nothing but a table's own scroll box is wider than the screen.
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+
+    # A reload keeps the session (refresh token in this tab) and shows the thread's history with its chart.
+    page.reload()
+    page.get_by_text(email).wait_for()
+    page.locator("#threads button", has_text=QUESTION).click()
+    page.locator("article.run[data-status=completed] .answer h3").first.wait_for()
+    assert page.locator("figure[data-chart=savings] li").count() == 10
+
+
+def test_bridge_killed_mid_run_page_resumes_without_duplicates(web_stack: WebStack, page: Any,
+                                                                tmp_path: Path) -> None:
+    """The bridge dies (SIGKILL) while a run streams; a new instance starts on the same address. The page shows
+    that it lost the connection, reconnects with backoff, resubscribes with the last seq it showed, and ends
+    with the whole run: every event of the log once, in order."""
+    sign_in(page, web_stack.url)
+    upload_dataset_a(page, tmp_path)
+    ask(page, QUESTION)
+    page.locator("article.run li.event[data-type=tool_completed]").first.wait_for()
+    web_stack.kill_bridge()
+    page.locator("#connection:not([data-state=connected])").wait_for()
+    seen_before = run_rows(page)
+    assert seen_before and seen_before[-1]["type"] != "agent_completed", "the run was still going"
+    shot(page, "07-connection-lost")
+
+    web_stack.start_bridge()
+    page.locator("article.run[data-status=completed]").wait_for(timeout=60_000)
+    assert page.locator("#connection-text").text_content() == "Connected (resumed)"
+    run_id = last_run_id(page)
+    rows = run_rows(page, run_id)
+    assert len(rows) > len(seen_before), "events emitted during the outage were replayed"
+    assert rows[: len(seen_before)] == seen_before
+    assert_matches_log(rows, web_stack.events(token(page), run_id))
+    assert page.locator("figure[data-chart=savings] li").first.locator(".value").text_content() == "$36.78/mo"
+    shot(page, "08-resumed-and-completed")
