@@ -69,9 +69,9 @@ def main(argv: list[str] | None = None) -> int:
         print(exc, file=sys.stderr)
         return 2
     configure_logging("rollup-job", settings.log_level, settings.log_format, settings.google_cloud_project)
-    # pg8000 applies its connect timeout to every socket read as well: a long analysis statement needs both.
+    # The socket's read timeout follows the statement timeout (shared/db/connect.py), so raising it is enough.
     settings = settings.model_copy(update={"db_statement_timeout_ms": settings.rollup_statement_timeout_ms,
-                                           "db_connect_timeout_s": 60.0, "db_pool_size": 1})
+                                           "db_pool_size": 1})
     db = Database(settings, "netra-rollup-job")
     failed = 0
     try:

@@ -75,18 +75,32 @@ class Connector:
             "idle_in_transaction_session_timeout": str(max(self.settings.db_statement_timeout_ms * 2, 60_000)),
         }
 
+    @property
+    def read_timeout_s(self) -> float:
+        """Socket timeout once connected: a backstop for a connection that stalls with no answer at all. It is
+        longer than any statement may run, so a slow statement is ended first by the server's statement_timeout,
+        with a clean error, and the connection stays usable (scenario 8)."""
+        return self.settings.db_statement_timeout_ms / 1000 + max(self.settings.db_connect_timeout_s, 5.0)
+
     def connect(self, database: str | None = None) -> Any:
         import pg8000.dbapi
 
+        # pg8000's ``timeout`` is the socket's timeout for the connection's whole life: it bounds the TCP connect
+        # and the start-up handshake (what DB_CONNECT_TIMEOUT_S is for), but also every later read. Left as it is,
+        # any statement longer than the connect timeout fails with a socket timeout before statement_timeout
+        # applies, so the socket gets the read timeout once the connection is open.
         timeout = self.settings.db_connect_timeout_s
         if self.direct is not None:
             target = self.direct.with_database(database) if database else self.direct
-            return pg8000.dbapi.connect(
+            conn = pg8000.dbapi.connect(
                 user=target.user, password=target.password, host=target.host, port=target.port,
                 database=target.database, unix_sock=target.unix_sock, timeout=timeout,
                 application_name=self.application_name, startup_params=self._startup_params(),
             )
-        return self._cloud_connect(database or self.settings.db_name, timeout)
+        else:
+            conn = self._cloud_connect(database or self.settings.db_name, timeout)
+        _set_socket_timeout(conn, self.read_timeout_s)
+        return conn
 
     def _cloud_connect(self, database: str, timeout: float) -> Any:
         with self._lock:
@@ -114,3 +128,12 @@ class Connector:
         if self._cloud is not None:
             self._cloud.close()
             self._cloud = None
+
+
+def _set_socket_timeout(conn: Any, seconds: float) -> None:
+    """Sets the timeout of a pg8000 connection's socket. pg8000 has no public setter; ``_usock`` is the socket it
+    made (TCP, Unix) or was given (the Cloud SQL connector's TLS socket, which it leaves without any timeout).
+    tests/shared/test_db.py fails if a pg8000 upgrade moves it."""
+    sock = getattr(conn, "_usock", None)
+    if sock is not None:
+        sock.settimeout(seconds)

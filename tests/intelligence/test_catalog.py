@@ -10,6 +10,7 @@ import pytest
 
 from functions.agent.pipeline_api import TokenUsage
 from functions.agent.settings import LLMSection, parse_model_chain
+from shared.config import REPO_ROOT
 from shared.pricing import TIERS, UnknownModel, catalog, cost_usd, get_price, known_models, resolve_model
 
 REAL = [m for m in known_models() if get_price(m).provider != "mock"]
@@ -103,3 +104,24 @@ def test_cost_arithmetic() -> None:
     assert cost_usd("o3", TokenUsage(0, 0, 0, 1000, 1000)) == Decimal("0.016")
     with pytest.raises(ValueError, match="no batch tier"):
         cost_usd("llama-3.1-8b-instant", TokenUsage(1, 0, 0, 1, 0), batch=True)
+
+
+def test_models_the_deployments_use_are_priced() -> None:
+    """The LLM_MODELS chains Terraform deploys (variable defaults and the tfvars examples) are priced too."""
+    chains = []
+    for path in sorted((REPO_ROOT / "terraform").rglob("*")):
+        if path.suffix == ".tf" or path.name.endswith(".tfvars.example"):
+            chains += re.findall(r'(?:llm_models\s*=|default\s*=)\s*"((?:\w+:[\w.\-]+,?)+)"', path.read_text())
+    assert chains, "no llm_models chain found in terraform/"
+    for chain in chains:
+        for _, model in parse_model_chain(chain):
+            get_price(model)
+
+
+def test_the_catalog_says_where_its_prices_come_from() -> None:
+    """Prices were written from the model's knowledge at date_read and not re-checked against the sources here
+    (no network): the catalog says so, and every entry names its source and date."""
+    provenance = catalog()["provenance"]
+    assert "not re-verified" in provenance.lower() and catalog()["date_read"] in provenance
+    for entry in catalog()["models"]:
+        assert entry["source_url"].startswith("https://") and entry["date_read"] <= catalog()["date_read"]

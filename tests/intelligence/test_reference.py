@@ -254,7 +254,8 @@ def test_final_report_states_the_reference_figures(intel_db: Any, user_a: str) -
     ctx = TestRunContext(intel_db, user_a, "How can we cut our LLM costs?")
     answer = run(ctx)
     text = answer.content
-    for expected in ("$8.65", "$129.68", "| 1 | Route classify traffic from gpt-4o to gpt-5-nano | $36.78 | low | low |",
+    for expected in ("$8.65", "$129.68",
+                     "| 1 | Route classify traffic from gpt-4o to gpt-5-nano | $36.78 | low | low |",
                      "| 2 | Cache the repeated prompt prefixes on gpt-4o | $12.00 | low | low |",
                      "from $129.68 to $53.90 (58.4% less)", "| `gpt-4o` | 30 | $5.20 | $78.03 | 60.2% |",
                      "| chat | 10 | $2.70 | $40.50 | 31.2% |", "8 of 10 requests would read a cached prefix (80.0%)",

@@ -184,3 +184,18 @@ def test_cancel_between_steps(intel_db: Any, data_user: str) -> None:
     with pytest.raises(RunCancelled):
         run(ctx)
     assert len(ctx.tool_results) < 5
+
+
+def test_the_model_alone_cannot_load_sample_data(intel_db: Any, user_id: str) -> None:
+    """Sample rows go into an account only on the user's explicit ask; a model reading "generate_data" into an
+    ordinary question gets the data helper instead."""
+    llm = ScriptedLLM(['{"intent": "generate_data"}'])
+    answer = run(TestRunContext(intel_db, user_id, "How do I get started?", llm=llm))
+    assert answer.metadata["route"] == "data_helper" and "generated" not in answer.metadata
+    assert intel_db.scalar("SELECT count(*) FROM usage_records WHERE user_id = %s", [user_id]) == 0
+
+
+def test_breakdown_by_provider(intel_db: Any, data_user: str) -> None:
+    answer = run(TestRunContext(intel_db, data_user, "Show me the spend by provider"))
+    assert "### Spend by provider" in answer.content
+    assert "| openai | 32 | $5.21 | $78.08 | 60.2% |" in answer.content

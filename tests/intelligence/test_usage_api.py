@@ -263,3 +263,145 @@ def test_delete_all_or_one_upload(client: httpx.Client) -> None:
     summary = client.get("/api/usage/summary").json()
     assert summary["records"] == 0 and summary["uploads"] == 0
     assert client.delete("/api/usage?upload_id=nope").status_code == 422
+
+
+def test_a_failure_mid_upload_stores_nothing(intel_db: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Atomic: the database fails after the first of several insert chunks -> no row, no upload record and no new
+    data version remain; the same body sent again is stored whole."""
+    from functions.agent.usage import store
+    from functions.agent.usage.schema import build_row
+
+    user = make_user(intel_db)
+    rows = [build_row(base_row(f"m{i}")) for i in range(5)]
+    monkeypatch.setattr(store, "INSERT_CHUNK", 2)
+    real_arrays, calls = store._arrays, {"n": 0}
+
+    def failing_arrays(chunk: list[Any]) -> list[list[Any]]:
+        calls["n"] += 1
+        columns = real_arrays(chunk)
+        if calls["n"] == 2:  # the first chunk is already inserted in the transaction: PostgreSQL rejects this one
+            columns[1] = ["not-a-timestamp"] * len(chunk)
+        return columns
+
+    monkeypatch.setattr(store, "_arrays", failing_arrays)
+    with pytest.raises(Exception, match="timestamp"):
+        store.insert_rows(intel_db, user, rows, "netra")
+    assert calls["n"] == 2
+    assert stored(intel_db, user) == []
+    assert intel_db.scalar("SELECT count(*) FROM usage_uploads WHERE user_id = %s", [user]) == 0
+    assert store.data_version(intel_db, user) == 0
+    monkeypatch.setattr(store, "_arrays", real_arrays)
+    assert store.insert_rows(intel_db, user, rows, "netra")["rows_inserted"] == 5
+    assert len(stored(intel_db, user)) == 5
+
+
+# -- docs/api/usage.openapi.yaml against the routes and their real answers ---------------------------------------
+
+DOC = Path(__file__).resolve().parents[2] / "docs/api/usage.openapi.yaml"
+AGENT_DOC = DOC.with_name("agent.openapi.yaml")
+METHODS = {"get", "post", "put", "patch", "delete"}
+JSON_TYPES: dict[str, tuple[type, ...]] = {"integer": (int,), "number": (int, float), "string": (str,),
+                                           "boolean": (bool,), "null": (type(None),), "object": (dict,),
+                                           "array": (list,)}
+
+
+def _load(path: Path) -> dict[str, Any]:
+    import yaml
+
+    return yaml.safe_load(path.read_text())
+
+
+def _operations(doc: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+    return {(m.upper(), p): op for p, item in doc["paths"].items() for m, op in item.items() if m in METHODS}
+
+
+def violations(value: Any, schema: dict[str, Any], doc: dict[str, Any], at: str = "$") -> list[str]:
+    """Where a JSON value disagrees with an OpenAPI 3.1 schema: type, enum, required keys, and (stricter than
+    JSON Schema, so that the document cannot silently fall behind) keys an object schema does not list."""
+    if "$ref" in schema:
+        node: Any = doc
+        for part in schema["$ref"].removeprefix("#/").split("/"):
+            node = node[part]
+        return violations(value, node, doc, at)
+    found = []
+    types = schema.get("type")
+    if types is not None:
+        allowed = [types] if isinstance(types, str) else types
+        if not any(isinstance(value, JSON_TYPES[t]) and not (t in ("integer", "number") and isinstance(value, bool))
+                   for t in allowed):
+            return [f"{at}: {value!r} is not {types}"]
+    if "enum" in schema and value not in schema["enum"]:
+        found.append(f"{at}: {value!r} not in {schema['enum']}")
+    if isinstance(value, dict):
+        props = schema.get("properties")
+        found += [f"{at}: missing {k}" for k in schema.get("required", []) if k not in value]
+        for key, item in value.items():
+            if props is not None and key in props:
+                found += violations(item, props[key], doc, f"{at}.{key}")
+            elif isinstance(schema.get("additionalProperties"), dict):
+                found += violations(item, schema["additionalProperties"], doc, f"{at}.{key}")
+            elif props is not None:
+                found.append(f"{at}: {key} is not documented")
+    if isinstance(value, list) and "items" in schema:
+        for i, item in enumerate(value):
+            found += violations(item, schema["items"], doc, f"{at}[{i}]")
+    return found
+
+
+def response_schema(doc: dict[str, Any], method: str, path: str, status: int) -> dict[str, Any]:
+    response = _operations(doc)[(method, path)]["responses"][str(status)]
+    if "$ref" in response:
+        response = doc["components"]["responses"][response["$ref"].rsplit("/", 1)[1]]
+    return response["content"]["application/json"]["schema"]
+
+
+def test_the_usage_document_lists_exactly_the_served_routes() -> None:
+    router = Router("doc-test", [], max_body_bytes=MAX_BODY)
+    routes.register(router, StubDeps(None))
+    served = set(router.routes())
+    doc = _load(DOC)
+    assert set(_operations(doc)) == served
+    # The agent API's own document carries the same operations under the same ids.
+    agent = _operations(_load(AGENT_DOC))
+    for key, op in _operations(doc).items():
+        assert agent[key]["operationId"] == op["operationId"], key
+
+
+def test_the_usage_document_names_the_real_query_parameters_and_limits() -> None:
+    from typing import get_args
+
+    ops = _operations(_load(DOC))
+    for (method, path), model in ((("POST", "/api/usage"), routes.UploadQuery),
+                                  (("DELETE", "/api/usage"), routes.DeleteQuery)):
+        params = {p["name"]: p for p in ops[(method, path)].get("parameters", [])}
+        assert set(params) == set(model.model_fields), (method, path)
+    upload = {p["name"]: p for p in ops[("POST", "/api/usage")]["parameters"]}
+    assert upload["format"]["schema"]["enum"] == list(get_args(routes.UploadQuery.model_fields["format"].annotation))
+    assert f"{routes.MAX_ROWS_PER_PART:,} rows" in ops[("POST", "/api/usage")]["description"]
+    assert f"{routes.MAX_ROWS_PER_PART:,}" in ops[("POST", "/api/usage")]["responses"]["413"]["description"]
+
+
+def test_real_answers_match_the_usage_document(client: httpx.Client) -> None:
+    doc = _load(DOC)
+    answers = [
+        ("POST", "/api/usage", client.post("/api/usage", content=jsonl([base_row("doc-1")]))),
+        ("POST", "/api/usage", client.post("/api/usage?part=2&first_row=7", content=jsonl([base_row("doc-1")]))),
+        ("POST", "/api/usage", client.post("/api/usage", content=jsonl([base_row("doc-2", timestamp="never")]))),
+        ("POST", "/api/usage", client.post("/api/usage", content=b"")),
+        ("GET", "/api/usage/summary", client.get("/api/usage/summary")),
+        ("GET", "/api/usage/schema", client.get("/api/usage/schema")),
+        ("DELETE", "/api/usage", client.delete("/api/usage")),
+        ("GET", "/api/usage/summary", httpx.get(str(client.base_url) + "/api/usage/summary")),
+    ]
+    assert [a[2].status_code for a in answers] == [201, 200, 422, 400, 200, 200, 200, 401]
+    for method, path, answer in answers:
+        schema = response_schema(doc, method, path, answer.status_code)
+        assert violations(answer.json(), schema, doc) == [], (method, path, answer.status_code, answer.text)
+
+
+def test_the_document_checker_catches_drift() -> None:
+    doc = _load(DOC)
+    summary = {"$ref": "#/components/schemas/UsageSummary"}
+    assert violations({"records": "3", "surprise": 1}, summary, doc) == [
+        "$: missing tokens", "$: missing models", "$: missing field_coverage", "$: missing uploads",
+        "$: missing data_version", "$.records: '3' is not integer", "$: surprise is not documented"]

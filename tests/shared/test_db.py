@@ -60,6 +60,19 @@ def test_scenario_8_stalled_statement_is_ended_by_statement_timeout(shared_db_ur
     db.close()
 
 
+def test_scenario_8_statement_longer_than_the_connect_timeout_runs_to_statement_timeout(shared_db_url: str) -> None:
+    """Scenario 8: the connect timeout bounds connecting only. A statement longer than it but shorter than the
+    statement timeout succeeds; one longer than the statement timeout fails cleanly with the server's error (not
+    a socket timeout), and the pool still serves."""
+    db = Database(settings_for(shared_db_url, db_connect_timeout_s=0.3, db_statement_timeout_ms=2500))
+    assert db.scalar("SELECT 1 FROM pg_sleep(1.0)") == 1, "a 1 s statement outlives a 0.3 s connect timeout"
+    with pytest.raises(Exception, match="statement timeout") as info:
+        db.scalar("SELECT pg_sleep(6)")
+    assert "57014" in str(info.value), "the server's query_canceled, not a socket timeout"
+    assert db.scalar("SELECT 3") == 3
+    db.close()
+
+
 def test_scenario_8_stalled_connect_is_ended_by_connect_timeout() -> None:
     """Scenario 8: a server that accepts TCP but never answers: the connect timeout ends it."""
     listener = socket.socket()

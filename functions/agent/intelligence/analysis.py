@@ -9,7 +9,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from functions.agent.intelligence.facts import Agg, Facts, group
+from functions.agent.intelligence.facts import COVERAGE_FIELDS, Agg, Facts, group
 from functions.agent.intelligence.pricing_sql import (
     TOKEN_COLUMNS,
     bucket_costs,
@@ -17,13 +17,10 @@ from functions.agent.intelligence.pricing_sql import (
     price_of,
     query,
     rates_for_group,
-    top_by_cost,
     usd,
 )
 
 BREAKDOWN_DIMENSIONS = ("model", "feature", "end_user", "day", "provider")
-COVERAGE_FIELDS = ("feature", "end_user", "prefix_hash", "prefix_tokens", "request_hash", "interactive",
-                   "latency_ms", "max_tokens")
 NONE_KEY = "(none)"
 
 
@@ -33,9 +30,7 @@ def usage_overview(facts: Facts) -> dict[str, Any]:
     if period.records == 0:
         return {**period.describe(), "total_cost_usd": 0.0, "monthly_cost_usd": 0.0, "models": [],
                 "unpriced_models": [], "coverage_pct": {f: 0.0 for f in COVERAGE_FIELDS}}
-    counts = facts.db.one(
-        "SELECT " + ", ".join(f"count({f}) AS {f}" for f in COVERAGE_FIELDS)
-        + " FROM usage_records WHERE user_id = %s", [facts.user_id]) or {}
+    counts = facts.coverage
     total = facts.total()
     by_model = group(facts.segments, lambda r: (r["provider"], r["model"]))
     models = [{"model": model, "provider": provider, "requests": agg.n, "cost_usd": usd(agg.cost),
@@ -49,7 +44,7 @@ def usage_overview(facts: Facts) -> dict[str, Any]:
         "monthly_cost_usd": usd(facts.monthly(total.cost)),
         "models": models,
         "unpriced_models": [m["model"] for m in models if not m["priced"]],
-        "coverage_pct": {f: pct(int(counts.get(f) or 0), period.records) for f in COVERAGE_FIELDS},
+        "coverage_pct": {f: pct(counts.get(f, 0), period.records) for f in COVERAGE_FIELDS},
     }
 
 
@@ -77,12 +72,13 @@ def cost_breakdown(facts: Facts, by: str = "model", limit: int = 15) -> dict[str
         raise ValueError(f"by must be one of {', '.join(BREAKDOWN_DIMENSIONS)}")
     total = facts.total().cost
     if by == "end_user":
-        # High cardinality: ranked and cut in SQL rather than brought back to Python.
-        top, totals = top_by_cost(facts.db, facts.user_id, "u.end_user", limit)
-        rows = [_row(r["key"], Agg().add({**r, "cost": r["cost"]}), facts, totals["cost"]) for r in top]
-        other = Agg(n=totals["n"] - sum(r["requests"] for r in rows),
-                    cost=totals["cost"] - sum((Decimal(r["cost"]) for r in top), Decimal(0)))
-        keys = totals["keys"]
+        # High cardinality: ranked and cut in SQL (Facts.top_users) rather than brought back to Python.
+        top = facts.top_users[:limit]
+        rows = [_row(r["key"], Agg().add(r), facts, total) for r in top]
+        everyone = facts.total()
+        other = Agg(n=everyone.n - sum(r["requests"] for r in rows),
+                    cost=total - sum((Decimal(r["cost"]) for r in top), Decimal(0)))
+        keys = int(facts.top_users[0]["keys"]) if facts.top_users else 0
     else:
         source = facts.days if by == "day" else facts.segments
         aggs = group(source, lambda r: r[by])

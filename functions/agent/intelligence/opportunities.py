@@ -54,7 +54,7 @@ def caching_opportunity(facts: Facts, ttl_minutes: int = 5, limit: int = 5) -> d
                  "u.input_tokens)")
     rows = query(facts.db, f"""
         WITH {RATES_CTE},
-        w AS (SELECT u.model, {LC} AS lc, u.prefix_hash, (extract(epoch FROM u.ts)::bigint / %s) AS win,
+        w AS (SELECT u.model, {LC} AS lc, u.prefix_hash, floor(date_part('epoch', u.ts) / %s)::bigint AS win,
                      count(*) AS n, sum({cacheable}) AS s,
                      sum(CASE WHEN u.interactive IS FALSE THEN {cacheable} ELSE 0 END) AS s_bg,
                      min(u.prefix_tokens) AS prefix_tokens
@@ -141,14 +141,19 @@ def duplicate_requests(facts: Facts, limit: int = 5) -> dict[str, Any]:
                WHERE u.user_id = %s AND u.request_hash IS NOT NULL
                GROUP BY 1, 2 HAVING count(*) > 1),
         g AS (SELECT d.*, d.max_prompt > COALESCE(r.lc_above, {BIG}) AS lc FROM d LEFT JOIN rates r USING (model)),
-        s AS (SELECT g.model, g.request_hash, g.n, {COST} * (g.n - 1) / g.n AS savings
-                FROM g JOIN rates r ON r.model = g.model)"""
-    per_model = query(facts.db,
-        groups + """ SELECT model, count(*) AS groups, sum(n) AS requests, sum(n - 1) AS repeats,
-                            sum(savings) AS savings FROM s GROUP BY model ORDER BY sum(savings) DESC, model""",
-        [*rates_params(), facts.user_id])
-    top = query(facts.db, groups + " SELECT * FROM s ORDER BY savings DESC, model, request_hash LIMIT %s",
-                       [*rates_params(), facts.user_id, limit])
+        s AS MATERIALIZED (SELECT g.model, g.request_hash, g.n, {COST} * (g.n - 1) / g.n AS savings
+                             FROM g JOIN rates r ON r.model = g.model)
+        SELECT 'model' AS kind, model, NULL AS request_hash, count(*) AS groups, sum(n) AS requests,
+               sum(n - 1) AS repeats, sum(savings) AS savings FROM s GROUP BY model
+        UNION ALL
+        (SELECT 'group', model, request_hash, 1, n, n - 1, savings FROM s
+          ORDER BY savings DESC, model, request_hash LIMIT %s)"""
+    # The index (user_id, model, request_hash) INCLUDE (tokens) hands the rows over already grouped: streaming
+    # them beats hashing a million mostly-single-row groups (the planner prefers the hash when work_mem allows).
+    rows = query(facts.db, groups, [*rates_params(), facts.user_id, limit], hash_aggregate=False)
+    per_model = sorted((r for r in rows if r["kind"] == "model"), key=lambda r: (-r["savings"], r["model"]))
+    top = [{**r, "n": r["requests"]} for r in rows if r["kind"] == "group"]
+    top.sort(key=lambda r: (-r["savings"], r["model"], r["request_hash"]))
     total = sum((Decimal(r["savings"]) for r in per_model), Decimal(0))
     return {
         "models": [{"model": r["model"], "groups": int(r["groups"]), "requests": int(r["requests"]),
@@ -338,7 +343,7 @@ def output_trimming(facts: Facts, reduction_pct: int = 25, limit: int = 10) -> d
                            for lc, a in parts.items()), Decimal(0))
         savings = output_cost * share
         avg_output = Decimal(output) / n
-        with_cap = sum(int(r["n_max_tokens"]) for r in rows)
+        with_cap = sum(int(r["has_max_tokens"]) for r in rows)
         cap_sum = sum(int(r["sum_max_tokens"]) for r in rows)
         candidates.append({
             "model": model, "feature": feature or "(none)", "requests": n, "avg_output_tokens": round(avg_output),

@@ -15,7 +15,7 @@ from typing import Any
 
 from functions.agent.intelligence import agents, figures, report
 from functions.agent.intelligence.toolbox import Toolbox
-from functions.agent.intelligence.triage import DATA_INTENTS, sufficiency
+from functions.agent.intelligence.triage import DATA_INTENTS, keyword_triage, sufficiency
 from functions.agent.pipeline_api import FinalAnswer, RunContext
 
 OFF_TOPIC = ("I can only help with the cost and efficiency of LLM workloads: where the money goes, prompt caching, "
@@ -44,6 +44,9 @@ def run(ctx: RunContext) -> FinalAnswer:
     meta: dict[str, Any] = {"pipeline": "intelligence", "intent": intent, "triage": result.as_dict()}
     toolbox = Toolbox(ctx.db, ctx.user_id)
 
+    if intent == "generate_data" and result.source == "llm" and keyword_triage(ctx.message).intent != intent:
+        # Writing sample rows into a real account needs the user's explicit ask, not only the model's reading.
+        intent = "data_upload"
     if intent == "generate_data":
         generated = agents.generate_sample(ctx, entities)
         meta["generated"] = generated

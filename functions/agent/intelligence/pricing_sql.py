@@ -26,11 +26,23 @@ RATES_COLUMNS = ("model", "lc_above", "min_cache", "has_cache",
 ANALYSIS_WORK_MEM = "64MB"
 
 
-def query(db: Any, sql: str, params: list[Any]) -> list[dict[str, Any]]:
-    """An analysis query with enough sort/hash memory for a few hundred thousand groups (the default 4MB makes
-    Postgres spill group-bys of a large account to disk); SET LOCAL ends with the transaction."""
+def analysis_settings(tx: Any, hash_aggregate: bool = True) -> None:
+    """Planner settings of an analysis transaction (SET LOCAL: they end with it).
+
+    work_mem: room for a few hundred thousand groups (the default 4MB spills a large account's group-by to
+    disk). The planner cannot estimate how few groups a multi-column GROUP BY of usage records has (it assumes
+    up to one per row) and then sorts the whole table to disk instead of hashing a few thousand groups: sorting
+    is discouraged. ``hash_aggregate=False`` discourages hashing too, so groups stream in the order of an index
+    that has it (the duplicate scan: index-only over (user_id, model, request_hash) INCLUDE tokens)."""
+    tx.execute(f"SET LOCAL work_mem = '{ANALYSIS_WORK_MEM}'")
+    tx.execute("SET LOCAL enable_sort = off")
+    if not hash_aggregate:
+        tx.execute("SET LOCAL enable_hashagg = off")
+
+
+def query(db: Any, sql: str, params: list[Any], hash_aggregate: bool = True) -> list[dict[str, Any]]:
     with db.transaction() as tx:
-        tx.execute(f"SET LOCAL work_mem = '{ANALYSIS_WORK_MEM}'")
+        analysis_settings(tx, hash_aggregate)
         return tx.all(sql, params)
 
 
@@ -74,47 +86,6 @@ COST = """(CASE WHEN g.lc
                 THEN g.i * r.l_in + g.c * r.l_cached + g.w * r.l_write + g.o * r.l_out + g.rs * r.l_reas
                 ELSE g.i * r.b_in + g.c * r.b_cached + g.w * r.b_write + g.o * r.b_out + g.rs * r.b_reas
            END) / 1000000"""
-SUMS = """count(*) AS n, sum(u.input_tokens) AS i, sum(u.cached_input_tokens) AS c, sum(u.cache_write_tokens) AS w,
-          sum(u.output_tokens) AS o, sum(u.reasoning_tokens) AS rs"""
-
-
-def priced_groups(db: Any, user_id: str, dims: dict[str, str], where: str = "", params: list[Any] | None = None,
-                  extra: str = "") -> list[dict[str, Any]]:
-    """Token sums and exact cost per (dims..., model, lc). ``dims`` maps an alias to an SQL expression over ``u``
-    (usage_records); ``extra`` adds aggregate columns (``, max(u.x) AS y``). ``cost`` is None for a model the
-    catalog does not price."""
-    dim_select = "".join(f"{expr} AS {alias}, " for alias, expr in dims.items())
-    dim_group = "".join(f"{alias}, " for alias in dims)
-    sql = f"""
-        WITH {RATES_CTE},
-        g AS (SELECT {dim_select} u.model, u.provider, {LC} AS lc, {SUMS},
-                     max({PROMPT}) AS max_prompt, max(u.output_tokens) AS max_output {extra}
-                FROM usage_records u LEFT JOIN rates r ON r.model = u.model
-               WHERE u.user_id = %s {where}
-               GROUP BY {dim_group} u.model, u.provider, lc)
-        SELECT g.*, {COST} AS cost FROM g LEFT JOIN rates r ON r.model = g.model"""
-    return query(db, sql, [*rates_params(), user_id, *(params or [])])
-
-
-def top_by_cost(db: Any, user_id: str, key_expr: str, limit: int, where: str = "",
-                params: list[Any] | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """The ``limit`` most expensive keys (cost and token sums per key, in SQL, for high-cardinality keys such
-    as end users) and the totals of all keys: (rows, {"keys", "n", "cost"})."""
-    sql = f"""
-        WITH {RATES_CTE},
-        g AS (SELECT {key_expr} AS key, u.model, {LC} AS lc, {SUMS}
-                FROM usage_records u LEFT JOIN rates r ON r.model = u.model
-               WHERE u.user_id = %s {where}
-               GROUP BY 1, 2, 3),
-        k AS (SELECT g.key, sum(g.n) AS n, sum(g.i) AS i, sum(g.c) AS c, sum(g.w) AS w, sum(g.o) AS o,
-                     sum(g.rs) AS rs, COALESCE(sum({COST}), 0) AS cost
-                FROM g LEFT JOIN rates r ON r.model = g.model GROUP BY g.key)
-        SELECT *, count(*) OVER () AS keys, sum(n) OVER () AS all_n, sum(cost) OVER () AS all_cost
-          FROM k ORDER BY cost DESC, key NULLS LAST LIMIT %s"""
-    rows = query(db, sql, [*rates_params(), user_id, *(params or []), limit])
-    totals = {"keys": int(rows[0]["keys"]) if rows else 0, "n": int(rows[0]["all_n"]) if rows else 0,
-              "cost": Decimal(rows[0]["all_cost"]) if rows else Decimal(0)}
-    return rows, totals
 
 
 @dataclass(frozen=True)
@@ -141,17 +112,6 @@ class Period:
                 "last_ts": self.last_ts.isoformat() if self.last_ts else None, "period_days": self.days,
                 "first_day": self.first_ts.date().isoformat() if self.first_ts else None,
                 "last_day": self.last_ts.date().isoformat() if self.last_ts else None}
-
-
-def period(db: Any, user_id: str) -> Period:
-    # Timestamps are compared as UTC dates: the session time zone must not shift a day boundary.
-    row = db.one("""SELECT count(*) AS n, min(ts) AS first_ts, max(ts) AS last_ts
-                      FROM usage_records WHERE user_id = %s""", [user_id]) or {}
-    first, last = row.get("first_ts"), row.get("last_ts")
-    from datetime import UTC
-
-    return Period(int(row.get("n") or 0), first.astimezone(UTC) if first else None,
-                  last.astimezone(UTC) if last else None)
 
 
 def price_of(model: str) -> Price | None:

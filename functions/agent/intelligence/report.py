@@ -118,7 +118,9 @@ def opportunity_notes(results: dict[str, Any]) -> list[str]:
 def what_if_section(result: dict[str, Any]) -> str:
     rows = [[num(p["month"]), money(p["baseline_usd"]), money(p["optimized_usd"]), money(p["savings_usd"])]
             for p in result["projection"]]
-    return (f"### What if you apply them\n\nWith all {num(len(result['chosen']))} recommendations, the monthly "
+    count = len(result["chosen"])
+    chosen = f"all {num(count)} recommendations" if count > 1 else f"the {num(count)} recommendation"
+    return (f"### What if you apply them\n\nWith {chosen}, the monthly "
             f"cost goes from {money(result['baseline_monthly_usd'])} to {money(result['optimized_monthly_usd'])} "
             f"({pct(result['savings_pct'])} less). Usage growth assumed: {pct(result['growth_pct_per_month'])} "
             f"per month; over {num(result['months'])} months that saves {money(result['horizon_savings_usd'])}."
@@ -155,6 +157,11 @@ def data_notes(overview: dict[str, Any], missing: dict[str, str]) -> str:
     return ("### About the data\n\n" + "\n".join(f"- {n}" for n in notes)) if notes else ""
 
 
+BREAKDOWN_SECTIONS = (("cost_breakdown:model", "Spend by model"), ("cost_breakdown:feature", "Spend by feature"),
+                      ("cost_breakdown:provider", "Spend by provider"),
+                      ("cost_breakdown:end_user", "Spend by end user"), ("cost_breakdown:day", "Spend by day"))
+
+
 def full_report(results: dict[str, Any], ranked: dict[str, Any] | None, what_if: dict[str, Any] | None,
                 plans: dict[str, Any] | None, narrative: str, missing: dict[str, str],
                 title: str = "LLM cost report") -> str:
@@ -166,8 +173,10 @@ def full_report(results: dict[str, Any], ranked: dict[str, Any] | None, what_if:
         parts.append(recommendations_section(ranked))
     if what_if is not None and ranked and ranked["recommendations"]:
         parts.append(what_if_section(what_if))
-    for key, label in (("cost_breakdown:model", "Spend by model"), ("cost_breakdown:feature", "Spend by feature"),
-                       ("cost_breakdown:end_user", "Spend by end user"), ("cost_breakdown:day", "Spend by day")):
+    latency = results.get("latency_percentiles")
+    if ranked is None and latency and latency["models"]:
+        parts.append(latency_section(latency))  # asked for: first
+    for key, label in BREAKDOWN_SECTIONS:
         if key in results and results[key]["rows"]:
             if key.endswith(":feature") and [r["key"] for r in results[key]["rows"]] == [NONE_KEY]:
                 continue
@@ -179,8 +188,8 @@ def full_report(results: dict[str, Any], ranked: dict[str, Any] | None, what_if:
         parts.append("### Findings\n\n" + "\n".join(f"- {n}" for n in notes))
     if plans is not None and plans["plans"]:
         parts.append(plans_section(plans))
-    if "latency_percentiles" in results and results["latency_percentiles"]["models"]:
-        parts.append(latency_section(results["latency_percentiles"]))
+    if ranked is not None and latency and latency["models"]:
+        parts.append(latency_section(latency))
     notes_text = data_notes(overview, missing)
     if notes_text:
         parts.append(notes_text)
