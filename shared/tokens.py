@@ -9,6 +9,11 @@ only signs once it is ``publish_lead_s`` old (its ``created_at``), so verifiers 
 seen it before the first token that needs it; until then the previous key keeps signing. The old key stays
 in the keyset (published) until the tokens it signed have expired; :func:`prune_keyset` drops it after that.
 
+Encoding and verification are PyJWT's (algorithm pinned to ES256; exp, iat, sub, iss and aud required). A
+hand-written ES256 on bare `cryptography` was tried for import time and measured: it saved about 0.1 s of
+import per cold start but auth missed the cold-start target either way (figures in docs/PERFORMANCE.md, auth
+section), so the well-kept library stays. Only the JWK <-> key conversion avoids PEM parsing (``x``/``y``).
+
 No Google client library is imported here (cold start of every verifying service).
 """
 
@@ -25,6 +30,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import jwt
+from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
 
 ALGORITHM = "ES256"
@@ -56,7 +62,6 @@ class KeysetError(ValueError):
 
 def generate_key(kid: str | None = None, created_at: datetime | None = None) -> dict[str, str]:
     from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
 
     key = ec.generate_private_key(ec.SECP256R1())
     pem = key.private_bytes(
@@ -67,6 +72,9 @@ def generate_key(kid: str | None = None, created_at: datetime | None = None) -> 
         "alg": ALGORITHM,
         "private_key_pem": pem,
         "created_at": (created_at or datetime.now(UTC)).isoformat(),
+        # The public half, so publishing needs no PEM parsing; checked against the private key whenever that
+        # is loaded to sign.
+        **_public_xy(key),
     }
 
 
@@ -145,12 +153,43 @@ def prune_keyset(keyset: dict[str, Any], access_ttl_s: float, publish_lead_s: fl
     return {**keyset, "keys": kept}
 
 
-def public_jwk(key: dict[str, str]) -> dict[str, Any]:
-    from cryptography.hazmat.primitives import serialization
+_private_keys: dict[str, Any] = {}  # PEM -> loaded key (loading costs more than signing)
 
-    private = serialization.load_pem_private_key(key["private_key_pem"].encode(), password=None)
-    jwk = json.loads(ECAlgorithm.to_jwk(private.public_key()))  # type: ignore[arg-type]
-    return {**jwk, "kid": key["kid"], "alg": ALGORITHM, "use": "sig"}
+
+def _private_key(key: dict[str, Any]) -> Any:
+    pem = key["private_key_pem"]
+    loaded = _private_keys.get(pem)
+    if loaded is None:
+        from cryptography.hazmat.primitives import serialization
+
+        loaded = serialization.load_pem_private_key(pem.encode(), password=None)
+        if not isinstance(loaded, ec.EllipticCurvePrivateKey) or loaded.curve.name != "secp256r1":
+            raise KeysetError(f"keyset key {key['kid']!r} is not an EC P-256 private key")
+        if "x" in key and _public_xy(loaded) != {"x": key["x"], "y": key.get("y")}:
+            raise KeysetError(f"keyset key {key['kid']!r}: x/y do not belong to its private key")
+        _private_keys[pem] = loaded
+    return loaded
+
+
+def _public_xy(private: Any) -> dict[str, str]:
+    jwk = ECAlgorithm.to_jwk(private.public_key(), as_dict=True)
+    return {"x": jwk["x"], "y": jwk["y"]}
+
+
+def public_jwk(key: dict[str, Any]) -> dict[str, Any]:
+    xy = {"x": key["x"], "y": key["y"]} if key.get("x") and key.get("y") else _public_xy(_private_key(key))
+    return {"kty": "EC", "crv": "P-256", **xy, "kid": key["kid"], "alg": ALGORITHM, "use": "sig"}
+
+
+def public_key_from_jwk(jwk: dict[str, Any]) -> Any:
+    """An EC P-256 public key from its JWK; ValueError for anything else (other key types cannot sneak in).
+    PyJWT checks the coordinates (length, point on the curve)."""
+    if jwk.get("kty") != "EC" or jwk.get("crv") != "P-256" or jwk.get("alg", ALGORITHM) != ALGORITHM:
+        raise ValueError("not an ES256 key")
+    try:
+        return ECAlgorithm.from_jwk(jwk)
+    except jwt.InvalidKeyError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def jwks_from_keyset(keyset: dict[str, Any]) -> dict[str, Any]:
@@ -185,7 +224,8 @@ def sign_access_token(
     }
     if session_id:
         claims["sid"] = session_id
-    token = jwt.encode(claims, key["private_key_pem"], algorithm=ALGORITHM, headers={"kid": key["kid"]})
+    # The loaded key object, not the PEM: PyJWT would parse the PEM again on every call.
+    token = jwt.encode(claims, _private_key(key), algorithm=ALGORITHM, headers={"kid": key["kid"]})
     return token, issued + ttl_s
 
 
@@ -236,6 +276,7 @@ class TokenVerifier:
         self.fetch_budget_s = fetch_budget_s
         self.leeway_s = leeway_s
         self._fetch_jwks = fetch_jwks or self._http_jwks
+        self._local = fetch_jwks is not None
         # For a local, cheap fetch_jwks (auth verifying its own tokens): follow the keyset on every
         # verification, so a retired key stops verifying at once, not only new kids are picked up.
         self.always_current = always_current
@@ -254,16 +295,19 @@ class TokenVerifier:
         return response.json()
 
     def _fetch(self, budget_s: float) -> None:
-        from tenacity import Retrying, stop_after_delay, wait_random_exponential
-
         try:
-            for attempt in Retrying(
-                stop=stop_after_delay(budget_s),
-                wait=wait_random_exponential(multiplier=0.1, max=1.0),
-                reraise=True,
-            ):
-                with attempt:
-                    document = self._fetch_jwks()
+            if self._local:
+                document = self._fetch_jwks()  # an in-process source retries on its own, if at all
+            else:
+                from tenacity import Retrying, stop_after_delay, wait_random_exponential
+
+                for attempt in Retrying(
+                    stop=stop_after_delay(budget_s),
+                    wait=wait_random_exponential(multiplier=0.1, max=1.0),
+                    reraise=True,
+                ):
+                    with attempt:
+                        document = self._fetch_jwks()
         except Exception as exc:
             self._failed_at = time.monotonic()
             raise KeySetUnavailable(f"key set unreachable: {type(exc).__name__}") from None
@@ -275,8 +319,11 @@ class TokenVerifier:
         keys = {}
         for jwk in document.get("keys", []):
             # Only EC P-256 keys are ever used: a JWKS entry of another type cannot smuggle in an algorithm.
-            if jwk.get("kty") == "EC" and jwk.get("crv") == "P-256" and isinstance(jwk.get("kid"), str):
-                keys[jwk["kid"]] = ECAlgorithm.from_jwk(json.dumps(jwk))
+            if isinstance(jwk, dict) and isinstance(jwk.get("kid"), str):
+                try:
+                    keys[jwk["kid"]] = public_key_from_jwk(jwk)
+                except (ValueError, KeyError, TypeError):
+                    continue
         self._keys = keys
         self._document = document
 
@@ -318,12 +365,15 @@ class TokenVerifier:
         return key
 
     def verify(self, token: str) -> Claims:
-        if not isinstance(token, str) or token.count(".") != 2:
+        """The token's claims, or TokenInvalid. Order: shape, algorithm, key, then PyJWT's signature and claims."""
+        if not isinstance(token, str) or token.count(".") != 2 or len(token) > 16_384:
             raise TokenInvalid("malformed", "token is not a JWT")
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
             raise TokenInvalid("malformed", "token is not a JWT") from None
+        # Pinned before any key is looked at (no "none", no HS256 keyed with the public key); jwt.decode's
+        # algorithms=[ES256] pins it a second time.
         if header.get("alg") != ALGORITHM:
             raise TokenInvalid("bad_algorithm", f"algorithm must be {ALGORITHM}")
         kid = header.get("kid")
@@ -354,8 +404,8 @@ class TokenVerifier:
             raise TokenInvalid("missing_claim", f"token lacks the {exc.claim} claim") from None
         except jwt.PyJWTError as exc:
             raise TokenInvalid("malformed", f"token is invalid: {type(exc).__name__}") from None
-        if not isinstance(claims.get("sub"), str):
-            raise TokenInvalid("missing_claim", "token sub must be a string")
+        if not isinstance(claims.get("sub"), str) or not claims["sub"]:
+            raise TokenInvalid("missing_claim", "token sub must be a non-empty string")
         permissions = claims.get("permissions", [])
         return Claims(
             sub=claims["sub"],

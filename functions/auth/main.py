@@ -1,8 +1,13 @@
 """Entry point of the auth function (functions-framework target ``auth``).
 
-Import cost is kept to what /auth/validate needs (cold start): Firestore, provider discovery and the
-database start as components after the worker forks; no Google client library is imported here.
+Cold start: module import is kept to what /auth/validate needs (no Google client library; tokens with
+PyJWT, see shared/tokens.py). A local keyset (env or .local file) is loaded here, in gunicorn's master, so forked
+workers verify at once. Components that validate does not need (database, Firestore, provider discovery)
+start after the first response or half a second after start, whichever comes first, or at once when a
+request needs them: their imports and connections do not compete with the first request for the GIL.
 """
+
+import threading
 
 import functions_framework
 
@@ -20,6 +25,19 @@ settings = load_settings(AuthSettings)
 manager = init_service("auth", settings)
 keys = KeysetSource(settings)
 providers = build_providers(settings)
+first_response = threading.Event()
+WARM_UP_DELAY_S = 0.5
+
+
+def after_first_response(component: Component) -> Component:
+    start = component.start
+
+    def gated() -> object:
+        first_response.wait(WARM_UP_DELAY_S)
+        return start()
+
+    component.start = gated
+    return component
 
 
 def start_firestore() -> object:
@@ -31,25 +49,31 @@ def start_firestore() -> object:
 
 
 components = [
-    *database_components(settings, "auth"),
+    *(after_first_response(c) for c in database_components(settings, "auth")),
     Component("keyset", keys.get, Priority.CRITICAL, timeout_s=30.0),
-    Component("firestore", start_firestore, Priority.CRITICAL, timeout_s=15.0,
-              retry=RetryPolicy(initial_s=0.5, max_s=10.0), breaker_recovery_s=5.0),
+    after_first_response(Component("firestore", start_firestore, Priority.CRITICAL, timeout_s=15.0,
+                                   retry=RetryPolicy(initial_s=0.5, max_s=10.0), breaker_recovery_s=5.0)),
 ]
-app = AuthContext(settings, manager, keys, providers)
+app = AuthContext(settings, manager, keys, providers, on_demand=first_response.set)
 for name, component in app.provider_components.items():
     # Non-critical: a provider whose discovery document is unreachable is reported unavailable while dev
     # login, validation and the other provider keep working (scenario 19).
-    components.append(Component(component, providers[name].discover, Priority.MEDIUM,  # type: ignore[union-attr]
-                                timeout_s=settings.provider_timeout_seconds + 1,
-                                retry=RetryPolicy(initial_s=1.0, max_s=10.0), breaker_recovery_s=5.0))
+    components.append(after_first_response(Component(
+        component, providers[name].discover, Priority.MEDIUM,  # type: ignore[union-attr]
+        timeout_s=settings.provider_timeout_seconds + 1,
+        retry=RetryPolicy(initial_s=1.0, max_s=10.0), breaker_recovery_s=5.0)))
 manager.register_all(components)
 router = Router("auth", settings.origins, settings.max_body_bytes, health=manager.health)
 handlers.register(router, app)
 signin.register(router, app)
+if not settings.token_keyset_secret:
+    keys.get()  # env or local file: cheap, and inherited by the forked worker (Secret Manager waits for it)
 manager.start_when_serving()
 
 
 @functions_framework.http
 def auth(request):  # noqa: ANN001, ANN201 - functions-framework signature
-    return router(request)
+    try:
+        return router(request)
+    finally:
+        first_response.set()

@@ -108,9 +108,7 @@ def register(router: Router, app: AuthContext) -> None:
             raise ApiError(400, "invalid_return_to", "return_to must be a URL on an allowed front-end origin")
         if query.code_challenge and query.code_challenge_method != "S256":
             raise ApiError(400, "invalid_code_challenge", "code_challenge_method must be S256")
-        component = app.provider_components.get(query.provider)
-        if component:
-            app.manager.require(component, timeout_s=2.0)  # 503 + Retry-After while discovery is failing
+        app.require_provider(query.provider)
         public_url = app.public_url(ctx)
         redirect_uri = f"{public_url}/auth/callback"
         state, nonce, verifier, binding = new_secret(), new_secret(), new_secret(48), new_secret(16)

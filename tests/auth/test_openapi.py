@@ -23,3 +23,18 @@ def test_openapi_paths_match_routes(tmp_path) -> None:
     documented = {(method.upper(), path) for path, item in spec["paths"].items() for method in item
                   if not path.startswith("/health/")}
     assert served == documented
+
+
+def test_openapi_refs_resolve_and_reasons_match_the_verifier() -> None:
+    import re
+
+    text = (REPO_ROOT / "docs/api/auth.openapi.yaml").read_text()
+    spec = yaml.safe_load(text)
+    for ref in set(re.findall(r'\$ref: "#/([^"]+)"', text)):
+        node = spec
+        for part in ref.split("/"):
+            assert part in node, f"unresolved $ref #/{ref}"
+            node = node[part]
+    reasons = set(re.findall(r'TokenInvalid\("(\w+)"', (REPO_ROOT / "shared/tokens.py").read_text()))
+    schema = spec["paths"]["/auth/validate"]["post"]["responses"]["200"]["content"]["application/json"]["schema"]
+    assert reasons == set(schema["properties"]["reason"]["enum"])

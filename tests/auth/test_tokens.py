@@ -252,3 +252,16 @@ def test_keys_cli_rotate_prune_and_jwks() -> None:
     assert len(pruned["keys"]) == 2, "nothing is pruned while old tokens may be live"
     bad = run("rotate", stdin="{}")
     assert bad.returncode == 2 and "invalid keyset" in bad.stderr
+
+
+def test_public_half_must_match_the_private_key() -> None:
+    """Keys carry x/y so publishing needs no PEM parsing; a keyset whose x/y belong to another key is refused
+    when it would sign, instead of issuing tokens nobody can verify."""
+    good, other = generate_key("k1"), generate_key("k2")
+    assert jwks_from_keyset({"active_kid": "k1", "keys": [good]})["keys"][0]["x"] == good["x"]
+    mixed = {**good, "x": other["x"], "y": other["y"]}
+    with pytest.raises(KeysetError):
+        sign_access_token({"active_kid": "k1", "keys": [mixed]}, user_id="u", email="e", permissions=[],
+                          issuer="i", audience="a", ttl_s=60)
+    legacy = {k: v for k, v in good.items() if k not in ("x", "y")}  # keysets written before x/y existed
+    assert jwks_from_keyset({"active_kid": "k1", "keys": [legacy]})["keys"][0]["x"] == good["x"]
