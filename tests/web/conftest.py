@@ -68,6 +68,7 @@ class WebStack:
 
     def stop(self) -> None:
         for proc in self.bridges:
+            proc.kill()  # a graceful stop is tested in tests/ws_bridge; here it would only wait out open sockets
             proc.stop()
             print(proc.output()[-2000:])
 
@@ -79,19 +80,34 @@ def web_stack(pg_server: Any, firestore_emulator_host: str,
         pytest.fail(f"{CHROMIUM} is missing: run `python -m tests.setup_system` (as root) to install Debian's chromium")
     from shared.db.connect import Connector
     from shared.db.migrate import MigrateSettings, migrate
-    from tests.agent.conftest import start_api_env, stop_api_env
+    from tests.agent.conftest import ApiEnv, stop_api_env
+    from tests.agent.harness import AgentStack
+    from tests.auth.github_standin import start_github
+    from tests.fixtures.auth import start_auth
     from tests.fixtures.pubsub import start_emulator_process
 
     url = pg_server.url_for(f"web_{uuid.uuid4().hex[:10]}")
     connector = Connector(MigrateSettings.model_validate({"database_url": url}))
     migrate(connector)
     connector.close()
+    workdir = Path(tmp_path_factory.mktemp("web"))
     pubsub, pubsub_host = start_emulator_process("embedded")
+    # GitHub sign-in through the local stand-in (it signs octocat@example.com in at once), as in tests/auth.
+    github = start_github()
     api = stack = None
     try:
-        api = start_api_env(url, pubsub_host, firestore_emulator_host, Path(tmp_path_factory.mktemp("web")),
-                            worker_env=WORKER_ENV)
-        bridge_env = {**api.stack.env(), **api.auth.env, "AUTH_URL": api.auth.url, "AGENT_API_URL": api.stack.api_url}
+        # tests.agent.conftest.start_api_env, with auth configured for a provider.
+        auth = start_auth(url, workdir / "auth", {
+            "GITHUB_CLIENT_ID": github.client_id, "GITHUB_CLIENT_SECRET": github.client_secret,
+            "GITHUB_OAUTH_BASE_URL": github.url, "GITHUB_API_BASE_URL": github.url,
+        }, firestore_host=firestore_emulator_host)
+        agent = AgentStack(db_url=url, pubsub_host=pubsub_host, firestore_host=firestore_emulator_host,
+                           workdir=workdir, jwks_url=auth.jwks_url, issuer=auth.issuer)
+        api = ApiEnv(agent, auth)
+        agent.create_topology()
+        agent.start_worker(**WORKER_ENV)
+        agent.start_api()
+        bridge_env = {**agent.env(), **auth.env, "AUTH_URL": auth.url, "AGENT_API_URL": agent.api_url}
         stack = WebStack(api, bridge_env)
         stack.start_bridge()
         yield stack
@@ -100,6 +116,7 @@ def web_stack(pg_server: Any, firestore_emulator_host: str,
             stack.stop()
         if api is not None:
             stop_api_env(api)
+        github.stop()
         pubsub.stop()
 
 

@@ -100,8 +100,8 @@ export class Session extends EventTarget {
 
   schedule(expiresIn) {
     clearTimeout(this.timer);
-    // A minute before expiry, or at 80 % of a short lifetime; never hammering the endpoint.
-    const delay = Math.max(5, Math.min(expiresIn - 60, expiresIn * 0.8));
+    // A minute before expiry; at 80 % of a lifetime of two minutes or less.
+    const delay = Math.max(5, expiresIn > 120 ? expiresIn - 60 : expiresIn * 0.8);
     this.timer = setTimeout(() => this.refresh().catch(() => {}), delay * 1000);
   }
 

@@ -101,6 +101,8 @@ async function loadThreads() {
     }, thread.title || "Untitled")));
   }
   if (!page.items.length) list.append(h("li", { class: "muted" }, "No conversations yet."));
+  const open = page.items.find((thread) => thread.id === state.threadId);
+  if (open) $("chat-title").textContent = open.title || "Untitled";
 }
 
 function resetMessages(title) {

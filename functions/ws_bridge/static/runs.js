@@ -104,7 +104,11 @@ export class RunView {
       item.append(h("details", { class: "result" }, h("summary", {}, "result"),
         h("pre", { tabindex: "0" }, text.length > MAX_RESULT_CHARS ? `${text.slice(0, MAX_RESULT_CHARS)}\n…` : text)));
     }
-    this.events.append(item);
+    // Follow the newest step, unless the reader scrolled up to look at an earlier one.
+    const list = this.events;
+    const following = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
+    list.append(item);
+    if (following) list.scrollTop = list.scrollHeight;
     this.count.textContent = String(this.events.childElementCount);
   }
 

@@ -1,0 +1,125 @@
+"""The page's own pieces in the browser: how it is served, where it finds the services, GitHub sign-in through
+auth's redirects, the token refreshed before it expires, and the Markdown renderer's safety."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from tests.web.conftest import WebStack, shot
+from tests.web.pages import sign_in, token
+
+
+def test_bridge_serves_the_page_and_its_config(web_stack: WebStack) -> None:
+    with httpx.Client(base_url=web_stack.url, timeout=10, trust_env=False) as client:
+        index = client.get("/")
+        assert index.status_code == 200 and index.headers["content-type"].startswith("text/html")
+        assert index.headers["cache-control"] == "no-cache" and index.headers["x-content-type-options"] == "nosniff"
+        assert "Content-Security-Policy" in index.text and "<script type=\"module\" src=\"app.js\">" in index.text
+        script = client.get("/app.js")
+        assert script.status_code == 200 and "javascript" in script.headers["content-type"]
+        assert client.get("/config.json").json() == {"auth_url": web_stack.api.auth.url,
+                                                     "api_url": web_stack.api.stack.api_url}
+        missing = client.get("/no-such-file.js")
+        assert missing.status_code == 404
+        assert client.get("/health/ready").status_code == 200  # the page's routes do not shadow the bridge's
+
+
+def test_discovery_from_the_host_name_where_no_config_json_is_served(web_stack: WebStack, page: Any) -> None:
+    """Staging serves the page from a bucket behind app.<domain>: the services are auth./api./ws.<domain>."""
+    page.goto(web_stack.url)
+    # Answered inside the browser: nothing leaves this machine.
+    page.route("https://app.staging.example.com/**",
+               lambda route: route.fulfill(status=404, body="<html>not found</html>", content_type="text/html"))
+    urls = page.evaluate("""async () => (await import('/api.js')).discover({protocol: 'https:',
+        host: 'app.staging.example.com', hostname: 'app.staging.example.com',
+        href: 'https://app.staging.example.com/'})""")
+    assert urls == {"authUrl": "https://auth.staging.example.com", "apiUrl": "https://api.staging.example.com",
+                    "wsUrl": "wss://ws.staging.example.com/ws"}
+
+
+def test_github_sign_in_through_auth_and_back(web_stack: WebStack, page: Any) -> None:
+    """The provider button: /auth/login (PKCE S256) -> the provider -> /auth/callback -> the page with a one-time
+    code -> POST /auth/token with the verifier. The code does not stay in the address bar."""
+    page.goto(web_stack.url)
+    button = page.get_by_role("button", name="Sign in with GitHub")
+    button.click()
+    page.get_by_text("octocat@example.com").wait_for()
+    page.locator("#connection[data-state=connected]").wait_for()
+    assert "code=" not in page.url and page.url == web_stack.url
+    assert page.evaluate("sessionStorage.getItem('netra.pkce_verifier')") is None
+    me = httpx.get(f"{web_stack.api.auth.url}/auth/me", headers={"Authorization": f"Bearer {token(page)}"}).json()
+    assert [i["provider"] for i in me["identities"]] == ["github"]
+
+
+def test_token_refreshed_before_expiry_and_the_socket_extended(web_stack: WebStack, page: Any) -> None:
+    """A minute before the access token expires the page refreshes it (POST /auth/refresh), sends it to the bridge
+    as an `auth` frame (answered `auth_ok`) and keeps the same connection; the API takes the new token."""
+    page.clock.install()
+    sign_in(page, web_stack.url)
+    first = token(page)
+    ttl = page.evaluate("window.netra.session.config.access_token_ttl_s")
+    with page.expect_request(lambda r: r.url.endswith("/auth/refresh")):
+        page.clock.fast_forward((ttl - 1) * 1000)  # fires each due timer once: the refresh is one of them
+    page.locator("body[data-token-refreshes='1']").wait_for()
+    assert token(page) != first
+    assert page.evaluate("window.netra.socket.connections") == 1
+    assert page.evaluate("window.netra.api.usageSummary().then(s => s.records)") == 0
+
+
+XSS = """## Title with <em>markup</em>
+
+<img src=x onerror="window.pwned=1"> and <script>window.pwned=1</script>
+
+| Model | Cost |
+|---|---:|
+| `gpt-4o` <b>bold?</b> | $5.20 |
+| a \\| b | **$1.00** |
+
+- [safe](https://example.com/docs) link
+- [unsafe](javascript:window.pwned=1) link
+- *emphasis* and _more_ and snake_case_name
+
+```html
+<iframe src="https://example.com"></iframe>
+```
+
+| unfinished | table |
+|---"""
+
+
+def test_markdown_renderer_builds_elements_never_html(web_stack: WebStack, page: Any) -> None:
+    page.goto(web_stack.url)
+    result = page.evaluate("""async (text) => {
+        const { render } = await import('/markdown.js');
+        const box = document.createElement('div');
+        box.append(render(text));
+        document.body.append(box);
+        const all = (s) => [...box.querySelectorAll(s)];
+        return {
+            forbidden: all('img, script, iframe, b, em.markup').length + (window.pwned ? 1 : 0),
+            heading: all('h3').map(e => e.textContent),
+            cells: all('table')[0] ? all('table')[0].querySelectorAll('td').length : 0,
+            firstCell: box.querySelector('td').textContent,
+            pipe: box.querySelectorAll('td')[2].textContent,
+            rightAligned: box.querySelectorAll('td')[1].style.textAlign,
+            strong: all('td strong').map(e => e.textContent),
+            links: all('a').map(e => [e.textContent, e.getAttribute('href'), e.rel]),
+            items: all('ul li').length,
+            em: all('li em').map(e => e.textContent),
+            code: all('pre code').map(e => e.textContent),
+            text: box.textContent,
+            tables: all('table').length,
+        };
+    }""", XSS)
+    assert result["forbidden"] == 0
+    assert result["heading"] == ["Title with <em>markup</em>"]
+    assert '<img src=x onerror="window.pwned=1">' in result["text"] and "<script>" in result["text"]
+    assert result["cells"] == 4 and result["firstCell"] == "gpt-4o <b>bold?</b>" and result["pipe"] == "a | b"
+    assert result["rightAligned"] == "right" and result["strong"] == ["$1.00"]
+    assert result["links"] == [["safe", "https://example.com/docs", "noopener noreferrer"]]
+    assert result["items"] == 3 and result["em"] == ["emphasis", "more"] and "snake_case_name" in result["text"]
+    assert result["code"] == ['<iframe src="https://example.com"></iframe>']
+    assert result["tables"] == 2  # the streamed, unfinished table renders as far as it goes
+    shot(page, "09-markdown-safety")
