@@ -71,9 +71,11 @@ def test_sign_in_upload_ask_and_read_the_report(web_stack: WebStack, page: Any, 
     assert page.locator("#threads button[aria-current=true]").text_content() == QUESTION
     assert page.errors == []  # type: ignore[attr-defined]
 
-    page.locator("article.run .answer").scroll_into_view_if_needed()
-    page.evaluate("window.scrollTo(0, 0)")
+    page.evaluate("document.activeElement.blur()")  # no focus ring in the pictures
     shot(page, "03-report-light")
+    page.set_viewport_size({"width": 1280, "height": 1280})
+    shot(page, "chat-report")  # docs/images/chat-report.png in the README is a copy of this one
+    page.set_viewport_size({"width": 1280, "height": 900})
     shot(page, "03-report-light-full", full_page=True)
     page.emulate_media(color_scheme="dark")
     shot(page, "04-report-dark")
