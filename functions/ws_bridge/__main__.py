@@ -5,7 +5,6 @@ and a SIGTERM that first stops accepting and closes every socket with 1012 so cl
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 from typing import Any
 
@@ -14,12 +13,12 @@ import uvicorn
 
 class BridgeServer(uvicorn.Server):
     def handle_exit(self, sig: int, frame: Any) -> None:
-        from functions.ws_bridge.main import close_all, hub
+        from functions.ws_bridge.main import begin_shutdown, hub
 
         hub.accepting = False
         try:
-            asyncio.get_running_loop().create_task(close_all())
-        except RuntimeError:
+            begin_shutdown()
+        except RuntimeError:  # no running loop (signal before start-up finished): uvicorn's own exit suffices
             pass
         super().handle_exit(sig, frame)
 
@@ -31,21 +30,23 @@ def main() -> None:
     parser.add_argument("--host", default=os.environ.get("HOST", default_host))
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8080")))
     args = parser.parse_args()
+    from functions.ws_bridge.hub import expose_transport
     from functions.ws_bridge.main import app, settings
 
     config = uvicorn.Config(
-        app,
+        expose_transport(app),
         host=args.host,
         port=args.port,
-        ws="websockets",
+        ws="websockets-sansio",
         log_level="warning",
         access_log=False,
         ws_ping_interval=settings.heartbeat_interval_s,
         ws_ping_timeout=settings.heartbeat_interval_s,
         # Frames up to 4x the limit get an error frame; larger ones close with 1009 before being buffered.
         ws_max_size=settings.max_frame_bytes * 4,
-        ws_max_queue=16,
-        timeout_graceful_shutdown=6,
+        # Compression would cost ~40 KiB of zlib state per idle socket and CPU per frame, for small JSON frames.
+        ws_per_message_deflate=False,
+        timeout_graceful_shutdown=4,
         lifespan="on",
         backlog=4096,
     )

@@ -69,12 +69,12 @@ class EventSubscription:
         if self._future is not None:
             self._future.cancel()
             try:
-                self._future.result(timeout=3)
+                self._future.result(timeout=2)
             except Exception:  # noqa: S110 - cancelled is the expected outcome
                 pass
         if self._subscriber is not None:
             try:
-                self._subscriber.delete_subscription(request={"subscription": self.name}, timeout=4)
+                self._subscriber.delete_subscription(request={"subscription": self.name}, timeout=3)
                 log.info("deleted subscription", extra={"subscription": self.name})
             except Exception as exc:  # its expiration TTL removes it anyway
                 log.warning("could not delete subscription", extra={"reason": type(exc).__name__})

@@ -127,15 +127,19 @@ async def subscribe(bridge: Bridge, conn: Connection, frame: Subscribe, check_ow
     )
     ack = {"type": "subscribed", "thread_id": thread_id}
     try:
-        await catch_up(conn, sub, events, ack)
+        await catch_up(conn, sub, events, bridge.settings.replay_page_size, ack)
     except asyncio.CancelledError:
         raise
     except Exception as exc:
         log.warning("replay failed", extra={"reason": type(exc).__name__})
         if conn.subscriptions.get(thread_id) is sub:
             conn.subscriptions.pop(thread_id)
-        send_error(conn, "replay_unavailable", "missed events could not be read; subscribe again shortly, or "
-                   "read GET /api/runs/{run_id}/events?after_seq=N")
+        send_error(
+            conn,
+            "replay_unavailable",
+            "missed events could not be read; subscribe again shortly, or "
+            "read GET /api/runs/{run_id}/events?after_seq=N",
+        )
 
 
 async def _nothing():  # noqa: ANN202 - an empty async iterator
@@ -146,8 +150,11 @@ async def _nothing():  # noqa: ANN202 - an empty async iterator
 async def chat(bridge: Bridge, conn: Connection, frame: Chat) -> None:
     """The same as POST /api/agent/message, made with the user's own token; then follows the run."""
     if conn.token is None:
-        send_error(conn, "chat_requires_token", "this connection was opened with a ticket: send an `auth` frame "
-                   "with an access token first")
+        send_error(
+            conn,
+            "chat_requires_token",
+            "this connection was opened with a ticket: send an `auth` frame with an access token first",
+        )
         return
     body: dict[str, Any] = {"content": frame.content, "client_message_id": frame.client_message_id}
     if frame.thread_id:
@@ -158,8 +165,11 @@ async def chat(bridge: Bridge, conn: Connection, frame: Chat) -> None:
             f"{base}/api/agent/message", json=body, headers={"Authorization": f"Bearer {conn.token}"}
         )
     except Exception as exc:
-        send_error(conn, "agent_unavailable", f"the agent API is unreachable ({type(exc).__name__}); retry with "
-                   "the same client_message_id")
+        send_error(
+            conn,
+            "agent_unavailable",
+            f"the agent API is unreachable ({type(exc).__name__}); retry with the same client_message_id",
+        )
         return
     try:
         payload = response.json()

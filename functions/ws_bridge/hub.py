@@ -4,6 +4,11 @@ Delivery guarantees per (connection, thread subscription): events of a run go ou
 most once (``last_seq`` per run), and without a gap: while the subscription replays from the event log, live
 events are buffered and merged after it; a live event that skips a ``seq`` switches the subscription back to
 buffering while the missing range is read from the log (see replay.py).
+
+Memory per connection is bounded twice: the send queue (``SEND_QUEUE_SIZE`` frames; full = slow consumer,
+closed with 1013) and the replay buffer (``REPLAY_BUFFER_SIZE`` live events per subscription). A full replay
+buffer does not close the connection: its events are dropped and only "re-read run R from seq S" is kept,
+because every live event is in the event log before it is published.
 """
 
 from __future__ import annotations
@@ -38,7 +43,8 @@ class Offer(Enum):
     SKIPPED = "skipped"  # not subscribed, or already sent
     BUFFERED = "buffered"  # replaying: held until the replay is merged
     GAP = "gap"  # a seq is missing: buffered, the caller starts a repair from the log
-    OVERFLOW = "overflow"  # the consumer is too slow: the caller closes it with 1013
+    DEFERRED = "deferred"  # replaying with a full buffer: dropped here, read again from the log later
+    OVERFLOW = "overflow"  # the send queue is full, the consumer is too slow: the caller closes it with 1013
 
 
 @dataclass(eq=False, slots=True)
@@ -47,6 +53,16 @@ class Subscription:
     replaying: bool = True
     buffer: list[Delivery] = field(default_factory=list)
     last_seq: dict[str, int] = field(default_factory=dict)
+    # run id -> lowest seq dropped from a full buffer: read again from the log by the replay (replay.py).
+    deferred: dict[str, int] = field(default_factory=dict)
+
+    def defer(self, event: AgentEvent) -> None:
+        """The buffer is full: keep only where to re-read from, for the buffered events and this one."""
+        for held in (*(d.event for d in self.buffer), event):
+            lowest = self.deferred.get(held.run_id)
+            if lowest is None or held.seq < lowest:
+                self.deferred[held.run_id] = held.seq
+        self.buffer.clear()
 
     def accept(self, event: AgentEvent) -> bool:
         """True if the event is next for its run (or the first seen of it); records it as sent."""
@@ -69,10 +85,12 @@ class Connection:
     queue: asyncio.Queue[str | None]
     bucket: TokenBucket
     auth_method: str = "token"
+    close_timeout_s: float = 10.0
     connection_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     subscriptions: dict[str, Subscription] = field(default_factory=dict)
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     closed: bool = False
+    aborted: bool = False  # its close frame could not be written: the socket was aborted
 
     def enqueue(self, frame: str) -> bool:
         """False when the bounded queue is full: the caller closes the connection (slow consumer)."""
@@ -93,8 +111,9 @@ class Connection:
         if sub is None or self.closed:
             return Offer.SKIPPED
         if sub.replaying:
-            if len(sub.buffer) >= buffer_limit:
-                return Offer.OVERFLOW
+            if len(sub.buffer) >= buffer_limit or event.run_id in sub.deferred:
+                sub.defer(event)
+                return Offer.DEFERRED
             sub.buffer.append(delivery)
             return Offer.BUFFERED
         last = sub.last_seq.get(event.run_id)
@@ -124,7 +143,9 @@ class Stats:
     delivered: int = 0
     dropped_no_owner: int = 0
     gaps_repaired: int = 0
+    replay_overflows: int = 0  # live events dropped from a full replay buffer (re-read from the log)
     slow_consumers_closed: int = 0
+    aborted: int = 0  # peers that did not read even the close frame within CLOSE_TIMEOUT_S
     expired_closed: int = 0
     accepted: int = 0
     refused: int = 0
@@ -150,6 +171,7 @@ class Hub:
         if conns and conn in conns:
             conns.discard(conn)
             self.total -= 1
+            self.stats.aborted += conn.aborted
             if not conns:
                 del self.by_user[conn.user_id]
 
@@ -181,6 +203,8 @@ class Hub:
             outcome = conn.offer(delivery, self.buffer_limit)
             if outcome is Offer.SENT:
                 self.stats.delivered += 1
+            elif outcome is Offer.DEFERRED:
+                self.stats.replay_overflows += 1
             elif outcome is Offer.OVERFLOW:
                 self.stats.slow_consumers_closed += 1
                 conn.spawn(close(conn, CLOSE_TRY_AGAIN, "consumer too slow; reconnect and resume with after_seq"))
@@ -200,11 +224,33 @@ class Hub:
                     conn.spawn(close(conn, CLOSE_TOKEN_EXPIRED, "access token expired; reconnect with a fresh token"))
 
 
+TRANSPORT_KEY = "ws_bridge.transport"
+
+
+def expose_transport(app: Any) -> Any:
+    """ASGI wrapper that puts the server's transport of each WebSocket into its scope, so that a peer that
+    never reads can be aborted (uvicorn's close and ping timeout only *close* the transport, which waits for
+    the unsent buffer to drain, i.e. forever for a peer whose TCP window stays shut)."""
+
+    async def wrapped(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "websocket":
+            scope[TRANSPORT_KEY] = getattr(getattr(send, "__self__", None), "transport", None)
+        await app(scope, receive, send)
+
+    return wrapped
+
+
 async def close(conn: Connection, code: int, reason: str) -> None:
-    """Close once: drop what is queued (the client resumes from the log), stop the connection's tasks."""
+    """Close once: drop what is queued (the client resumes from the log), stop the connection's tasks. A
+    close frame that cannot be written within ``conn.close_timeout_s`` (the peer does not read) aborts the
+    socket."""
     if conn.closed:
         return
     conn.closed = True
+    log.info(
+        "closing connection",
+        extra={"connection_id": conn.connection_id, "user_id": conn.user_id, "close_code": code, "reason": reason},
+    )
     current = asyncio.current_task()
     for task in list(conn.tasks):
         if task is not current:
@@ -214,7 +260,14 @@ async def close(conn: Connection, code: int, reason: str) -> None:
     conn.queue.put_nowait(None)  # wakes the sender, which exits
     for sub in conn.subscriptions.values():
         sub.buffer.clear()
+        sub.deferred.clear()
     try:
-        await conn.websocket.close(code=code, reason=reason)
+        await asyncio.wait_for(conn.websocket.close(code=code, reason=reason), conn.close_timeout_s)
+    except TimeoutError:
+        transport = conn.websocket.scope.get(TRANSPORT_KEY)
+        if transport is not None:
+            log.warning("peer does not read; aborting its socket", extra={"connection_id": conn.connection_id})
+            conn.aborted = True
+            transport.abort()
     except Exception:  # noqa: S110 - the peer is already gone
         pass

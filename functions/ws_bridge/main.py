@@ -38,7 +38,7 @@ log = logging.getLogger("ws_bridge")
 
 settings = load_settings(BridgeSettings)
 manager = init_service("ws-bridge", settings)
-hub = Hub(buffer_limit=settings.send_queue_size)
+hub = Hub(buffer_limit=settings.replay_buffer_size)
 hub.repair = repairer(settings.replay_page_size)
 bridge = Bridge(settings, manager, hub, verifier_from_settings(settings))
 fd_limit: FdLimit | None = None
@@ -52,11 +52,20 @@ def start_subscription() -> Any:
     ).start()
 
 
+def warm_event_log() -> Any:
+    # The first resume after a cold start (a reconnect storm lands on fresh instances) should not also pay
+    # for importing the Firestore client; not gating readiness: replay works without it, only slower.
+    from shared.firestore import get_client
+
+    return get_client()
+
+
 manager.register_all(
     [
         *database_components(settings, "ws-bridge"),
         Component("jwks", bridge.verifier.warm, Priority.CRITICAL, timeout_s=20.0),
         Component("agent_events", start_subscription, Priority.CRITICAL, timeout_s=30.0),
+        Component("event_log", warm_event_log, Priority.LOW, depends_on=("agent_events",), timeout_s=30.0),
     ]
 )
 
@@ -110,10 +119,16 @@ async def websocket_endpoint(ws: WebSocket) -> None:
         hub.stats.refused += 1
         # Nothing but the close frame is sent before authentication; accepting first is what lets the
         # client see the code and reason (a refused handshake is a bare HTTP 403).
-        await ws.accept(subprotocol=subprotocol)
-        await ws.close(code=exc.code, reason=_reason(exc.reason))
+        try:
+            await ws.accept(subprotocol=subprotocol)
+            await ws.close(code=exc.code, reason=_reason(exc.reason))
+        except Exception:  # noqa: S110 - the client left while being checked
+            pass
         return
-    await ws.accept(subprotocol=subprotocol)
+    try:
+        await ws.accept(subprotocol=subprotocol)
+    except Exception:  # the client left while being checked
+        return
     conn = Connection(
         ws,
         identity.user_id,
@@ -122,12 +137,18 @@ async def websocket_endpoint(ws: WebSocket) -> None:
         asyncio.Queue(settings.send_queue_size),
         TokenBucket(settings.max_frames_per_minute),
         identity.method,
+        settings.close_timeout_s,
     )
     if hub.count(identity.user_id) >= settings.max_connections_per_user:
         hub.stats.refused += 1
         limit = settings.max_connections_per_user
-        await ws.send_json({"type": "error", "code": "too_many_connections",
-                            "message": f"at most {limit} connections per user on one instance"})
+        await ws.send_json(
+            {
+                "type": "error",
+                "code": "too_many_connections",
+                "message": f"at most {limit} connections per user on one instance",
+            }
+        )
         await ws.close(code=CLOSE_TRY_AGAIN, reason="too many connections for this user")
         return
     hub.add(conn)
@@ -183,7 +204,31 @@ async def health(request: Request) -> Response:
 
 async def close_all(code: int = CLOSE_RESTART, reason: str = "instance restarting; reconnect and resume") -> None:
     hub.accepting = False
-    await asyncio.gather(*(close(c, code, reason) for c in hub.all()), return_exceptions=True)
+    conns = hub.all()
+    for conn in conns:  # a peer that does not read must not hold the shutdown past Cloud Run's 10 s
+        conn.close_timeout_s = min(conn.close_timeout_s, 2.0)
+    await asyncio.gather(*(close(c, code, reason) for c in conns), return_exceptions=True)
+
+
+_shutdown: asyncio.Task[None] | None = None
+
+
+def begin_shutdown() -> asyncio.Task[None]:
+    """SIGTERM (Cloud Run gives 10 s): stop accepting, close every socket with 1012 so clients reconnect
+    elsewhere at once, then delete the subscription. Idempotent: the signal and the lifespan share it."""
+    global _shutdown
+    if _shutdown is None:
+        _shutdown = asyncio.get_running_loop().create_task(_shut_down())
+    return _shutdown
+
+
+async def _shut_down() -> None:
+    started = time.monotonic()
+    count = hub.total
+    await close_all()
+    if manager.is_up("agent_events"):
+        await asyncio.to_thread(manager.resource("agent_events").stop)
+    log.info("shut down", extra={"closed": count, "shutdown_ms": round((time.monotonic() - started) * 1000)})
 
 
 @asynccontextmanager
@@ -202,9 +247,7 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
     finally:
         sweeper.cancel()
-        await close_all()
-        if manager.is_up("agent_events"):
-            await asyncio.to_thread(manager.resource("agent_events").stop)
+        await begin_shutdown()
         await peers.aclose()
 
 

@@ -80,23 +80,38 @@ async def catch_up(
     conn: Connection,
     sub: Subscription,
     events: AsyncIterator[AgentEvent],
+    page_size: int,
     ack: dict[str, Any] | None = None,
 ) -> int:
-    """Send the log's events, then the live events buffered meanwhile, then ``ack``; end buffering.
-    Returns how many events came from the log. Awaiting the queue here is the backpressure of a replay:
-    a long replay never overflows the send queue, it waits for the client to read."""
+    """Send the log's events, then what live traffic brought meanwhile (runs deferred by a full buffer are
+    read again from the log, the buffer is merged), then ``ack``; end buffering. Returns how many events came
+    from the log. Awaiting the queue here is the backpressure of a replay: a long replay never overflows the
+    send queue, it waits for the client to read."""
     replayed = 0
 
     def current() -> bool:
         return not conn.closed and conn.subscriptions.get(sub.thread_id) is sub
 
-    async for event in events:
-        if not current():
-            return replayed
-        if sub.accept(event):
-            await conn.queue.put(event.to_frame())
-            replayed += 1
+    async def send(source: AsyncIterator[AgentEvent]) -> bool:
+        nonlocal replayed
+        async for event in source:
+            if not current():
+                return False
+            if sub.accept(event):
+                await conn.queue.put(event.to_frame())
+                replayed += 1
+        return True
+
+    if not await send(events):
+        return replayed
     while current():
+        if sub.deferred:
+            runs, sub.deferred = sub.deferred, {}
+            for run_id, lowest in runs.items():
+                after = sub.last_seq.get(run_id, lowest - 1)
+                if not await send(log_events(conn.user_id, sub.thread_id, run_id, after, page_size)):
+                    return replayed
+            continue
         if sub.buffer:
             pending, sub.buffer = sub.buffer, []
             for delivery in pending:
@@ -107,7 +122,7 @@ async def catch_up(
             frame, ack = _dumps({**ack, "replayed": replayed}), None
             await conn.queue.put(frame)
             continue
-        sub.replaying = False  # no await between the empty check and this: nothing can slip in
+        sub.replaying = False  # no await between the empty checks and this: nothing can slip in
         break
     return replayed
 
@@ -123,7 +138,7 @@ def repairer(page_size: int):  # noqa: ANN201 - returns the hub's RepairFn
         """A live event skipped a seq: read the missing range from the log, then merge the buffer."""
         after = sub.last_seq.get(run_id, 0)
         try:
-            await catch_up(conn, sub, log_events(conn.user_id, sub.thread_id, run_id, after, page_size))
+            await catch_up(conn, sub, log_events(conn.user_id, sub.thread_id, run_id, after, page_size), page_size)
         except asyncio.CancelledError:
             raise
         except Exception as exc:

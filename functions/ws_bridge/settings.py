@@ -24,6 +24,17 @@ class BridgeSettings(ServiceSettings, TokenVerifySection, DatabaseSection):
     send_queue_size: int = Field(
         1000, ge=10, description="frames buffered per connection before it is closed with 1013 (slow consumer)"
     )
+    replay_buffer_size: int = Field(
+        500,
+        ge=10,
+        description="live events held per subscription while it replays; beyond, they are re-read from the log",
+    )
+    close_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        le=60,
+        description="seconds a close frame may wait for a peer that does not read, before the socket is aborted",
+    )
     ticket_connection_ttl_s: int = Field(
         900, ge=60, description="seconds a connection opened with a ticket lives before an `auth` frame is needed"
     )

@@ -117,6 +117,7 @@ ERROR_CODES: dict[str, str] = {
     "replay_unavailable": "the event log could not be read; subscribe again",
     "chat_requires_token": "a ticket connection sends an `auth` frame before chatting",
     "agent_unavailable": "the agent API is unreachable; retry with the same client_message_id",
+    "chat_failed": "the agent API refused the chat without an error code of its own (its code is passed through)",
     "invalid_token": "an `auth` frame with a bad token, or another user's",
     "auth_unavailable": "token keys could not be fetched; retry",
     "binary_not_supported": "binary frames are not accepted",

@@ -53,8 +53,13 @@ class WsEnv:
 
         keyset = parse_keyset((self.auth.local_dir / "auth_keyset.json").read_text())
         token, _ = sign_access_token(
-            keyset, user_id=user_id, email="short@example.com", permissions=[], issuer=self.auth.issuer,
-            audience=self.auth.audience, ttl_s=ttl_s,
+            keyset,
+            user_id=user_id,
+            email="short@example.com",
+            permissions=[],
+            issuer=self.auth.issuer,
+            audience=self.auth.audience,
+            ttl_s=ttl_s,
         )
         return token
 

@@ -127,8 +127,13 @@ class EventSource:
             last = events[min(len(events), start + 400) - 1]
             batch.set(
                 self.run_doc(last.run_id),
-                {"run_id": last.run_id, "thread_id": last.thread_id, "user_id": user_id, "last_seq": last.seq,
-                 "created_at": events[0].ts},
+                {
+                    "run_id": last.run_id,
+                    "thread_id": last.thread_id,
+                    "user_id": user_id,
+                    "last_seq": last.seq,
+                    "created_at": events[0].ts,
+                },
                 merge=True,
             )
             batch.commit()

@@ -38,8 +38,13 @@ def chat_stack(
     stack.create_topology()
     stack.start_worker(MOCK_LLM_TOKEN_DELAY_MS="10")
     stack.start_api()
-    env = {**stack.env(), **auth_service_session.env, "AGENT_API_URL": stack.api_url,
-           "AUTH_URL": auth_service_session.url, "ALLOWED_ORIGINS": "http://localhost:*"}
+    env = {
+        **stack.env(),
+        **auth_service_session.env,
+        "AGENT_API_URL": stack.api_url,
+        "AUTH_URL": auth_service_session.url,
+        "ALLOWED_ORIGINS": "http://localhost:*",
+    }
     bridges = (start_bridge(**env), start_bridge(**env))
     yield stack, *bridges
     stack.stop()
@@ -56,8 +61,9 @@ def test_chat_frame_runs_the_agent_and_streams_the_run(chat_stack, ws_env) -> No
     async def run() -> None:
         ws, _ = await connect(a.url, token)
         cmid = f"m-{uuid.uuid4().hex[:8]}"
-        await ws.send(json.dumps({"type": "chat", "content": "Where does my GPT-4o spend go?",
-                                  "client_message_id": cmid}))
+        await ws.send(
+            json.dumps({"type": "chat", "content": "Where does my GPT-4o spend go?", "client_message_id": cmid})
+        )
         accepted = await recv(ws, 30)
         assert accepted["type"] == "chat_accepted" and accepted["client_message_id"] == cmid, accepted
         run_id, thread_id = accepted["run_id"], accepted["thread_id"]
@@ -68,21 +74,38 @@ def test_chat_frame_runs_the_agent_and_streams_the_run(chat_stack, ws_env) -> No
         assert {f["run_id"] for f in events} == {run_id}
         assert [f["type"] for f in frames if "seq" not in f] == ["subscribed"]
 
-        await ws.send(json.dumps({"type": "chat", "content": "Where does my GPT-4o spend go?",
-                                  "client_message_id": cmid}))
+        await ws.send(
+            json.dumps({"type": "chat", "content": "Where does my GPT-4o spend go?", "client_message_id": cmid})
+        )
         again = await recv(ws, 30)
         assert again["type"] == "chat_accepted" and again["run_id"] == run_id and again["replayed"] is True
 
-        await ws.send(json.dumps({"type": "chat", "thread_id": str(uuid.uuid4()), "content": "hi",
-                                  "client_message_id": f"m-{uuid.uuid4().hex[:8]}"}))
+        await ws.send(
+            json.dumps(
+                {
+                    "type": "chat",
+                    "thread_id": str(uuid.uuid4()),
+                    "content": "hi",
+                    "client_message_id": f"m-{uuid.uuid4().hex[:8]}",
+                }
+            )
+        )
         error = await recv(ws, 30)
         assert error["type"] == "error" and error["code"] == "not_found", error
 
         other, _ = await connect(b.url, token)
         await other.send(json.dumps({"type": "subscribe", "thread_id": thread_id}))
         assert (await recv(other))["type"] == "subscribed"
-        await ws.send(json.dumps({"type": "chat", "thread_id": thread_id, "content": "And for Claude?",
-                                  "client_message_id": f"m-{uuid.uuid4().hex[:8]}"}))
+        await ws.send(
+            json.dumps(
+                {
+                    "type": "chat",
+                    "thread_id": thread_id,
+                    "content": "And for Claude?",
+                    "client_message_id": f"m-{uuid.uuid4().hex[:8]}",
+                }
+            )
+        )
         second = (await recv(ws, 30))["run_id"]
         for sock in (ws, other):
             got = await until(sock, lambda f: f.get("type") == "agent_completed", timeout=60)

@@ -280,3 +280,52 @@ def test_event_source_matches_the_worker_layout(ws_env: WsEnv) -> None:
             else:
                 os.environ[k] = v
         firestore.reset_client()
+
+
+def test_scenario_29_live_events_during_a_slow_replay_stay_bounded_and_nothing_is_lost(
+    start_bridge, ws_env: WsEnv
+) -> None:
+    """Scenario 29: a client replays 200 logged events while reading slowly (its send queue holds 10 frames,
+    so the replay waits for it) and the run keeps producing. Its replay buffer holds only 10 live events:
+    when it overflows, the buffered events are dropped and read again from the event log, instead of the
+    client being closed. The client is not a slow consumer, so it stays connected and gets 1..N exactly once,
+    in order."""
+    bridge = start_bridge(REPLAY_PAGE_SIZE="50", REPLAY_BUFFER_SIZE="10", SEND_QUEUE_SIZE="10")
+    token, user_id = ws_env.user("overflow")
+    thread = ws_env.thread(user_id)
+    run_id = new_run()
+    source = ws_env.source
+    source.log_many(user_id, [source.event(thread, run_id, seq) for seq in range(1, 201)])
+    total = 260
+    stop = threading.Event()
+
+    def produce() -> None:
+        for seq in range(201, total + 1):
+            if stop.is_set():
+                return
+            source.emit(user_id, thread, run_id, seq, "agent_completed" if seq == total else "partial_result")
+
+    async def run() -> list[dict]:
+        ws, _ = await connect(bridge.url, token, max_queue=1)
+        producer = threading.Thread(target=produce)
+        producer.start()
+        frames: list[dict] = []
+        try:
+            await ws.send(json.dumps({"type": "subscribe", "thread_id": thread, "run_id": run_id, "after_seq": 0}))
+            while not frames or frames[-1].get("type") != "agent_completed":
+                frames.append(await recv(ws, 30))
+                if len(frames) < 200:
+                    await asyncio.sleep(0.01)  # reads slowly while the replay runs
+        finally:
+            stop.set()
+            await asyncio.to_thread(producer.join)
+        await ws.close()
+        return frames
+
+    frames = asyncio.run(run())
+    assert [f["type"] for f in frames if "seq" not in f] == ["subscribed"]
+    assert seqs(frames) == list(range(1, total + 1))
+    stats = bridge.startup()["stats"]
+    print(f"stats: {stats}")
+    assert stats["replay_overflows"] > 0, "the replay buffer never overflowed: the test did not test it"
+    assert stats["slow_consumers_closed"] == 0

@@ -13,7 +13,7 @@ import pytest
 import websockets
 
 from tests.ws_bridge.conftest import WsEnv
-from tests.ws_bridge.helpers import RawClient, connect, protocols, recv
+from tests.ws_bridge.helpers import RawClient, connect, new_run, protocols, recv, seqs, subscribe, until
 
 
 def test_scenario_14_connection_burst_on_a_just_started_bridge(start_bridge, ws_env: WsEnv) -> None:
@@ -128,3 +128,89 @@ def test_default_fd_limit_is_reported(start_bridge) -> None:
     assert limit["max_connections"] > 0
 
 
+def test_scenario_29_slow_consumer_is_closed_1013_others_unaffected(start_bridge, ws_env: WsEnv) -> None:
+    """Scenario 29: a client that stops reading while its run streams 64 KiB events: once the socket buffers
+    and its bounded send queue (10 frames) are full it is closed with 1013 and its queue is dropped; a client
+    of another user on the same instance gets all of its events in order; the slow client resumes with
+    after_seq and gets the rest, nothing twice. The slow client is a bare socket with a 4 KiB receive
+    buffer (a client library would keep reading into its own memory)."""
+    bridge = start_bridge(SEND_QUEUE_SIZE="10")
+    slow_token, slow_id = ws_env.user("slow")
+    fast_token, fast_id = ws_env.user("fast")
+    slow_thread, fast_thread = ws_env.thread(slow_id), ws_env.thread(fast_id)
+    slow_run, fast_run = new_run(), new_run()
+    source = ws_env.source
+    rss_before = bridge.rss_mb()
+
+    def flood(start: int, count: int) -> None:
+        events = [source.event(slow_thread, slow_run, s, pad=65_536) for s in range(start, start + count)]
+        source.log_many(slow_id, events)
+        futures = [source.publish(slow_id, e, wait=False) for e in events]
+        for future in futures:
+            future.result(30)
+
+    slow = RawClient(bridge.port, slow_token, rcvbuf=4096)
+    assert slow.json()["type"] == "connection_established"
+    slow.send_text(json.dumps({"type": "subscribe", "thread_id": slow_thread}))
+    assert slow.json()["type"] == "subscribed"
+
+    async def run() -> None:
+        fast, _ = await connect(bridge.url, fast_token)
+        await subscribe(fast, fast_thread)
+        fast_task = asyncio.ensure_future(until(fast, lambda f: f.get("seq") == 30, timeout=120))
+        sent, fast_seq = 0, 0
+        while bridge.startup()["stats"]["slow_consumers_closed"] == 0:
+            assert sent < 1000, f"the slow consumer was never closed: {bridge.startup()['stats']}"
+            await asyncio.to_thread(flood, sent + 1, 25)
+            sent += 25
+            if fast_seq < 30:
+                fast_seq += 1
+                await asyncio.to_thread(source.emit, fast_id, fast_thread, fast_run, fast_seq)
+        print(
+            f"slow consumer closed after {sent} events of 64 KiB; bridge RSS {rss_before:.0f} -> "
+            f"{bridge.rss_mb():.0f} MiB"
+        )
+        got, code, reason = await asyncio.to_thread(slow.drain)
+        slow.close()
+        assert code == 1013 and "too slow" in reason, (code, reason)
+        delivered = seqs(got)
+        assert delivered == list(range(1, len(delivered) + 1)), "what was delivered has no gap"
+        for seq in range(fast_seq + 1, 31):
+            await asyncio.to_thread(source.emit, fast_id, fast_thread, fast_run, seq)
+        assert seqs(await fast_task) == list(range(1, 31))
+        await fast.close()
+        again, _ = await connect(bridge.url, slow_token, max_size=None)
+        resumed = await subscribe(again, slow_thread, run_id=slow_run, after_seq=len(delivered))
+        assert delivered + seqs(resumed) == list(range(1, sent + 1))
+        await again.close()
+
+    asyncio.run(run())
+    assert httpx.get(f"{bridge.http}/health/live").status_code == 200
+    assert bridge.startup()["queued_frames"] == 0
+
+
+def test_scenario_29_a_peer_that_never_reads_is_cut_off(start_bridge, ws_env: WsEnv) -> None:
+    """Scenario 29: a peer that stops reading for good (its TCP window stays shut, so not even the close frame
+    can be written): once its send queue is full it is closed with 1013, and when that close cannot be
+    delivered within CLOSE_TIMEOUT_S the socket is aborted, so the connection, its slot and its buffers are
+    released instead of being held until the instance dies."""
+    bridge = start_bridge(SEND_QUEUE_SIZE="10", CLOSE_TIMEOUT_S="1")
+    token, user_id = ws_env.user("stuck")
+    thread, run_id = ws_env.thread(user_id), new_run()
+    source = ws_env.source
+    stuck = RawClient(bridge.port, token, rcvbuf=4096)
+    assert stuck.json()["type"] == "connection_established"
+    stuck.send_text(json.dumps({"type": "subscribe", "thread_id": thread}))
+    assert stuck.json()["type"] == "subscribed"
+    sent = 0
+    while bridge.startup()["stats"]["slow_consumers_closed"] == 0:
+        assert sent < 1000, f"the stuck peer was never closed: {bridge.startup()['stats']}"
+        events = [source.event(thread, run_id, s, pad=65_536) for s in range(sent + 1, sent + 26)]
+        source.log_many(user_id, events)
+        for future in [source.publish(user_id, e, wait=False) for e in events]:
+            future.result(30)
+        sent += 25
+    body = bridge.wait(lambda b: b["connections"] == 0, timeout_s=20, what="the stuck connection released")
+    assert body["queued_frames"] == 0 and body["stats"]["aborted"] == 1, body
+    stuck.close()
+    assert httpx.get(f"{bridge.http}/health/live").status_code == 200
