@@ -3,6 +3,9 @@ auth's redirects, the token refreshed before it expires, and the Markdown render
 
 from __future__ import annotations
 
+import json
+from datetime import date
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -123,3 +126,41 @@ def test_markdown_renderer_builds_elements_never_html(web_stack: WebStack, page:
     assert result["code"] == ['<iframe src="https://example.com"></iframe>']
     assert result["tables"] == 2  # the streamed, unfinished table renders as far as it goes
     shot(page, "09-markdown-safety")
+
+
+def test_large_file_goes_in_parts_and_a_bad_file_says_what_is_wrong(web_stack: WebStack, page: Any,
+                                                                    tmp_path: Path) -> None:
+    """A JSONL file over the API's 1 MiB body limit is sent as parts at line boundaries; every row arrives once.
+    A file with a broken row is refused whole, and the page names the row and the field."""
+    from functions.agent.usage.generate import generate
+
+    sign_in(page, web_stack.url)
+    rows = list(generate("support_chatbot", days=1, requests_per_day=4000, seed=3, start=date(2025, 9, 1)))
+    big = tmp_path / "big.jsonl"
+    big.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert big.stat().st_size > 1_100_000
+    with page.expect_request(lambda r: "/api/usage?part=2" in r.url):
+        page.get_by_label("Upload a usage file (JSONL, JSON or CSV)").set_input_files(str(big))
+    page.locator("#upload-status[data-rows-inserted]").wait_for()
+    assert page.locator("#upload-status").text_content() == "Uploaded big.jsonl: 4,000 new rows."
+    page.get_by_text("4,000 records, 2025-09-01 to 2025-09-01").wait_for()
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text("request_id,timestamp,model,input_tokens,output_tokens\nr1,2025-09-01T00:00:00Z,gpt-4o,10,5\n"
+                   "r2,2025-09-01T00:01:00Z,gpt-4o,lots,5\n")
+    page.get_by_label("Upload a usage file (JSONL, JSON or CSV)").set_input_files(str(bad))
+    page.locator("#upload-status[data-rows-inserted='0']").wait_for()
+    status = page.locator("#upload-status").text_content()
+    assert status.startswith("Upload failed: 1 problem(s) in 2 row(s); nothing was stored."), status
+    assert "row 2, input_tokens" in status, status
+
+
+def test_sign_out_ends_the_session(web_stack: WebStack, page: Any) -> None:
+    sign_in(page, web_stack.url)
+    refresh_token = page.evaluate("sessionStorage.getItem('netra.refresh_token')")
+    page.get_by_role("button", name="Sign out").click()
+    page.get_by_role("heading", name="Sign in").wait_for()
+    assert page.locator("#connection-text").text_content() == "Not connected"
+    assert page.evaluate("sessionStorage.getItem('netra.refresh_token')") is None
+    refused = httpx.post(f"{web_stack.api.auth.url}/auth/refresh", json={"refresh_token": refresh_token})
+    assert refused.status_code == 401

@@ -363,7 +363,8 @@ async function upload(file) {
     status.dataset.rowsInserted = String(inserted);
   } catch (error) {
     const first = error.details && error.details.errors && error.details.errors[0];
-    status.textContent = `Upload failed: ${error.message}${first ? ` (row ${first.row}: ${first.message || first.error})` : ""}`;
+    const where = first ? ` First problem: row ${first.row}${first.field ? `, ${first.field}` : ""}: ${first.reason}.` : "";
+    status.textContent = `Upload failed: ${error.message}.${where}`;
     status.dataset.rowsInserted = "0";
   }
   await loadUsage().catch(() => {});
