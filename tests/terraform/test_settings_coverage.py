@@ -89,7 +89,7 @@ def samples(environment: str) -> tuple[dict[str, str], list[tuple[re.Pattern[str
     patterns = [
         (re.compile(r"local\.urls\.(\w+)"), rf"https://\1.{suffix}"),
         (re.compile(r'local\.db_iam_users\["([\w-]+)"\]'), rf"netra-\1@{PROJECT}.iam"),
-        (re.compile(r'lookup\(var\.oauth_client_ids, "(\w+)", ""\)'), r"client-id-of-\1"),
+        (re.compile(r'lookup\(local\.oauth_client_ids, "(\w+)", ""\)'), r"client-id-of-\1"),
         (re.compile(r'local\.secret_resource\["([\w-]+)"\]'), rf"projects/{PROJECT}/secrets/netra-\1"),
     ]
     return values, patterns
@@ -239,3 +239,15 @@ def test_terraform_environment_validates(workload: str, environment: str) -> Non
             # Secret values are samples here; their form is the operator's job (docs/DEPLOY.md).
             problems = [p for p in exc.problems if p.split(":", 1)[0] not in secrets]
             assert not problems, f"{workload} ({cls.__qualname__}, {environment}):\n" + "\n".join(problems)
+
+
+def test_every_sign_in_secret_comes_with_its_client_id() -> None:
+    """A provider's client secret is useless without its client id (sign-in is on only when the id is set): auth
+    gets both for every provider Terraform can turn on, the id from the providers turned on only."""
+    env, secrets = tf_env("auth"), tf_secrets("auth")
+    for provider in ("google", "github"):
+        prefix = provider.upper()
+        assert f"{prefix}_CLIENT_SECRET" in secrets, provider
+        assert env.get(f"{prefix}_CLIENT_ID") == f'${{lookup(local.oauth_client_ids, "{provider}", "")}}', provider
+    only_on = "${{for p in var.sign_in_providers : p => var.oauth_client_ids[p]}}"
+    assert platform()["locals"]["oauth_client_ids"] == only_on

@@ -166,3 +166,50 @@ def test_every_google_resource_uses_only_attributes_of_the_pinned_provider() -> 
     versions = {b["required_providers"][0]["google"]["version"] for p in tf_files()
                 for b in load(p).get("terraform", []) if "google" in b.get("required_providers", [{}])[0]}
     assert versions == {"~> 6.50"}, f"the schema checked is {PROVIDER_VERSION}; pin google to it: {versions}"
+
+
+def test_migration_job_runs_on_every_apply_before_new_revisions() -> None:
+    """The migration job is executed (and waited for) on each apply, and every function and the ws_bridge service
+    are created or updated only after it: no new revision takes traffic against an older schema."""
+    platform = module(PLATFORM_DIR)
+    migrations = platform["resource"]["terraform_data"]["migrations"]
+    assert "${plantimestamp()}" in migrations["triggers_replace"], "must run on every apply, not only on code changes"
+    command = migrations["provisioner"][0]["local-exec"]["command"]
+    assert "gcloud run jobs execute" in command and "--wait" in command
+    assert 'google_cloud_run_v2_job.job["migrate"].name' in command
+    assert "${terraform_data.migrations}" in platform["module"]["function"]["depends_on"]
+    ws_bridge = platform["resource"]["google_cloud_run_v2_service"]["ws_bridge"]
+    assert "${terraform_data.migrations}" in ws_bridge["depends_on"]
+    migrate = platform["locals"]["containers"]["migrate"]
+    assert "python -m shared.db.migrate" in " ".join(migrate)
+
+
+def test_alerts_cover_the_issue_and_read_log_lines_the_code_writes() -> None:
+    """5xx rate, cold-start latency, dead-letter depth and Cloud SQL connection errors each have an alert, and the
+    log-based metrics match what the code logs (the startup manager's line, the database component's name)."""
+    platform = module(PLATFORM_DIR)
+    assert set(platform["resource"]["google_monitoring_alert_policy"]) == {
+        "http_5xx", "cold_start", "dead_letters", "db_connection_errors"}
+    metrics = platform["resource"]["google_logging_metric"]
+    startup_source = (TERRAFORM_DIR.parent / "shared" / "startup.py").read_text()
+    assert 'log.info("startup complete", extra={"startup_ms"' in startup_source
+    assert "startup complete" in metrics["startup_ms"]["filter"]
+    assert metrics["startup_ms"]["value_extractor"] == "EXTRACT(jsonPayload.startup_ms)"
+    assert 'Component("database"' in (TERRAFORM_DIR.parent / "shared" / "service.py").read_text()
+    assert 'jsonPayload.component=\\"database\\"' in metrics["db_connection_errors"]["filter"]
+    assert "httpRequest.status>=500" in metrics["http_5xx"]["filter"]
+    # The dead-letter alert watches the *-dlq-pull subscriptions: one per dead-letter topic.
+    topology = json.loads((TERRAFORM_DIR.parent / "shared" / "pubsub_topology.json").read_text())
+    dead_letter_topics = {t["dead_letter_topic"] for t in topology["topics"].values() if t.get("dead_letter_topic")}
+    pulls = {s["topic"] for name, s in topology["subscriptions"].items() if name.endswith("-dlq-pull")}
+    assert dead_letter_topics and pulls == dead_letter_topics
+    dlq_filter = platform["resource"]["google_monitoring_alert_policy"]["dead_letters"]["conditions"][0][
+        "condition_threshold"][0]["filter"]
+    assert 'ends_with("-dlq-pull")' in dlq_filter
+
+
+def test_warmup_pings_health_ready_with_an_oidc_token() -> None:
+    job = module(PLATFORM_DIR)["resource"]["google_cloud_scheduler_job"]["warmup"]
+    target = job["http_target"][0]
+    assert target["uri"] == "${each.value}/health/ready" and target["http_method"] == "GET"
+    assert target["oidc_token"][0]["audience"] == "${each.value}"

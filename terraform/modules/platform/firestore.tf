@@ -1,5 +1,6 @@
 # Firestore (native mode) for short-lived, real-time state, with TTL policies on `expires_at` for every
 # collection whose documents expire (names go through FIRESTORE_COLLECTION_PREFIX, as collection_name() does).
+# tests/terraform/test_firestore_ttl.py derives the list from the code and fails when the two differ.
 
 locals {
   # Collection (group) ids whose documents carry expires_at. "events" is the collection group of
@@ -7,9 +8,9 @@ locals {
   ttl_collections = [
     "auth_codes",
     "events",
-    "idempotency",
     "oauth_states",
     "rate_limits",
+    "refresh_families",
     "refresh_tokens",
     "runs",
     "ws_tickets",

@@ -1,7 +1,7 @@
 # Cloud Run jobs from the app image: the migration job (python -m shared.db.migrate, then grants for the
 # IAM database users) and the usage rollup job (python -m functions.agent.rollup_job, on a schedule).
 #
-# The migration job runs during every apply that changes code or migrations, and the functions and the
+# The migration job runs during every apply (a no-op when the schema is current), and the functions and the
 # ws_bridge service depend on it: new revisions are created only after the schema they need exists.
 # Migrations must therefore be additive (expand, deploy, contract later), since the previous revisions
 # keep serving while the job runs.
@@ -76,10 +76,13 @@ resource "google_cloud_run_v2_job" "job" {
   ]
 }
 
-# Run the migration job and wait for it, whenever the code or the migrations change. Needs gcloud on the
-# machine running terraform; a failed migration fails the apply before any new revision is created.
+# Run the migration job and wait for it, on every apply: a new revision can also come from a changed setting
+# without a code change, and the job costs little when there is nothing to apply (plantimestamp() changes on
+# each plan, so the plan always shows this one replacement). Needs gcloud on the machine running terraform; a
+# failed migration fails the apply before any new revision is created.
 resource "terraform_data" "migrations" {
   triggers_replace = [
+    plantimestamp(),
     module.app_source.source_hash,
     google_cloud_run_v2_job.job["migrate"].id,
   ]

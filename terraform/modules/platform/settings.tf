@@ -5,6 +5,10 @@
 # Secret Manager references, and the result validates with NETRA_ENV=staging). Empty values are not set.
 
 locals {
+  # Client ids of the sign-in providers turned on only: a provider left out of sign_in_providers stays off even
+  # when its id is still in oauth_client_ids.
+  oauth_client_ids = { for p in var.sign_in_providers : p => var.oauth_client_ids[p] }
+
   service_env = {
     auth = {
       NETRA_ENV                   = var.environment
@@ -24,6 +28,9 @@ locals {
       AUTH_ISSUER                 = local.urls.auth
       TOKEN_AUDIENCE              = "netra-apex"
       TOKEN_KEYSET_SECRET         = local.secret_resource["auth-signing-keys"]
+      # A provider's sign-in is on when its client id is set (its secret comes from secret_env below).
+      GOOGLE_CLIENT_ID = lookup(local.oauth_client_ids, "google", "")
+      GITHUB_CLIENT_ID = lookup(local.oauth_client_ids, "github", "")
     }
     "agent-api" = {
       NETRA_ENV                   = var.environment

@@ -51,6 +51,10 @@ variable "oauth_client_ids" {
   description = "Public OAuth client ids per provider (the secrets go to Secret Manager), e.g. { google = \"123.apps.googleusercontent.com\" }."
   type        = map(string)
   default     = {}
+  validation {
+    condition     = alltrue([for p in var.sign_in_providers : try(var.oauth_client_ids[p] != "", false)])
+    error_message = "oauth_client_ids needs the client id of every provider in sign_in_providers."
+  }
 }
 
 variable "llm_models" {
