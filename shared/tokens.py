@@ -10,9 +10,10 @@ seen it before the first token that needs it; until then the previous key keeps 
 in the keyset (published) until the tokens it signed have expired; :func:`prune_keyset` drops it after that.
 
 Encoding and verification are PyJWT's (algorithm pinned to ES256; exp, iat, sub, iss and aud required). A
-hand-written ES256 on bare `cryptography` was tried for import time and measured: it saved about 0.1 s of
-import per cold start but auth missed the cold-start target either way (figures in docs/PERFORMANCE.md, auth
-section), so the well-kept library stays. Only the JWK <-> key conversion avoids PEM parsing (``x``/``y``).
+hand-written ES256 on bare `cryptography` was tried for import time and measured: PyJWT adds 40-165 ms of
+import, yet auth's cold start was the same within noise with either and missed the 1.5x target with both
+(figures in docs/PERFORMANCE.md, "Auth"), so the well-kept library stays. Keys carry their public half
+(``x``/``y``) so publishing the JWKS needs no PEM parsing.
 
 No Google client library is imported here (cold start of every verifying service).
 """
