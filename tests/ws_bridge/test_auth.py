@@ -142,3 +142,22 @@ def test_connections_per_user_limit(start_bridge, ws_env: WsEnv) -> None:
             await ws.close()
 
     asyncio.run(run())
+
+
+def test_ticket_while_auth_is_unreachable_is_a_retryable_1013(start_bridge, ws_env: WsEnv) -> None:
+    """Scenario 16: a ticket cannot be redeemed because auth is down: the refusal is the retryable 1013 with
+    a reason saying so (not 1008, which would send the user back to sign-in), and nothing is sent before it.
+    Tokens keep working: they are verified locally against the cached keys."""
+    from emulators.postgres import free_port
+
+    bridge = start_bridge(AUTH_URL=f"http://127.0.0.1:{free_port()}")  # nothing listens there
+    token, user_id = ws_env.user("ticket-down")
+
+    async def run() -> None:
+        code, reason, got = await closed_code(f"{bridge.url}?ticket=some-ticket-value-123")
+        assert (code, got) == (1013, []) and "auth unreachable" in reason, (code, reason, got)
+        ws, hello = await connect(bridge.url, token)
+        assert hello["user_id"] == user_id
+        await ws.close()
+
+    asyncio.run(run())

@@ -130,10 +130,11 @@ def test_default_fd_limit_is_reported(start_bridge) -> None:
 
 def test_scenario_29_slow_consumer_is_closed_1013_others_unaffected(start_bridge, ws_env: WsEnv) -> None:
     """Scenario 29: a client that stops reading while its run streams 64 KiB events: once the socket buffers
-    and its bounded send queue (10 frames) are full it is closed with 1013 and its queue is dropped; a client
-    of another user on the same instance gets all of its events in order; the slow client resumes with
-    after_seq and gets the rest, nothing twice. The slow client is a bare socket with a 4 KiB receive
-    buffer (a client library would keep reading into its own memory)."""
+    and its bounded send queue (10 frames) are full it is closed with 1013 and its queue is dropped. Only it:
+    a client of another user on the same instance gets all of its events in order, and a second socket of the
+    same user on the same thread, which reads, gets every one of the flood's events in order and stays open.
+    The slow client resumes with after_seq and gets the rest, nothing twice. The slow client is a bare socket
+    with a 4 KiB receive buffer (a client library would keep reading into its own memory)."""
     bridge = start_bridge(SEND_QUEUE_SIZE="10")
     slow_token, slow_id = ws_env.user("slow")
     fast_token, fast_id = ws_env.user("fast")
@@ -158,6 +159,15 @@ def test_scenario_29_slow_consumer_is_closed_1013_others_unaffected(start_bridge
         fast, _ = await connect(bridge.url, fast_token)
         await subscribe(fast, fast_thread)
         fast_task = asyncio.ensure_future(until(fast, lambda f: f.get("seq") == 30, timeout=120))
+        sibling, _ = await connect(bridge.url, slow_token, max_size=None)
+        await subscribe(sibling, slow_thread)
+        sibling_seqs: list[int] = []
+
+        async def read_sibling() -> None:
+            async for text in sibling:
+                sibling_seqs.append(json.loads(text)["seq"])
+
+        sibling_task = asyncio.ensure_future(read_sibling())
         sent, fast_seq = 0, 0
         while bridge.startup()["stats"]["slow_consumers_closed"] == 0:
             assert sent < 1000, f"the slow consumer was never closed: {bridge.startup()['stats']}"
@@ -179,6 +189,13 @@ def test_scenario_29_slow_consumer_is_closed_1013_others_unaffected(start_bridge
             await asyncio.to_thread(source.emit, fast_id, fast_thread, fast_run, seq)
         assert seqs(await fast_task) == list(range(1, 31))
         await fast.close()
+        deadline = time.monotonic() + 60
+        while len(sibling_seqs) < sent and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        assert sibling_seqs == list(range(1, sent + 1)), "the same user's reading socket lost or reordered events"
+        assert not sibling_task.done(), "the same user's reading socket was closed"
+        sibling_task.cancel()
+        await sibling.close()
         again, _ = await connect(bridge.url, slow_token, max_size=None)
         resumed = await subscribe(again, slow_thread, run_id=slow_run, after_seq=len(delivered))
         assert delivered + seqs(resumed) == list(range(1, sent + 1))
