@@ -30,6 +30,11 @@ def test_sign_in_upload_ask_and_read_the_report(web_stack: WebStack, page: Any, 
     page.goto(web_stack.url)
     page.get_by_role("heading", name="Sign in").wait_for()
     shot(page, "01-sign-in")
+    page.emulate_media(color_scheme="dark")
+    page.set_viewport_size({"width": 390, "height": 844})
+    shot(page, "01-sign-in-phone-dark")
+    page.emulate_media(color_scheme="light")
+    page.set_viewport_size({"width": 1280, "height": 900})
     email = sign_in(page, web_stack.url)
     assert page.locator("#connection-text").text_content() == "Connected"
 
@@ -80,6 +85,7 @@ def test_sign_in_upload_ask_and_read_the_report(web_stack: WebStack, page: Any, 
     page.emulate_media(color_scheme="dark")
     shot(page, "04-report-dark")
     page.set_viewport_size({"width": 390, "height": 844})
+    shot(page, "05-phone-dark-top")
     page.locator("figure[data-chart=savings]").scroll_into_view_if_needed()
     shot(page, "05-report-phone-dark")
     page.emulate_media(color_scheme="light")

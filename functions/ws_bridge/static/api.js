@@ -138,6 +138,7 @@ export class Session extends EventTarget {
         })
         .catch((error) => {
           if (error instanceof ApiError && error.status === 401) this.clear("Your session ended; sign in again.");
+          else this.schedule(12.5); // auth unreachable for now: try again in 10 s (80 % of 12.5)
           throw error;
         })
         .finally(() => {
@@ -196,7 +197,19 @@ export class Api {
   }
 
   threads() { return this.request("GET", "/api/threads?limit=50"); }
-  messages(threadId) { return this.request("GET", `/api/threads/${threadId}/messages?limit=100`); }
+  /** The whole conversation, oldest first: the API pages forward only, so long threads take several calls. */
+  async messages(threadId, maxPages = 20) {
+    const items = [];
+    let cursor = null;
+    for (let page = 0; page < maxPages; page += 1) {
+      const query = cursor ? `&cursor=${encodeURIComponent(cursor)}` : "";
+      const body = await this.request("GET", `/api/threads/${threadId}/messages?limit=100${query}`);
+      items.push(...body.items);
+      cursor = body.next_cursor;
+      if (!cursor) break;
+    }
+    return { items, next_cursor: cursor };
+  }
   run(runId) { return this.request("GET", `/api/runs/${runId}`); }
   events(runId, afterSeq) { return this.request("GET", `/api/runs/${runId}/events?after_seq=${afterSeq}`); }
   post(content, threadId, clientMessageId) {
