@@ -86,11 +86,17 @@ def test_replayed_state_is_refused(signin: SignInStack) -> None:
     """Security: a callback (state + provider code) replayed after use is refused."""
     browser = Browser()
     try:
-        journey = browser.go(signin.login_url("google", "replay@example.com"))
-        assert "code" in journey.params
-        callback = journey.hop_to("/auth/callback")
-        replay = browser.client.get(callback)
+        stopped = browser.go(signin.login_url("google", "replay@example.com"), stop_at="/auth/callback")
+        callback = stopped.final
+        # The binding cookie is replayed too (the same browser, or a thief who has both): the refusal must come
+        # from the state being single use, not from the cookie that the first callback cleared.
+        binding = {c.name: c.value for c in browser.client.cookies.jar if c.name.startswith("netra_signin_")}
+        assert binding, "the login set a binding cookie"
+        first = httpx.get(callback, cookies=binding)
+        assert first.status_code == 302 and "code=" in first.headers["Location"]
+        replay = httpx.get(callback, cookies=binding)
         assert replay.status_code == 400 and replay.json()["error"]["code"] == "invalid_state"
+        assert "already used" in replay.json()["error"]["message"]
         forged = browser.client.get(f"{signin.auth.url}/auth/callback?code=abc&state={secrets.token_urlsafe(32)}")
         assert forged.status_code == 400 and forged.json()["error"]["code"] == "invalid_state"
         missing = browser.client.get(f"{signin.auth.url}/auth/callback?code=abc")
