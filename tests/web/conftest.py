@@ -31,7 +31,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
                  "--disable-dev-shm-usage"]
 # Slow enough that a run lasts a few seconds (two model calls of ~40 tokens each), so a bridge can die mid-run.
-WORKER_ENV = {"AGENT_PIPELINE": "auto", "MOCK_LLM_TOKEN_DELAY_MS": "40"}
+WORKER_ENV = {"AGENT_PIPELINE": "auto", "MOCK_LLM_TOKEN_DELAY_MS": "25"}
 
 
 @dataclass

@@ -11,6 +11,8 @@ bill from $129.68 to $53.90. gpt-4o costs $5.20 of the $8.65 total (60.2 %).
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -127,3 +129,38 @@ def test_bridge_killed_mid_run_page_resumes_without_duplicates(web_stack: WebSta
     assert_matches_log(rows, web_stack.events(token(page), run_id))
     assert page.locator("figure[data-chart=savings] li").first.locator(".value").text_content() == "$36.78/mo"
     shot(page, "08-resumed-and-completed")
+
+
+def test_chat_sent_again_when_its_acceptance_was_lost(web_stack: WebStack, page: Any, tmp_path: Path) -> None:
+    """The connection drops after the bridge took a chat but before the page saw `chat_accepted`. Reconnected,
+    the page sends the same chat again (same client_message_id): one message, one run, every event once."""
+    dropped: list[str] = []
+
+    def relay(ws: Any) -> None:  # the real bridge behind; only this one frame is lost with its connection
+        server = ws.connect_to_server()
+        ws.on_message(server.send)
+
+        def from_server(message: str | bytes) -> None:
+            if not dropped and isinstance(message, str) and '"chat_accepted"' in message:
+                dropped.append(message)
+                ws.close(code=4000, reason="connection lost")
+                server.close()
+                return
+            ws.send(message)
+
+        server.on_message(from_server)
+
+    page.route_web_socket(re.compile(r"/ws$"), relay)
+    sign_in(page, web_stack.url)
+    upload_dataset_a(page, tmp_path)
+    ask(page, QUESTION)
+    page.locator("article.run[data-status=completed]").wait_for(timeout=60_000)
+    assert dropped and page.locator("#connection-text").text_content() == "Connected (resumed)"
+    assert page.locator("article.run").count() == 1 and page.locator(".message.user").count() == 1
+    run_id = last_run_id(page)
+    assert run_id == json.loads(dropped[0])["run_id"]
+    assert_matches_log(run_rows(page, run_id), web_stack.events(token(page), run_id))
+    with web_stack.api.stack.client(token(page)) as client:
+        thread_id = client.get(f"/api/runs/{run_id}").json()["thread_id"]
+        roles = [m["role"] for m in client.get(f"/api/threads/{thread_id}/messages").json()["items"]]
+    assert roles == ["user", "assistant"]

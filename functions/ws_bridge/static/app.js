@@ -262,9 +262,22 @@ function chatAccepted(accepted) {
   state.pendingChats.delete(accepted.client_message_id);
   const isNew = state.threadId !== accepted.thread_id;
   state.threadId = accepted.thread_id;
-  runView(accepted.run_id, accepted.thread_id);
+  const view = runView(accepted.run_id, accepted.thread_id);
+  if (accepted.replayed && !view.done) {
+    // A chat sent again after a lost connection: its run may be under way or over; replay it from the start.
+    view.resyncing = true;
+    state.socket.send({ type: "subscribe", thread_id: view.threadId, run_id: view.runId, after_seq: view.lastSeq });
+  }
   if (isNew) loadThreads().catch(() => {});
   setBusy(false);
+}
+
+/** After a reconnection: chats whose acceptance never arrived are sent again (idempotent by client_message_id). */
+function resendPendingChats() {
+  for (const [id, chat] of state.pendingChats) {
+    state.socket.send({ type: "chat", content: chat.content, client_message_id: id,
+                        ...(chat.threadId ? { thread_id: chat.threadId } : {}) });
+  }
 }
 
 async function postByRest(content, threadId, clientMessageId) {
@@ -405,7 +418,10 @@ async function boot() {
   state.socket = new Socket(urls.wsUrl, state.session);
   state.socket.addEventListener("state", (e) => onSocketState(e.detail));
   state.socket.addEventListener("frame", (e) => onFrame(e.detail));
-  state.socket.addEventListener("open", () => subscribeThread());
+  state.socket.addEventListener("open", () => {
+    subscribeThread();
+    resendPendingChats();
+  });
   state.session.addEventListener("signedout", (e) => signedOut(e.detail));
   const config = await state.session.loadConfig();
   renderSignIn(config);
