@@ -405,3 +405,18 @@ def test_the_document_checker_catches_drift() -> None:
     assert violations({"records": "3", "surprise": 1}, summary, doc) == [
         "$: missing tokens", "$: missing models", "$: missing field_coverage", "$: missing uploads",
         "$: missing data_version", "$.records: '3' is not integer", "$: surprise is not documented"]
+
+
+def test_each_user_sees_and_deletes_only_their_own_records(api: str, intel_db: Any) -> None:
+    """Summary and delete act on the caller's records only, even given another user's upload id; the same
+    request_id under two users is two records (idempotency is per user)."""
+    alice, bob = make_user(intel_db), make_user(intel_db)
+    with httpx.Client(base_url=api, headers={"Authorization": f"Bearer {alice}"}, trust_env=False) as a, \
+            httpx.Client(base_url=api, headers={"Authorization": f"Bearer {bob}"}, trust_env=False) as b:
+        upload_a = a.post("/api/usage", content=jsonl([base_row("same-id"), base_row("a-only")])).json()
+        assert b.post("/api/usage", content=jsonl([base_row("same-id")])).json()["rows_inserted"] == 1
+        assert b.get("/api/usage/summary").json()["records"] == 1
+        assert b.delete(f"/api/usage?upload_id={upload_a['upload_id']}").json()["deleted"] == 0
+        assert b.delete("/api/usage").json()["deleted"] == 1
+        assert a.get("/api/usage/summary").json()["records"] == 2
+    assert [r["request_id"] for r in stored(intel_db, alice)] == ["a-only", "same-id"]
