@@ -15,6 +15,7 @@ import os
 import sys
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,8 +31,9 @@ ARTIFACTS = REPO_ROOT / "test-artifacts" / "web"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
                  "--disable-dev-shm-usage"]
-# Slow enough that a run lasts a few seconds (two model calls of ~40 tokens each), so a bridge can die mid-run.
-WORKER_ENV = {"AGENT_PIPELINE": "auto", "MOCK_LLM_TOKEN_DELAY_MS": "25"}
+# Slow enough that a run outlasts its first tool calls by a second or so (two model calls of ~45 tokens each),
+# so a bridge can die mid-run.
+WORKER_ENV = {"AGENT_PIPELINE": "auto", "MOCK_LLM_TOKEN_DELAY_MS": "15"}
 
 
 @dataclass
@@ -87,37 +89,52 @@ def web_stack(pg_server: Any, firestore_emulator_host: str,
     from tests.fixtures.pubsub import start_emulator_process
 
     url = pg_server.url_for(f"web_{uuid.uuid4().hex[:10]}")
-    connector = Connector(MigrateSettings.model_validate({"database_url": url}))
-    migrate(connector)
-    connector.close()
     workdir = Path(tmp_path_factory.mktemp("web"))
-    pubsub, pubsub_host = start_emulator_process("embedded")
     # GitHub sign-in through the local stand-in (it signs octocat@example.com in at once), as in tests/auth.
     github = start_github()
-    api = stack = None
-    try:
-        # tests.agent.conftest.start_api_env, with auth configured for a provider.
-        auth = start_auth(url, workdir / "auth", {
+    pool = ThreadPoolExecutor(4, thread_name_prefix="web-stack")
+    # What tests.agent.conftest.start_api_env does, with auth configured for a provider, and what does not depend
+    # on each other started at once: the package's setup is most of its time.
+    emulator = pool.submit(start_emulator_process, "embedded")
+
+    def start_auth_service() -> Any:
+        connector = Connector(MigrateSettings.model_validate({"database_url": url}))
+        migrate(connector)
+        connector.close()
+        return start_auth(url, workdir / "auth", {
             "GITHUB_CLIENT_ID": github.client_id, "GITHUB_CLIENT_SECRET": github.client_secret,
             "GITHUB_OAUTH_BASE_URL": github.url, "GITHUB_API_BASE_URL": github.url,
         }, firestore_host=firestore_emulator_host)
+
+    auth_started = pool.submit(start_auth_service)
+    api = stack = pubsub = None
+    try:
+        pubsub, pubsub_host = emulator.result()
+        auth = auth_started.result()
         agent = AgentStack(db_url=url, pubsub_host=pubsub_host, firestore_host=firestore_emulator_host,
                            workdir=workdir, jwks_url=auth.jwks_url, issuer=auth.issuer)
         api = ApiEnv(agent, auth)
         agent.create_topology()
-        agent.start_worker(**WORKER_ENV)
-        agent.start_api()
         bridge_env = {**agent.env(), **auth.env, "AUTH_URL": auth.url, "AGENT_API_URL": agent.api_url}
         stack = WebStack(api, bridge_env)
-        stack.start_bridge()
+        started = [pool.submit(agent.start_worker, **WORKER_ENV), pool.submit(agent.start_api),
+                   pool.submit(stack.start_bridge)]
+        for future in started:
+            future.result()
         yield stack
     finally:
+        pool.shutdown(wait=True)
         if stack is not None:
             stack.stop()
         if api is not None:
             stop_api_env(api)
+        elif auth_started.done() and auth_started.exception() is None:
+            auth_started.result().stop()
         github.stop()
-        pubsub.stop()
+        if pubsub is not None:
+            pubsub.stop()
+        elif emulator.done() and emulator.exception() is None:
+            emulator.result()[0].stop()
 
 
 @pytest.fixture(scope="package")

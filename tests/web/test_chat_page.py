@@ -83,7 +83,6 @@ def test_sign_in_upload_ask_and_read_the_report(web_stack: WebStack, page: Any, 
     page.set_viewport_size({"width": 1280, "height": 1280})
     shot(page, "chat-report")  # docs/images/chat-report.png in the README is a copy of this one
     page.set_viewport_size({"width": 1280, "height": 900})
-    shot(page, "03-report-light-full", full_page=True)
     page.emulate_media(color_scheme="dark")
     shot(page, "04-report-dark")
     page.set_viewport_size({"width": 390, "height": 844})
