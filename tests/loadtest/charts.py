@@ -173,8 +173,9 @@ def s2_timeline(s2: dict[str, Any], out: Path) -> str | None:
     for group in _group_marks(s2["raw"]["marks"], ax.get_xlim()):
         is_db = any(m["name"].startswith("database") for m in group)
         for mark in group:
-            ax.axvline(mark["t"], color="red" if is_db else "#555555", lw=1.2 if is_db else 0.7,
-                       ls="-" if is_db else ":")
+            db_mark = mark["name"].startswith("database")
+            ax.axvline(mark["t"], color="red" if db_mark else "#555555", lw=1.2 if db_mark else 0.7,
+                       ls="-" if db_mark else ":")
         label = ", ".join(m["name"] for m in group)
         ax.text(group[0]["t"], top, " " + label, rotation=90, va="top", ha="right", fontsize=7,
                 color="red" if is_db else "#333333")

@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +20,12 @@ from emulators.postgres import EmbeddedPostgres, free_port
 from emulators.process import ManagedProcess
 from emulators.stack import Stack
 from shared.config import REPO_ROOT
-from tests.loadtest import setup
+from tests.loadtest import agent_runs, setup
 from tests.loadtest.client import call, new_client, wait_port
 from tests.loadtest.context import RunContext, ticking
 from tests.loadtest.instances import Instance, stop_all
 from tests.loadtest.model import Sample, ScenarioResult
+from tests.loadtest.quiet import settle
 from tests.loadtest.stats import failure_rows, latency_summary, ratio, rounded
 from tests.loadtest.targets import AGENT_API, AGENT_WORKER, AUTH, WS_BRIDGE, MixContext, Target
 
@@ -80,7 +82,7 @@ class ColdStack:
         return t
 
     def env(self) -> dict[str, str]:
-        stack = Stack(sink=None)
+        stack = Stack(sink=None, env_overrides=dict(setup.STACK_ENV))
         stack.database_url = self.pg.url
         for name in self.emulators:
             stack.urls[name] = f"127.0.0.1:{self.ports[name]}"
@@ -216,6 +218,7 @@ async def run(ctx: RunContext, http_targets: list[Target], ws_targets: list[Targ
     cold = ColdStack(ctx, http_targets, ws_targets)
     ctx.progress.step("cold stack: preparing the database (initdb + migrations, then stopped)")
     await asyncio.to_thread(prepare_database, cold.pg)
+    await asyncio.to_thread(setup.seed_warm_database, cold.pg.data_dir)
     samples: list[Sample] = []
     counts = {"answered": 0, "failed": 0}
     cold.start_all()
@@ -235,6 +238,12 @@ async def run(ctx: RunContext, http_targets: list[Target], ws_targets: list[Targ
             await asyncio.gather(*drivers)
         for task in [*background, mix_task]:
             task.cancel()
+        if "agent-worker" in cold.instances:
+            await settle(ctx.progress, "cold stack: runs of the posted messages", cold.pg.url, max_wait_s=60)
+            row = await asyncio.to_thread(agent_runs.failure, cold.pg.url, datetime.fromtimestamp(0, UTC),
+                                          [ctx.log_file("s2-agent-worker")])
+            if row:
+                result.failures.append(row)
         errors = [t.exception() for t in background if t.done() and not t.cancelled() and t.exception()]
         for exc in errors:
             result.failures.append({"target": "stack", "request": "setup", "cause": f"{type(exc).__name__}: {exc}",

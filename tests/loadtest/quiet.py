@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import dataclass
 from urllib.parse import urlparse
 
 import psutil
@@ -19,6 +20,7 @@ from tests.loadtest.progress import Progress
 
 QUIET_CORE_PERCENT = 30.0  # of one core, over half a second, summed over our process tree
 MAX_WAIT_S = 120.0
+STALL_S = 10.0
 
 
 def tree_cpu_percent(interval_s: float = 0.5) -> float:
@@ -63,18 +65,46 @@ def agent_backlog(database_url: str | None) -> int:
         conn.close()
 
 
+@dataclass
+class Quiet:
+    waited_s: float
+    pending_runs: int  # agent runs still queued or running when measuring began
+    stalled: bool  # the backlog stopped shrinking: runs that never reach the worker (reported, not waited for)
+
+
+# Runs found stuck once, per database: later waits do not pay STALL_S again for the same runs.
+_known_stuck: dict[str, int] = {}
+
+
+def configure(max_wait_s: float) -> None:
+    """The run's bound on every wait (sizes.settle_max_s: the tiny harness check must stay fast)."""
+    global MAX_WAIT_S
+    MAX_WAIT_S = max_wait_s
+
+
 async def settle(progress: Progress, what: str, database_url: str | None = None,
-                 max_wait_s: float = MAX_WAIT_S) -> float:
-    """Seconds waited; after ``max_wait_s`` it goes on and says so (the figures then carry the noise)."""
+                 max_wait_s: float | None = None) -> Quiet:
+    """Wait for an empty agent backlog and a quiet process tree, at most ``max_wait_s``; a backlog that has
+    not moved for STALL_S is stuck, not busy, and is not waited for (then or later)."""
     started = time.monotonic()
+    max_wait_s = min(max_wait_s or MAX_WAIT_S, MAX_WAIT_S)
+    last_backlog, last_change = -1, started
+    key = database_url or ""
     while True:
         backlog = await asyncio.to_thread(agent_backlog, database_url)
         busy = await asyncio.to_thread(tree_cpu_percent)
-        waited = time.monotonic() - started
-        if backlog == 0 and busy < QUIET_CORE_PERCENT:
-            return waited
-        if waited > max_wait_s:
+        now = time.monotonic()
+        if backlog != last_backlog:
+            last_backlog, last_change = backlog, now
+        known = backlog > 0 and backlog <= _known_stuck.get(key, 0)
+        stalled = backlog > 0 and (known or now - last_change > STALL_S)
+        if (backlog == 0 or stalled) and busy < QUIET_CORE_PERCENT:
+            if stalled and not known:
+                _known_stuck[key] = backlog
+                progress.step(f"{what}: {backlog} agent run(s) stuck as queued/running; measuring anyway")
+            return Quiet(round(now - started, 1), backlog, stalled)
+        if now - started > max_wait_s:
             progress.step(f"{what}: still {backlog} agent run(s) pending and {busy:.0f}% of a core busy after "
-                          f"{waited:.0f}s; measuring anyway")
-            return waited
+                          f"{now - started:.0f}s; measuring anyway")
+            return Quiet(round(now - started, 1), backlog, False)
         progress.status(f"{what}: waiting for quiet ({backlog} agent run(s) pending, {busy:.0f}% of a core)")

@@ -127,11 +127,14 @@ def s4_section(s: dict[str, Any]) -> list[str]:
 
 
 def s5_section(s: dict[str, Any]) -> list[str]:
+    lead = (["Local stand-in (no deployed URLs given): each forced cold start is a fresh local instance; the "
+             "figures test the code path, they are not Cloud Run's.", ""]
+            if s["summary"].get("local_stand_in") else [])
     rows = [[r["target"], r["url"], "yes" if r["forced_cold"] else "no", r["first_request_ms"],
              _v(r["ratio_to_floor"], "x"), r["burst"]["p50_ms"], r["burst"]["p99_ms"], r["warm"]["p50_ms"],
              r["warm"]["p99_ms"], r["burst"]["failed"] + r["warm"]["failed"]] for r in s["summary"]["rows"]]
-    return _table(["service", "url", "forced cold", "first request ms", "x floor", "burst p50 ms", "p99",
-                   "warm p50 ms", "p99", "failed"], rows)
+    return lead + _table(["service", "url", "forced cold", "first request ms", "x floor", "burst p50 ms", "p99",
+                          "warm p50 ms", "p99", "failed"], rows)
 
 
 SECTIONS = {1: s1_section, 2: s2_section, 3: s3_section, 4: s4_section, 5: s5_section}

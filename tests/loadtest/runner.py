@@ -52,6 +52,19 @@ def available(targets: list[Target], only: set[str] | None, ctx: RunContext) -> 
     return chosen
 
 
+def without_broken(targets: list[Target], broken: dict[str, str], ctx: RunContext) -> list[Target]:
+    """Targets whose stack service, or a dependency of it, failed to start are not measured."""
+    kept = []
+    for target in targets:
+        cause = broken.get(target.name) or next((f"needs {n}, which failed to start: {broken[n]}"
+                                                 for n in target.needs if n in broken), None)
+        if cause:
+            ctx.unavailable[target.name] = cause
+        else:
+            kept.append(target)
+    return kept
+
+
 async def guarded(number: int, body: Callable[[], Awaitable[ScenarioResult]], ctx: RunContext) -> ScenarioResult:
     """One scenario; a crash becomes an "error" result with its cause, and the other scenarios still run."""
     started = time.monotonic()
@@ -72,29 +85,35 @@ def not_available(number: int, reason: str) -> ScenarioResult:
 
 
 async def run_scenarios(ctx: RunContext, scenarios: list[int], only: set[str] | None) -> list[ScenarioResult]:
-    from tests.loadtest import cold_stack, remote, scale, steady, storm
+    from tests.loadtest import cold_stack, quiet, remote, scale, steady, storm
 
+    quiet.configure(ctx.sizes.settle_max_s)
     results: dict[int, ScenarioResult] = {}
     http_targets = available(HTTP_TARGETS, only, ctx)
     ws_targets = available(WS_TARGETS, only, ctx)
     if 2 in scenarios:
         results[2] = await guarded(2, lambda: cold_stack.run(ctx, http_targets, ws_targets), ctx)
-    if STACK_SCENARIOS & set(scenarios):
+    stand_in = 5 in scenarios and not remote.deployed_urls(ctx)  # the warm stack stands in for a deployment
+    if STACK_SCENARIOS & set(scenarios) or stand_in:
         components = setup.stack_components([*http_targets, *ws_targets])
         ctx.progress.step(f"setup: local stack with {', '.join(sorted(components)) or 'nothing'}")
-        stack = await asyncio.to_thread(setup.start_stack, components, ctx.log_file("stack"))
+        stack, broken = await asyncio.to_thread(setup.start_stack_without_broken, components,
+                                                ctx.log_file("stack"), ctx.progress)
+        http_targets = without_broken(http_targets, broken, ctx)
+        ws_targets = without_broken(ws_targets, broken, ctx)
         try:
             ctx.env = stack.service_env()
             ctx.stack_urls = dict(stack.urls)
             ctx.mix = await setup.prepare_mix(ctx.stack_urls, http_targets)
-            ctx.http_targets = await setup.prime_all(ctx, http_targets)
-            ctx.ws_targets = await setup.prime_all(ctx, ws_targets)
-            for number, module in ((1, scale), (3, storm), (4, steady)):
-                if number in scenarios:
+            primed = await setup.prime_all(ctx, [*http_targets, *ws_targets])
+            ctx.http_targets = [t for t in http_targets if t in primed]
+            ctx.ws_targets = [t for t in ws_targets if t in primed]
+            for number, module in ((1, scale), (3, storm), (4, steady), (5, remote)):
+                if number in scenarios and (number != 5 or stand_in):
                     results[number] = await guarded(number, lambda m=module: m.run(ctx), ctx)
         finally:
             await asyncio.to_thread(setup.stop_stack, stack)
-    if 5 in scenarios:
+    if 5 in scenarios and not stand_in:
         results[5] = await guarded(5, lambda: remote.run(ctx), ctx)
     return [results[n] for n in sorted(results)]
 

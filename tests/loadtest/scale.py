@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from tests.loadtest import agent_runs
 from tests.loadtest.client import LoopLag, call, new_client
 from tests.loadtest.context import RunContext, ticking
 from tests.loadtest.instances import Instance, stop_all_async
@@ -29,10 +30,11 @@ class Batch:
     samples: list[Sample]
     loop_lag_max_ms: float = 0.0
     settled_s: float = 0.0  # waited for the machine to go quiet before this batch
+    pending_runs: int = 0  # agent runs still queued when it began (stuck ones: see quiet.py)
 
     def to_json(self) -> dict[str, Any]:
         return {"target": self.target, "k": self.k, "round": self.round, "loop_lag_max_ms": self.loop_lag_max_ms,
-                "settled_s": self.settled_s,
+                "settled_s": self.settled_s, "pending_runs": self.pending_runs,
                 "instances": [i.to_json() for i in self.instances], "samples": [s.to_json() for s in self.samples]}
 
 
@@ -121,14 +123,15 @@ def summarize(batches: list[Batch], targets: list[Target], ks: tuple[int, ...]) 
 async def run(ctx: RunContext) -> ScenarioResult:
     result = ScenarioResult(1, "Scale from zero")
     targets = ctx.http_targets
+    since = await asyncio.to_thread(agent_runs.database_now, ctx.env.get("DATABASE_URL"))
     batches: list[Batch] = []
     for round_no in range(ctx.sizes.rounds):
         for k in ctx.sizes.ks:
             for target in targets:  # the floor first, so each ratio compares neighbours in time
-                settled_s = await settle(ctx.progress, f"scale from zero: before {target.name} K={k}",
-                                         ctx.env.get("DATABASE_URL"))
+                quiet = await settle(ctx.progress, f"scale from zero: before {target.name} K={k}",
+                                     ctx.env.get("DATABASE_URL"))
                 batch = await run_batch(ctx, target, k, round_no)
-                batch.settled_s = round(settled_s, 1)
+                batch.settled_s, batch.pending_runs = quiet.waited_s, quiet.pending_runs
                 batches.append(batch)
                 records = batch.instances
                 ok = [r.spawn_to_first_ok_ms for r in records if r.spawn_to_first_ok_ms is not None]
@@ -145,6 +148,10 @@ async def run(ctx: RunContext) -> ScenarioResult:
             if r.error:
                 result.failures.append({"target": r.target, "request": f"instance {r.index} (K={b.k}, round "
                                         f"{b.round + 1})", "cause": r.error, "count": 1})
+    await settle(ctx.progress, "scale from zero: runs of the posted messages", ctx.env.get("DATABASE_URL"))
+    row = await asyncio.to_thread(agent_runs.failure, ctx.env.get("DATABASE_URL"), since, [ctx.log_file("stack")])
+    if row:
+        result.failures.append(row)
     result.status = "failures" if result.failures else "ok"
     result.raw = {"batches": [b.to_json() for b in batches]}
     return result

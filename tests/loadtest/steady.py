@@ -7,6 +7,7 @@ import asyncio
 import time
 from typing import Any
 
+from tests.loadtest import agent_runs
 from tests.loadtest.client import call, new_client
 from tests.loadtest.context import RunContext, ticking
 from tests.loadtest.instances import Instance, stop_all_async
@@ -73,6 +74,7 @@ async def run(ctx: RunContext) -> ScenarioResult:
     from tests.loadtest import first_event
 
     result = ScenarioResult(4, "Steady load after warm-up")
+    since = await asyncio.to_thread(agent_runs.database_now, ctx.env.get("DATABASE_URL"))
     rows, samples_all = [], []
     for target in ctx.http_targets:
         await settle(ctx.progress, f"steady: before {target.name}", ctx.env.get("DATABASE_URL"))
@@ -88,6 +90,10 @@ async def run(ctx: RunContext) -> ScenarioResult:
                       "steady_s": ctx.sizes.steady_s}
     result.failures += failure_rows(samples_all)
     result.raw = {"samples": [s.to_json() for s in samples_all]}
+    await settle(ctx.progress, "steady: runs of the posted messages", ctx.env.get("DATABASE_URL"))
+    row = await asyncio.to_thread(agent_runs.failure, ctx.env.get("DATABASE_URL"), since, [ctx.log_file("stack")])
+    if row:
+        result.failures.append(row)
     try:
         await settle(ctx.progress, "steady: before post -> first event", ctx.env.get("DATABASE_URL"))
         result.summary["first_event"] = await first_event.measure(ctx)

@@ -71,20 +71,20 @@ def _new_user() -> dict[str, object]:
 
 
 def _auth_mix(ctx: MixContext) -> list[RequestSpec]:
-    """Token validation (verifier + rate-limit bucket in Postgres) and a dev login of a new user each time."""
-    return [
-        RequestSpec("validate token", "POST", "/auth/validate", json={"token": ctx.token or "missing"}),
-        RequestSpec("dev login", "POST", "/auth/dev/login", body=_new_user),
-    ]
+    """Three token validations (verifier + rate-limit bucket) per dev login of a new user (a user row in
+    Postgres, a refresh-token family in Firestore): every API call validates, users sign in once a session."""
+    validate = RequestSpec("validate token", "POST", "/auth/validate", json={"token": ctx.token or "missing"})
+    return [validate, RequestSpec("dev login", "POST", "/auth/dev/login", body=_new_user), validate, validate]
 
 
 def _agent_mix(ctx: MixContext) -> list[RequestSpec]:
-    """Three thread listings per posted message (a new conversation each: stored, run created, queued on
-    Pub/Sub). Reads outnumber posts in real use, and every post is a run the single local worker executes."""
+    """Nine thread listings per posted message (a new conversation each: stored, run created, queued on
+    Pub/Sub). Reads outnumber posts in real use, and every post is a run of about 15 events that the one
+    local worker executes on the same two cores as everything else, within the run's 10 minutes."""
     listing = RequestSpec("list threads", "GET", "/api/threads", headers=ctx.bearer())
     post = RequestSpec("post message", "POST", "/api/agent/message", headers=ctx.bearer(), ok=frozenset({202}),
                        json={"content": "load test: which of my models could be cheaper?"})
-    return [listing, post, listing, listing]
+    return [listing, listing, listing, post, listing, listing, listing, listing, listing, listing]
 
 
 EMPTY = Target("empty", EMPTY_SOURCE, _ff(EMPTY_SOURCE, "empty"), mix=_empty_mix, floor_of="http")
