@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from playwright.sync_api import expect
 
 from tests.web.conftest import WebStack, shot
 from tests.web.pages import sign_in, token
@@ -164,3 +165,32 @@ def test_sign_out_ends_the_session(web_stack: WebStack, page: Any) -> None:
     assert page.evaluate("sessionStorage.getItem('netra.refresh_token')") is None
     refused = httpx.post(f"{web_stack.api.auth.url}/auth/refresh", json={"refresh_token": refresh_token})
     assert refused.status_code == 401
+
+
+def test_phone_width_dark_mode_and_keyboard_only_sign_in(web_stack: WebStack, browser: Any) -> None:
+    """At 390 px in dark mode a keyboard alone signs in (Tab to the field, type, Enter); the conversation comes
+    first and the data panel waits behind its summary; nothing is wider than the screen."""
+    context = browser.new_context(viewport={"width": 390, "height": 844}, color_scheme="dark")
+    try:
+        page = context.new_page()
+        page.goto(web_stack.url)
+        page.get_by_role("heading", name="Sign in").wait_for()
+        for _ in range(8):
+            page.keyboard.press("Tab")
+            if page.evaluate("document.activeElement.id") == "dev-email":
+                break
+        assert page.evaluate("document.activeElement.id") == "dev-email"
+        page.keyboard.press("Control+A")
+        page.keyboard.type("phone@example.com")
+        page.keyboard.press("Enter")
+        page.get_by_text("phone@example.com").wait_for()
+        page.locator("#connection[data-state=connected]").wait_for()
+        assert page.evaluate("document.getElementById('data-panel').open") is False
+        assert page.get_by_label("Message").is_visible()
+        expect(page.get_by_label("Message")).to_be_focused()  # signed in: ready to type
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        background = page.evaluate("getComputedStyle(document.body).backgroundColor")
+        assert background == "rgb(18, 21, 26)"  # the dark scheme's --bg
+        shot(page, "10-phone-dark-signed-in")
+    finally:
+        context.close()

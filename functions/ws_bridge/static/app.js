@@ -83,6 +83,8 @@ async function signedIn() {
   show($("account"), true);
   if (!state.session.user) state.session.user = await state.session.me();
   $("account-email").textContent = state.session.user.email || "";
+  // On a phone the conversation comes first; the data panel opens with a tap.
+  if (window.matchMedia("(max-width: 760px)").matches) $("data-panel").open = false;
   state.socket.start();
   await Promise.all([loadThreads(), loadUsage()]);
   $("composer-input").focus();
