@@ -28,9 +28,17 @@ from shared.config import REPO_ROOT
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 ARTIFACTS = REPO_ROOT / "test-artifacts" / "web"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+]
 # Slow enough that a run outlasts its first tool calls by a second or so (two model calls of ~45 tokens each),
 # so a bridge can die mid-run.
 WORKER_ENV = {"AGENT_PIPELINE": "auto", "MOCK_LLM_TOKEN_DELAY_MS": "15"}
@@ -76,8 +84,9 @@ class WebStack:
 
 
 @pytest.fixture(scope="package")
-def web_stack(pg_server: Any, firestore_emulator_host: str,
-              tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebStack]:
+def web_stack(
+    pg_server: Any, firestore_emulator_host: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[WebStack]:
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: run `python -m tests.setup_system` (as root) to install Debian's chromium")
     from shared.db.connect import Connector
@@ -101,24 +110,40 @@ def web_stack(pg_server: Any, firestore_emulator_host: str,
         connector = Connector(MigrateSettings.model_validate({"database_url": url}))
         migrate(connector)
         connector.close()
-        return start_auth(url, workdir / "auth", {
-            "GITHUB_CLIENT_ID": github.client_id, "GITHUB_CLIENT_SECRET": github.client_secret,
-            "GITHUB_OAUTH_BASE_URL": github.url, "GITHUB_API_BASE_URL": github.url,
-        }, firestore_host=firestore_emulator_host)
+        return start_auth(
+            url,
+            workdir / "auth",
+            {
+                "GITHUB_CLIENT_ID": github.client_id,
+                "GITHUB_CLIENT_SECRET": github.client_secret,
+                "GITHUB_OAUTH_BASE_URL": github.url,
+                "GITHUB_API_BASE_URL": github.url,
+            },
+            firestore_host=firestore_emulator_host,
+        )
 
     auth_started = pool.submit(start_auth_service)
     api = stack = pubsub = None
     try:
         pubsub, pubsub_host = emulator.result()
         auth = auth_started.result()
-        agent = AgentStack(db_url=url, pubsub_host=pubsub_host, firestore_host=firestore_emulator_host,
-                           workdir=workdir, jwks_url=auth.jwks_url, issuer=auth.issuer)
+        agent = AgentStack(
+            db_url=url,
+            pubsub_host=pubsub_host,
+            firestore_host=firestore_emulator_host,
+            workdir=workdir,
+            jwks_url=auth.jwks_url,
+            issuer=auth.issuer,
+        )
         api = ApiEnv(agent, auth)
         agent.create_topology()
         bridge_env = {**agent.env(), **auth.env, "AUTH_URL": auth.url, "AGENT_API_URL": agent.api_url}
         stack = WebStack(api, bridge_env)
-        started = [pool.submit(agent.start_worker, **WORKER_ENV), pool.submit(agent.start_api),
-                   pool.submit(stack.start_bridge)]
+        started = [
+            pool.submit(agent.start_worker, **WORKER_ENV),
+            pool.submit(agent.start_api),
+            pool.submit(stack.start_bridge),
+        ]
         for future in started:
             future.result()
         yield stack

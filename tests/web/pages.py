@@ -42,9 +42,14 @@ def token(page: Any) -> str:
 def run_rows(page: Any, run_id: str | None = None) -> list[dict[str, Any]]:
     """The event rows the page shows for a run (the last run when none is named), in DOM order."""
     selector = f"article.run[data-run-id='{run_id}']" if run_id else "article.run >> nth=-1"
-    return page.locator(selector).locator("li.event").evaluate_all(
-        "items => items.map(li => ({seq: Number(li.dataset.seq), type: li.dataset.type, agent: li.dataset.agent,"
-        " text: li.querySelector('.what').textContent}))")
+    return (
+        page.locator(selector)
+        .locator("li.event")
+        .evaluate_all(
+            "items => items.map(li => ({seq: Number(li.dataset.seq), type: li.dataset.type, agent: li.dataset.agent,"
+            " text: li.querySelector('.what').textContent}))"
+        )
+    )
 
 
 def last_run_id(page: Any) -> str:

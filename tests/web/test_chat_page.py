@@ -103,8 +103,7 @@ def test_sign_in_upload_ask_and_read_the_report(web_stack: WebStack, page: Any, 
     assert page.locator("figure[data-chart=savings] li").count() == 10
 
 
-def test_bridge_killed_mid_run_page_resumes_without_duplicates(web_stack: WebStack, page: Any,
-                                                                tmp_path: Path) -> None:
+def test_bridge_killed_mid_run_page_resumes_without_duplicates(web_stack: WebStack, page: Any, tmp_path: Path) -> None:
     """The bridge dies (SIGKILL) while a run streams; a new instance starts on the same address. The page shows
     that it lost the connection, reconnects with backoff, resubscribes with the last seq it showed, and ends
     with the whole run: every event of the log once, in order."""

@@ -20,11 +20,13 @@ def test_bridge_serves_the_page_and_its_config(web_stack: WebStack) -> None:
         index = client.get("/")
         assert index.status_code == 200 and index.headers["content-type"].startswith("text/html")
         assert index.headers["cache-control"] == "no-cache" and index.headers["x-content-type-options"] == "nosniff"
-        assert "Content-Security-Policy" in index.text and "<script type=\"module\" src=\"app.js\">" in index.text
+        assert "Content-Security-Policy" in index.text and '<script type="module" src="app.js">' in index.text
         script = client.get("/app.js")
         assert script.status_code == 200 and "javascript" in script.headers["content-type"]
-        assert client.get("/config.json").json() == {"auth_url": web_stack.api.auth.url,
-                                                     "api_url": web_stack.api.stack.api_url}
+        assert client.get("/config.json").json() == {
+            "auth_url": web_stack.api.auth.url,
+            "api_url": web_stack.api.stack.api_url,
+        }
         missing = client.get("/no-such-file.js")
         assert missing.status_code == 404
         assert client.get("/health/ready").status_code == 200  # the page's routes do not shadow the bridge's
@@ -34,13 +36,18 @@ def test_discovery_from_the_host_name_where_no_config_json_is_served(web_stack: 
     """Staging serves the page from a bucket behind app.<domain>: the services are auth./api./ws.<domain>."""
     page.goto(web_stack.url)
     # Answered inside the browser: nothing leaves this machine.
-    page.route("https://app.staging.example.com/**",
-               lambda route: route.fulfill(status=404, body="<html>not found</html>", content_type="text/html"))
+    page.route(
+        "https://app.staging.example.com/**",
+        lambda route: route.fulfill(status=404, body="<html>not found</html>", content_type="text/html"),
+    )
     urls = page.evaluate("""async () => (await import('/api.js')).discover({protocol: 'https:',
         host: 'app.staging.example.com', hostname: 'app.staging.example.com',
         href: 'https://app.staging.example.com/'})""")
-    assert urls == {"authUrl": "https://auth.staging.example.com", "apiUrl": "https://api.staging.example.com",
-                    "wsUrl": "wss://ws.staging.example.com/ws"}
+    assert urls == {
+        "authUrl": "https://auth.staging.example.com",
+        "apiUrl": "https://api.staging.example.com",
+        "wsUrl": "wss://ws.staging.example.com/ws",
+    }
 
 
 def test_github_sign_in_through_auth_and_back(web_stack: WebStack, page: Any) -> None:
@@ -95,7 +102,8 @@ XSS = """## Title with <em>markup</em>
 
 def test_markdown_renderer_builds_elements_never_html(web_stack: WebStack, page: Any) -> None:
     page.goto(web_stack.url)
-    result = page.evaluate("""async (text) => {
+    result = page.evaluate(
+        """async (text) => {
         const { render } = await import('/markdown.js');
         const box = document.createElement('div');
         box.append(render(text));
@@ -116,7 +124,9 @@ def test_markdown_renderer_builds_elements_never_html(web_stack: WebStack, page:
             text: box.textContent,
             tables: all('table').length,
         };
-    }""", XSS)
+    }""",
+        XSS,
+    )
     assert result["forbidden"] == 0
     assert result["heading"] == ["Title with <em>markup</em>"]
     assert '<img src=x onerror="window.pwned=1">' in result["text"] and "<script>" in result["text"]
@@ -129,8 +139,9 @@ def test_markdown_renderer_builds_elements_never_html(web_stack: WebStack, page:
     shot(page, "09-markdown-safety")
 
 
-def test_large_file_goes_in_parts_and_a_bad_file_says_what_is_wrong(web_stack: WebStack, page: Any,
-                                                                    tmp_path: Path) -> None:
+def test_large_file_goes_in_parts_and_a_bad_file_says_what_is_wrong(
+    web_stack: WebStack, page: Any, tmp_path: Path
+) -> None:
     """A JSONL file over the API's 1 MiB body limit is sent as parts at line boundaries; every row arrives once.
     A file with a broken row is refused whole, and the page names the row and the field."""
     from functions.agent.usage.generate import generate
@@ -147,8 +158,10 @@ def test_large_file_goes_in_parts_and_a_bad_file_says_what_is_wrong(web_stack: W
     page.get_by_text("4,000 records, 2025-09-01 to 2025-09-01").wait_for()
 
     bad = tmp_path / "bad.csv"
-    bad.write_text("request_id,timestamp,model,input_tokens,output_tokens\nr1,2025-09-01T00:00:00Z,gpt-4o,10,5\n"
-                   "r2,2025-09-01T00:01:00Z,gpt-4o,lots,5\n")
+    bad.write_text(
+        "request_id,timestamp,model,input_tokens,output_tokens\nr1,2025-09-01T00:00:00Z,gpt-4o,10,5\n"
+        "r2,2025-09-01T00:01:00Z,gpt-4o,lots,5\n"
+    )
     page.get_by_label("Upload a usage file (JSONL, JSON or CSV)").set_input_files(str(bad))
     page.locator("#upload-status[data-rows-inserted='0']").wait_for()
     status = page.locator("#upload-status").text_content()
