@@ -230,7 +230,9 @@ function onFrame(frame) {
   }
 }
 
-const SUBSCRIBE_ERRORS = new Set(["thread_not_found", "unavailable", "replay_unavailable"]);
+// Errors of other frames than `chat` (subscribe, auth, the connection itself): never a pending chat's failure.
+const NOT_CHAT_ERRORS = new Set(["thread_not_found", "unavailable", "replay_unavailable", "too_many_connections",
+                                 "invalid_token", "auth_unavailable", "invalid_json", "unknown_frame"]);
 const RETRY_BY_REST = new Set(["agent_unavailable", "rate_limited", "too_many_pending", "internal", "chat_requires_token"]);
 
 function onErrorFrame(frame) {
@@ -238,7 +240,7 @@ function onErrorFrame(frame) {
     catchUpByRest().catch((error) => showError("chat-error", error));
     return;
   }
-  if (!SUBSCRIBE_ERRORS.has(frame.code) && state.pendingChats.size) {
+  if (!NOT_CHAT_ERRORS.has(frame.code) && state.pendingChats.size) {
     // Error frames carry no client_message_id: the oldest pending chat is the one that failed.
     const [id, chat] = state.pendingChats.entries().next().value;
     state.pendingChats.delete(id);
