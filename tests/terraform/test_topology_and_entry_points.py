@@ -236,3 +236,13 @@ output "main" {{ value = module.tree.contents["main.py"] }}
     assert not [f for f in files if f.startswith(("functions/auth", "functions/ws_bridge", "tests", "emulators"))]
     python_files = {f for f in files if f.endswith(".py")} - {"main.py"}
     assert python_files == {f for f in _archive_files("agent-api")}
+
+
+def test_web_root_is_the_chat_page_ws_bridge_serves() -> None:
+    """app.<domain> serves the files of var.web_root from a bucket: they must be the page ws_bridge serves at /,
+    or staging would publish an empty site."""
+    web_root = REPO_ROOT / platform()["variable"]["web_root"]["default"]
+    assert (web_root / "index.html").is_file(), f"{web_root} has no index.html"
+    from functions.ws_bridge.page import STATIC
+
+    assert web_root.resolve() == STATIC.resolve()

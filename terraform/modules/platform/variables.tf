@@ -205,9 +205,9 @@ variable "dns_managed_zone" {
 }
 
 variable "web_root" {
-  description = "Folder (relative to the repo root) whose files are served on app.<suffix>; missing folder = empty site."
+  description = "Folder (relative to the repo root) whose files are served on app.<suffix>: the chat page ws_bridge also serves at /."
   type        = string
-  default     = "web"
+  default     = "functions/ws_bridge/static"
 }
 
 variable "log_level" {
