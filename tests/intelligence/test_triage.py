@@ -103,7 +103,8 @@ def test_with_data_the_full_pipeline_runs(intel_db: Any, data_user: str) -> None
     ctx = TestRunContext(intel_db, data_user, "How can we cut our LLM costs?")
     answer = run(ctx)
     assert answer.metadata["route"] == "report"
-    assert ctx.agents_started() == ["supervisor", "triage", "data", "optimization", "actions", "reporting"]
+    assert ctx.agents_started() == ["triage", "data", "optimization", "actions", "reporting"]
+    assert (ctx.events[0].type, ctx.events[0].agent_name) == ("agent_thinking", "supervisor")
     assert tools(ctx) == ["usage_overview", "cost_breakdown", "cost_breakdown", "cost_breakdown", "cost_breakdown",
                           "cost_drivers", "latency_percentiles", "caching_opportunity", "duplicate_requests",
                           "batch_opportunity", "model_rightsizing", "output_trimming", "long_context",

@@ -38,7 +38,8 @@ def _clarify(overview: dict[str, Any]) -> str:
 
 
 def run(ctx: RunContext) -> FinalAnswer:
-    ctx.emit("agent_started", "supervisor", {"step": "supervisor"})
+    # The worker has announced the supervisor (agent_started, with attempt and resume data); it now routes.
+    ctx.emit("agent_thinking", "supervisor", {"thought": "Routing: triage first, then the agents the question needs."})
     result = agents.run_triage(ctx)
     intent, entities = result.intent, dict(result.entities)
     meta: dict[str, Any] = {"pipeline": "intelligence", "intent": intent, "triage": result.as_dict()}
