@@ -38,15 +38,18 @@ def test_tiny_run_of_every_scenario_writes_results_summary_and_charts(start_func
     document = json.loads((out / "results.json").read_text())
     scenarios = {s["number"]: s for s in document["scenarios"]}
     assert sorted(scenarios) == [1, 2, 3, 4, 5]
+    figures = json.loads((out / "figures.json").read_text())  # the small copy kept in docs/performance/
+    assert [s["summary"] for s in figures["scenarios"]] == [s["summary"] for s in document["scenarios"]]
+    assert all("raw" not in s for s in figures["scenarios"])
 
     s1 = scenarios[1]
-    assert s1["status"] == "ok" and s1["failures"] == []
+    assert s1["status"] == "ok" and s1["failures"] == [], (s1["reason"], s1["failures"], s1["notes"])
     rows = {r["target"]: r for r in s1["summary"]["rows"]}
-    assert set(rows) == {"empty", "sample"}
+    assert set(rows) == {"empty", "sample"}, document["unavailable"]
     assert rows["empty"]["ratio_to_floor"] == 1.0
     assert rows["sample"]["ratio_to_floor"] == round(rows["sample"]["spawn_to_first_ok_ms"]
                                                      / rows["empty"]["spawn_to_first_ok_ms"], 2)
-    assert rows["sample"]["burst_ok"] == rows["sample"]["burst_requests"] == 5
+    assert rows["sample"]["burst_ok"] == rows["sample"]["burst_requests"] == 5, rows["sample"]
     for batch in s1["raw"]["batches"]:
         for inst in batch["instances"]:
             assert inst["error"] is None
@@ -60,13 +63,14 @@ def test_tiny_run_of_every_scenario_writes_results_summary_and_charts(start_func
     assert sample["failed"] == 0 and sample["first_ok_s"] >= s2["summary"]["db_up_s"], sample
 
     floor = next(r for r in scenarios[3]["summary"]["rows"] if r["target"] == "empty-ws")
-    assert floor["served"] == floor["clients"] == 40 and floor["failed"] == 0
+    assert floor["served"] == floor["clients"] == 40 and floor["failed"] == 0, floor
 
-    assert scenarios[4]["status"] == "ok"
+    assert scenarios[4]["status"] == "ok", (scenarios[4]["reason"], scenarios[4]["failures"])
     assert {r["target"] for r in scenarios[4]["summary"]["rows"]} == {"empty", "sample"}
 
     s5 = scenarios[5]
-    assert s5["status"] == "ok" and s5["summary"]["rows"][0]["cold_measurements"] == 2
+    assert s5["status"] == "ok" and s5["summary"]["rows"][0]["cold_measurements"] == 2, (s5["reason"],
+                                                                                         s5["failures"])
     assert any("not verified here" in n for n in s5["notes"])
 
     charts = document["charts"]

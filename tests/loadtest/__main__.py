@@ -47,7 +47,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=REPO_ROOT / "loadtest-results", help="output directory")
     p.add_argument("--ks", type=_ints, help="scenario 1: instance counts, e.g. 1,4,8")
     p.add_argument("--burst", type=_positive, help="scenario 1: concurrent requests per instance")
-    p.add_argument("--rounds", type=_positive, help="scenario 1: repeats of each (target, K)")
+    p.add_argument("--rounds", type=_positive, help="scenario 1: repeats of each (target, K > 1)")
+    p.add_argument("--k1-rounds", type=_positive, help="scenario 1: repeats of K=1")
     p.add_argument("--storm-clients", type=_positive, help="scenario 3: WebSocket clients")
     p.add_argument("--steady-s", type=float, help="scenario 4: measured seconds per target")
     p.add_argument("--db-delay-s", type=float, help="scenario 2: seconds the database starts late")
@@ -79,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:
             parser().error(f"--targets: unknown {', '.join(sorted(unknown))}; choose from {', '.join(ALL_TARGETS)}")
     sizes = PRESETS[args.size].with_overrides(ks=args.ks, burst=args.burst, rounds=args.rounds,
+                                              k1_rounds=args.k1_rounds,
                                               storm_clients=args.storm_clients, steady_s=args.steady_s,
                                               db_delay_s=args.db_delay_s)
     ctx = RunContext(out=args.out.resolve(), sizes=sizes, progress=Progress(quiet=args.quiet))

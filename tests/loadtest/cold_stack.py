@@ -74,6 +74,7 @@ class ColdStack:
         self.instances: dict[str, Instance] = {}
         self.emulator_procs: list[ManagedProcess] = []
         self.db_up: float | None = None
+        self.ready: set[str] = set()  # services whose /health/ready answered 200
         self.stop_at: float | None = None
 
     def mark(self, name: str, t_abs: float | None = None) -> float:
@@ -151,6 +152,7 @@ class ColdStack:
                 try:
                     if (await client.get(inst.url + "/health/ready")).status_code == 200:
                         self.mark(f"{target.name} ready")
+                        self.ready.add(target.name)
                         return
                 except httpx.HTTPError:
                     pass
@@ -194,11 +196,13 @@ class ColdStack:
             await asyncio.gather(*(worker(n, client) for n in range(self.ctx.sizes.cold_workers)))
 
     async def wait_end(self) -> None:
-        """Stop ``settle_s`` after the database is up and every target has succeeded once (or the cap)."""
+        """Stop ``settle_s`` after the database is up, every target has succeeded once and said it is ready
+        (a first success can come a poll before the ready mark), or at the cap."""
         hard_cap = self.epoch + self.ctx.sizes.db_delay_s + HARD_CAP_S
         while time.monotonic() < hard_cap:
             firsts = [self.instances[t.name].record.t_first_ok for t in self.http_targets]
-            if self.db_up is not None and all(f is not None for f in firsts):
+            unready = [t for t in self.http_targets if not t.floor_of and t.name not in self.ready]
+            if self.db_up is not None and all(f is not None for f in firsts) and not unready:
                 self.stop_at = self.epoch + max([self.db_up, *firsts]) + self.ctx.sizes.settle_s  # type: ignore[type-var]
                 break
             await asyncio.sleep(0.05)

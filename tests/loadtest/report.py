@@ -74,11 +74,17 @@ def s1_section(s: dict[str, Any]) -> list[str]:
     rows = [[r["target"], r["k"], f"{r['instances'] - r['instances_failed']}/{r['instances']}", r["spawn_to_port_ms"],
              r["spawn_to_first_ok_ms"], r["spawn_to_first_ok_max_ms"], _v(r["ratio_to_floor"], "x"),
              r["burst_p50_ms"], r["burst_p95_ms"], r["burst_p99_ms"], f"{r['burst_failed']}/{r['burst_requests']}",
-             r["burst_retried"]] for r in summary["rows"]]
+             r["burst_retried"], r.get("client_loop_lag_max_ms")] for r in summary["rows"]]
     return [f"Burst of {summary['burst']} concurrent requests per instance the moment its port opens, "
-            f"{summary['rounds']} round(s) per (service, K), the floor run next to each. Mix: {mix}.", "",
+            f"{summary['rounds']} round(s) per (service, K) ({summary.get('k1_rounds', summary['rounds'])} for K=1), "
+            f"each service's batch right after the floor's. Mix: {mix}.", "",
             *_table(["service", "K", "instances up", "spawn->port ms", "spawn->first success ms (median)", "max ms",
-                     "x floor", "burst p50 ms", "p95", "p99", "failed/requests", "retried (503)"], rows)]
+                     "x floor", "burst p50 ms", "p95", "p99", "failed/requests", "retried (503)",
+                     "client stall max ms"], rows), "",
+            "The cold-start figure is spawn -> first success, timed from a thread of its own per instance. The burst "
+            "latencies also carry the load generator's own stalls on the shared cores (last column: the longest "
+            "pause of its event loop during the batch), so at K=8 they say more about the machine than about the "
+            "service."]
 
 
 def s2_section(s: dict[str, Any]) -> list[str]:
@@ -149,12 +155,25 @@ def failures_lines(s: dict[str, Any]) -> list[str]:
     return ["", "Failures (each with its cause):", "", *_table(["target", "request", "count", "cause"], rows)]
 
 
+def _load(document: dict[str, Any]) -> str:
+    load = document.get("load_average") or {}
+    text = ""
+    if load.get("start") and load.get("end"):
+        text += (f" Load average (1/5/15 min) at the start {'/'.join(map(str, load['start']))}, at the end "
+                 f"{'/'.join(map(str, load['end']))}: with {document['machine']['cpus']} CPUs, anything above "
+                 f"{document['machine']['cpus']} is work waiting, ours or other people's.")
+    if document.get("stack_env"):
+        text += (" Local stack settings: " + ", ".join(f"{k}={v}" for k, v in document["stack_env"].items())
+                 + " (why: tests/loadtest/setup.py).")
+    return text
+
+
 def markdown(document: dict[str, Any]) -> str:
     machine = document["machine"]
     lines = ["# Load test results: cold start", "",
              f"Run {document['generated_at']} at git {document['git']}, {machine['cpus']} CPUs, "
              f"{machine.get('memory_gb')} GB, Python {machine['python']}; took {document['duration_s']:.0f} s. "
-             f"Command: `{document.get('command', 'python -m tests.loadtest')}`.", "",
+             f"Command: `{document.get('command', 'python -m tests.loadtest')}`.{_load(document)}", "",
              "Every cold-start figure is compared with an empty function (functions-framework returning \"ok\"; "
              "for WebSockets a bare Starlette + uvicorn app) started the same way in the same run. The load "
              "generator shares the machine's CPUs with the instances it starts, so figures include that "

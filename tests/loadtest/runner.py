@@ -134,6 +134,13 @@ def machine() -> dict[str, Any]:
             "memory_gb": _memory_gb()}
 
 
+def _load_average() -> list[float] | None:
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        return None
+
+
 def _memory_gb() -> float | None:
     try:
         import psutil
@@ -155,6 +162,7 @@ def run(ctx: RunContext, scenarios: list[int], only: set[str] | None, keep_tmp: 
     base = Path(tempfile.mkdtemp(prefix="netra-loadtest-"))
     isolate_environment(base)
     started = time.monotonic()
+    load_before = _load_average()
     try:
         results = asyncio.run(run_scenarios(ctx, scenarios, only))
     finally:
@@ -167,11 +175,17 @@ def run(ctx: RunContext, scenarios: list[int], only: set[str] | None, keep_tmp: 
         "machine": machine(),
         "sizes": {k: list(v) if isinstance(v, tuple) else v for k, v in vars(ctx.sizes).items()},
         "duration_s": round(time.monotonic() - started, 1),
+        # Other people's work on a shared machine shows here: the figures carry it, the ratios less so.
+        "load_average": {"start": load_before, "end": _load_average()},
+        "stack_env": dict(setup.STACK_ENV),
         "unavailable": ctx.unavailable,
         "scenarios": [r.to_json() for r in results],
     }
     ctx.progress.step("writing charts and the summary")
     document["charts"] = charts.draw_all(document, ctx.out / "charts")
     (ctx.out / "results.json").write_text(json.dumps(document, indent=1, default=str))
+    # The figures without the raw records (a few MB): small enough to keep in the repository.
+    figures = {**document, "scenarios": [{k: v for k, v in s.items() if k != "raw"} for s in document["scenarios"]]}
+    (ctx.out / "figures.json").write_text(json.dumps(figures, indent=1, default=str))
     (ctx.out / "summary.md").write_text(report.markdown(document))
     return document

@@ -125,8 +125,11 @@ async def run(ctx: RunContext) -> ScenarioResult:
     targets = ctx.http_targets
     since = await asyncio.to_thread(agent_runs.database_now, ctx.env.get("DATABASE_URL"))
     batches: list[Batch] = []
-    for round_no in range(ctx.sizes.rounds):
-        for k in ctx.sizes.ks:
+    sizes = ctx.sizes
+    for round_no in range(max(sizes.rounds, sizes.k1_rounds if 1 in sizes.ks else 0)):
+        for k in sizes.ks:
+            if round_no >= (sizes.k1_rounds if k == 1 else sizes.rounds):
+                continue
             for target in targets:  # the floor first, so each ratio compares neighbours in time
                 quiet = await settle(ctx.progress, f"scale from zero: before {target.name} K={k}",
                                      ctx.env.get("DATABASE_URL"))
@@ -139,7 +142,7 @@ async def run(ctx: RunContext) -> ScenarioResult:
                 ctx.progress.step(f"scale from zero: {target.name} K={k} round {round_no + 1}: first success "
                                   f"median {median(ok) or float('nan'):.0f} ms, {failed} failed request(s)")
     result.summary = {"rows": summarize(batches, targets, ctx.sizes.ks), "burst": ctx.sizes.burst,
-                      "rounds": ctx.sizes.rounds, "target_ratio": TARGET_RATIO,
+                      "rounds": ctx.sizes.rounds, "k1_rounds": ctx.sizes.k1_rounds, "target_ratio": TARGET_RATIO,
                       "mix": {t.name: [s.name for s in t.mix(ctx.mix)] for t in targets}}
     all_samples = [s for b in batches for s in b.samples]
     result.failures = failure_rows(all_samples)

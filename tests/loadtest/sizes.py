@@ -13,6 +13,7 @@ class Sizes:
     burst: int = 50  # scenario 1: concurrent requests per instance the moment its port opens
     rounds: int = 1  # scenario 1: repeats of every (target, K), interleaved with the floor (2 does not fit
     # in 10 minutes on two shared cores)
+    k1_rounds: int = 3  # scenario 1: repeats of K=1 (cheap; one instance alone is a noisy median)
     give_up_s: float = 60.0  # a request honouring Retry-After stops retrying after this long
     db_delay_s: float = 6.0  # scenario 2: the database starts this long after everything else
     cold_workers: int = 4  # scenario 2: concurrent client loops per service
@@ -35,7 +36,7 @@ class Sizes:
 
 PRESETS = {
     "default": Sizes(),
-    "tiny": Sizes(ks=(1,), burst=5, rounds=1, give_up_s=30.0, db_delay_s=2.0, cold_workers=2, settle_s=0.5,
+    "tiny": Sizes(ks=(1,), burst=5, rounds=1, k1_rounds=1, give_up_s=30.0, db_delay_s=2.0, cold_workers=2, settle_s=0.5,
                   storm_clients=40, storm_window_s=0.5, storm_events=3, warmup_s=0.3, steady_s=1.0,
                   steady_concurrency=2, first_event_samples=3, settle_max_s=1.0,
                   prime=False),
