@@ -135,7 +135,9 @@ def test_scenario_29_slow_consumer_is_closed_1013_others_unaffected(start_bridge
     same user on the same thread, which reads, gets every one of the flood's events in order and stays open.
     The slow client resumes with after_seq and gets the rest, nothing twice. The slow client is a bare socket
     with a 4 KiB receive buffer (a client library would keep reading into its own memory)."""
-    bridge = start_bridge(SEND_QUEUE_SIZE="10")
+    # CLOSE_TIMEOUT_S: the slow client reads its close only after the test has seen it, which may take a while
+    # on a loaded machine; the socket must not be aborted before (the never-reading peer test covers that).
+    bridge = start_bridge(SEND_QUEUE_SIZE="10", CLOSE_TIMEOUT_S="45")
     slow_token, slow_id = ws_env.user("slow")
     fast_token, fast_id = ws_env.user("fast")
     slow_thread, fast_thread = ws_env.thread(slow_id), ws_env.thread(fast_id)
