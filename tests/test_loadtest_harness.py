@@ -28,9 +28,10 @@ def test_tiny_run_of_every_scenario_writes_results_summary_and_charts(start_func
     storm against the WebSocket floor; remote mode against a local process standing in for a deployed URL."""
     _, deployed_empty = start_function("tests/bench/empty_function/main.py", "empty", wait_path="/")
     out = tmp_path / "results"
+    forced = tmp_path / "forced.txt"  # what the force-cold command was run for, once per cold measurement
     done = subprocess.run([sys.executable, "-m", "tests.loadtest", "--size", "tiny", "--targets", "sample",
-                           "--out", str(out), "--remote-empty-url", deployed_empty, "--remote-force-cold", "true",
-                           "--remote-samples", "2"],
+                           "--out", str(out), "--remote-empty-url", deployed_empty,
+                           "--remote-force-cold", f"echo {{service}} >> {forced}", "--remote-samples", "2"],
                           cwd=REPO_ROOT, capture_output=True, text=True, timeout=240)
     summary = (out / "summary.md").read_text() if (out / "summary.md").exists() else "(no summary)"
     assert done.returncode == 0, f"{done.stdout[-3000:]}\n{done.stderr[-5000:]}\n{summary}"
@@ -72,6 +73,7 @@ def test_tiny_run_of_every_scenario_writes_results_summary_and_charts(start_func
     assert s5["status"] == "ok" and s5["summary"]["rows"][0]["cold_measurements"] == 2, (s5["reason"],
                                                                                          s5["failures"])
     assert any("not verified here" in n for n in s5["notes"])
+    assert forced.read_text().split() == ["empty", "empty"]
 
     charts = document["charts"]
     assert {"s1_timeline_k1.png", "cold_start_ratio.png", "cold_vs_warm.png", "s2_cold_stack.png",

@@ -60,7 +60,8 @@ def parser() -> argparse.ArgumentParser:
                    help="scenario 5: an access token for the deployed services (env LOADTEST_REMOTE_TOKEN)")
     p.add_argument("--remote-force-cold", default=os.environ.get("LOADTEST_REMOTE_FORCE_COLD"),
                    help="scenario 5: shell command run before each cold measurement, e.g. a gcloud command that "
-                        "deploys a new revision (env LOADTEST_REMOTE_FORCE_COLD)")
+                        "deploys a new revision; {service} in it becomes empty, auth or agent-api "
+                        "(env LOADTEST_REMOTE_FORCE_COLD)")
     p.add_argument("--remote-samples", type=_positive, default=3, help="scenario 5: cold measurements per URL")
     p.add_argument("--keep-tmp", action="store_true", help="keep the temporary stack directory")
     p.add_argument("--quiet", action="store_true", help="no progress display")

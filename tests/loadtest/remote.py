@@ -59,9 +59,12 @@ class Deployed:
         return bool(self.command)
 
     async def cold(self, name: str) -> tuple[str, float | None]:
-        """The URL to measure and how long forcing the cold start took (None: not forced)."""
-        forced_s = await asyncio.to_thread(force_cold, self.command) if self.command else None
-        return self.urls[name], forced_s
+        """The URL to measure and how long forcing the cold start took (None: not forced). ``{service}`` in
+        the command becomes the service measured (empty, auth, agent-api): one command serves every URL."""
+        if not self.command:
+            return self.urls[name], None
+        command = self.command.replace("{service}", REMOTE_TARGETS[name].name)
+        return self.urls[name], await asyncio.to_thread(force_cold, command)
 
     async def close(self) -> None:
         return None
