@@ -3,7 +3,7 @@
 - s1_timeline_k{K}.png: when did each fresh instance open its port and first succeed, and when did its burst
   finish (the floor's instances on the same axis)?
 - cold_start_ratio.png: spawn -> first success per service and K, as a multiple of the empty function.
-- cold_vs_warm.png: burst latency on fresh instances against the same requests on a warm one.
+- cold_vs_warm.png: burst latency on fresh instances (smallest K) against the same requests on a warm one.
 - s2_cold_stack.png: latency over time while the stack starts, with the start marks.
 - s3_storm.png: how long each WebSocket client took to connect and to receive its events.
 """
@@ -122,8 +122,10 @@ def cold_start_ratio(s1: dict[str, Any], out: Path) -> str | None:
 def cold_vs_warm(s1: dict[str, Any] | None, s4: dict[str, Any] | None, out: Path) -> str | None:
     if s1 is None or s4 is None:
         return None
-    kmax = max(r["k"] for r in s1["summary"]["rows"])
-    cold = {r["target"]: r for r in s1["summary"]["rows"] if r["k"] == kmax}
+    # The smallest K: with 8 instances bursting at once the load generator's own stalls on the shared cores
+    # dominate the burst percentiles (see client_loop_lag_max_ms), which is not what this chart is about.
+    kmin = min(r["k"] for r in s1["summary"]["rows"])
+    cold = {r["target"]: r for r in s1["summary"]["rows"] if r["k"] == kmin}
     warm = {r["target"]: r for r in s4["summary"]["rows"]}
     targets = [t for t in cold if t in warm and cold[t]["burst_p50_ms"] is not None]
     if not targets:
@@ -141,8 +143,8 @@ def cold_vs_warm(s1: dict[str, Any] | None, s4: dict[str, Any] | None, out: Path
     ax.set_yscale("log")
     ax.set_xticks(range(len(targets)), targets)
     ax.set_ylabel("latency (ms, log scale)")
-    ax.set_title(f"Cold (burst on {kmax} fresh instance(s)) vs warm (steady load) latency", loc="left",
-                 fontsize=10)
+    ax.set_title(f"Cold (burst of {s1['summary']['burst']} on {kmin} fresh instance(s) the moment its port opens) "
+                 "vs warm (steady load) latency", loc="left", fontsize=10)
     ax.set_ylim(top=ax.get_ylim()[1] * 4)  # room for the legend above the tallest bar
     ax.legend(fontsize=8, ncols=4, loc="upper center")
     ax.grid(axis="y", alpha=0.3, which="both")
