@@ -22,8 +22,11 @@ frames: TypeAdapter[Any] = TypeAdapter(ClientFrame)
 MAX_PENDING = 8  # subscribe/chat frames being worked on at once per connection
 
 
-def send_error(conn: Connection, code: str, message: str) -> None:
-    if not conn.send_json({"type": "error", "code": code, "message": message}):
+def send_error(conn: Connection, code: str, message: str, client_message_id: str | None = None) -> None:
+    frame = {"type": "error", "code": code, "message": message}
+    if client_message_id is not None:
+        frame["client_message_id"] = client_message_id
+    if not conn.send_json(frame):
         conn.spawn(close(conn, CLOSE_TRY_AGAIN, "consumer too slow; reconnect and resume with after_seq"))
 
 
@@ -154,6 +157,7 @@ async def chat(bridge: Bridge, conn: Connection, frame: Chat) -> None:
             conn,
             "chat_requires_token",
             "this connection was opened with a ticket: send an `auth` frame with an access token first",
+            frame.client_message_id,
         )
         return
     body: dict[str, Any] = {"content": frame.content, "client_message_id": frame.client_message_id}
@@ -169,6 +173,7 @@ async def chat(bridge: Bridge, conn: Connection, frame: Chat) -> None:
             conn,
             "agent_unavailable",
             f"the agent API is unreachable ({type(exc).__name__}); retry with the same client_message_id",
+            frame.client_message_id,
         )
         return
     try:
@@ -177,7 +182,12 @@ async def chat(bridge: Bridge, conn: Connection, frame: Chat) -> None:
         payload = {}
     if response.status_code >= 400:
         error = payload.get("error", {}) if isinstance(payload, dict) else {}
-        send_error(conn, error.get("code", "chat_failed"), error.get("message", f"agent API: {response.status_code}"))
+        send_error(
+            conn,
+            error.get("code", "chat_failed"),
+            error.get("message", f"agent API: {response.status_code}"),
+            frame.client_message_id,
+        )
         return
     conn.send_json({"type": "chat_accepted", "client_message_id": frame.client_message_id, **payload})
     thread_id, run_id = payload.get("thread_id"), payload.get("run_id")

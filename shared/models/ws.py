@@ -96,6 +96,8 @@ class Error(BaseModel):
     type: Literal["error"]
     code: str
     message: str
+    # Set on the errors that answer a `chat` frame, so a client with several chats in flight knows which failed.
+    client_message_id: str | None = None
 
 
 ServerFrame = Annotated[

@@ -72,7 +72,8 @@ def test_each_auth_method_in_order(start_bridge, ws_env: WsEnv) -> None:
         assert (await recv(by_ticket))["user_id"] == user_id
         # A ticket connection carries no token: chat needs one, which an `auth` frame provides.
         await by_ticket.send(json.dumps({"type": "chat", "content": "hi", "client_message_id": "m1"}))
-        assert (await recv(by_ticket))["code"] == "chat_requires_token"
+        refused = await recv(by_ticket)
+        assert (refused["code"], refused["client_message_id"]) == ("chat_requires_token", "m1")
         await by_ticket.close()
         code, reason, _ = await closed_code(f"{bridge.url}?ticket={ticket}")
         assert code == 1008 and "already used" in reason, "a ticket is single use"

@@ -80,18 +80,15 @@ def test_chat_frame_runs_the_agent_and_streams_the_run(chat_stack, ws_env) -> No
         again = await recv(ws, 30)
         assert again["type"] == "chat_accepted" and again["run_id"] == run_id and again["replayed"] is True
 
+        failing_id = f"m-{uuid.uuid4().hex[:8]}"
         await ws.send(
             json.dumps(
-                {
-                    "type": "chat",
-                    "thread_id": str(uuid.uuid4()),
-                    "content": "hi",
-                    "client_message_id": f"m-{uuid.uuid4().hex[:8]}",
-                }
+                {"type": "chat", "thread_id": str(uuid.uuid4()), "content": "hi", "client_message_id": failing_id}
             )
         )
         error = await recv(ws, 30)
         assert error["type"] == "error" and error["code"] == "not_found", error
+        assert error["client_message_id"] == failing_id, "the error names the chat it answers"
 
         other, _ = await connect(b.url, token)
         await other.send(json.dumps({"type": "subscribe", "thread_id": thread_id}))

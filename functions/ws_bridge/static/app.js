@@ -241,8 +241,9 @@ function onErrorFrame(frame) {
     return;
   }
   if (!NOT_CHAT_ERRORS.has(frame.code) && state.pendingChats.size) {
-    // Error frames carry no client_message_id: the oldest pending chat is the one that failed.
-    const [id, chat] = state.pendingChats.entries().next().value;
+    // Errors answering a chat name it; otherwise (a refused frame) the oldest pending chat is the one that failed.
+    const named = frame.client_message_id && state.pendingChats.get(frame.client_message_id);
+    const [id, chat] = named ? [frame.client_message_id, named] : state.pendingChats.entries().next().value;
     state.pendingChats.delete(id);
     if (RETRY_BY_REST.has(frame.code)) {
       postByRest(chat.content, chat.threadId, id); // idempotent by client_message_id
