@@ -139,6 +139,10 @@ class Component:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     breaker_threshold: int = 3
     breaker_recovery_s: float = 30.0
+    # Not needed by the first request: starts once a response has gone out (release_deferred), a request
+    # requires it, or DEFER_S after the start, whichever comes first. Its imports and connections then do not
+    # compete with the first request for the interpreter (cold start).
+    deferred: bool = False
 
 
 @dataclass
@@ -157,6 +161,8 @@ class _State:
 
 
 class StartupManager:
+    DEFER_S = 0.5  # the longest a deferred component waits for the first response
+
     def __init__(self, service: str, clock: Callable[[], float] = time.monotonic) -> None:
         self.service = service
         self._clock = clock
@@ -165,6 +171,8 @@ class StartupManager:
         self._created = clock()
         self._started = False
         self._stop = threading.Event()
+        self._released = threading.Event()
+        self._start_clock = self._created
         self._complete_logged = False
 
     # -- registration -------------------------------------------------------------------------------
@@ -233,6 +241,7 @@ class StartupManager:
             if self._started:
                 return self
             self._started = True
+            self._start_clock = self._clock()
         for state in self._states.values():
             threading.Thread(target=self._run, args=(state,), name=f"startup-{state.component.name}",
                              daemon=True).start()
@@ -250,6 +259,16 @@ class StartupManager:
 
     def stop(self) -> None:
         self._stop.set()
+        self._released.set()
+
+    def _waits_on_deferred(self, name: str) -> bool:
+        component = self._states[name].component
+        return component.deferred or any(self._waits_on_deferred(d) for d in component.depends_on)
+
+    def release_deferred(self) -> None:
+        """Let deferred components start now (called after each response; cheap once set)."""
+        if not self._released.is_set():
+            self._released.set()
 
     def _run(self, state: _State) -> None:
         comp = state.component
@@ -263,6 +282,8 @@ class StartupManager:
                     state.last_error = f"dependency {dep!r} failed: {dep_state.last_error}"
                     state.done_event.set()
                     return
+        if comp.deferred:
+            self._released.wait(max(0.0, self._start_clock + self.DEFER_S - self._clock()))
         state.started_at = self._clock()
         while not self._stop.is_set():
             if not state.breaker.allow():
@@ -356,6 +377,8 @@ class StartupManager:
         state = self._states[name]
         if not self._started:
             self.start()
+        if not state.up_event.is_set() and self._waits_on_deferred(name):
+            self.release_deferred()  # a request is waiting for it: nothing deferred waits any longer
         if state.up_event.wait(timeout_s):
             return state.resource
         retry_after = max(1, round(state.breaker.retry_after() or 2))
@@ -382,6 +405,7 @@ class StartupManager:
             components[name] = {
                 "status": s.status.value,
                 "priority": s.component.priority.name.lower(),
+                "deferred": s.component.deferred,
                 "depends_on": list(s.component.depends_on),
                 "attempts": s.attempts,
                 "duration_ms": s.duration_ms,

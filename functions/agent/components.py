@@ -43,16 +43,17 @@ def components(role: str, settings: Any) -> list[Component]:
     """``role`` is "api" or "worker"."""
     name = "agent-api" if role == "api" else "agent-worker"
     found = database_components(settings, name)
-    # Client construction only (no network): the library import is the slow part, done before the first request.
+    # Pub/Sub: client construction only (no network); the library import is the slow part. The API's first request is usually a read (threads, runs): the Pub/Sub and Firestore client imports are
+    # deferred until it is answered (or a POST requires them), so they do not slow it down (cold start).
+    api = role == "api"
     found.append(Component("pubsub", _pubsub(settings.google_cloud_project), Priority.HIGH, timeout_s=30.0,
-                           retry=RetryPolicy(initial_s=0.5, max_s=10.0)))
+                           retry=RetryPolicy(initial_s=0.5, max_s=10.0), deferred=api))
     # The API needs Firestore only for the event log routes: start it after Pub/Sub, which the first POST
     # needs, so that the two library imports do not compete for the interpreter.
-    found.append(Component("firestore", _firestore(probe=role == "api"),
-                           Priority.HIGH if role == "worker" else Priority.MEDIUM,
-                           depends_on=() if role == "worker" else ("pubsub",),
-                           timeout_s=30.0, retry=RetryPolicy(initial_s=0.5, max_s=10.0)))
-    if role == "api":
+    found.append(Component("firestore", _firestore(probe=api), Priority.MEDIUM if api else Priority.HIGH,
+                           depends_on=("pubsub",) if api else (), timeout_s=30.0,
+                           retry=RetryPolicy(initial_s=0.5, max_s=10.0), deferred=api))
+    if api:
         found.append(Component("tokens", _tokens(settings), Priority.CRITICAL, timeout_s=15.0,
                                retry=RetryPolicy(initial_s=0.3, max_s=5.0), breaker_recovery_s=3.0))
     return found

@@ -42,7 +42,10 @@ manager.start_when_serving()
 
 @functions_framework.http
 def agent_api(request: Any) -> Any:
-    return router(request)
+    try:
+        return router(request)
+    finally:
+        manager.release_deferred()  # deferred components (shared.startup.Component.deferred) may start now
 
 
 @functions_framework.cloud_event

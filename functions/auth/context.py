@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from typing import Any
 
 from functions.auth.keys import KeysetSource
@@ -21,10 +20,8 @@ log = logging.getLogger("auth")
 
 class AuthContext:
     def __init__(self, settings: AuthSettings, manager: StartupManager, keys: KeysetSource,
-                 providers: dict[str, Provider], limiter: RateLimiter | None = None,
-                 on_demand: Callable[[], None] = lambda: None) -> None:
+                 providers: dict[str, Provider], limiter: RateLimiter | None = None) -> None:
         self.settings = settings
-        self._on_demand = on_demand  # lets deferred components start now: a request is waiting for them
         self.manager = manager
         self.keys = keys
         self.providers = providers
@@ -47,12 +44,10 @@ class AuthContext:
 
     # -- dependencies ------------------------------------------------------------------------------
     def db(self) -> Any:
-        self._on_demand()
         self.manager.require("schema", self.settings.startup_wait_seconds)
         return self.manager.resource("database")
 
     def store(self) -> Any:
-        self._on_demand()
         return self.manager.require("firestore", self.settings.startup_wait_seconds)
 
     def provider_available(self, name: str) -> bool:
@@ -63,8 +58,7 @@ class AuthContext:
         """503 + Retry-After while the provider's discovery has not succeeded."""
         component = self.provider_components.get(name)
         if component:
-            self._on_demand()
-            self.manager.require(component, timeout_s=2.0)
+                self.manager.require(component, timeout_s=2.0)
 
     # -- request helpers ---------------------------------------------------------------------------
     def client_key(self, ctx: Ctx) -> str:

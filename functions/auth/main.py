@@ -7,8 +7,6 @@ start after the first response or half a second after start, whichever comes fir
 request needs them: their imports and connections do not compete with the first request for the GIL.
 """
 
-import threading
-
 import functions_framework
 
 from functions.auth import handlers, signin
@@ -25,18 +23,10 @@ settings = load_settings(AuthSettings)
 manager = init_service("auth", settings)
 keys = KeysetSource(settings)
 providers = build_providers(settings)
-first_response = threading.Event()
-WARM_UP_DELAY_S = 0.5
 
 
-def after_first_response(component: Component) -> Component:
-    start = component.start
-
-    def gated() -> object:
-        first_response.wait(WARM_UP_DELAY_S)
-        return start()
-
-    component.start = gated
+def deferred(component: Component) -> Component:
+    component.deferred = True  # see shared.startup.Component.deferred
     return component
 
 
@@ -49,16 +39,16 @@ def start_firestore() -> object:
 
 
 components = [
-    *(after_first_response(c) for c in database_components(settings, "auth")),
+    *(deferred(c) for c in database_components(settings, "auth")),
     Component("keyset", keys.get, Priority.CRITICAL, timeout_s=30.0),
-    after_first_response(Component("firestore", start_firestore, Priority.CRITICAL, timeout_s=15.0,
+    deferred(Component("firestore", start_firestore, Priority.CRITICAL, timeout_s=15.0,
                                    retry=RetryPolicy(initial_s=0.5, max_s=10.0), breaker_recovery_s=5.0)),
 ]
-app = AuthContext(settings, manager, keys, providers, on_demand=first_response.set)
+app = AuthContext(settings, manager, keys, providers)
 for name, component in app.provider_components.items():
     # Non-critical: a provider whose discovery document is unreachable is reported unavailable while dev
     # login, validation and the other provider keep working (scenario 19).
-    components.append(after_first_response(Component(
+    components.append(deferred(Component(
         component, providers[name].discover, Priority.MEDIUM,  # type: ignore[union-attr]
         timeout_s=settings.provider_timeout_seconds + 1,
         retry=RetryPolicy(initial_s=1.0, max_s=10.0), breaker_recovery_s=5.0)))
@@ -76,4 +66,4 @@ def auth(request):  # noqa: ANN001, ANN201 - functions-framework signature
     try:
         return router(request)
     finally:
-        first_response.set()
+        manager.release_deferred()

@@ -207,3 +207,48 @@ def test_request_waits_for_starting_component_then_gets_it() -> None:
     manager.start()
     threading.Timer(0.3, gate.set).start()
     assert manager.require("database", timeout_s=5) == "db"
+
+
+def _deferred_manager() -> tuple[StartupManager, list[str]]:
+    started: list[str] = []
+    manager = StartupManager("t")
+    manager.DEFER_S = 30.0  # long enough that only a release can start them within the test
+    manager.add("tokens", lambda: started.append("tokens") or "t", retry=FAST)
+    manager.add("pubsub", lambda: started.append("pubsub") or "p", Priority.HIGH, retry=FAST, deferred=True)
+    manager.add("firestore", lambda: started.append("firestore") or "f", Priority.MEDIUM, ("pubsub",),
+                retry=FAST, deferred=True)
+    return manager, started
+
+
+def test_deferred_components_wait_for_the_first_response() -> None:
+    """Cold start: what the first request does not need starts after it is answered; readiness ignores the
+    order, and /health/startup says which components are deferred."""
+    manager, started = _deferred_manager()
+    manager.start()
+    assert manager.require("tokens", timeout_s=5) == "t"
+    time.sleep(0.2)
+    assert started == ["tokens"], "requiring a component that is not deferred releases nothing"
+    assert manager.snapshot()["components"]["pubsub"]["deferred"] is True
+    manager.release_deferred()
+    assert manager.require("firestore", timeout_s=5) == "f"
+    assert started == ["tokens", "pubsub", "firestore"]
+
+
+def test_requiring_a_deferred_component_starts_it_at_once() -> None:
+    """A request that needs a deferred component (or one that depends on it) does not wait for the delay."""
+    manager, started = _deferred_manager()
+    manager.start()
+    assert manager.require("firestore", timeout_s=5) == "f"
+    assert started[-2:] == ["pubsub", "firestore"]
+
+
+def test_deferred_components_start_by_themselves_after_the_delay() -> None:
+    """No request at all (an idle warm instance): deferred components still start, DEFER_S after the start."""
+    manager, started = _deferred_manager()
+    manager.DEFER_S = 0.2
+    manager.start()
+    deadline = time.monotonic() + 5
+    while not manager.is_up("firestore"):
+        assert time.monotonic() < deadline, manager.snapshot()
+        time.sleep(0.02)
+    assert started[0] == "tokens" and set(started) == {"tokens", "pubsub", "firestore"}
