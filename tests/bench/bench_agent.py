@@ -30,9 +30,9 @@ from shared.config import REPO_ROOT
 from shared.models.events import AgentEvent
 from shared.pubsub_topology import AGENT_EVENTS, subscription_path, topic_path
 from tests.agent.harness import AgentStack
+from tests.bench.spawn import EMPTY_FUNCTION, empty_ok, spawn_until
 
 N = int(os.environ.get("BENCH_AGENT_N", "1"))
-EMPTY = REPO_ROOT / "tests/bench/empty_function/main.py"
 
 
 def pct(values: list[float], q: float) -> float:
@@ -112,30 +112,9 @@ def bench_first_event(stack: AgentStack, token: str, thread_id: str, n: int) -> 
     return first, whole
 
 
-def spawn_until(argv: list[str], env: dict[str, str], port: int, request: Any) -> float:
-    """Seconds from spawning the process to the first successful answer of ``request(base_url)``."""
-    started = time.perf_counter()
-    proc = ManagedProcess("bench", argv, env=env).start()
-    try:
-        url = f"http://127.0.0.1:{port}"
-        while True:
-            if not proc.alive():
-                raise RuntimeError(f"process exited:\n{proc.output()[-2000:]}")
-            try:
-                if request(url):
-                    return time.perf_counter() - started
-            except httpx.TransportError:
-                pass
-            time.sleep(0.005)
-    finally:
-        proc.stop()
-
-
 def bench_cold_start(stack: AgentStack, token: str, thread_id: str, rounds: int) -> tuple[list[float], list[float]]:
     empty_s, agent_s = [], []
 
-    def empty_ok(url: str) -> bool:
-        return httpx.get(url + "/", timeout=5).status_code == 200
 
     def post_ok(url: str) -> bool:
         response = httpx.post(url + "/api/agent/message", json={"content": "cold start", "thread_id": thread_id},
@@ -144,7 +123,7 @@ def bench_cold_start(stack: AgentStack, token: str, thread_id: str, rounds: int)
 
     for _ in range(rounds):
         port = free_port()
-        empty_s.append(spawn_until(functions_framework_argv(EMPTY, "empty", port), {"NETRA_ENV": "test"}, port,
+        empty_s.append(spawn_until(functions_framework_argv(EMPTY_FUNCTION, "empty", port), {"NETRA_ENV": "test"}, port,
                                    empty_ok))
         port = free_port()
         argv = functions_framework_argv(REPO_ROOT / "functions/agent/main.py", "agent_api", port)

@@ -30,6 +30,7 @@ import httpx
 from emulators.postgres import EmbeddedPostgres, free_port
 from emulators.process import ManagedProcess, functions_framework_argv
 from shared.config import REPO_ROOT
+from tests.bench.spawn import EMPTY_FUNCTION, empty_ok, spawn_until
 
 ROUNDS = int(os.environ.get("BENCH_AUTH_ROUNDS", "5"))
 IMPORT_RUNS = int(os.environ.get("BENCH_AUTH_IMPORT_RUNS", "7"))
@@ -43,7 +44,6 @@ IMPORTS = {
     "import jwt, after the EC modules": (f"{FLOOR}\n{EC_ONLY}", "import jwt"),
     "import functions.auth.main (whole auth)": (FLOOR, "import functions.auth.main"),
 }
-EMPTY = REPO_ROOT / "tests/bench/empty_function/main.py"
 AUTH = REPO_ROOT / "functions/auth/main.py"
 
 
@@ -116,28 +116,7 @@ def bench_validate_http(url: str, token: str, n: int = 1000) -> list[float]:
     return samples
 
 
-def spawn_until(argv: list[str], env: dict[str, str], port: int, ok: Callable[[str], bool]) -> float:
-    """Seconds from spawn to the first request for which ``ok`` is true."""
-    started = time.perf_counter()
-    proc = ManagedProcess("cold", argv, env=env).start()
-    try:
-        url = f"http://127.0.0.1:{port}"
-        while True:
-            if not proc.alive():
-                raise RuntimeError(f"process exited:\n{proc.output()[-2000:]}")
-            try:
-                if ok(url):
-                    return time.perf_counter() - started
-            except httpx.TransportError:
-                pass
-            time.sleep(0.005)
-    finally:
-        proc.stop()
-
-
 def bench_cold_start(env: dict[str, str], token: str, rounds: int) -> tuple[list[float], list[float]]:
-    def empty_ok(url: str) -> bool:
-        return httpx.get(url + "/", timeout=5).status_code == 200
 
     def validate_ok(url: str) -> bool:
         response = httpx.post(url + "/auth/validate", json={"token": token}, timeout=30)
@@ -146,7 +125,7 @@ def bench_cold_start(env: dict[str, str], token: str, rounds: int) -> tuple[list
     empty_s, auth_s = [], []
     for _ in range(rounds):
         port = free_port()
-        empty_s.append(spawn_until(functions_framework_argv(EMPTY, "empty", port), {"NETRA_ENV": "test"}, port,
+        empty_s.append(spawn_until(functions_framework_argv(EMPTY_FUNCTION, "empty", port), {"NETRA_ENV": "test"}, port,
                                    empty_ok))
         port = free_port()
         auth_s.append(spawn_until(functions_framework_argv(AUTH, "auth", port), env, port, validate_ok))

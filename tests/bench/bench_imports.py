@@ -11,6 +11,7 @@ import re
 import statistics
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from shared.config import REPO_ROOT
@@ -35,7 +36,7 @@ ENV = {
     "FIRESTORE_EMULATOR_HOST": "127.0.0.1:9",
     "AUTH_JWKS_URL": "http://127.0.0.1:9/.well-known/jwks.json",
     "DEV_LOGIN_ENABLED": "true",
-    "NETRA_DISCOVERY_DIR": "/tmp/netra-bench-discovery",
+    "NETRA_DISCOVERY_DIR": str(Path(tempfile.gettempdir()) / "netra-bench-discovery"),  # nothing is written there
 }
 
 
