@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import IO
 
@@ -153,6 +154,12 @@ class Stack:
                 if worker_url is None:
                     continue
                 request["push_config"] = {"push_endpoint": worker_url + "/"}
+            if sub.get("retry_policy"):  # as in the cloud: without it a refused push is retried in 100 ms
+                policy = sub["retry_policy"]
+                request["retry_policy"] = {
+                    "minimum_backoff": timedelta(seconds=policy["minimum_backoff_seconds"]),
+                    "maximum_backoff": timedelta(seconds=policy["maximum_backoff_seconds"]),
+                }
             dead_letter = spec["topics"][sub["topic"]].get("dead_letter_topic")
             if dead_letter and sub.get("max_delivery_attempts"):
                 request["dead_letter_policy"] = {"dead_letter_topic": topic_path(PROJECT, dead_letter),

@@ -48,3 +48,19 @@ def not_found(what: str) -> ApiError:
 
 def unauthorized(message: str = "missing or invalid bearer token", code: str = "unauthorized") -> ApiError:
     return ApiError(401, code, message, headers={"WWW-Authenticate": "Bearer"})
+
+
+# Google client errors that mean "the dependency is slow or down right now", by class name so that this module
+# imports no Google library (cold start). Anything else unexpected stays a 500.
+_TRANSIENT_GOOGLE_ERRORS = {"DeadlineExceeded", "ServiceUnavailable", "RetryError", "TooManyRequests",
+                            "ResourceExhausted", "Aborted", "GatewayTimeout"}
+
+
+def transient_dependency_error(exc: BaseException) -> ServiceUnavailable | None:
+    """A 503 with Retry-After for a timed-out or unavailable Google dependency (Firestore, Pub/Sub, Secret
+    Manager) that a handler did not catch itself; None for anything else."""
+    kind = type(exc)
+    if kind.__module__.startswith("google.api_core") and kind.__name__ in _TRANSIENT_GOOGLE_ERRORS:
+        return ServiceUnavailable(f"a dependency did not answer in time ({kind.__name__}); retry after the delay",
+                                  retry_after=2, code="dependency_unavailable")
+    return None

@@ -23,7 +23,7 @@ import os
 import re
 import threading
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from google.cloud.firestore import Client
@@ -116,3 +116,15 @@ def collection_name(name: str) -> str:
             "invalid_collection_prefix", f"FIRESTORE_COLLECTION_PREFIX must not contain '/', got {prefix!r}"
         )
     return f"{prefix}{name}"
+
+
+def bounded(timeout_s: float) -> dict[str, Any]:
+    """Keyword arguments that end one Firestore call within ``timeout_s`` in all, retries included.
+
+    The library's default retry does not take ``timeout`` as an overall bound: against a Firestore that is down
+    it keeps retrying UNAVAILABLE for its own deadline (over a minute, measured against a closed port), holding
+    the request that long instead of answering 503 (shared.errors.transient_dependency_error)."""
+    from google.api_core.retry import Retry, if_transient_error
+
+    return {"timeout": timeout_s,
+            "retry": Retry(predicate=if_transient_error, initial=0.1, maximum=1.0, multiplier=2.0, timeout=timeout_s)}

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from shared.errors import ApiError
+from shared.errors import ApiError, transient_dependency_error
 from shared.logging import parse_trace_header, request_id_var, trace_var
 
 log = logging.getLogger("http")
@@ -137,10 +137,15 @@ class Router:
             status, body, headers = self._dispatch(request, request_id)
         except ApiError as exc:
             status, body, headers = exc.status, exc.body(), dict(exc.headers)
-        except Exception:
-            log.exception("unhandled error", extra={"path": request.path})
-            status, body = 500, {"error": {"code": "internal", "message": "internal error",
-                                           "details": {"request_id": request_id}}}
+        except Exception as exc:
+            unavailable = transient_dependency_error(exc)
+            if unavailable is None:
+                log.exception("unhandled error", extra={"path": request.path})
+                status, body = 500, {"error": {"code": "internal", "message": "internal error",
+                                               "details": {"request_id": request_id}}}
+            else:
+                log.warning("dependency unavailable", extra={"path": request.path, "reason": unavailable.message})
+                status, body, headers = unavailable.status, unavailable.body(), dict(unavailable.headers)
         finally:
             request_id_var.reset(tokens[0])
             trace_var.reset(tokens[1])

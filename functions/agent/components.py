@@ -43,8 +43,9 @@ def components(role: str, settings: Any) -> list[Component]:
     """``role`` is "api" or "worker"."""
     name = "agent-api" if role == "api" else "agent-worker"
     found = database_components(settings, name)
-    # Pub/Sub: client construction only (no network); the library import is the slow part. The API's first request is usually a read (threads, runs): the Pub/Sub and Firestore client imports are
-    # deferred until it is answered (or a POST requires them), so they do not slow it down (cold start).
+    # Pub/Sub: client construction only (no network); the library import is the slow part. The API's first
+    # request is usually a read (threads, runs), so the Pub/Sub and Firestore client imports are deferred until
+    # it is answered (or a POST requires them): they do not slow it down (cold start).
     api = role == "api"
     found.append(Component("pubsub", _pubsub(settings.google_cloud_project), Priority.HIGH, timeout_s=30.0,
                            retry=RetryPolicy(initial_s=0.5, max_s=10.0), deferred=api))

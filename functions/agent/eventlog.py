@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from functions.agent import pubsub
-from shared.firestore import collection_name, get_client, ttl_expiry
+from shared.firestore import bounded, collection_name, get_client, ttl_expiry
 from shared.models.events import TERMINAL_EVENT_TYPES, AgentEvent
 
 RUNS = "runs"
@@ -59,7 +59,7 @@ class EventLog:
         self.ttl_s = ttl_days * 86400.0
 
     def run_state(self, run_id: str) -> dict[str, Any] | None:
-        snap = _run_doc(run_id).get(timeout=TIMEOUT_S)
+        snap = _run_doc(run_id).get(**bounded(TIMEOUT_S))
         return snap.to_dict() if snap.exists else None
 
     def append(self, run: RunRef, event: AgentEvent) -> None:
@@ -79,15 +79,15 @@ class EventLog:
             state["created_at"] = now
         batch.set(run_ref, state, merge=True)
         try:
-            batch.commit(timeout=TIMEOUT_S)
+            batch.commit(**bounded(TIMEOUT_S))
         except (gexc.AlreadyExists, gexc.Conflict, gexc.FailedPrecondition) as exc:
             # The client retries a commit whose answer was lost; its second try then finds our own document.
-            existing = run_ref.collection(EVENTS).document(event_doc_id(event.seq)).get(timeout=TIMEOUT_S)
+            existing = run_ref.collection(EVENTS).document(event_doc_id(event.seq)).get(**bounded(TIMEOUT_S))
             mine = event.model_dump(mode="json")
             if existing.exists and all(existing.get(k) == mine[k] for k in ("ts", "type", "agent_name")):
                 batch = get_client().batch()
                 batch.set(run_ref, state, merge=True)
-                batch.commit(timeout=TIMEOUT_S)
+                batch.commit(**bounded(TIMEOUT_S))
                 return
             raise SeqConflict(f"seq {event.seq} of run {run.run_id} already written: {type(exc).__name__}") from None
 
@@ -102,14 +102,14 @@ class EventLog:
     def events(self, run_id: str, after_seq: int = 0, limit: int = 500) -> list[AgentEvent]:
         query = (_run_doc(run_id).collection(EVENTS).where(filter=_field_filter("seq", ">", after_seq))
                  .order_by("seq").limit(limit))
-        return [doc_to_event(snap.to_dict()) for snap in query.stream(timeout=TIMEOUT_S)]
+        return [doc_to_event(snap.to_dict()) for snap in query.stream(**bounded(TIMEOUT_S))]
 
     def last_event(self, run_id: str) -> AgentEvent | None:
         state = self.run_state(run_id)
         if not state or not state.get("last_seq"):
             return None
         snap = _run_doc(run_id).collection(EVENTS).document(event_doc_id(int(state["last_seq"]))).get(
-            timeout=TIMEOUT_S)
+            **bounded(TIMEOUT_S))
         return doc_to_event(snap.to_dict()) if snap.exists else None
 
     def republish_last(self, run: RunRef) -> AgentEvent | None:

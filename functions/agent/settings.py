@@ -46,6 +46,11 @@ class AgentSection(BaseSettings):
     max_concurrent_runs: int = Field(
         4, ge=1, le=64, description="runs one worker instance executes at once; more deliveries are retried later"
     )
+    run_slot_wait_s: float = Field(
+        10.0, ge=0, le=300,
+        description="seconds a delivery waits for a free run slot before it is refused (429) for redelivery; "
+        "smooths a burst on one instance (0 refuses at once)",
+    )
     publish_timeout_s: float = Field(
         5.0, gt=0, le=60, description="seconds POST /api/agent/message waits for Pub/Sub before answering 503"
     )

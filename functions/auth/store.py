@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from shared.firestore import bounded  # stdlib-only module: no Google import at load
+
 STATES = "oauth_states"
 CODES = "auth_codes"
 TICKETS = "ws_tickets"
@@ -69,13 +71,13 @@ class AuthStore:
 
     def ping(self) -> None:
         """One cheap read: proves the connection (startup component)."""
-        self._col(STATES).document("_ping").get(timeout=OP_TIMEOUT_S)
+        self._col(STATES).document("_ping").get(**bounded(OP_TIMEOUT_S))
 
     # -- single-use documents ---------------------------------------------------------------------------
     def put(self, kind: str, secret: str, data: dict[str, Any], ttl_s: float) -> None:
         now = _now()
         self._col(kind).document(digest(secret)).create(
-            {**data, "created_at": now, "expires_at": now + timedelta(seconds=ttl_s)}, timeout=OP_TIMEOUT_S
+            {**data, "created_at": now, "expires_at": now + timedelta(seconds=ttl_s)}, **bounded(OP_TIMEOUT_S)
         )
 
     def take(self, kind: str, secret: str) -> dict[str, Any] | None:
@@ -108,7 +110,7 @@ class AuthStore:
         batch.create(self._col(REFRESH_TOKENS).document(digest(token)),
                      {"family_id": family_id, "user_id": user_id, "created_at": now, "expires_at": expires,
                       "used_at": None})
-        batch.commit(timeout=OP_TIMEOUT_S)
+        batch.commit(**bounded(OP_TIMEOUT_S))
         return family_id, token
 
     def rotate(self, token: str, ttl_s: float) -> Rotation:
@@ -147,7 +149,7 @@ class AuthStore:
         return run(self.client.transaction())
 
     def family_of(self, token: str) -> str | None:
-        snapshot = self._col(REFRESH_TOKENS).document(digest(token)).get(timeout=OP_TIMEOUT_S)
+        snapshot = self._col(REFRESH_TOKENS).document(digest(token)).get(**bounded(OP_TIMEOUT_S))
         return (snapshot.to_dict() or {}).get("family_id") if snapshot.exists else None
 
     def revoke_family(self, family_id: str, reason: str) -> bool:
@@ -156,12 +158,12 @@ class AuthStore:
 
         try:
             self._col(FAMILIES).document(family_id).update(
-                {"revoked_at": _now(), "revoked_reason": reason}, timeout=OP_TIMEOUT_S
+                {"revoked_at": _now(), "revoked_reason": reason}, **bounded(OP_TIMEOUT_S)
             )
         except NotFound:
             return False
         return True
 
     def family(self, family_id: str) -> dict[str, Any] | None:
-        snapshot = self._col(FAMILIES).document(family_id).get(timeout=OP_TIMEOUT_S)
+        snapshot = self._col(FAMILIES).document(family_id).get(**bounded(OP_TIMEOUT_S))
         return snapshot.to_dict() if snapshot.exists else None

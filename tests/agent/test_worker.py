@@ -213,7 +213,7 @@ def test_scenario_30_push_answered_only_when_the_run_is_done(stack: AgentStack, 
 def test_concurrency_bound_pushes_back(stack: AgentStack, sql: Sql) -> None:
     """More deliveries than MAX_CONCURRENT_RUNS: the extra ones are refused (429) and redelivered by Pub/Sub;
     every run still completes once."""
-    stack.start_worker(MAX_CONCURRENT_RUNS="1", MOCK_LLM_TOKEN_DELAY_MS="5")
+    stack.start_worker(MAX_CONCURRENT_RUNS="1", RUN_SLOT_WAIT_S="0", MOCK_LLM_TOKEN_DELAY_MS="5")
     requests = [sql.seed_run(f"question {i}") for i in range(3)]
     for request in requests:
         stack.publish_request(request)
@@ -221,3 +221,16 @@ def test_concurrency_bound_pushes_back(stack: AgentStack, sql: Sql) -> None:
         assert _finish(stack, request.run_id)[-1].type == "agent_completed"
         assert sql.run(request.run_id)["attempt"] == 1 and len(sql.answers(request.run_id)) == 1
     assert "worker busy; delivery refused for redelivery" in stack.worker.output()
+
+
+def test_burst_waits_for_a_run_slot_instead_of_burning_delivery_attempts(stack: AgentStack, sql: Sql) -> None:
+    """More deliveries than run slots arrive together: each waits (RUN_SLOT_WAIT_S) for a slot, so none is
+    refused and none uses up a delivery attempt towards the dead-letter topic."""
+    stack.start_worker(MAX_CONCURRENT_RUNS="1", MOCK_LLM_TOKEN_DELAY_MS="5")
+    requests = [sql.seed_run(f"burst {i}") for i in range(3)]
+    for request in requests:
+        stack.publish_request(request)
+    for request in requests:
+        assert _finish(stack, request.run_id)[-1].type == "agent_completed"
+        assert sql.run(request.run_id)["attempt"] == 1 and len(sql.answers(request.run_id)) == 1
+    assert "worker busy; delivery refused for redelivery" not in stack.worker.output()

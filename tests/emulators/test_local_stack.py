@@ -8,12 +8,15 @@ import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
 
 from shared.config import REPO_ROOT
+from shared.pubsub_topology import subscription_path, topology
 
 
 def test_scenario_11_whole_stack_up_status_and_clean_stop(tmp_path: Path) -> None:
@@ -45,6 +48,13 @@ def test_scenario_11_whole_stack_up_status_and_clean_stop(tmp_path: Path) -> Non
                                 capture_output=True, text=True, timeout=60)
         assert status.returncode == 0, status.stdout
 
+        # The worker's push subscription carries the topology's retry policy, as Terraform sets it in the cloud.
+        worker_sub = pubsub_subscription(f"127.0.0.1:{entries['pubsub']['port']}", "agent-worker")
+        policy = topology()["subscriptions"]["agent-worker"]["retry_policy"]
+        assert worker_sub.retry_policy.minimum_backoff.total_seconds() == policy["minimum_backoff_seconds"]
+        assert worker_sub.retry_policy.maximum_backoff.total_seconds() == policy["maximum_backoff_seconds"]
+        assert worker_sub.dead_letter_policy.max_delivery_attempts == 5
+
         # One chat turn through the real services.
         auth, api = entries["auth"]["url"], entries["agent-api"]["url"]
         token = httpx.post(f"{auth}/auth/dev/login", json={}, timeout=30).json()["access_token"]
@@ -54,6 +64,22 @@ def test_scenario_11_whole_stack_up_status_and_clean_stop(tmp_path: Path) -> Non
         while httpx.get(f"{api}/api/runs/{run['run_id']}", headers=headers).json()["status"] != "completed":
             assert time.monotonic() < deadline
             time.sleep(0.2)
+
+        # A burst of three times the worker's run slots (MAX_CONCURRENT_RUNS, 4): the refused pushes (429) are
+        # retried with the subscription's backoff, as in the cloud, and every run completes; without the retry
+        # policy the emulator redelivers in 100 ms and dead-letters them after 5 refusals.
+        with httpx.Client(base_url=api, headers=headers, timeout=30) as client:
+            with ThreadPoolExecutor(12) as pool:
+                posted = list(pool.map(lambda i: client.post("/api/agent/message", json={"content": f"burst {i}"}),
+                                       range(12)))
+            assert [p.status_code for p in posted] == [202] * 12
+            pending = {p.json()["run_id"] for p in posted}
+            deadline = time.monotonic() + 150
+            while pending:
+                assert time.monotonic() < deadline, f"runs never executed: {sorted(pending)}"
+                pending = {r for r in pending if client.get(f"/api/runs/{r}").json()["status"] not in
+                           ("completed", "failed")}
+                time.sleep(0.5)
 
         pids = [int(e["pid"]) for e in entries.values()]
         children = [c.pid for c in psutil.Process(up.pid).children(recursive=True)]
@@ -66,3 +92,19 @@ def test_scenario_11_whole_stack_up_status_and_clean_stop(tmp_path: Path) -> Non
              and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
     assert alive == [], f"left behind: {alive}"
     assert not list((tmp_path / "disc").glob("*.json")), "discovery files are removed on stop"
+
+
+def pubsub_subscription(host: str, name: str) -> Any:
+    """The subscription as the emulator holds it (the real client; the variable is read when it is built)."""
+    from google.cloud import pubsub_v1
+
+    previous = os.environ.get("PUBSUB_EMULATOR_HOST")
+    os.environ["PUBSUB_EMULATOR_HOST"] = host
+    try:
+        with pubsub_v1.SubscriberClient() as subscriber:
+            return subscriber.get_subscription(subscription=subscription_path("netra-local", name))
+    finally:
+        if previous is None:
+            os.environ.pop("PUBSUB_EMULATOR_HOST", None)
+        else:
+            os.environ["PUBSUB_EMULATOR_HOST"] = previous

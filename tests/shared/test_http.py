@@ -38,6 +38,18 @@ def make_router() -> Router:
     def busy(ctx):  # noqa: ANN001, ANN202
         raise ServiceUnavailable("database is starting", retry_after=3, code="database_unavailable")
 
+    @router.route("GET", "/firestore-timeout")
+    def firestore_timeout(ctx):  # noqa: ANN001, ANN202
+        from google.api_core.exceptions import DeadlineExceeded
+
+        raise DeadlineExceeded("Deadline of 5.0s exceeded")
+
+    @router.route("GET", "/firestore-bad-request")
+    def firestore_bad_request(ctx):  # noqa: ANN001, ANN202
+        from google.api_core.exceptions import InvalidArgument
+
+        raise InvalidArgument("bad field")
+
     @router.route("GET", "/teapot")
     def teapot(ctx):  # noqa: ANN001, ANN202
         raise ApiError(418, "teapot", "short and stout", {"spout": True})
@@ -77,6 +89,10 @@ def test_errors_have_code_and_message_and_never_leak_internals() -> None:
     assert "hunter2" not in json.dumps(body)
     status, body, headers = call(router, "GET", "/busy")
     assert status == 503 and headers["Retry-After"] == "3" and body["error"]["code"] == "database_unavailable"
+    status, body, headers = call(router, "GET", "/firestore-timeout")
+    assert status == 503 and body["error"]["code"] == "dependency_unavailable" and int(headers["Retry-After"]) >= 1
+    status, body, _ = call(router, "GET", "/firestore-bad-request")
+    assert status == 500 and body["error"]["code"] == "internal", "only transient Google errors become 503"
     status, body, _ = call(router, "GET", "/teapot")
     assert status == 418 and body["error"]["details"] == {"spout": True}
     status, body, _ = call(router, "GET", "/nowhere")

@@ -154,7 +154,8 @@ class Worker:
         request = parse_request(data)
         if request is None:
             return
-        if not self.slots.acquire(blocking=False):
+        # A short wait absorbs a burst on this instance; past it Pub/Sub redelivers with the subscription's backoff.
+        if not self.slots.acquire(timeout=self.settings.run_slot_wait_s):
             log.info("worker busy; delivery refused for redelivery", extra={"run_id": request.run_id})
             raise RetryLater(429, f"worker busy ({self.settings.max_concurrent_runs} runs in progress)")
         try:

@@ -37,9 +37,11 @@ resource "google_pubsub_subscription" "subscription" {
     ttl = ""
   }
 
+  # From the topology file, as the local stack reads it: a refused push (429 when a worker's run slots are
+  # full) is retried after a backoff instead of burning its delivery attempts in a second.
   retry_policy {
-    minimum_backoff = "10s"
-    maximum_backoff = "600s"
+    minimum_backoff = "${try(each.value.retry_policy.minimum_backoff_seconds, 10)}s"
+    maximum_backoff = "${try(each.value.retry_policy.maximum_backoff_seconds, 600)}s"
   }
 
   dynamic "push_config" {
