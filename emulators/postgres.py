@@ -83,9 +83,21 @@ class EmbeddedPostgres:
             shutil.chown(pwfile.name, self.user, self.user)
         try:
             subprocess.run(
-                [str(bin_dir() / "initdb"), "-D", str(self.data_dir), "-U", SUPERUSER, f"--pwfile={pwfile.name}",
-                 "--auth-host=scram-sha-256", "--auth-local=trust", "--encoding=UTF8", "--no-sync"],
-                check=True, capture_output=True, user=self.user,
+                [
+                    str(bin_dir() / "initdb"),
+                    "-D",
+                    str(self.data_dir),
+                    "-U",
+                    SUPERUSER,
+                    f"--pwfile={pwfile.name}",
+                    "--auth-host=scram-sha-256",
+                    "--auth-local=trust",
+                    "--encoding=UTF8",
+                    "--no-sync",
+                ],
+                check=True,
+                capture_output=True,
+                user=self.user,
             )
         finally:
             os.unlink(pwfile.name)
@@ -101,10 +113,29 @@ class EmbeddedPostgres:
             shutil.chown(sock_dir, self.user, self.user)
         log = open(self.base / "postgres.log", "ab")  # noqa: SIM115 - handed to the child process
         self.process = subprocess.Popen(
-            [str(bin_dir() / "postgres"), "-D", str(self.data_dir), "-p", str(self.port), "-h", self.host,
-             "-k", str(sock_dir), "-c", "max_connections=300", "-c", "fsync=off",
-             "-c", "synchronous_commit=off", "-c", "full_page_writes=off"],
-            stdout=log, stderr=subprocess.STDOUT, user=self.user, start_new_session=True,
+            [
+                str(bin_dir() / "postgres"),
+                "-D",
+                str(self.data_dir),
+                "-p",
+                str(self.port),
+                "-h",
+                self.host,
+                "-k",
+                str(sock_dir),
+                "-c",
+                "max_connections=300",
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            user=self.user,
+            start_new_session=True,
         )
         log.close()
         deadline = time.monotonic() + wait_s
@@ -120,8 +151,9 @@ class EmbeddedPostgres:
         try:
             import pg8000.dbapi
 
-            pg8000.dbapi.connect(user=SUPERUSER, password=PASSWORD, host=self.host, port=self.port,
-                                 database="postgres", timeout=2).close()
+            pg8000.dbapi.connect(
+                user=SUPERUSER, password=PASSWORD, host=self.host, port=self.port, database="postgres", timeout=2
+            ).close()
             return True
         except Exception:
             return False

@@ -22,9 +22,16 @@ COLORS = ["36", "33", "35", "32", "34", "31", "96", "93"]
 class ManagedProcess:
     """A command in its own process group whose output lines are prefixed with its name."""
 
-    def __init__(self, name: str, argv: list[str], env: dict[str, str] | None = None,
-                 cwd: Path = REPO_ROOT, sink: IO[str] | None = None, color: int = 0,
-                 log_file: Path | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        argv: list[str],
+        env: dict[str, str] | None = None,
+        cwd: Path = REPO_ROOT,
+        sink: IO[str] | None = None,
+        color: int = 0,
+        log_file: Path | None = None,
+    ) -> None:
         self.name = name
         self.argv = argv
         self.env = {**os.environ, **(env or {})}
@@ -42,8 +49,14 @@ class ManagedProcess:
 
     def start(self) -> ManagedProcess:
         self.proc = subprocess.Popen(
-            self.argv, cwd=self.cwd, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            text=True, bufsize=1, start_new_session=True,
+            self.argv,
+            cwd=self.cwd,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
+            start_new_session=True,
         )
         self._reader = threading.Thread(target=self._pump, name=f"log-{self.name}", daemon=True)
         self._reader.start()
@@ -78,8 +91,10 @@ class ManagedProcess:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if not self.alive():
-                raise RuntimeError(f"{self.name} exited with {self.proc.returncode if self.proc else '?'} "
-                                   f"before {what}:\n{self.output()[-3000:]}")
+                raise RuntimeError(
+                    f"{self.name} exited with {self.proc.returncode if self.proc else '?'} "
+                    f"before {what}:\n{self.output()[-3000:]}"
+                )
             try:
                 if check():
                     return
@@ -92,6 +107,7 @@ class ManagedProcess:
         def ok() -> bool:
             response = httpx.get(url, timeout=2.0)
             return status is None or response.status_code == status
+
         self.wait_for(ok, timeout_s, f"GET {url} -> {status}")
 
     def signal(self, sig: int) -> None:
@@ -129,5 +145,13 @@ class ManagedProcess:
 
 
 def functions_framework_argv(source: Path, target: str, port: int, signature: str = "http") -> list[str]:
-    return [sys.executable, "-m", "functions_framework", f"--source={source}", f"--target={target}",
-            f"--signature-type={signature}", "--host=127.0.0.1", f"--port={port}"]
+    return [
+        sys.executable,
+        "-m",
+        "functions_framework",
+        f"--source={source}",
+        f"--target={target}",
+        f"--signature-type={signature}",
+        "--host=127.0.0.1",
+        f"--port={port}",
+    ]

@@ -43,8 +43,9 @@ def start_secret_manager(host: str = "127.0.0.1", port: int = 0) -> SecretManage
     lock = threading.Lock()
     holder: dict[str, SecretManagerEmulator] = {}
 
-    def access(request: types.AccessSecretVersionRequest, context: grpc.ServicerContext
-               ) -> types.AccessSecretVersionResponse:
+    def access(
+        request: types.AccessSecretVersionRequest, context: grpc.ServicerContext
+    ) -> types.AccessSecretVersionResponse:
         emu = holder["emu"]
         with lock:
             emu.behaviour.calls += 1
@@ -68,13 +69,16 @@ def start_secret_manager(host: str = "127.0.0.1", port: int = 0) -> SecretManage
             payload=types.SecretPayload(data=versions[index - 1].encode()),
         )
 
-    handler = grpc.method_handlers_generic_handler("google.cloud.secretmanager.v1.SecretManagerService", {
-        "AccessSecretVersion": grpc.unary_unary_rpc_method_handler(
-            access,
-            request_deserializer=types.AccessSecretVersionRequest.deserialize,
-            response_serializer=types.AccessSecretVersionResponse.serialize,
-        ),
-    })
+    handler = grpc.method_handlers_generic_handler(
+        "google.cloud.secretmanager.v1.SecretManagerService",
+        {
+            "AccessSecretVersion": grpc.unary_unary_rpc_method_handler(
+                access,
+                request_deserializer=types.AccessSecretVersionRequest.deserialize,
+                response_serializer=types.AccessSecretVersionResponse.serialize,
+            ),
+        },
+    )
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
     server.add_generic_rpc_handlers((handler,))
     bound = server.add_insecure_port(f"{host}:{port}")

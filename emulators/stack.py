@@ -47,11 +47,18 @@ def _ff(source: str, target: str, signature: str = "http") -> Callable[[int], li
 
 SERVICES: list[ServiceSpec] = [
     ServiceSpec("auth", _ff("functions/auth/main.py", "auth"), ("postgres", "firestore")),
-    ServiceSpec("agent-worker", _ff("functions/agent/main.py", "agent_worker", "cloudevent"),
-                ("postgres", "pubsub", "firestore", "auth"), health_path=None),
+    ServiceSpec(
+        "agent-worker",
+        _ff("functions/agent/main.py", "agent_worker", "cloudevent"),
+        ("postgres", "pubsub", "firestore", "auth"),
+        health_path=None,
+    ),
     ServiceSpec("agent-api", _ff("functions/agent/main.py", "agent_api"), ("postgres", "pubsub", "firestore", "auth")),
-    ServiceSpec("ws-bridge", lambda port: [sys.executable, "-m", "functions.ws_bridge", "--port", str(port)],
-                ("pubsub", "firestore", "auth", "agent-api")),
+    ServiceSpec(
+        "ws-bridge",
+        lambda port: [sys.executable, "-m", "functions.ws_bridge", "--port", str(port)],
+        ("pubsub", "firestore", "auth", "agent-api"),
+    ),
 ]
 INFRA = ("postgres", "pubsub", "firestore")
 ALL_NAMES = (*INFRA, *(s.name for s in SERVICES))
@@ -70,8 +77,12 @@ def _official_emulators() -> bool:
 
 
 class Stack:
-    def __init__(self, only: set[str] | None = None, sink: IO[str] | None = sys.stdout,
-                 env_overrides: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        only: set[str] | None = None,
+        sink: IO[str] | None = sys.stdout,
+        env_overrides: dict[str, str] | None = None,
+    ) -> None:
         self.only = only
         self.sink = sink
         self.procs: dict[str, ManagedProcess] = {}
@@ -101,20 +112,34 @@ class Stack:
             self.postgres = EmbeddedPostgres(local_dir() / "postgres", port=port).start()
             state_file.write_text(str(self.postgres.port))
             self.database_url = self.postgres.url
-            discovery.write_entry("postgres", "127.0.0.1", self.postgres.port,
-                                  self.postgres.process.pid if self.postgres.process else None, scheme="postgresql")
+            discovery.write_entry(
+                "postgres",
+                "127.0.0.1",
+                self.postgres.port,
+                self.postgres.process.pid if self.postgres.process else None,
+                scheme="postgresql",
+            )
             self.say(f"postgres: embedded server on 127.0.0.1:{self.postgres.port}, data in {self.postgres.base}")
-        result = subprocess.run([sys.executable, "-m", "shared.db.migrate"], cwd=REPO_ROOT,
-                                env={**os.environ, "DATABASE_URL": self.database_url, "NETRA_ENV": "development"},
-                                capture_output=True, text=True)
+        result = subprocess.run(
+            [sys.executable, "-m", "shared.db.migrate"],
+            cwd=REPO_ROOT,
+            env={**os.environ, "DATABASE_URL": self.database_url, "NETRA_ENV": "development"},
+            capture_output=True,
+            text=True,
+        )
         if result.returncode != 0:
             raise RuntimeError(f"migrations failed:\n{result.stdout}\n{result.stderr}")
         self.say(f"postgres: {result.stdout.strip()}")
 
     def _start_emulator(self, name: str, module: str, color: int) -> int:
         argv = [sys.executable, "-m", module, "--host", "127.0.0.1", "--port", "0"]
-        proc = ManagedProcess(name, argv, sink=self.sink, color=color,
-                              env={"NETRA_OFFICIAL_EMULATORS": "1" if _official_emulators() else "0"}).start()
+        proc = ManagedProcess(
+            name,
+            argv,
+            sink=self.sink,
+            color=color,
+            env={"NETRA_OFFICIAL_EMULATORS": "1" if _official_emulators() else "0"},
+        ).start()
         self.procs[name] = proc
         port: dict[str, int] = {}
 
@@ -162,8 +187,10 @@ class Stack:
                 }
             dead_letter = spec["topics"][sub["topic"]].get("dead_letter_topic")
             if dead_letter and sub.get("max_delivery_attempts"):
-                request["dead_letter_policy"] = {"dead_letter_topic": topic_path(PROJECT, dead_letter),
-                                                 "max_delivery_attempts": sub["max_delivery_attempts"]}
+                request["dead_letter_policy"] = {
+                    "dead_letter_topic": topic_path(PROJECT, dead_letter),
+                    "max_delivery_attempts": sub["max_delivery_attempts"],
+                }
             try:
                 subscriber.create_subscription(request=request)
             except AlreadyExists:
@@ -192,8 +219,14 @@ class Stack:
 
     def start_service(self, spec: ServiceSpec, port: int, color: int) -> None:
         env = {**self.service_env(), **spec.env, "PORT": str(port)}
-        proc = ManagedProcess(spec.name, spec.argv(port), env=env, sink=self.sink, color=color,
-                              log_file=local_dir() / "logs" / f"{spec.name}.log").start()
+        proc = ManagedProcess(
+            spec.name,
+            spec.argv(port),
+            env=env,
+            sink=self.sink,
+            color=color,
+            log_file=local_dir() / "logs" / f"{spec.name}.log",
+        ).start()
         self.procs[spec.name] = proc
         self.urls[spec.name] = f"http://127.0.0.1:{port}"
 
@@ -241,8 +274,13 @@ class Stack:
     def print_table(self) -> None:
         rows = []
         if self.database_url:
-            rows.append(("postgres", self.postgres.url.split("@")[1] if self.postgres else "DATABASE_URL",
-                         str(self.postgres.process.pid if self.postgres and self.postgres.process else "-")))
+            rows.append(
+                (
+                    "postgres",
+                    self.postgres.url.split("@")[1] if self.postgres else "DATABASE_URL",
+                    str(self.postgres.process.pid if self.postgres and self.postgres.process else "-"),
+                )
+            )
         for name, proc in self.procs.items():
             rows.append((name, self.urls.get(name, "?"), str(proc.pid)))
         width = max(len(r[1]) for r in rows) if rows else 10

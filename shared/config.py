@@ -70,9 +70,7 @@ class CommonSection(BaseSettings):
     startup_wait_seconds: float = Field(
         10.0, gt=0, le=120, description="seconds a request waits for a starting dependency before 503"
     )
-    max_body_bytes: int = Field(
-        1_048_576, gt=0, description="largest accepted request body in bytes, e.g. 1048576"
-    )
+    max_body_bytes: int = Field(1_048_576, gt=0, description="largest accepted request body in bytes, e.g. 1048576")
 
     @field_validator("log_level")
     @classmethod
@@ -95,9 +93,7 @@ class CommonSection(BaseSettings):
     def cross_checks(self, env: Mapping[str, str]) -> list[str]:
         problems = []
         if not self.netra_env.is_local and any(o.endswith(":*") for o in self.origins):
-            problems.append(
-                "ALLOWED_ORIGINS: port wildcards (:*) are for development only; list exact https origins"
-            )
+            problems.append("ALLOWED_ORIGINS: port wildcards (:*) are for development only; list exact https origins")
         return problems
 
 
@@ -156,9 +152,7 @@ class DatabaseSection(BaseSettings):
 class TokenVerifySection(BaseSettings):
     """How a service verifies access tokens issued by auth (public keys only)."""
 
-    auth_issuer: str = Field(
-        "netra-auth", description="the iss claim auth puts in tokens, normally its public URL"
-    )
+    auth_issuer: str = Field("netra-auth", description="the iss claim auth puts in tokens, normally its public URL")
     token_audience: str = Field("netra-apex", description="the aud claim every service expects")
     auth_jwks_url: str | None = Field(
         None,
@@ -210,7 +204,7 @@ def _field_problem(cls: type[BaseSettings], loc: tuple[Any, ...], msg: str) -> s
     field = cls.model_fields.get(name)
     hint = f" (expected: {field.description})" if field is not None and field.description else ""
     if msg.startswith("Value error, "):
-        msg = msg[len("Value error, "):]
+        msg = msg[len("Value error, ") :]
     return f"{name.upper()}: {msg}{hint}"
 
 
@@ -219,9 +213,7 @@ def _dev_only_problems(cls: type[BaseSettings], env: Mapping[str, str]) -> list[
     for name, field in cls.model_fields.items():
         extra = field.json_schema_extra
         if isinstance(extra, dict) and extra.get("dev_only") and _truthy(env.get(name.upper())):
-            problems.append(
-                f"{name.upper()}: is a development-only switch and must be off in staging and production"
-            )
+            problems.append(f"{name.upper()}: is a development-only switch and must be off in staging and production")
     return problems
 
 

@@ -26,8 +26,13 @@ def discovery_dir() -> Path:
 def write_entry(name: str, host: str, port: int, pid: int | None = None, scheme: str = "http") -> Path:
     directory = discovery_dir()
     directory.mkdir(parents=True, exist_ok=True)
-    entry = {"name": name, "host": host, "port": port, "url": f"{scheme}://{host}:{port}",
-             "pid": pid if pid is not None else os.getpid()}
+    entry = {
+        "name": name,
+        "host": host,
+        "port": port,
+        "url": f"{scheme}://{host}:{port}",
+        "pid": pid if pid is not None else os.getpid(),
+    }
     path = directory / f"{name}.json"
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(entry))

@@ -36,8 +36,9 @@ class ApiError(Exception):
 class ServiceUnavailable(ApiError):
     """A dependency is starting or down: the caller should retry after ``retry_after`` seconds."""
 
-    def __init__(self, message: str, retry_after: int = 2, code: str = "service_unavailable",
-                 details: Any = None) -> None:
+    def __init__(
+        self, message: str, retry_after: int = 2, code: str = "service_unavailable", details: Any = None
+    ) -> None:
         super().__init__(503, code, message, details, {"Retry-After": str(max(1, int(retry_after)))})
         self.retry_after = retry_after
 
@@ -52,8 +53,15 @@ def unauthorized(message: str = "missing or invalid bearer token", code: str = "
 
 # Google client errors that mean "the dependency is slow or down right now", by class name so that this module
 # imports no Google library (cold start). Anything else unexpected stays a 500.
-_TRANSIENT_GOOGLE_ERRORS = {"DeadlineExceeded", "ServiceUnavailable", "RetryError", "TooManyRequests",
-                            "ResourceExhausted", "Aborted", "GatewayTimeout"}
+_TRANSIENT_GOOGLE_ERRORS = {
+    "DeadlineExceeded",
+    "ServiceUnavailable",
+    "RetryError",
+    "TooManyRequests",
+    "ResourceExhausted",
+    "Aborted",
+    "GatewayTimeout",
+}
 
 
 def transient_dependency_error(exc: BaseException) -> ServiceUnavailable | None:
@@ -61,6 +69,9 @@ def transient_dependency_error(exc: BaseException) -> ServiceUnavailable | None:
     Manager) that a handler did not catch itself; None for anything else."""
     kind = type(exc)
     if kind.__module__.startswith("google.api_core") and kind.__name__ in _TRANSIENT_GOOGLE_ERRORS:
-        return ServiceUnavailable(f"a dependency did not answer in time ({kind.__name__}); retry after the delay",
-                                  retry_after=2, code="dependency_unavailable")
+        return ServiceUnavailable(
+            f"a dependency did not answer in time ({kind.__name__}); retry after the delay",
+            retry_after=2,
+            code="dependency_unavailable",
+        )
     return None

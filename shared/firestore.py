@@ -126,5 +126,7 @@ def bounded(timeout_s: float) -> dict[str, Any]:
     the request that long instead of answering 503 (shared.errors.transient_dependency_error)."""
     from google.api_core.retry import Retry, if_transient_error
 
-    return {"timeout": timeout_s,
-            "retry": Retry(predicate=if_transient_error, initial=0.1, maximum=1.0, multiplier=2.0, timeout=timeout_s)}
+    return {
+        "timeout": timeout_s,
+        "retry": Retry(predicate=if_transient_error, initial=0.1, maximum=1.0, multiplier=2.0, timeout=timeout_s),
+    }

@@ -49,8 +49,10 @@ def bearer_token(headers: Any) -> str | None:
 
 
 def validation_details(exc: ValidationError) -> list[dict[str, str]]:
-    return [{"field": ".".join(str(p) for p in e["loc"]) or "body", "message": e["msg"]}
-            for e in exc.errors(include_input=False)]
+    return [
+        {"field": ".".join(str(p) for p in e["loc"]) or "body", "message": e["msg"]}
+        for e in exc.errors(include_input=False)
+    ]
 
 
 @dataclass
@@ -71,15 +73,13 @@ class Ctx:
         try:
             return model.model_validate(data)
         except ValidationError as exc:
-            raise ApiError(422, "validation_error", "request body is invalid",
-                           validation_details(exc)) from None
+            raise ApiError(422, "validation_error", "request body is invalid", validation_details(exc)) from None
 
     def query(self, model: type[M]) -> M:
         try:
             return model.model_validate(dict(self.request.args.items()))
         except ValidationError as exc:
-            raise ApiError(422, "validation_error", "query parameters are invalid",
-                           validation_details(exc)) from None
+            raise ApiError(422, "validation_error", "query parameters are invalid", validation_details(exc)) from None
 
     @property
     def bearer(self) -> str | None:
@@ -107,8 +107,13 @@ def _compile(template: str) -> re.Pattern[str]:
 class Router:
     """Dispatches one function's requests. ``health`` returns (status, body, headers) for a kind."""
 
-    def __init__(self, service: str, allowed_origins: list[str], max_body_bytes: int = 1_048_576,
-                 health: Callable[[str], tuple[int, dict[str, Any], dict[str, str]]] | None = None) -> None:
+    def __init__(
+        self,
+        service: str,
+        allowed_origins: list[str],
+        max_body_bytes: int = 1_048_576,
+        health: Callable[[str], tuple[int, dict[str, Any], dict[str, str]]] | None = None,
+    ) -> None:
         self.service = service
         self.allowed_origins = allowed_origins
         self.max_body_bytes = max_body_bytes
@@ -119,6 +124,7 @@ class Router:
         def register(handler: Handler) -> Handler:
             self._routes.append(_Route(method.upper(), _compile(template), template, handler))
             return handler
+
         return register
 
     def routes(self) -> list[tuple[str, str]]:
@@ -129,8 +135,10 @@ class Router:
         from flask import Response
 
         request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
-        tokens = (request_id_var.set(request_id),
-                  trace_var.set(parse_trace_header(request.headers.get("X-Cloud-Trace-Context"))))
+        tokens = (
+            request_id_var.set(request_id),
+            trace_var.set(parse_trace_header(request.headers.get("X-Cloud-Trace-Context"))),
+        )
         started = time.perf_counter()
         status, body, headers = 500, None, {}
         try:
@@ -141,8 +149,10 @@ class Router:
             unavailable = transient_dependency_error(exc)
             if unavailable is None:
                 log.exception("unhandled error", extra={"path": request.path})
-                status, body = 500, {"error": {"code": "internal", "message": "internal error",
-                                               "details": {"request_id": request_id}}}
+                status, body = (
+                    500,
+                    {"error": {"code": "internal", "message": "internal error", "details": {"request_id": request_id}}},
+                )
             else:
                 log.warning("dependency unavailable", extra={"path": request.path, "reason": unavailable.message})
                 status, body, headers = unavailable.status, unavailable.body(), dict(unavailable.headers)
@@ -157,11 +167,14 @@ class Router:
             return body
         elapsed = (time.perf_counter() - started) * 1000
         if status >= 500:
-            log.warning("request failed", extra={"method": request.method, "path": request.path,
-                                                 "status": status, "ms": round(elapsed, 1)})
+            log.warning(
+                "request failed",
+                extra={"method": request.method, "path": request.path, "status": status, "ms": round(elapsed, 1)},
+            )
         payload = "" if body is None else json.dumps(body, default=str)
-        return Response(payload, status=status, headers=headers,
-                        mimetype="application/json" if body is not None else None)
+        return Response(
+            payload, status=status, headers=headers, mimetype="application/json" if body is not None else None
+        )
 
     def _cors(self, request: Any) -> dict[str, str]:
         origin = request.headers.get("Origin")
@@ -177,22 +190,30 @@ class Router:
     def _dispatch(self, request: Any, request_id: str) -> tuple[int, Any, dict[str, str]]:
         path = request.path.rstrip("/") or "/"
         if request.method == "OPTIONS":
-            if request.headers.get("Origin") and not origin_allowed(request.headers.get("Origin"),
-                                                                    self.allowed_origins):
+            if request.headers.get("Origin") and not origin_allowed(
+                request.headers.get("Origin"), self.allowed_origins
+            ):
                 raise ApiError(403, "origin_not_allowed", "origin is not in the allow-list")
-            return 204, None, {
-                "Access-Control-Allow-Methods": "GET, POST, PATCH, DELETE, OPTIONS",
-                "Access-Control-Allow-Headers": "Authorization, Content-Type, X-Request-Id, Idempotency-Key",
-                "Access-Control-Max-Age": "600",
-            }
+            return (
+                204,
+                None,
+                {
+                    "Access-Control-Allow-Methods": "GET, POST, PATCH, DELETE, OPTIONS",
+                    "Access-Control-Allow-Headers": "Authorization, Content-Type, X-Request-Id, Idempotency-Key",
+                    "Access-Control-Max-Age": "600",
+                },
+            )
         if path.startswith("/health/") and self._health is not None and request.method == "GET":
             kind = path.removeprefix("/health/")
             if kind in ("live", "ready", "startup"):
                 return self._health(kind)
         if request.content_length and request.content_length > self.max_body_bytes:
-            raise ApiError(413, "payload_too_large",
-                           f"request body exceeds {self.max_body_bytes} bytes",
-                           {"limit_bytes": self.max_body_bytes})
+            raise ApiError(
+                413,
+                "payload_too_large",
+                f"request body exceeds {self.max_body_bytes} bytes",
+                {"limit_bytes": self.max_body_bytes},
+            )
         allowed_methods = []
         for route in self._routes:
             match = route.pattern.match(path)
@@ -204,8 +225,12 @@ class Router:
             result = route.handler(Ctx(request, match.groupdict(), request_id))
             return _normalise(result)
         if allowed_methods:
-            raise ApiError(405, "method_not_allowed", f"{request.method} is not allowed here",
-                           headers={"Allow": ", ".join(sorted(set(allowed_methods)))})
+            raise ApiError(
+                405,
+                "method_not_allowed",
+                f"{request.method} is not allowed here",
+                headers={"Allow": ", ".join(sorted(set(allowed_methods)))},
+            )
         raise ApiError(404, "not_found", f"no route for {request.method} {path}")
 
 

@@ -32,8 +32,10 @@ _STD_ATTRS = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"mes
 
 def redact(text: str) -> str:
     for pattern in _SECRET_PATTERNS:
-        text = pattern.sub(lambda m: (m.group(1) if m.groups() else "") + "[REDACTED]"
-                           + (m.group(2) if len(m.groups()) > 1 else ""), text)
+        text = pattern.sub(
+            lambda m: (m.group(1) if m.groups() else "") + "[REDACTED]" + (m.group(2) if len(m.groups()) > 1 else ""),
+            text,
+        )
     return text
 
 
@@ -77,8 +79,10 @@ class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         extras = " ".join(f"{k}={redact(str(v))}" for k, v in _extras(record).items())
         rid = request_id_var.get()
-        line = (f"{datetime.fromtimestamp(record.created).strftime('%H:%M:%S.%f')[:-3]} "
-                f"{record.levelname:<7} {self.service} {record.name}: {redact(record.getMessage())}")
+        line = (
+            f"{datetime.fromtimestamp(record.created).strftime('%H:%M:%S.%f')[:-3]} "
+            f"{record.levelname:<7} {self.service} {record.name}: {redact(record.getMessage())}"
+        )
         if rid:
             line += f" request_id={rid}"
         if extras:
@@ -91,8 +95,11 @@ class TextFormatter(logging.Formatter):
 def configure_logging(service: str, level: str = "INFO", fmt: str = "auto", project: str = "netra-local") -> None:
     """Install one handler on the root logger (idempotent)."""
     if fmt == "auto":
-        fmt = "json" if os.environ.get("K_SERVICE") or os.environ.get("NETRA_ENV") in ("staging", "production") \
+        fmt = (
+            "json"
+            if os.environ.get("K_SERVICE") or os.environ.get("NETRA_ENV") in ("staging", "production")
             else "text"
+        )
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter(service, project) if fmt == "json" else TextFormatter(service))
     root = logging.getLogger()

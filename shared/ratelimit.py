@@ -72,8 +72,7 @@ class FirestoreCounterStore:
 
         ref = get_client().collection(collection_name(self.collection)).document(bucket)
         # One write: merge keeps the count, Increment is applied server-side and reported back.
-        result = ref.set({"count": Increment(amount), "expires_at": expires_at}, merge=True,
-                         **bounded(self.timeout_s))
+        result = ref.set({"count": Increment(amount), "expires_at": expires_at}, merge=True, **bounded(self.timeout_s))
         values = list(getattr(result, "transform_results", []) or [])
         if not values:
             raise RuntimeError("Firestore did not return the incremented count")
@@ -170,8 +169,7 @@ class RateLimiter:
     def _count_locally(self, bucket_id: str, window_end: float, exc: Exception) -> int:
         if not self._store_failing:
             self._store_failing = True
-            log.warning("rate-limit store unreachable; counting per instance",
-                        extra={"reason": type(exc).__name__})
+            log.warning("rate-limit store unreachable; counting per instance", extra={"reason": type(exc).__name__})
         with self._lock:
             bucket = self._buckets.setdefault(bucket_id, _Bucket(window_end))
             bucket.local_only += 1
@@ -210,8 +208,7 @@ class RateLimiter:
             except Exception as exc:
                 if not self._store_failing:
                     self._store_failing = True
-                    log.warning("rate-limit sync failed; keeping local counts",
-                                extra={"reason": type(exc).__name__})
+                    log.warning("rate-limit sync failed; keeping local counts", extra={"reason": type(exc).__name__})
                 continue
             self._store_failing = False
             with self._lock:

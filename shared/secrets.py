@@ -54,8 +54,15 @@ def _transient(exc: BaseException) -> bool:
     # Permission and not-found errors are final: retrying them only delays the clear error (scenario 7/26).
     from google.api_core import exceptions as gexc
 
-    return isinstance(exc, gexc.ServiceUnavailable | gexc.DeadlineExceeded | gexc.InternalServerError
-                      | gexc.TooManyRequests | ConnectionError | TimeoutError)
+    return isinstance(
+        exc,
+        gexc.ServiceUnavailable
+        | gexc.DeadlineExceeded
+        | gexc.InternalServerError
+        | gexc.TooManyRequests
+        | ConnectionError
+        | TimeoutError,
+    )
 
 
 def _make_client() -> Any:
@@ -71,7 +78,8 @@ def _make_client() -> Any:
     )
 
     return secretmanager.SecretManagerServiceClient(
-        transport=SecretManagerServiceGrpcTransport(channel=grpc.insecure_channel(emulator)))
+        transport=SecretManagerServiceGrpcTransport(channel=grpc.insecure_channel(emulator))
+    )
 
 
 class RotatingSecretReader:
@@ -126,8 +134,9 @@ class RotatingSecretReader:
             except Exception as exc:
                 reason = type(exc).__name__
                 if self._value is not None:
-                    log.warning("secret refresh failed, serving cached value",
-                                extra={"secret": self.resource, "reason": reason})
+                    log.warning(
+                        "secret refresh failed, serving cached value", extra={"secret": self.resource, "reason": reason}
+                    )
                     return self._value
                 raise SecretUnavailable(f"could not read secret {self.resource}: {reason}") from None
             self._value = Secret(value)

@@ -42,8 +42,21 @@ def database_components(settings: DatabaseSection, application_name: str) -> lis
             return check(conn)
 
     return [
-        Component("database", start_database, Priority.CRITICAL, timeout_s=30.0,
-                  retry=RetryPolicy(initial_s=0.5, max_s=10.0), breaker_recovery_s=5.0),
-        Component("schema", check_schema, Priority.CRITICAL, depends_on=("database",), timeout_s=15.0,
-                  retry=RetryPolicy(initial_s=0.5, max_s=5.0), breaker_recovery_s=3.0),
+        Component(
+            "database",
+            start_database,
+            Priority.CRITICAL,
+            timeout_s=30.0,
+            retry=RetryPolicy(initial_s=0.5, max_s=10.0),
+            breaker_recovery_s=5.0,
+        ),
+        Component(
+            "schema",
+            check_schema,
+            Priority.CRITICAL,
+            depends_on=("database",),
+            timeout_s=15.0,
+            retry=RetryPolicy(initial_s=0.5, max_s=5.0),
+            breaker_recovery_s=3.0,
+        ),
     ]

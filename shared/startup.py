@@ -72,8 +72,13 @@ class BreakerState(StrEnum):
 class CircuitBreaker:
     """Opens after ``failure_threshold`` consecutive failures; after ``recovery_s`` lets one trial through."""
 
-    def __init__(self, name: str, failure_threshold: int = 3, recovery_s: float = 30.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        name: str,
+        failure_threshold: int = 3,
+        recovery_s: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.name = name
         self.failure_threshold = failure_threshold
         self.recovery_s = recovery_s
@@ -190,8 +195,14 @@ class StartupManager:
             component, CircuitBreaker(component.name, component.breaker_threshold, component.breaker_recovery_s)
         )
 
-    def add(self, name: str, start: Callable[[], Any], priority: Priority = Priority.CRITICAL,
-            depends_on: tuple[str, ...] | list[str] = (), **kwargs: Any) -> None:
+    def add(
+        self,
+        name: str,
+        start: Callable[[], Any],
+        priority: Priority = Priority.CRITICAL,
+        depends_on: tuple[str, ...] | list[str] = (),
+        **kwargs: Any,
+    ) -> None:
         self.register(Component(name, start, priority, tuple(depends_on), **kwargs))
 
     @staticmethod
@@ -202,8 +213,7 @@ class StartupManager:
         for c in components:
             unknown = [d for d in c.depends_on if d not in names]
             if unknown:
-                raise StartupGraphError(f"component {c.name!r} depends on unknown component(s): "
-                                        f"{', '.join(unknown)}")
+                raise StartupGraphError(f"component {c.name!r} depends on unknown component(s): {', '.join(unknown)}")
         visiting: list[str] = []
         done: set[str] = set()
 
@@ -211,7 +221,7 @@ class StartupManager:
             if node in done:
                 return
             if node in visiting:
-                cycle = visiting[visiting.index(node):] + [node]
+                cycle = visiting[visiting.index(node) :] + [node]
                 raise StartupGraphError(f"dependency cycle: {' -> '.join(cycle)}")
             visiting.append(node)
             for dep in graph[node]:
@@ -243,8 +253,9 @@ class StartupManager:
             self._started = True
             self._start_clock = self._clock()
         for state in self._states.values():
-            threading.Thread(target=self._run, args=(state,), name=f"startup-{state.component.name}",
-                             daemon=True).start()
+            threading.Thread(
+                target=self._run, args=(state,), name=f"startup-{state.component.name}", daemon=True
+            ).start()
         return self
 
     def start_when_serving(self) -> StartupManager:
@@ -298,8 +309,9 @@ class StartupManager:
                 state.last_error = str(exc)
                 state.status = Status.FAILED
                 state.done_event.set()
-                log.error("component failed and will not be retried",
-                          extra={"component": comp.name, "reason": str(exc)})
+                log.error(
+                    "component failed and will not be retried", extra={"component": comp.name, "reason": str(exc)}
+                )
                 return
             except Exception as exc:  # any start failure is retried with backoff
                 state.breaker.record_failure()
@@ -308,13 +320,21 @@ class StartupManager:
                 if limit is not None and state.attempts >= limit:
                     state.status = Status.FAILED
                     state.done_event.set()
-                    log.error("component gave up", extra={"component": comp.name, "attempts": state.attempts,
-                                                          "reason": state.last_error})
+                    log.error(
+                        "component gave up",
+                        extra={"component": comp.name, "attempts": state.attempts, "reason": state.last_error},
+                    )
                     return
                 delay = comp.retry.delay(state.attempts)
-                log.warning("component start failed, retrying",
-                            extra={"component": comp.name, "attempt": state.attempts,
-                                   "retry_in_s": round(delay, 2), "reason": state.last_error})
+                log.warning(
+                    "component start failed, retrying",
+                    extra={
+                        "component": comp.name,
+                        "attempt": state.attempts,
+                        "retry_in_s": round(delay, 2),
+                        "reason": state.last_error,
+                    },
+                )
                 self._stop.wait(delay)
                 continue
             state.breaker.record_success()
@@ -325,8 +345,10 @@ class StartupManager:
             state.last_error = None
             state.up_event.set()
             state.done_event.set()
-            log.info("component up", extra={"component": comp.name, "duration_ms": state.duration_ms,
-                                             "attempts": state.attempts})
+            log.info(
+                "component up",
+                extra={"component": comp.name, "duration_ms": state.duration_ms, "attempts": state.attempts},
+            )
             self._log_complete()
             return
 
@@ -353,8 +375,10 @@ class StartupManager:
         if self._complete_logged or not self.is_ready():
             return
         self._complete_logged = True
-        log.info("startup complete", extra={"startup_ms": round((self._clock() - self._created) * 1000, 1),
-                                            "degraded": self.is_degraded()})
+        log.info(
+            "startup complete",
+            extra={"startup_ms": round((self._clock() - self._created) * 1000, 1), "degraded": self.is_degraded()},
+        )
 
     # -- queries -------------------------------------------------------------------------------------
     def resource(self, name: str) -> Any:
@@ -383,8 +407,9 @@ class StartupManager:
             return state.resource
         retry_after = max(1, round(state.breaker.retry_after() or 2))
         reason = state.last_error or f"{name} is still starting"
-        raise ServiceUnavailable(f"{name} is not available yet: {reason}", retry_after=retry_after,
-                                 code=f"{name}_unavailable")
+        raise ServiceUnavailable(
+            f"{name} is not available yet: {reason}", retry_after=retry_after, code=f"{name}_unavailable"
+        )
 
     def require_ready(self, timeout_s: float = 10.0) -> None:
         deadline = self._clock() + timeout_s
@@ -439,7 +464,9 @@ class StartupManager:
         # ready
         if snap["ready"]:
             return 200, {"status": snap["status"], "service": self.service, "degraded": snap["degraded"]}, {}
-        waiting = {n: c["last_error"] or c["status"] for n, c in snap["components"].items()
-                   if c["priority"] == "critical" and c["status"] != "up"}
-        return 503, {"status": snap["status"], "service": self.service, "waiting_for": waiting}, \
-            {"Retry-After": "2"}
+        waiting = {
+            n: c["last_error"] or c["status"]
+            for n, c in snap["components"].items()
+            if c["priority"] == "critical" and c["status"] != "up"
+        }
+        return 503, {"status": snap["status"], "service": self.service, "waiting_for": waiting}, {"Retry-After": "2"}

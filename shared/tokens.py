@@ -136,8 +136,9 @@ def rotate_keyset(keyset: dict[str, Any], kid: str | None = None) -> dict[str, A
     return {**keyset, "active_kid": key["kid"], "keys": [*keyset["keys"], key]}
 
 
-def prune_keyset(keyset: dict[str, Any], access_ttl_s: float, publish_lead_s: float,
-                 now: float | None = None, skew_s: float = 60.0) -> dict[str, Any]:
+def prune_keyset(
+    keyset: dict[str, Any], access_ttl_s: float, publish_lead_s: float, now: float | None = None, skew_s: float = 60.0
+) -> dict[str, Any]:
     """A copy without the keys no live token can need: a key is dropped once a newer key has been signing
     for longer than the access-token lifetime (plus clock skew). The signing key is always kept."""
     moment = time.time() if now is None else now
@@ -145,7 +146,8 @@ def prune_keyset(keyset: dict[str, Any], access_ttl_s: float, publish_lead_s: fl
     kept = []
     for key in keyset["keys"]:
         newer_signing_since = [
-            _created(k) + publish_lead_s for k in keyset["keys"]
+            _created(k) + publish_lead_s
+            for k in keyset["keys"]
             if _created(k) > _created(key) and _created(k) + publish_lead_s <= moment
         ]
         retired_for = moment - min(newer_signing_since) if newer_signing_since else 0.0

@@ -69,8 +69,14 @@ def render() -> str:
         *_rows(CommonSection, set()),
     ]
     for title, spec in SERVICES:
-        lines += ["", f"## {title} (`{spec.replace(':', '.')}`)", "", "| variable | default | holds |", "|---|---|---|",
-                  *_rows(load(spec), common)]
+        lines += [
+            "",
+            f"## {title} (`{spec.replace(':', '.')}`)",
+            "",
+            "| variable | default | holds |",
+            "|---|---|---|",
+            *_rows(load(spec), common),
+        ]
     return "\n".join(lines) + "\n"
 
 

@@ -13,6 +13,10 @@ def test_configuration_page_matches_the_settings_classes() -> None:
 
 
 def test_every_field_has_a_description_saying_what_it_holds() -> None:
-    missing = [f"{spec}.{name}" for _, spec in SERVICES for name, field in load(spec).model_fields.items()
-               if not (field.description or "").strip()]
+    missing = [
+        f"{spec}.{name}"
+        for _, spec in SERVICES
+        for name, field in load(spec).model_fields.items()
+        if not (field.description or "").strip()
+    ]
     assert not missing, f"settings without a description (the start-up error and the docs need one): {missing}"

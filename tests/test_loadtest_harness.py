@@ -29,10 +29,29 @@ def test_tiny_run_of_every_scenario_writes_results_summary_and_charts(start_func
     _, deployed_empty = start_function("tests/bench/empty_function/main.py", "empty", wait_path="/")
     out = tmp_path / "results"
     forced = tmp_path / "forced.txt"  # what the force-cold command was run for, once per cold measurement
-    done = subprocess.run([sys.executable, "-m", "tests.loadtest", "--size", "tiny", "--targets", "sample",
-                           "--out", str(out), "--remote-empty-url", deployed_empty,
-                           "--remote-force-cold", f"echo {{service}} >> {forced}", "--remote-samples", "2"],
-                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=240)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tests.loadtest",
+            "--size",
+            "tiny",
+            "--targets",
+            "sample",
+            "--out",
+            str(out),
+            "--remote-empty-url",
+            deployed_empty,
+            "--remote-force-cold",
+            f"echo {{service}} >> {forced}",
+            "--remote-samples",
+            "2",
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     summary = (out / "summary.md").read_text() if (out / "summary.md").exists() else "(no summary)"
     assert done.returncode == 0, f"{done.stdout[-3000:]}\n{done.stderr[-5000:]}\n{summary}"
 
@@ -48,8 +67,9 @@ def test_tiny_run_of_every_scenario_writes_results_summary_and_charts(start_func
     rows = {r["target"]: r for r in s1["summary"]["rows"]}
     assert set(rows) == {"empty", "sample"}, document["unavailable"]
     assert rows["empty"]["ratio_to_floor"] == 1.0
-    assert rows["sample"]["ratio_to_floor"] == round(rows["sample"]["spawn_to_first_ok_ms"]
-                                                     / rows["empty"]["spawn_to_first_ok_ms"], 2)
+    assert rows["sample"]["ratio_to_floor"] == round(
+        rows["sample"]["spawn_to_first_ok_ms"] / rows["empty"]["spawn_to_first_ok_ms"], 2
+    )
     assert rows["sample"]["burst_ok"] == rows["sample"]["burst_requests"] == 5, rows["sample"]
     for batch in s1["raw"]["batches"]:
         for inst in batch["instances"]:
@@ -70,18 +90,21 @@ def test_tiny_run_of_every_scenario_writes_results_summary_and_charts(start_func
     assert {r["target"] for r in scenarios[4]["summary"]["rows"]} == {"empty", "sample"}
 
     s5 = scenarios[5]
-    assert s5["status"] == "ok" and s5["summary"]["rows"][0]["cold_measurements"] == 2, (s5["reason"],
-                                                                                         s5["failures"])
+    assert s5["status"] == "ok" and s5["summary"]["rows"][0]["cold_measurements"] == 2, (s5["reason"], s5["failures"])
     assert any("not verified here" in n for n in s5["notes"])
     assert forced.read_text().split() == ["empty", "empty"]
 
     charts = document["charts"]
-    assert {"s1_timeline_k1.png", "cold_start_ratio.png", "cold_vs_warm.png", "s2_cold_stack.png",
-            "s3_storm.png"} <= set(charts)
+    assert {
+        "s1_timeline_k1.png",
+        "cold_start_ratio.png",
+        "cold_vs_warm.png",
+        "s2_cold_stack.png",
+        "s3_storm.png",
+    } <= set(charts)
     for chart in charts:
         assert (out / "charts" / chart).read_bytes()[:8] == PNG_MAGIC
-    for heading in ("## Targets", "## Scenario 1", "## Scenario 2", "## Scenario 3", "## Scenario 4",
-                    "## Scenario 5"):
+    for heading in ("## Targets", "## Scenario 1", "## Scenario 2", "## Scenario 3", "## Scenario 4", "## Scenario 5"):
         assert heading in summary
 
 
@@ -94,8 +117,9 @@ class _Flaky(BaseHTTPRequestHandler):
         if self.path == "/late":
             type(self).late_calls += 1
             if type(self).late_calls == 1:
-                self._send(503, {"error": {"code": "database_unavailable", "message": "starting"}},
-                           {"Retry-After": "1"})
+                self._send(
+                    503, {"error": {"code": "database_unavailable", "message": "starting"}}, {"Retry-After": "1"}
+                )
             else:
                 self._send(200, {"ok": True})
         elif self.path == "/busy":
@@ -126,10 +150,23 @@ def test_client_honours_retry_after_and_reports_each_failure_with_its_cause() ->
     async def scenario() -> list:
         epoch = time.monotonic()
         async with new_client(4) as client:
-            return [await call(client, url, RequestSpec(name, "GET", path), target="t", instance=0, epoch=epoch,
-                               give_up_at=epoch + 10)
-                    for name, url, path in (("late", base, "/late"), ("broken", base, "/broken"),
-                                            ("busy", base, "/busy"), ("refused", "http://127.0.0.1:9", "/"))]
+            return [
+                await call(
+                    client,
+                    url,
+                    RequestSpec(name, "GET", path),
+                    target="t",
+                    instance=0,
+                    epoch=epoch,
+                    give_up_at=epoch + 10,
+                )
+                for name, url, path in (
+                    ("late", base, "/late"),
+                    ("broken", base, "/broken"),
+                    ("busy", base, "/busy"),
+                    ("refused", "http://127.0.0.1:9", "/"),
+                )
+            ]
 
     try:
         late, broken, busy, refused = asyncio.run(scenario())

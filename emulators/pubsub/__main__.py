@@ -33,12 +33,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m emulators.pubsub", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=_port, default=0, help="port to listen on; 0 picks a free one")
-    parser.add_argument("--kind", choices=("auto", "embedded", "official"), default="auto",
-                        help="which emulator to run (default: auto, see above)")
+    parser.add_argument(
+        "--kind",
+        choices=("auto", "embedded", "official"),
+        default="auto",
+        help="which emulator to run (default: auto, see above)",
+    )
     parser.add_argument("--verbose", action="store_true", help="log push failures and stream errors to stderr")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        stream=sys.stderr,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
 
     stop = threading.Event()
 
@@ -52,8 +59,11 @@ def main(argv: list[str] | None = None) -> int:
     if kind == "auto":
         kind = "official" if official.wanted() and official.unavailable_reason() is None else "embedded"
         if official.wanted() and kind == "embedded":
-            print(f"pubsub: official emulator unavailable ({official.unavailable_reason()}); using the embedded one",
-                  file=sys.stderr, flush=True)
+            print(
+                f"pubsub: official emulator unavailable ({official.unavailable_reason()}); using the embedded one",
+                file=sys.stderr,
+                flush=True,
+            )
     try:
         if kind == "official":
             emulator = official.OfficialEmulator(args.host, args.port)

@@ -44,8 +44,10 @@ def already_exists(resource: str) -> PubSubError:
 def _check(pattern: re.Pattern[str], name: str, kind: str, example: str) -> str:
     match = pattern.fullmatch(name or "")
     if match is None:
-        raise invalid(f"Invalid {kind} name: {name!r}; expected {example} where the id is 3-255 characters "
-                      "of letters, digits and -_.~+%, starting with a letter.")
+        raise invalid(
+            f"Invalid {kind} name: {name!r}; expected {example} where the id is 3-255 characters "
+            "of letters, digits and -_.~+%, starting with a letter."
+        )
     if "id" in pattern.groupindex and match.group("id").lower().startswith("goog"):
         raise invalid(f"Invalid {kind} name: {name!r}; ids must not start with 'goog'.")
     return name

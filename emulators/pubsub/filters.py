@@ -27,8 +27,19 @@ MAX_FILTER_BYTES = 256
 
 _WORD = re.compile(r"[A-Za-z0-9_\-]+")
 _PUNCT = ("!=", "(", ")", ",", ":", ".", "=")
-_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", '"': '"', "'": "'", "a": "\a", "b": "\b", "f": "\f",
-            "v": "\v", "?": "?"}
+_ESCAPES = {
+    "n": "\n",
+    "t": "\t",
+    "r": "\r",
+    "\\": "\\",
+    '"': '"',
+    "'": "'",
+    "a": "\a",
+    "b": "\b",
+    "f": "\f",
+    "v": "\v",
+    "?": "?",
+}
 
 
 @dataclass(frozen=True)
@@ -55,13 +66,13 @@ def _read_string(source: str, start: int) -> tuple[str, int]:
                 i += 2
             elif nxt in "xuU":
                 width = {"x": 2, "u": 4, "U": 8}[nxt]
-                digits = source[i + 2:i + 2 + width]
+                digits = source[i + 2 : i + 2 + width]
                 if len(digits) != width or not all(c in "0123456789abcdefABCDEF" for c in digits):
                     raise _error(source, i, f"bad \\{nxt} escape")
                 out.append(chr(int(digits, 16)))
                 i += 2 + width
             elif nxt in "01234567":
-                digits = source[i + 1:i + 4]
+                digits = source[i + 1 : i + 4]
                 if len(digits) != 3 or not all(c in "01234567" for c in digits):
                     raise _error(source, i, "bad octal escape (three digits expected)")
                 out.append(chr(int(digits, 8)))

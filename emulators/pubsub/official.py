@@ -60,9 +60,11 @@ def _answers(host: str, port: int) -> bool:
     list_topics = types.ListTopicsRequest.pb()
     response = types.ListTopicsResponse.pb()
     with grpc.insecure_channel(f"{host}:{port}") as channel:
-        call = channel.unary_unary("/google.pubsub.v1.Publisher/ListTopics",
-                                   request_serializer=list_topics.SerializeToString,
-                                   response_deserializer=response.FromString)
+        call = channel.unary_unary(
+            "/google.pubsub.v1.Publisher/ListTopics",
+            request_serializer=list_topics.SerializeToString,
+            response_deserializer=response.FromString,
+        )
         try:
             call(list_topics(project="projects/netra-readiness"), timeout=2)
             return True
@@ -78,17 +80,26 @@ class OfficialEmulator:
         self.host = host
         self.port = port or _free_port(host)
         # Its log goes to our stderr: stdout carries only the ready line.
-        self.process = subprocess.Popen([str(launcher), f"--host={host}", f"--port={self.port}"],
-                                        stdout=sys.stderr, stderr=sys.stderr, start_new_session=True)
+        self.process = subprocess.Popen(
+            [str(launcher), f"--host={host}", f"--port={self.port}"],
+            stdout=sys.stderr,
+            stderr=sys.stderr,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + timeout_s
         while not _answers(host, self.port):
             if self.process.poll() is not None:
-                raise OfficialEmulatorError("official_exited", f"gcloud's Pub/Sub emulator exited with "
-                                            f"{self.process.returncode} before answering on port {self.port}")
+                raise OfficialEmulatorError(
+                    "official_exited",
+                    f"gcloud's Pub/Sub emulator exited with "
+                    f"{self.process.returncode} before answering on port {self.port}",
+                )
             if time.monotonic() > deadline:
                 self.stop()
-                raise OfficialEmulatorError("official_timeout", f"gcloud's Pub/Sub emulator did not answer on "
-                                            f"port {self.port} within {timeout_s:g}s")
+                raise OfficialEmulatorError(
+                    "official_timeout",
+                    f"gcloud's Pub/Sub emulator did not answer on port {self.port} within {timeout_s:g}s",
+                )
             time.sleep(0.2)
 
     def alive(self) -> bool:

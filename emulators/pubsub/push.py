@@ -55,8 +55,9 @@ class _DaemonPool:
 
     def __init__(self, workers: int) -> None:
         self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
-        self._threads = [threading.Thread(target=self._work, name=f"pubsub-push-{i}", daemon=True)
-                         for i in range(workers)]
+        self._threads = [
+            threading.Thread(target=self._work, name=f"pubsub-push-{i}", daemon=True) for i in range(workers)
+        ]
         for thread in self._threads:
             thread.start()
 
@@ -89,8 +90,9 @@ class PushManager:
         self._lock = threading.Lock()
         self._dispatchers: dict[int, threading.Thread] = {}
         self._pool = _DaemonPool(workers)
-        self._http = httpx.Client(limits=httpx.Limits(max_connections=workers, max_keepalive_connections=workers),
-                                  follow_redirects=False)
+        self._http = httpx.Client(
+            limits=httpx.Limits(max_connections=workers, max_keepalive_connections=workers), follow_redirects=False
+        )
         self._closed = False
 
     def sync(self, name: str) -> None:
@@ -125,8 +127,9 @@ class PushManager:
         self._http.close()
 
     def _dispatch(self, state: SubscriptionState) -> None:
-        consumer = Consumer(ack_deadline_s=state.config.ack_deadline_seconds,
-                            max_messages=MAX_IN_FLIGHT_PER_SUBSCRIPTION)
+        consumer = Consumer(
+            ack_deadline_s=state.config.ack_deadline_seconds, max_messages=MAX_IN_FLIGHT_PER_SUBSCRIPTION
+        )
         while True:
             with self._lock, self.store.lock:
                 # Stop once the subscription is deleted, detached or turned into a pull subscription.
@@ -141,11 +144,13 @@ class PushManager:
             except PubSubError:
                 continue  # deleted: the check above ends the loop
             for lease in leases:
-                self._pool.submit(functools.partial(self._deliver, state, lease, endpoint, consumer.ack_deadline_s,
-                                                    with_attempt))
+                self._pool.submit(
+                    functools.partial(self._deliver, state, lease, endpoint, consumer.ack_deadline_s, with_attempt)
+                )
 
-    def _deliver(self, state: SubscriptionState, lease: Lease, endpoint: str, timeout_s: float,
-                 with_attempt: bool) -> None:
+    def _deliver(
+        self, state: SubscriptionState, lease: Lease, endpoint: str, timeout_s: float, with_attempt: bool
+    ) -> None:
         body = push_body(state.name, lease, with_attempt)
         try:
             response = self._http.post(endpoint, json=body, timeout=timeout_s)
@@ -158,8 +163,13 @@ class PushManager:
             if ok:
                 self.store.acknowledge(state.name, [lease.ack_id], state=state)
             else:
-                log.info("push to %s for %s failed (%s); message %s will be retried", _safe_url(endpoint),
-                         state.name, outcome, lease.delivery.message.message_id)
+                log.info(
+                    "push to %s for %s failed (%s); message %s will be retried",
+                    _safe_url(endpoint),
+                    state.name,
+                    outcome,
+                    lease.delivery.message.message_id,
+                )
                 self.store.modify_ack_deadline(state.name, [lease.ack_id], 0, state=state)
         except PubSubError:
             pass  # the subscription went away meanwhile

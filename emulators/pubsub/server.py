@@ -47,9 +47,11 @@ def start_server(host: str = "127.0.0.1", port: int = 0, workers: int = DEFAULT_
     store.on_subscription_change = push.sync
     server = grpc.server(
         ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pubsub-grpc"),
-        options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-                 ("grpc.so_reuseport", 0)],
+        options=[
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.so_reuseport", 0),
+        ],
     )
     server.add_generic_rpc_handlers((Publisher(store).handler(), Subscriber(store).handler()))
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

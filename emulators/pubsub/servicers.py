@@ -37,8 +37,14 @@ SubscriptionProperties = StreamingPullResponse.SubscriptionProperties
 
 
 def _received(leases: list[Lease], with_attempt: bool) -> list[Any]:
-    return [ReceivedMessage(ack_id=lease.ack_id, message=lease.delivery.message,
-                            delivery_attempt=lease.delivery.attempts if with_attempt else 0) for lease in leases]
+    return [
+        ReceivedMessage(
+            ack_id=lease.ack_id,
+            message=lease.delivery.message,
+            delivery_attempt=lease.delivery.attempts if with_attempt else 0,
+        )
+        for lease in leases
+    ]
 
 
 def _abort(context: grpc.ServicerContext, exc: PubSubError) -> None:
@@ -57,16 +63,18 @@ def _unary(fn: Callable[[Any, grpc.ServicerContext], Any], request: str, respons
             log.exception("internal error in %s", fn.__name__)
             context.abort(grpc.StatusCode.INTERNAL, f"emulator error: {type(exc).__name__}: {exc}")
 
-    return grpc.unary_unary_rpc_method_handler(handler, request_deserializer=request_cls.FromString,
-                                               response_serializer=response.SerializeToString)
+    return grpc.unary_unary_rpc_method_handler(
+        handler, request_deserializer=request_cls.FromString, response_serializer=response.SerializeToString
+    )
 
 
 def _unimplemented(method: str, response: Any, request: str) -> grpc.RpcMethodHandler:
     def handler(req: Any, context: grpc.ServicerContext) -> Any:
         context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{method} is not supported by the embedded Pub/Sub emulator.")
 
-    return grpc.unary_unary_rpc_method_handler(handler, request_deserializer=_pb(request).FromString,
-                                               response_serializer=response.SerializeToString)
+    return grpc.unary_unary_rpc_method_handler(
+        handler, request_deserializer=_pb(request).FromString, response_serializer=response.SerializeToString
+    )
 
 
 class Publisher:
@@ -108,20 +116,28 @@ class Publisher:
 
     def handler(self) -> grpc.GenericRpcHandler:
         topic = _pb("Topic")
-        return grpc.method_handlers_generic_handler("google.pubsub.v1.Publisher", {
-            "CreateTopic": _unary(self.create_topic, "Topic", topic),
-            "UpdateTopic": _unary(self.update_topic, "UpdateTopicRequest", topic),
-            "Publish": _unary(self.publish, "PublishRequest", _pb("PublishResponse")),
-            "GetTopic": _unary(self.get_topic, "GetTopicRequest", topic),
-            "ListTopics": _unary(self.list_topics, "ListTopicsRequest", _pb("ListTopicsResponse")),
-            "ListTopicSubscriptions": _unary(self.list_topic_subscriptions, "ListTopicSubscriptionsRequest",
-                                             _pb("ListTopicSubscriptionsResponse")),
-            "ListTopicSnapshots": _unary(self.list_topic_snapshots, "ListTopicSnapshotsRequest",
-                                         _pb("ListTopicSnapshotsResponse")),
-            "DeleteTopic": _unary(self.delete_topic, "DeleteTopicRequest", Empty),
-            "DetachSubscription": _unary(self.detach_subscription, "DetachSubscriptionRequest",
-                                         _pb("DetachSubscriptionResponse")),
-        })
+        return grpc.method_handlers_generic_handler(
+            "google.pubsub.v1.Publisher",
+            {
+                "CreateTopic": _unary(self.create_topic, "Topic", topic),
+                "UpdateTopic": _unary(self.update_topic, "UpdateTopicRequest", topic),
+                "Publish": _unary(self.publish, "PublishRequest", _pb("PublishResponse")),
+                "GetTopic": _unary(self.get_topic, "GetTopicRequest", topic),
+                "ListTopics": _unary(self.list_topics, "ListTopicsRequest", _pb("ListTopicsResponse")),
+                "ListTopicSubscriptions": _unary(
+                    self.list_topic_subscriptions,
+                    "ListTopicSubscriptionsRequest",
+                    _pb("ListTopicSubscriptionsResponse"),
+                ),
+                "ListTopicSnapshots": _unary(
+                    self.list_topic_snapshots, "ListTopicSnapshotsRequest", _pb("ListTopicSnapshotsResponse")
+                ),
+                "DeleteTopic": _unary(self.delete_topic, "DeleteTopicRequest", Empty),
+                "DetachSubscription": _unary(
+                    self.detach_subscription, "DetachSubscriptionRequest", _pb("DetachSubscriptionResponse")
+                ),
+            },
+        )
 
 
 class Subscriber:
@@ -180,18 +196,23 @@ class Subscriber:
             state = self.store.subscription_state(name)
             deadline = first.stream_ack_deadline_seconds
             if not 10 <= deadline <= MAX_ACK_DEADLINE_S:
-                raise invalid(f"stream_ack_deadline_seconds must be between 10 and {MAX_ACK_DEADLINE_S}, "
-                              f"got {deadline}.")
-            consumer = Consumer(ack_deadline_s=deadline, max_messages=max(0, first.max_outstanding_messages),
-                                max_bytes=max(0, first.max_outstanding_bytes))
+                raise invalid(
+                    f"stream_ack_deadline_seconds must be between 10 and {MAX_ACK_DEADLINE_S}, got {deadline}."
+                )
+            consumer = Consumer(
+                ack_deadline_s=deadline,
+                max_messages=max(0, first.max_outstanding_messages),
+                max_bytes=max(0, first.max_outstanding_bytes),
+            )
             self._apply(name, first, consumer)
         except PubSubError as exc:
             _abort(context, exc)
             return
         context.add_callback(lambda: self.store.close_consumer(name, consumer))
         # Acks, modacks and deadline changes arrive on the same stream while messages go out.
-        reader = threading.Thread(target=self._read, args=(name, requests, consumer), daemon=True,
-                                  name="pubsub-stream-reader")
+        reader = threading.Thread(
+            target=self._read, args=(name, requests, consumer), daemon=True, name="pubsub-stream-reader"
+        )
         reader.start()
         properties = SubscriptionProperties(message_ordering_enabled=state.ordered)
         while True:
@@ -202,8 +223,9 @@ class Subscriber:
                 return
             if leases:
                 with_attempt = state.max_delivery_attempts > 0
-                yield StreamingPullResponse(received_messages=_received(leases, with_attempt),
-                                            subscription_properties=properties)
+                yield StreamingPullResponse(
+                    received_messages=_received(leases, with_attempt), subscription_properties=properties
+                )
             elif consumer.closed or self.store.closed or not context.is_active():
                 return
 
@@ -234,25 +256,34 @@ class Subscriber:
     def handler(self) -> grpc.GenericRpcHandler:
         sub = _pb("Subscription")
         snapshot = _pb("Snapshot")
-        return grpc.method_handlers_generic_handler("google.pubsub.v1.Subscriber", {
-            "CreateSubscription": _unary(self.create_subscription, "Subscription", sub),
-            "GetSubscription": _unary(self.get_subscription, "GetSubscriptionRequest", sub),
-            "UpdateSubscription": _unary(self.update_subscription, "UpdateSubscriptionRequest", sub),
-            "ListSubscriptions": _unary(self.list_subscriptions, "ListSubscriptionsRequest",
-                                        _pb("ListSubscriptionsResponse")),
-            "DeleteSubscription": _unary(self.delete_subscription, "DeleteSubscriptionRequest", Empty),
-            "ModifyPushConfig": _unary(self.modify_push_config, "ModifyPushConfigRequest", Empty),
-            "ModifyAckDeadline": _unary(self.modify_ack_deadline, "ModifyAckDeadlineRequest", Empty),
-            "Acknowledge": _unary(self.acknowledge, "AcknowledgeRequest", Empty),
-            "Pull": _unary(self.pull, "PullRequest", _pb("PullResponse")),
-            "StreamingPull": grpc.stream_stream_rpc_method_handler(
-                self.streaming_pull, request_deserializer=_pb("StreamingPullRequest").FromString,
-                response_serializer=StreamingPullResponse.SerializeToString),
-            "GetSnapshot": _unimplemented("GetSnapshot", snapshot, "GetSnapshotRequest"),
-            "ListSnapshots": _unary(lambda req, ctx: _pb("ListSnapshotsResponse")(), "ListSnapshotsRequest",
-                                    _pb("ListSnapshotsResponse")),
-            "CreateSnapshot": _unimplemented("CreateSnapshot", snapshot, "CreateSnapshotRequest"),
-            "UpdateSnapshot": _unimplemented("UpdateSnapshot", snapshot, "UpdateSnapshotRequest"),
-            "DeleteSnapshot": _unimplemented("DeleteSnapshot", Empty, "DeleteSnapshotRequest"),
-            "Seek": _unimplemented("Seek", _pb("SeekResponse"), "SeekRequest"),
-        })
+        return grpc.method_handlers_generic_handler(
+            "google.pubsub.v1.Subscriber",
+            {
+                "CreateSubscription": _unary(self.create_subscription, "Subscription", sub),
+                "GetSubscription": _unary(self.get_subscription, "GetSubscriptionRequest", sub),
+                "UpdateSubscription": _unary(self.update_subscription, "UpdateSubscriptionRequest", sub),
+                "ListSubscriptions": _unary(
+                    self.list_subscriptions, "ListSubscriptionsRequest", _pb("ListSubscriptionsResponse")
+                ),
+                "DeleteSubscription": _unary(self.delete_subscription, "DeleteSubscriptionRequest", Empty),
+                "ModifyPushConfig": _unary(self.modify_push_config, "ModifyPushConfigRequest", Empty),
+                "ModifyAckDeadline": _unary(self.modify_ack_deadline, "ModifyAckDeadlineRequest", Empty),
+                "Acknowledge": _unary(self.acknowledge, "AcknowledgeRequest", Empty),
+                "Pull": _unary(self.pull, "PullRequest", _pb("PullResponse")),
+                "StreamingPull": grpc.stream_stream_rpc_method_handler(
+                    self.streaming_pull,
+                    request_deserializer=_pb("StreamingPullRequest").FromString,
+                    response_serializer=StreamingPullResponse.SerializeToString,
+                ),
+                "GetSnapshot": _unimplemented("GetSnapshot", snapshot, "GetSnapshotRequest"),
+                "ListSnapshots": _unary(
+                    lambda req, ctx: _pb("ListSnapshotsResponse")(),
+                    "ListSnapshotsRequest",
+                    _pb("ListSnapshotsResponse"),
+                ),
+                "CreateSnapshot": _unimplemented("CreateSnapshot", snapshot, "CreateSnapshotRequest"),
+                "UpdateSnapshot": _unimplemented("UpdateSnapshot", snapshot, "UpdateSnapshotRequest"),
+                "DeleteSnapshot": _unimplemented("DeleteSnapshot", Empty, "DeleteSnapshotRequest"),
+                "Seek": _unimplemented("Seek", _pb("SeekResponse"), "SeekRequest"),
+            },
+        )

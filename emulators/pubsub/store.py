@@ -54,11 +54,24 @@ MAX_ORDERING_KEY_BYTES = 1024
 MAX_MESSAGE_BYTES = 10 * 1024 * 1024
 
 _UPDATABLE_SUBSCRIPTION_FIELDS = {
-    "ack_deadline_seconds", "push_config", "labels", "retry_policy", "dead_letter_policy", "expiration_policy",
-    "message_retention_duration", "retain_acked_messages", "enable_exactly_once_delivery", "detached",
+    "ack_deadline_seconds",
+    "push_config",
+    "labels",
+    "retry_policy",
+    "dead_letter_policy",
+    "expiration_policy",
+    "message_retention_duration",
+    "retain_acked_messages",
+    "enable_exactly_once_delivery",
+    "detached",
 }
-_UPDATABLE_TOPIC_FIELDS = {"labels", "message_retention_duration", "message_storage_policy", "kms_key_name",
-                           "schema_settings"}
+_UPDATABLE_TOPIC_FIELDS = {
+    "labels",
+    "message_retention_duration",
+    "message_storage_policy",
+    "kms_key_name",
+    "schema_settings",
+}
 
 
 @dataclass(eq=False)
@@ -145,7 +158,7 @@ def _page(names: list[str], page_size: int, page_token: str) -> tuple[list[str],
     if page_token:
         start = next((i for i, n in enumerate(names) if n > page_token), len(names))
     size = page_size or 1000
-    chunk = names[start:start + size]
+    chunk = names[start : start + size]
     token = chunk[-1] if start + size < len(names) and chunk else ""
     return chunk, token
 
@@ -223,8 +236,10 @@ class Store:
             raise invalid("update_mask must name at least one field.")
         for path in mask.paths:
             if path.split(".")[0] not in _UPDATABLE_TOPIC_FIELDS:
-                raise invalid(f"Field {path!r} of a topic cannot be updated; updatable: "
-                              f"{', '.join(sorted(_UPDATABLE_TOPIC_FIELDS))}.")
+                raise invalid(
+                    f"Field {path!r} of a topic cannot be updated; updatable: "
+                    f"{', '.join(sorted(_UPDATABLE_TOPIC_FIELDS))}."
+                )
         with self.lock:
             state = self._topic(topic.name)
             mask.MergeMessage(topic, state.config, replace_message_field=True, replace_repeated_field=True)
@@ -264,8 +279,10 @@ class Store:
         if config.ack_deadline_seconds == 0:
             config.ack_deadline_seconds = DEFAULT_ACK_DEADLINE_S
         if not DEFAULT_ACK_DEADLINE_S <= config.ack_deadline_seconds <= MAX_ACK_DEADLINE_S:
-            raise invalid(f"ack_deadline_seconds must be between {DEFAULT_ACK_DEADLINE_S} and {MAX_ACK_DEADLINE_S}, "
-                          f"got {config.ack_deadline_seconds}.")
+            raise invalid(
+                f"ack_deadline_seconds must be between {DEFAULT_ACK_DEADLINE_S} and {MAX_ACK_DEADLINE_S}, "
+                f"got {config.ack_deadline_seconds}."
+            )
         endpoint = config.push_config.push_endpoint
         if endpoint and not endpoint.startswith(("http://", "https://")):
             raise invalid(f"push_config.push_endpoint must be an http:// or https:// URL, got {endpoint!r}.")
@@ -277,8 +294,10 @@ class Store:
             if policy.max_delivery_attempts == 0:
                 policy.max_delivery_attempts = DEFAULT_MAX_DELIVERY_ATTEMPTS
             if not 5 <= policy.max_delivery_attempts <= 100:
-                raise invalid("dead_letter_policy.max_delivery_attempts must be between 5 and 100, "
-                              f"got {policy.max_delivery_attempts}.")
+                raise invalid(
+                    "dead_letter_policy.max_delivery_attempts must be between 5 and 100, "
+                    f"got {policy.max_delivery_attempts}."
+                )
         if config.HasField("retry_policy"):
             low = _seconds(config.retry_policy.minimum_backoff)
             high = _seconds(config.retry_policy.maximum_backoff)
@@ -316,8 +335,10 @@ class Store:
             raise invalid("update_mask must name at least one field.")
         for path in mask.paths:
             if path.split(".")[0] not in _UPDATABLE_SUBSCRIPTION_FIELDS:
-                raise invalid(f"Field {path!r} of a subscription cannot be updated; updatable: "
-                              f"{', '.join(sorted(_UPDATABLE_SUBSCRIPTION_FIELDS))}.")
+                raise invalid(
+                    f"Field {path!r} of a subscription cannot be updated; updatable: "
+                    f"{', '.join(sorted(_UPDATABLE_SUBSCRIPTION_FIELDS))}."
+                )
         with self.lock:
             state = self._sub(subscription.name)
             updated = SubscriptionPb()
@@ -437,8 +458,14 @@ class Store:
         state.ready.append(delivery)
 
     # -- delivery ----------------------------------------------------------------------------------
-    def take(self, name: str, max_messages: int, consumer: Consumer | None, wait_s: float,
-             state: SubscriptionState | None = None) -> list[Lease]:
+    def take(
+        self,
+        name: str,
+        max_messages: int,
+        consumer: Consumer | None,
+        wait_s: float,
+        state: SubscriptionState | None = None,
+    ) -> list[Lease]:
         """Lease up to ``max_messages`` ready messages, waiting up to ``wait_s`` for the first one.
 
         Returns [] on timeout or when the consumer or the store closes; raises NOT_FOUND once the
@@ -467,8 +494,12 @@ class Store:
             leases: list[Lease] = []
             while sub.ready and len(leases) < room:
                 delivery = sub.ready[0]
-                if (consumer is not None and consumer.max_bytes and leases
-                        and consumer.outstanding_bytes + delivery.size > consumer.max_bytes):
+                if (
+                    consumer is not None
+                    and consumer.max_bytes
+                    and leases
+                    and consumer.outstanding_bytes + delivery.size > consumer.max_bytes
+                ):
                     break  # always let one message through so a big one cannot stall the stream
                 sub.ready.popleft()
                 delivery.attempts += 1
@@ -493,8 +524,9 @@ class Store:
                 self._complete(sub, lease.delivery)
             sub.cond.notify_all()  # type: ignore[union-attr]
 
-    def modify_ack_deadline(self, name: str, ack_ids: Iterable[str], seconds: int,
-                            state: SubscriptionState | None = None) -> None:
+    def modify_ack_deadline(
+        self, name: str, ack_ids: Iterable[str], seconds: int, state: SubscriptionState | None = None
+    ) -> None:
         if not 0 <= seconds <= MAX_ACK_DEADLINE_S:
             raise invalid(f"ack_deadline_seconds must be between 0 and {MAX_ACK_DEADLINE_S}, got {seconds}.")
         with self.lock:
@@ -562,10 +594,16 @@ class Store:
         if not has_policy and not sub.push_endpoint:
             return 0.0
         policy = config.retry_policy
-        low = _seconds(policy.minimum_backoff) if has_policy and policy.HasField("minimum_backoff") \
+        low = (
+            _seconds(policy.minimum_backoff)
+            if has_policy and policy.HasField("minimum_backoff")
             else DEFAULT_MIN_BACKOFF_S
-        high = _seconds(policy.maximum_backoff) if has_policy and policy.HasField("maximum_backoff") \
+        )
+        high = (
+            _seconds(policy.maximum_backoff)
+            if has_policy and policy.HasField("maximum_backoff")
             else DEFAULT_MAX_BACKOFF_S
+        )
         exponent = min(max(delivery.attempts - 1, 0), 30)
         return min(max(high, low), low * 2**exponent)
 
@@ -574,20 +612,23 @@ class Store:
         topic_name = sub.config.dead_letter_policy.dead_letter_topic
         topic = self.topics.get(topic_name)
         if topic is None:
-            log.warning("dead-letter topic %s of %s does not exist; the message stays on the subscription",
-                        topic_name, sub.name)
+            log.warning(
+                "dead-letter topic %s of %s does not exist; the message stays on the subscription", topic_name, sub.name
+            )
             return False
         original = delivery.message
         message = MessagePb(data=original.data, ordering_key=original.ordering_key)
         message.attributes.update(original.attributes)
         # The same metadata attributes the real service adds to dead-lettered messages.
         project, sub_id = sub.name.split("/")[1], sub.name.split("/")[-1]
-        message.attributes.update({
-            "CloudPubSubDeadLetterSourceDeliveryCount": str(delivery.attempts),
-            "CloudPubSubDeadLetterSourceSubscription": sub_id,
-            "CloudPubSubDeadLetterSourceSubscriptionProject": project,
-            "CloudPubSubDeadLetterSourceTopicPublishTime": original.publish_time.ToJsonString(),
-        })
+        message.attributes.update(
+            {
+                "CloudPubSubDeadLetterSourceDeliveryCount": str(delivery.attempts),
+                "CloudPubSubDeadLetterSourceSubscription": sub_id,
+                "CloudPubSubDeadLetterSourceSubscriptionProject": project,
+                "CloudPubSubDeadLetterSourceTopicPublishTime": original.publish_time.ToJsonString(),
+            }
+        )
         self._publish_locked(topic, [message])
         return True
 

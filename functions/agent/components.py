@@ -14,6 +14,7 @@ def _pubsub(project: str) -> Any:
 
         pubsub.warm(project)
         return True
+
     return start
 
 
@@ -28,6 +29,7 @@ def _firestore(probe: bool) -> Any:
             # One attempt per start: the startup manager owns the retries and the breaker.
             client.collection("_health").document("probe").get(timeout=3.0, retry=None)
         return client
+
     return start
 
 
@@ -36,6 +38,7 @@ def _tokens(settings: Any) -> Any:
         from functions.agent.tokens import build_verifier
 
         return build_verifier(settings)
+
     return start
 
 
@@ -47,14 +50,38 @@ def components(role: str, settings: Any) -> list[Component]:
     # request is usually a read (threads, runs), so the Pub/Sub and Firestore client imports are deferred until
     # it is answered (or a POST requires them): they do not slow it down (cold start).
     api = role == "api"
-    found.append(Component("pubsub", _pubsub(settings.google_cloud_project), Priority.HIGH, timeout_s=30.0,
-                           retry=RetryPolicy(initial_s=0.5, max_s=10.0), deferred=api))
+    found.append(
+        Component(
+            "pubsub",
+            _pubsub(settings.google_cloud_project),
+            Priority.HIGH,
+            timeout_s=30.0,
+            retry=RetryPolicy(initial_s=0.5, max_s=10.0),
+            deferred=api,
+        )
+    )
     # The API needs Firestore only for the event log routes: start it after Pub/Sub, which the first POST
     # needs, so that the two library imports do not compete for the interpreter.
-    found.append(Component("firestore", _firestore(probe=api), Priority.MEDIUM if api else Priority.HIGH,
-                           depends_on=("pubsub",) if api else (), timeout_s=30.0,
-                           retry=RetryPolicy(initial_s=0.5, max_s=10.0), deferred=api))
+    found.append(
+        Component(
+            "firestore",
+            _firestore(probe=api),
+            Priority.MEDIUM if api else Priority.HIGH,
+            depends_on=("pubsub",) if api else (),
+            timeout_s=30.0,
+            retry=RetryPolicy(initial_s=0.5, max_s=10.0),
+            deferred=api,
+        )
+    )
     if api:
-        found.append(Component("tokens", _tokens(settings), Priority.CRITICAL, timeout_s=15.0,
-                               retry=RetryPolicy(initial_s=0.3, max_s=5.0), breaker_recovery_s=3.0))
+        found.append(
+            Component(
+                "tokens",
+                _tokens(settings),
+                Priority.CRITICAL,
+                timeout_s=15.0,
+                retry=RetryPolicy(initial_s=0.3, max_s=5.0),
+                breaker_recovery_s=3.0,
+            )
+        )
     return found

@@ -53,6 +53,7 @@ def verify_access_token(verifier: Any, token: str) -> dict[str, Any]:
         raise unauthorized(f"access token rejected: {exc}", code=f"token_{exc.reason}") from None
     except KeySetUnavailable:
         # A token signed by a key we have not seen, and auth's key set cannot be fetched right now.
-        raise ServiceUnavailable("cannot verify the token: auth's key set is unreachable", retry_after=2,
-                                 code="tokens_unavailable") from None
+        raise ServiceUnavailable(
+            "cannot verify the token: auth's key set is unreachable", retry_after=2, code="tokens_unavailable"
+        ) from None
     return {"id": claims.sub, "email": claims.email or None, "permissions": list(claims.permissions)}

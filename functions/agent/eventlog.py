@@ -70,11 +70,18 @@ class EventLog:
         now = datetime.now(UTC)
         status = TERMINAL_STATUS.get(event.type, "running")
         batch = get_client().batch()
-        batch.create(run_ref.collection(EVENTS).document(event_doc_id(event.seq)),
-                     event_to_doc(event, run.user_id, self.ttl_s))
-        state: dict[str, Any] = {"run_id": run.run_id, "thread_id": run.thread_id, "user_id": run.user_id,
-                                 "status": status, "last_seq": event.seq, "updated_at": now,
-                                 "expires_at": ttl_expiry(self.ttl_s)}
+        batch.create(
+            run_ref.collection(EVENTS).document(event_doc_id(event.seq)), event_to_doc(event, run.user_id, self.ttl_s)
+        )
+        state: dict[str, Any] = {
+            "run_id": run.run_id,
+            "thread_id": run.thread_id,
+            "user_id": run.user_id,
+            "status": status,
+            "last_seq": event.seq,
+            "updated_at": now,
+            "expires_at": ttl_expiry(self.ttl_s),
+        }
         if event.seq == 1:
             state["created_at"] = now
         batch.set(run_ref, state, merge=True)
@@ -100,16 +107,22 @@ class EventLog:
         self.publish(run, event)
 
     def events(self, run_id: str, after_seq: int = 0, limit: int = 500) -> list[AgentEvent]:
-        query = (_run_doc(run_id).collection(EVENTS).where(filter=_field_filter("seq", ">", after_seq))
-                 .order_by("seq").limit(limit))
+        query = (
+            _run_doc(run_id)
+            .collection(EVENTS)
+            .where(filter=_field_filter("seq", ">", after_seq))
+            .order_by("seq")
+            .limit(limit)
+        )
         return [doc_to_event(snap.to_dict()) for snap in query.stream(**bounded(TIMEOUT_S))]
 
     def last_event(self, run_id: str) -> AgentEvent | None:
         state = self.run_state(run_id)
         if not state or not state.get("last_seq"):
             return None
-        snap = _run_doc(run_id).collection(EVENTS).document(event_doc_id(int(state["last_seq"]))).get(
-            **bounded(TIMEOUT_S))
+        snap = (
+            _run_doc(run_id).collection(EVENTS).document(event_doc_id(int(state["last_seq"]))).get(**bounded(TIMEOUT_S))
+        )
         return doc_to_event(snap.to_dict()) if snap.exists else None
 
     def republish_last(self, run: RunRef) -> AgentEvent | None:

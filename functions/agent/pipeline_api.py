@@ -29,8 +29,13 @@ class TokenUsage:
         return TokenUsage(*(a + b for a, b in zip(self.as_tuple(), other.as_tuple(), strict=True)))
 
     def as_tuple(self) -> tuple[int, int, int, int, int]:
-        return (self.input_tokens, self.cached_input_tokens, self.cache_write_tokens, self.output_tokens,
-                self.reasoning_tokens)
+        return (
+            self.input_tokens,
+            self.cached_input_tokens,
+            self.cache_write_tokens,
+            self.output_tokens,
+            self.reasoning_tokens,
+        )
 
 
 @dataclass
@@ -49,9 +54,15 @@ class LLMResult:
 
 
 class LLM(Protocol):
-    def complete(self, messages: list[LLMMessage], *, purpose: str = "",
-                 on_token: Callable[[str], None] | None = None, max_tokens: int | None = None,
-                 on_restart: Callable[[], None] | None = None) -> LLMResult:
+    def complete(
+        self,
+        messages: list[LLMMessage],
+        *,
+        purpose: str = "",
+        on_token: Callable[[str], None] | None = None,
+        max_tokens: int | None = None,
+        on_restart: Callable[[], None] | None = None,
+    ) -> LLMResult:
         """One call through the provider chain (fallbacks, breaker); records a cost-ledger row.
 
         ``on_token`` receives the text as it streams; ``on_restart`` is called when a stream failed part-way
@@ -80,8 +91,9 @@ class RunContext(Protocol):
         """Append an event to the run's log and publish it (seq assigned by the platform)."""
         ...
 
-    def tool(self, agent_name: str, tool_name: str, args: dict[str, Any],
-             fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    def tool(
+        self, agent_name: str, tool_name: str, args: dict[str, Any], fn: Callable[[], dict[str, Any]]
+    ) -> dict[str, Any]:
         """Run a deterministic tool: emits tool_executing, calls fn, emits tool_completed with the result,
         and keeps the result for the run (so every number in the final report can be traced to a tool)."""
         ...

@@ -51,8 +51,9 @@ def warm(project: str) -> None:
     try:
         requests.api.get_topic(topic=topic_path(project, AGENT_REQUESTS), timeout=2.0)
     except Exception as exc:
-        log.warning("Pub/Sub not reachable at start; publishing will retry per request",
-                    extra={"reason": type(exc).__name__})
+        log.warning(
+            "Pub/Sub not reachable at start; publishing will retry per request", extra={"reason": type(exc).__name__}
+        )
 
 
 def publish_request(project: str, request: AgentRequest, timeout_s: float) -> str:
@@ -63,8 +64,14 @@ def publish_request(project: str, request: AgentRequest, timeout_s: float) -> st
         raise PublishFailed(f"Pub/Sub unavailable (circuit open, retry in {request_breaker.retry_after():.0f}s)")
     retry = Retry(initial=0.1, maximum=1.0, multiplier=2.0, timeout=timeout_s)
     try:
-        future = _client("requests").publish(topic_path(project, AGENT_REQUESTS), request.to_bytes(), retry=retry,
-                                             timeout=timeout_s, run_id=request.run_id, user_id=request.user_id)
+        future = _client("requests").publish(
+            topic_path(project, AGENT_REQUESTS),
+            request.to_bytes(),
+            retry=retry,
+            timeout=timeout_s,
+            run_id=request.run_id,
+            user_id=request.user_id,
+        )
         message_id = future.result(timeout=timeout_s + 1.0)
     except Exception as exc:
         request_breaker.record_failure()
@@ -83,8 +90,9 @@ def publish_event(project: str, event: AgentEvent, user_id: str, timeout_s: floa
     while True:
         try:
             # retry=None: no library retries (they would be unbounded with ordering); this loop bounds them.
-            future = client.publish(topic, event.to_bytes(), ordering_key=event.thread_id, retry=None,
-                                    **event.attributes(user_id))
+            future = client.publish(
+                topic, event.to_bytes(), ordering_key=event.thread_id, retry=None, **event.attributes(user_id)
+            )
             return str(future.result(timeout=max(0.5, deadline - time.monotonic())))
         except Exception as exc:
             last_error = type(exc).__name__
@@ -93,9 +101,11 @@ def publish_event(project: str, event: AgentEvent, user_id: str, timeout_s: floa
             except ValueError:
                 pass  # the key was never paused
         if time.monotonic() + delay >= deadline:
-            raise PublishFailed(f"publishing event seq {event.seq} of run {event.run_id} to {AGENT_EVENTS} "
-                                f"failed: {last_error}")
-        log.warning("event publish failed, retrying", extra={"run_id": event.run_id, "seq": event.seq,
-                                                             "reason": last_error})
+            raise PublishFailed(
+                f"publishing event seq {event.seq} of run {event.run_id} to {AGENT_EVENTS} failed: {last_error}"
+            )
+        log.warning(
+            "event publish failed, retrying", extra={"run_id": event.run_id, "seq": event.seq, "reason": last_error}
+        )
         time.sleep(delay)
         delay = min(delay * 2, 2.0)

@@ -29,7 +29,8 @@ class RollupSettings(ServiceSettings, DatabaseSection):
     """The rollup job's settings: the database, plus how long one analysis statement may run."""
 
     rollup_statement_timeout_ms: int = Field(
-        300_000, ge=1000, description="statement timeout of the analysis queries in ms, e.g. 300000")
+        300_000, ge=1000, description="statement timeout of the analysis queries in ms, e.g. 300000"
+    )
 
 
 def stale_users(db: Any, limit: int) -> list[str]:
@@ -38,7 +39,9 @@ def stale_users(db: Any, limit: int) -> list[str]:
         """SELECT s.user_id FROM usage_state s
             WHERE (SELECT count(*) FROM usage_rollups r
                     WHERE r.user_id = s.user_id AND r.data_version = s.version) < %s
-            ORDER BY s.updated_at DESC LIMIT %s""", [len(FULL_ANALYSIS), limit])
+            ORDER BY s.updated_at DESC LIMIT %s""",
+        [len(FULL_ANALYSIS), limit],
+    )
     return [str(r["user_id"]) for r in rows]
 
 
@@ -50,16 +53,20 @@ def rollup_user(db: Any, user_id: str) -> dict[str, Any]:
         _, elapsed_ms = toolbox.compute_and_store(name, args)
         key = f"{name}:{args['by']}" if "by" in args else name
         timings[key] = round(elapsed_ms, 1)
-    return {"user_id": user_id, "data_version": toolbox.data_version, "records": toolbox.facts.period.records,
-            "total_ms": round((time.perf_counter() - started) * 1000, 1), "tools_ms": timings}
+    return {
+        "user_id": user_id,
+        "data_version": toolbox.data_version,
+        "records": toolbox.facts.period.records,
+        "total_ms": round((time.perf_counter() - started) * 1000, 1),
+        "tools_ms": timings,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     from shared.db.database import Database
     from shared.logging import configure_logging
 
-    parser = argparse.ArgumentParser(prog="python -m functions.agent.rollup_job",
-                                     description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m functions.agent.rollup_job", description=__doc__.split("\n")[0])
     parser.add_argument("--user", help="one user id (recomputed even when fresh)")
     parser.add_argument("--limit", type=int, default=100, help="most users per pass, default 100")
     args = parser.parse_args(argv)
@@ -70,8 +77,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     configure_logging("rollup-job", settings.log_level, settings.log_format, settings.google_cloud_project)
     # The socket's read timeout follows the statement timeout (shared/db/connect.py), so raising it is enough.
-    settings = settings.model_copy(update={"db_statement_timeout_ms": settings.rollup_statement_timeout_ms,
-                                           "db_pool_size": 1})
+    settings = settings.model_copy(
+        update={"db_statement_timeout_ms": settings.rollup_statement_timeout_ms, "db_pool_size": 1}
+    )
     db = Database(settings, "netra-rollup-job")
     failed = 0
     try:

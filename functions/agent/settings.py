@@ -40,14 +40,18 @@ class AgentSection(BaseSettings):
         120.0, gt=0, le=500, description="seconds a run may take from its creation before it fails, e.g. 120"
     )
     run_lease_s: float = Field(
-        30.0, ge=2, le=300,
+        30.0,
+        ge=2,
+        le=300,
         description="seconds without a heartbeat after which a running run's worker is presumed dead, e.g. 30",
     )
     max_concurrent_runs: int = Field(
         4, ge=1, le=64, description="runs one worker instance executes at once; more deliveries are retried later"
     )
     run_slot_wait_s: float = Field(
-        10.0, ge=0, le=300,
+        10.0,
+        ge=0,
+        le=300,
         description="seconds a delivery waits for a free run slot before it is refused (429) for redelivery; "
         "smooths a burst on one instance (0 refuses at once)",
     )
@@ -124,8 +128,10 @@ class LLMSection(BaseSettings):
         problems = []
         providers = {p for p, _ in parse_model_chain(self.llm_models)}
         if "gemini" in providers and not self.gemini_vertex and self.gemini_api_key is None:
-            problems.append("GEMINI_API_KEY: required when LLM_MODELS names gemini and GEMINI_VERTEX is false "
-                            "(a Gemini Developer API key)")
+            problems.append(
+                "GEMINI_API_KEY: required when LLM_MODELS names gemini and GEMINI_VERTEX is false "
+                "(a Gemini Developer API key)"
+            )
         return problems
 
 

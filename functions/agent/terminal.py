@@ -19,12 +19,18 @@ log = logging.getLogger("agent.terminal")
 
 
 def completed_data(db: Database, row: dict[str, Any]) -> dict[str, Any]:
-    answer = db.one("SELECT id::text AS id, content, metadata FROM messages WHERE run_id = %s AND role = 'assistant'",
-                    [row["id"]])
+    answer = db.one(
+        "SELECT id::text AS id, content, metadata FROM messages WHERE run_id = %s AND role = 'assistant'", [row["id"]]
+    )
     view = run_store.run_view(row, answer["id"] if answer else None)
-    return {"message_id": answer["id"] if answer else None, "content": answer["content"] if answer else "",
-            "metadata": answer["metadata"] if answer else {}, "usage": view["usage"], "cost_usd": view["cost_usd"],
-            "duration_ms": view["duration_ms"]}
+    return {
+        "message_id": answer["id"] if answer else None,
+        "content": answer["content"] if answer else "",
+        "metadata": answer["metadata"] if answer else {},
+        "usage": view["usage"],
+        "cost_usd": view["cost_usd"],
+        "duration_ms": view["duration_ms"],
+    }
 
 
 def terminal_event_for(db: Database, row: dict[str, Any], seq: int) -> AgentEvent:
@@ -33,11 +39,19 @@ def terminal_event_for(db: Database, row: dict[str, Any], seq: int) -> AgentEven
     if status == "completed":
         return AgentEvent(type="agent_completed", agent_name="supervisor", data=completed_data(db, row), **base)
     if status == "cancelled":
-        return AgentEvent(type="run_cancelled", agent_name="supervisor", data={"reason": "cancelled by the user"},
-                          **base)
-    return AgentEvent(type="agent_error", agent_name="supervisor",
-                      data={"code": row["error_code"] or "run_failed",
-                            "message": row["error_message"] or "the run failed", "retryable": False}, **base)
+        return AgentEvent(
+            type="run_cancelled", agent_name="supervisor", data={"reason": "cancelled by the user"}, **base
+        )
+    return AgentEvent(
+        type="agent_error",
+        agent_name="supervisor",
+        data={
+            "code": row["error_code"] or "run_failed",
+            "message": row["error_message"] or "the run failed",
+            "retryable": False,
+        },
+        **base,
+    )
 
 
 def ensure_terminal_event(db: Database, eventlog: EventLog, row: dict[str, Any]) -> AgentEvent | None:
@@ -57,6 +71,5 @@ def ensure_terminal_event(db: Database, eventlog: EventLog, row: dict[str, Any])
         # Someone (the API or another delivery) wrote it a moment ago.
         return eventlog.last_event(row["id"])
     run_store.set_last_seq(db, row["id"], event.seq)
-    log.info("terminal event written after the fact", extra={"run_id": row["id"], "type": event.type,
-                                                               "seq": event.seq})
+    log.info("terminal event written after the fact", extra={"run_id": row["id"], "type": event.type, "seq": event.seq})
     return event

@@ -19,15 +19,20 @@ log = logging.getLogger("auth")
 
 
 class AuthContext:
-    def __init__(self, settings: AuthSettings, manager: StartupManager, keys: KeysetSource,
-                 providers: dict[str, Provider], limiter: RateLimiter | None = None) -> None:
+    def __init__(
+        self,
+        settings: AuthSettings,
+        manager: StartupManager,
+        keys: KeysetSource,
+        providers: dict[str, Provider],
+        limiter: RateLimiter | None = None,
+    ) -> None:
         self.settings = settings
         self.manager = manager
         self.keys = keys
         self.providers = providers
         # Providers with a startup component (OpenID discovery); the others need nothing fetched first.
-        self.provider_components = {name: f"provider_{name}" for name, p in providers.items()
-                                    if hasattr(p, "discover")}
+        self.provider_components = {name: f"provider_{name}" for name, p in providers.items() if hasattr(p, "discover")}
         self.limiter = limiter or RateLimiter()
         per_minute = settings.rate_limit_per_minute
         self.rules = {
@@ -38,9 +43,14 @@ class AuthContext:
         }
         # Auth verifies its own tokens from the keyset directly: no HTTP round trip to itself, and a
         # rotated-in key is known as soon as the keyset is re-read.
-        self.verifier = TokenVerifier(lambda: "", settings.auth_issuer, settings.token_audience,
-                                      min_refresh_interval_s=0, fetch_jwks=keys.jwks,
-                                      always_current=True)
+        self.verifier = TokenVerifier(
+            lambda: "",
+            settings.auth_issuer,
+            settings.token_audience,
+            min_refresh_interval_s=0,
+            fetch_jwks=keys.jwks,
+            always_current=True,
+        )
 
     # -- dependencies ------------------------------------------------------------------------------
     def db(self) -> Any:
@@ -58,7 +68,7 @@ class AuthContext:
         """503 + Retry-After while the provider's discovery has not succeeded."""
         component = self.provider_components.get(name)
         if component:
-                self.manager.require(component, timeout_s=2.0)
+            self.manager.require(component, timeout_s=2.0)
 
     # -- request helpers ---------------------------------------------------------------------------
     def client_key(self, ctx: Ctx) -> str:
@@ -72,8 +82,9 @@ class AuthContext:
         try:
             return self.verifier.verify(token)
         except KeySetUnavailable:
-            raise ApiError(503, "keyset_unavailable", "signing keys are not available yet",
-                           headers={"Retry-After": "2"}) from None
+            raise ApiError(
+                503, "keyset_unavailable", "signing keys are not available yet", headers={"Retry-After": "2"}
+            ) from None
 
     def bearer_claims(self, ctx: Ctx) -> Claims:
         if not ctx.bearer:

@@ -69,8 +69,10 @@ def register(router: Router, app: AuthContext) -> None:
         if rotation.outcome != "ok":
             code, message = REFRESH_FAILURES[rotation.outcome]
             if rotation.outcome == "reuse":
-                log.warning("refresh token reuse detected; session revoked",
-                            extra={"user_id": rotation.user_id, "session_id": rotation.family_id})
+                log.warning(
+                    "refresh token reuse detected; session revoked",
+                    extra={"user_id": rotation.user_id, "session_id": rotation.family_id},
+                )
             raise unauthorized(message, code)
         user = get_user(app.db(), str(rotation.user_id))
         if user is None:
@@ -117,8 +119,11 @@ def register(router: Router, app: AuthContext) -> None:
         user = get_user(db, claims.sub)
         if user is None:
             raise unauthorized("user no longer exists", "invalid_token")
-        return {**public_user(user), "created_at": user["created_at"].isoformat(),
-                "identities": [{"provider": i["provider"], "email": i["email"]} for i in identities_of(db, claims.sub)]}
+        return {
+            **public_user(user),
+            "created_at": user["created_at"].isoformat(),
+            "identities": [{"provider": i["provider"], "email": i["email"]} for i in identities_of(db, claims.sub)],
+        }
 
     @router.route("GET", "/.well-known/jwks.json")
     def jwks(ctx: Ctx) -> Any:
@@ -126,16 +131,18 @@ def register(router: Router, app: AuthContext) -> None:
             document = app.keys.jwks()
         except Exception as exc:
             log.warning("keyset unavailable", extra={"reason": type(exc).__name__})
-            raise ApiError(503, "keyset_unavailable", "signing keys are not available yet",
-                           headers={"Retry-After": "2"}) from None
+            raise ApiError(
+                503, "keyset_unavailable", "signing keys are not available yet", headers={"Retry-After": "2"}
+            ) from None
         return document, 200, {"Cache-Control": f"public, max-age={settings.jwks_max_age_seconds}"}
 
     @router.route("GET", "/auth/config")
     def config(ctx: Ctx) -> Any:
         providers = []
         for name in app.providers:
-            providers.append({"name": name, "available": app.provider_available(name),
-                              "login_url": f"/auth/login?provider={name}"})
+            providers.append(
+                {"name": name, "available": app.provider_available(name), "login_url": f"/auth/login?provider={name}"}
+            )
         return {
             "environment": settings.netra_env.value,
             "dev_login": settings.dev_login_enabled,
@@ -161,8 +168,12 @@ def register(router: Router, app: AuthContext) -> None:
     def ws_ticket(ctx: Ctx) -> Any:
         claims = app.bearer_claims(ctx)
         ticket = new_secret(24)
-        app.store().put(TICKETS, ticket, {"user_id": claims.sub, "email": claims.email,
-                                          "permissions": claims.permissions}, settings.ws_ticket_ttl_seconds)
+        app.store().put(
+            TICKETS,
+            ticket,
+            {"user_id": claims.sub, "email": claims.email, "permissions": claims.permissions},
+            settings.ws_ticket_ttl_seconds,
+        )
         return {"ticket": ticket, "expires_in": settings.ws_ticket_ttl_seconds}
 
     @router.route("POST", "/auth/ws-ticket/redeem")

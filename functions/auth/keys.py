@@ -98,8 +98,9 @@ class KeysetSource:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m functions.auth.keys", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m functions.auth.keys", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("command", choices=["generate", "rotate", "prune", "jwks"])
     parser.add_argument("--access-ttl", type=float, default=900.0, help="access token lifetime, s (prune)")
     parser.add_argument("--publish-lead", type=float, default=120.0, help="publish lead, s (prune)")

@@ -41,17 +41,33 @@ def start_firestore() -> object:
 components = [
     *(deferred(c) for c in database_components(settings, "auth")),
     Component("keyset", keys.get, Priority.CRITICAL, timeout_s=30.0),
-    deferred(Component("firestore", start_firestore, Priority.CRITICAL, timeout_s=15.0,
-                                   retry=RetryPolicy(initial_s=0.5, max_s=10.0), breaker_recovery_s=5.0)),
+    deferred(
+        Component(
+            "firestore",
+            start_firestore,
+            Priority.CRITICAL,
+            timeout_s=15.0,
+            retry=RetryPolicy(initial_s=0.5, max_s=10.0),
+            breaker_recovery_s=5.0,
+        )
+    ),
 ]
 app = AuthContext(settings, manager, keys, providers)
 for name, component in app.provider_components.items():
     # Non-critical: a provider whose discovery document is unreachable is reported unavailable while dev
     # login, validation and the other provider keep working (scenario 19).
-    components.append(deferred(Component(
-        component, providers[name].discover, Priority.MEDIUM,  # type: ignore[union-attr]
-        timeout_s=settings.provider_timeout_seconds + 1,
-        retry=RetryPolicy(initial_s=1.0, max_s=10.0), breaker_recovery_s=5.0)))
+    components.append(
+        deferred(
+            Component(
+                component,
+                providers[name].discover,
+                Priority.MEDIUM,  # type: ignore[union-attr]
+                timeout_s=settings.provider_timeout_seconds + 1,
+                retry=RetryPolicy(initial_s=1.0, max_s=10.0),
+                breaker_recovery_s=5.0,
+            )
+        )
+    )
 manager.register_all(components)
 router = Router("auth", settings.origins, settings.max_body_bytes, health=manager.health)
 handlers.register(router, app)

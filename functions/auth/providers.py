@@ -106,9 +106,14 @@ class GoogleProvider:
         try:
             response = httpx.post(
                 meta["token_endpoint"],
-                data={"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri,
-                      "code_verifier": verifier, "client_id": self.client_id,
-                      "client_secret": self._client_secret.get_secret_value()},
+                data={
+                    "grant_type": "authorization_code",
+                    "code": code,
+                    "redirect_uri": redirect_uri,
+                    "code_verifier": verifier,
+                    "client_id": self.client_id,
+                    "client_secret": self._client_secret.get_secret_value(),
+                },
                 headers={"Accept": "application/json"},
                 timeout=self.timeout_s,
             )
@@ -168,7 +173,12 @@ class GoogleProvider:
         key = self._signing_key(header.get("kid"))
         try:
             claims = jwt.decode(
-                id_token, key, algorithms=[algorithm], audience=self.client_id, issuer=self.issuer, leeway=60,
+                id_token,
+                key,
+                algorithms=[algorithm],
+                audience=self.client_id,
+                issuer=self.issuer,
+                leeway=60,
                 options={"require": ["exp", "iat", "sub", "iss", "aud"]},
             )
         except jwt.PyJWTError as exc:
@@ -211,8 +221,13 @@ class GitHubProvider:
         try:
             response = httpx.post(
                 f"{self.oauth_base}/login/oauth/access_token",
-                data={"client_id": self.client_id, "client_secret": self._client_secret.get_secret_value(),
-                      "code": code, "redirect_uri": redirect_uri, "code_verifier": verifier},
+                data={
+                    "client_id": self.client_id,
+                    "client_secret": self._client_secret.get_secret_value(),
+                    "code": code,
+                    "redirect_uri": redirect_uri,
+                    "code_verifier": verifier,
+                },
                 headers={"Accept": "application/json"},
                 timeout=self.timeout_s,
             )
@@ -220,10 +235,14 @@ class GitHubProvider:
             answer = response.json() if response.status_code == 200 else {"error": f"http_{response.status_code}"}
             access = answer.get("access_token")
             if not isinstance(access, str):
-                raise SignInError("code_exchange_failed",
-                                  f"GitHub refused the code exchange ({_safe(answer.get('error'))})")
-            api = {"Authorization": f"Bearer {access}", "Accept": "application/vnd.github+json",
-                   "X-GitHub-Api-Version": "2022-11-28"}
+                raise SignInError(
+                    "code_exchange_failed", f"GitHub refused the code exchange ({_safe(answer.get('error'))})"
+                )
+            api = {
+                "Authorization": f"Bearer {access}",
+                "Accept": "application/vnd.github+json",
+                "X-GitHub-Api-Version": "2022-11-28",
+            }
             user = httpx.get(f"{self.api_base}/user", headers=api, timeout=self.timeout_s)
             emails = httpx.get(f"{self.api_base}/user/emails", headers=api, timeout=self.timeout_s)
         except httpx.HTTPError as exc:
@@ -236,8 +255,9 @@ class GitHubProvider:
         primary = [e for e in emails.json() if isinstance(e, dict) and e.get("primary") and e.get("verified")]
         if not primary or not isinstance(profile.get("id"), int):
             raise SignInError("email_not_verified", "the GitHub account has no verified primary email")
-        return ProviderIdentity("github", str(profile["id"]), str(primary[0]["email"]),
-                                profile.get("name") or profile.get("login"))
+        return ProviderIdentity(
+            "github", str(profile["id"]), str(primary[0]["email"]), profile.get("name") or profile.get("login")
+        )
 
 
 Provider = GoogleProvider | GitHubProvider

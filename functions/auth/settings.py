@@ -46,7 +46,9 @@ class AuthSettings(ServiceSettings, DatabaseSection):
         60.0, gt=0, le=3600, description="seconds between two reads of the keyset secret (rotation pick-up delay)"
     )
     token_key_publish_lead_seconds: float = Field(
-        120.0, ge=0, le=86_400,
+        120.0,
+        ge=0,
+        le=86_400,
         description="seconds a new key is published in the JWKS before it signs (> JWKS max-age and the "
         "verifiers' refresh interval)",
     )
@@ -66,7 +68,9 @@ class AuthSettings(ServiceSettings, DatabaseSection):
         1200, ge=1, description="/auth/validate requests per client IP per minute (shared by instances)"
     )
     trusted_proxy_hops: int = Field(
-        1, ge=0, le=5,
+        1,
+        ge=0,
+        le=5,
         description="proxies in front of auth that append to X-Forwarded-For: 1 on Cloud Run, 2 behind an "
         "external load balancer, 0 to use the peer address",
     )
@@ -74,7 +78,9 @@ class AuthSettings(ServiceSettings, DatabaseSection):
     # -- Google (OpenID Connect) ---------------------------------------------------------------------
     google_client_id: str | None = Field(None, description="OAuth client id; Google sign-in is on when set")
     google_client_secret: SecretStr | None = Field(None, description="OAuth client secret of GOOGLE_CLIENT_ID")
-    google_issuer: str = Field("https://accounts.google.com", description="OpenID issuer, e.g. https://accounts.google.com")
+    google_issuer: str = Field(
+        "https://accounts.google.com", description="OpenID issuer, e.g. https://accounts.google.com"
+    )
     google_discovery_url: str | None = Field(
         None, description="discovery document URL; default GOOGLE_ISSUER + /.well-known/openid-configuration"
     )
@@ -82,7 +88,9 @@ class AuthSettings(ServiceSettings, DatabaseSection):
     # -- GitHub (OAuth 2, the narrow seam: two base URLs) --------------------------------------------
     github_client_id: str | None = Field(None, description="OAuth app client id; GitHub sign-in is on when set")
     github_client_secret: SecretStr | None = Field(None, description="OAuth app client secret of GITHUB_CLIENT_ID")
-    github_oauth_base_url: str = Field("https://github.com", description="base of /login/oauth/*, e.g. https://github.com")
+    github_oauth_base_url: str = Field(
+        "https://github.com", description="base of /login/oauth/*, e.g. https://github.com"
+    )
     github_api_base_url: str = Field("https://api.github.com", description="REST API base, e.g. https://api.github.com")
 
     provider_timeout_seconds: float = Field(

@@ -112,19 +112,25 @@ def register(router: Router, app: AuthContext) -> None:
         public_url = app.public_url(ctx)
         redirect_uri = f"{public_url}/auth/callback"
         state, nonce, verifier, binding = new_secret(), new_secret(), new_secret(48), new_secret(16)
-        app.store().put(STATES, state, {
-            "provider": query.provider,
-            "return_to": query.return_to,
-            "redirect_uri": redirect_uri,
-            "nonce": nonce,
-            "code_verifier": verifier,
-            "client_challenge": query.code_challenge,
-            "binding": digest(binding),
-        }, settings.oauth_state_ttl_seconds)
+        app.store().put(
+            STATES,
+            state,
+            {
+                "provider": query.provider,
+                "return_to": query.return_to,
+                "redirect_uri": redirect_uri,
+                "nonce": nonce,
+                "code_verifier": verifier,
+                "client_challenge": query.code_challenge,
+                "binding": digest(binding),
+            },
+            settings.oauth_state_ttl_seconds,
+        )
         location = provider.authorize_url(redirect_uri, state, nonce, verifier, query.login_hint)
         log.info("sign-in started", extra={"provider": query.provider})
-        return redirect(location, [cookie(_binding_cookie(state), binding, settings.oauth_state_ttl_seconds,
-                                          public_url)])
+        return redirect(
+            location, [cookie(_binding_cookie(state), binding, settings.oauth_state_ttl_seconds, public_url)]
+        )
 
     @router.route("GET", "/auth/callback")
     def callback(ctx: Ctx) -> Any:
@@ -144,8 +150,9 @@ def register(router: Router, app: AuthContext) -> None:
         provider = app.providers.get(data["provider"])
         try:
             if query.error or not query.code:
-                raise SignInError("access_denied" if query.error else "missing_code",
-                                  "the provider did not grant access")
+                raise SignInError(
+                    "access_denied" if query.error else "missing_code", "the provider did not grant access"
+                )
             if provider is None:
                 raise SignInError("provider_not_enabled", "provider is no longer configured")
             identity = provider.exchange(query.code, data["code_verifier"], data["redirect_uri"], data["nonce"])
@@ -154,8 +161,16 @@ def register(router: Router, app: AuthContext) -> None:
             return redirect(with_params(return_to, error=exc.code), clear)
         user = link_identity(app.db(), identity.provider, identity.subject, identity.email, identity.name)
         code = new_secret()
-        app.store().put(CODES, code, {"user_id": str(user["id"]), "client_challenge": data.get("client_challenge"),
-                                      "provider": identity.provider}, settings.auth_code_ttl_seconds)
+        app.store().put(
+            CODES,
+            code,
+            {
+                "user_id": str(user["id"]),
+                "client_challenge": data.get("client_challenge"),
+                "provider": identity.provider,
+            },
+            settings.auth_code_ttl_seconds,
+        )
         log.info("sign-in completed", extra={"provider": identity.provider, "user_id": str(user["id"])})
         return redirect(with_params(return_to, code=code), clear)
 

@@ -105,11 +105,14 @@ class AuthStore:
         now = _now()
         expires = now + timedelta(seconds=ttl_s)
         batch = self.client.batch()
-        batch.create(self._col(FAMILIES).document(family_id),
-                     {"user_id": user_id, "created_at": now, "expires_at": expires, "revoked_at": None})
-        batch.create(self._col(REFRESH_TOKENS).document(digest(token)),
-                     {"family_id": family_id, "user_id": user_id, "created_at": now, "expires_at": expires,
-                      "used_at": None})
+        batch.create(
+            self._col(FAMILIES).document(family_id),
+            {"user_id": user_id, "created_at": now, "expires_at": expires, "revoked_at": None},
+        )
+        batch.create(
+            self._col(REFRESH_TOKENS).document(digest(token)),
+            {"family_id": family_id, "user_id": user_id, "created_at": now, "expires_at": expires, "used_at": None},
+        )
         batch.commit(**bounded(OP_TIMEOUT_S))
         return family_id, token
 
@@ -140,9 +143,10 @@ class AuthStore:
             successor = new_secret()
             expires = now + timedelta(seconds=ttl_s)
             tx.update(token_ref, {"used_at": now})
-            tx.create(self._col(REFRESH_TOKENS).document(digest(successor)),
-                      {"family_id": family_id, "user_id": user_id, "created_at": now, "expires_at": expires,
-                       "used_at": None})
+            tx.create(
+                self._col(REFRESH_TOKENS).document(digest(successor)),
+                {"family_id": family_id, "user_id": user_id, "created_at": now, "expires_at": expires, "used_at": None},
+            )
             tx.update(family_ref, {"expires_at": expires, "rotated_at": now})
             return Rotation("ok", user_id, family_id, successor)
 

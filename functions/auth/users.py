@@ -8,8 +8,12 @@ USER_COLUMNS = "u.id, u.email, u.name, u.permissions"
 
 
 def public_user(row: dict[str, Any]) -> dict[str, Any]:
-    return {"id": str(row["id"]), "email": row["email"], "name": row.get("name"),
-            "permissions": list(row["permissions"])}
+    return {
+        "id": str(row["id"]),
+        "email": row["email"],
+        "name": row.get("name"),
+        "permissions": list(row["permissions"]),
+    }
 
 
 def upsert_by_email(db: Any, email: str, name: str | None) -> dict[str, Any]:
@@ -31,8 +35,10 @@ def link_identity(db: Any, provider: str, subject: str, email: str, name: str | 
     """
     email = email.lower()
     with db.transaction() as tx:
-        sql = (f"SELECT {USER_COLUMNS} FROM identities i JOIN users u ON u.id = i.user_id "
-               "WHERE i.provider = %s AND i.subject = %s")
+        sql = (
+            f"SELECT {USER_COLUMNS} FROM identities i JOIN users u ON u.id = i.user_id "
+            "WHERE i.provider = %s AND i.subject = %s"
+        )
         row = tx.one(sql, (provider, subject))
         if row is None:
             user = tx.one(
@@ -47,8 +53,10 @@ def link_identity(db: Any, provider: str, subject: str, email: str, name: str | 
             )
             row = tx.one(sql, (provider, subject))
         tx.execute("UPDATE users SET last_login_at = now() WHERE id = %s", (row["id"],))
-        tx.execute("UPDATE identities SET email = %s WHERE provider = %s AND subject = %s AND email <> %s",
-                   (email, provider, subject, email))
+        tx.execute(
+            "UPDATE identities SET email = %s WHERE provider = %s AND subject = %s AND email <> %s",
+            (email, provider, subject, email),
+        )
         return row
 
 
@@ -57,5 +65,6 @@ def get_user(db: Any, user_id: str) -> dict[str, Any] | None:
 
 
 def identities_of(db: Any, user_id: str) -> list[dict[str, Any]]:
-    return db.all("SELECT provider, email, created_at FROM identities WHERE user_id::text = %s ORDER BY created_at",
-                  (user_id,))
+    return db.all(
+        "SELECT provider, email, created_at FROM identities WHERE user_id::text = %s ORDER BY created_at", (user_id,)
+    )

@@ -93,9 +93,15 @@ class Connector:
         if self.direct is not None:
             target = self.direct.with_database(database) if database else self.direct
             conn = pg8000.dbapi.connect(
-                user=target.user, password=target.password, host=target.host, port=target.port,
-                database=target.database, unix_sock=target.unix_sock, timeout=timeout,
-                application_name=self.application_name, startup_params=self._startup_params(),
+                user=target.user,
+                password=target.password,
+                host=target.host,
+                port=target.port,
+                database=target.database,
+                unix_sock=target.unix_sock,
+                timeout=timeout,
+                application_name=self.application_name,
+                startup_params=self._startup_params(),
             )
         else:
             conn = self._cloud_connect(database or self.settings.db_name, timeout)
@@ -113,13 +119,18 @@ class Connector:
                 self._cloud = CloudSqlConnector(
                     refresh_strategy="lazy",
                     ip_type={"public": IPTypes.PUBLIC, "private": IPTypes.PRIVATE, "psc": IPTypes.PSC}[
-                        self.settings.db_ip_type],
+                        self.settings.db_ip_type
+                    ],
                     enable_iam_auth=self.settings.db_iam_auth,
                     timeout=int(max(timeout, 5)),
                 )
         password = self.settings.db_password.get_secret_value() if self.settings.db_password else None
-        kwargs: dict[str, Any] = {"user": self.settings.db_user, "db": database, "timeout": timeout,
-                                  "startup_params": self._startup_params()}
+        kwargs: dict[str, Any] = {
+            "user": self.settings.db_user,
+            "db": database,
+            "timeout": timeout,
+            "startup_params": self._startup_params(),
+        }
         if not self.settings.db_iam_auth:
             kwargs["password"] = password
         return self._cloud.connect(self.settings.cloud_sql_instance, "pg8000", **kwargs)

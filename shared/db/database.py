@@ -39,8 +39,11 @@ def classify(exc: BaseException) -> BaseException:
     state = sqlstate(exc)
     if state in FATAL_SQLSTATES:
         detail = exc.args[0].get("M", "") if exc.args and isinstance(exc.args[0], dict) else ""
-        cause = {"28P01": "wrong database password", "28000": "database login refused (role or pg_hba)",
-                 "42501": "missing database permission"}[state]
+        cause = {
+            "28P01": "wrong database password",
+            "28000": "database login refused (role or pg_hba)",
+            "42501": "missing database permission",
+        }[state]
         return FatalDatabaseError(f"{cause} (SQLSTATE {state}): {detail}")
     return exc
 
@@ -92,8 +95,9 @@ class Tx:
 
 
 class Database:
-    def __init__(self, settings: DatabaseSection, application_name: str = "netra",
-                 connect_budget_s: float = 10.0) -> None:
+    def __init__(
+        self, settings: DatabaseSection, application_name: str = "netra", connect_budget_s: float = 10.0
+    ) -> None:
         self.settings = settings
         self.connector = Connector(settings, application_name)
         self.size = settings.db_pool_size
@@ -110,7 +114,8 @@ class Database:
         if not self.breaker.allow():
             raise DatabaseUnavailable(
                 f"database unreachable ({self.last_error}); circuit breaker open after repeated failures",
-                retry_after=max(1, round(self.breaker.retry_after())))
+                retry_after=max(1, round(self.breaker.retry_after())),
+            )
         try:
             conn = self.connector.connect()
         except Exception as exc:
@@ -130,16 +135,18 @@ class Database:
         """Open a new connection, retrying transient failures with jittered backoff within a budget."""
         budget = self.connect_budget_s if budget_s is None else budget_s
         try:
-            for attempt in Retrying(stop=stop_after_delay(budget),
-                                    wait=wait_random_exponential(multiplier=0.2, max=2.0),
-                                    retry=retry_if_exception(_transient), reraise=True):
+            for attempt in Retrying(
+                stop=stop_after_delay(budget),
+                wait=wait_random_exponential(multiplier=0.2, max=2.0),
+                retry=retry_if_exception(_transient),
+                reraise=True,
+            ):
                 with attempt:
                     return self._open_once()
         except (FatalDatabaseError, DatabaseUnavailable):
             raise
         except Exception as exc:
-            raise DatabaseUnavailable(f"database unreachable: {describe(exc, self.connector.database_name)}"
-                                      ) from None
+            raise DatabaseUnavailable(f"database unreachable: {describe(exc, self.connector.database_name)}") from None
         raise AssertionError("unreachable")
 
     # -- pool ----------------------------------------------------------------------------------------

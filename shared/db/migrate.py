@@ -142,14 +142,15 @@ def migrate(connector: Connector, target: int | None = None) -> list[str]:
                     break
                 if migration.version in done:
                     if done[migration.version] != migration.checksum:
-                        log.warning("applied migration differs from its file",
-                                    extra={"migration": migration.label})
+                        log.warning("applied migration differs from its file", extra={"migration": migration.label})
                     continue
                 conn.autocommit = False
                 try:
                     cur.execute(migration.sql)
-                    cur.execute("INSERT INTO schema_migrations (version, name, checksum) VALUES (%s, %s, %s)",
-                                (migration.version, migration.name, migration.checksum))
+                    cur.execute(
+                        "INSERT INTO schema_migrations (version, name, checksum) VALUES (%s, %s, %s)",
+                        (migration.version, migration.name, migration.checksum),
+                    )
                     conn.commit()
                 except Exception:
                     conn.rollback()

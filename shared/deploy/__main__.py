@@ -10,8 +10,9 @@ from shared.deploy.errors import DeployError
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m shared.deploy",
-                                     description="Revisions, traffic and database grants of a deployed environment.")
+    parser = argparse.ArgumentParser(
+        prog="python -m shared.deploy", description="Revisions, traffic and database grants of a deployed environment."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     def service_command(name: str, help_text: str) -> argparse.ArgumentParser:
@@ -25,8 +26,9 @@ def _parser() -> argparse.ArgumentParser:
     service_command("status", "list revisions, readiness and traffic")
     promote = service_command("promote", "move all traffic to a revision once it is healthy")
     promote.add_argument("--revision", help="revision name (default: the newest)")
-    promote.add_argument("--health-url",
-                         help="checked before traffic moves; {revision_url} = the revision's tagged URL")
+    promote.add_argument(
+        "--health-url", help="checked before traffic moves; {revision_url} = the revision's tagged URL"
+    )
     promote.add_argument("--verify-url", help="checked after traffic moved; failure restores the previous traffic")
     rollback = service_command("rollback", "move all traffic back to the previous ready revision")
     rollback.add_argument("--to", dest="to_revision", help="revision name (default: previous ready one)")

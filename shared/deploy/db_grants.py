@@ -68,10 +68,12 @@ def grant(conn: Any, roles: list[str], database: str) -> list[str]:
     missing = [r for r in roles if r not in existing]
     if missing:
         conn.rollback()
-        raise DeployError("db_role_missing",
-                          f"database user(s) {', '.join(missing)} do not exist; Terraform creates them "
-                          "(google_sql_user type CLOUD_IAM_SERVICE_ACCOUNT) before the migration job runs",
-                          exit_code=1)
+        raise DeployError(
+            "db_role_missing",
+            f"database user(s) {', '.join(missing)} do not exist; Terraform creates them "
+            "(google_sql_user type CLOUD_IAM_SERVICE_ACCOUNT) before the migration job runs",
+            exit_code=1,
+        )
     for role in roles:
         for statement in grant_statements(role, database):
             cur.execute(statement)

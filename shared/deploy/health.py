@@ -17,8 +17,9 @@ class HealthResult:
     attempts: int
 
 
-def check_ready(url: str, attempts: int = 5, interval_s: float = 2.0, timeout_s: float = 5.0,
-                token: str | None = None) -> HealthResult:
+def check_ready(
+    url: str, attempts: int = 5, interval_s: float = 2.0, timeout_s: float = 5.0, token: str | None = None
+) -> HealthResult:
     """GET ``url`` until it answers 200, at most ``attempts`` times. ``token``: an identity token for
     private services (sent as a bearer token, never logged)."""
     headers = {"Authorization": f"Bearer {token}"} if token else {}

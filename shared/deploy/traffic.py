@@ -75,8 +75,10 @@ def make_clients(api_host: str | None = None) -> tuple[Any, Any]:
     from google.cloud.run_v2.services.services.transports import ServicesGrpcTransport
 
     channel = grpc.insecure_channel(host)
-    return (run_v2.ServicesClient(transport=ServicesGrpcTransport(channel=channel)),
-            run_v2.RevisionsClient(transport=RevisionsGrpcTransport(channel=channel)))
+    return (
+        run_v2.ServicesClient(transport=ServicesGrpcTransport(channel=channel)),
+        run_v2.RevisionsClient(transport=RevisionsGrpcTransport(channel=channel)),
+    )
 
 
 def _ready_condition(revision: Any) -> tuple[bool, str, str]:
@@ -102,8 +104,14 @@ def _created(revision: Any) -> str:
 
 
 class TrafficManager:
-    def __init__(self, services: Any, revisions: Any, project: str, region: str,
-                 health_check: Callable[..., HealthResult] = check_ready) -> None:
+    def __init__(
+        self,
+        services: Any,
+        revisions: Any,
+        project: str,
+        region: str,
+        health_check: Callable[..., HealthResult] = check_ready,
+    ) -> None:
         self.services = services
         self.revisions = revisions
         self.project = project
@@ -117,11 +125,13 @@ class TrafficManager:
         try:
             return self.services.get_service(name=service_path(self.project, self.region, service))
         except gexc.NotFound:
-            raise DeployError("service_not_found",
-                              f"no Cloud Run service {service!r} in {self.project}/{self.region}") from None
+            raise DeployError(
+                "service_not_found", f"no Cloud Run service {service!r} in {self.project}/{self.region}"
+            ) from None
         except gexc.PermissionDenied:
-            raise DeployError("permission_denied",
-                              f"not allowed to read service {service!r}; needs roles/run.viewer or more") from None
+            raise DeployError(
+                "permission_denied", f"not allowed to read service {service!r}; needs roles/run.viewer or more"
+            ) from None
 
     def _revisions(self, svc: Any) -> list[Any]:
         found = list(self.revisions.list_revisions(parent=svc.name))
@@ -145,10 +155,12 @@ class TrafficManager:
         for rev in revisions:
             ready, state, message = _ready_condition(rev)
             name = short(rev.name)
-            infos.append(RevisionInfo(name, _created(rev), ready, state, message, shares.get(name, 0),
-                                      tags.get(name, [])))
-        return ServiceStatus(short(svc.name), svc.uri, short(svc.latest_created_revision),
-                             short(svc.latest_ready_revision), infos)
+            infos.append(
+                RevisionInfo(name, _created(rev), ready, state, message, shares.get(name, 0), tags.get(name, []))
+            )
+        return ServiceStatus(
+            short(svc.name), svc.uri, short(svc.latest_created_revision), short(svc.latest_ready_revision), infos
+        )
 
     # -- writing --------------------------------------------------------------------------------------
     def _set_traffic(self, svc: Any, revision: str, tag_candidate: str | None = None) -> Any:
@@ -172,8 +184,14 @@ class TrafficManager:
                 return info
         raise DeployError("revision_not_found", f"service {status.service} has no revision {revision!r}")
 
-    def promote(self, service: str, revision: str | None = None, health_url: str | None = None,
-                verify_url: str | None = None, token: str | None = None) -> ServiceStatus:
+    def promote(
+        self,
+        service: str,
+        revision: str | None = None,
+        health_url: str | None = None,
+        verify_url: str | None = None,
+        token: str | None = None,
+    ) -> ServiceStatus:
         """Give ``revision`` (default: newest) all traffic once it is healthy; verify and roll back if not.
 
         ``health_url`` is checked before traffic moves; ``{revision_url}`` in it is replaced by the URL of the
@@ -184,9 +202,10 @@ class TrafficManager:
         status = self._status(svc, self._revisions(svc))
         target = self._pick(status, revision)
         if not target.ready:
-            raise DeployError("revision_not_ready",
-                              f"{target.name} is not ready ({target.ready_state}: {target.ready_message or '-'}); "
-                              "traffic not moved")
+            raise DeployError(
+                "revision_not_ready",
+                f"{target.name} is not ready ({target.ready_state}: {target.ready_message or '-'}); traffic not moved",
+            )
         previous = _copy_targets(svc.traffic)
         serving = status.serving()
         if len(serving) == 1 and serving[0].name == target.name and serving[0].percent == 100 and not health_url:
@@ -206,9 +225,11 @@ class TrafficManager:
                 svc = self._service(service)
                 svc.traffic = previous
                 self.services.update_service(service=svc).result(timeout=UPDATE_TIMEOUT_S)
-                raise DeployError("health_check_failed",
-                                  f"{url} answered {result.status} after {result.attempts} attempt(s): "
-                                  f"{result.detail[:120]}; traffic not moved")
+                raise DeployError(
+                    "health_check_failed",
+                    f"{url} answered {result.status} after {result.attempts} attempt(s): "
+                    f"{result.detail[:120]}; traffic not moved",
+                )
         svc = self._set_traffic(self._service(service), target.name)
         log.info("traffic moved", extra={"service": service, "revision": target.name})
         if verify_url:
@@ -217,9 +238,11 @@ class TrafficManager:
                 svc = self._service(service)
                 svc.traffic = previous
                 self.services.update_service(service=svc).result(timeout=UPDATE_TIMEOUT_S)
-                raise DeployError("verify_failed",
-                                  f"{verify_url} answered {result.status} after promoting {target.name}; "
-                                  "previous traffic restored", exit_code=4)
+                raise DeployError(
+                    "verify_failed",
+                    f"{verify_url} answered {result.status} after promoting {target.name}; previous traffic restored",
+                    exit_code=4,
+                )
         return self.status(service)
 
     def rollback(self, service: str, to_revision: str | None = None) -> ServiceStatus:
@@ -236,8 +259,9 @@ class TrafficManager:
             older = [r for r in status.revisions if (r.created, r.name) < (newest_serving.created, newest_serving.name)]
             candidates = [r for r in older if r.ready]
             if not candidates:
-                raise DeployError("no_previous_revision",
-                                  f"no ready revision older than {newest_serving.name} to roll back to")
+                raise DeployError(
+                    "no_previous_revision", f"no ready revision older than {newest_serving.name} to roll back to"
+                )
             target = candidates[0]
         if not target.ready:
             raise DeployError("revision_not_ready", f"{target.name} is not ready ({target.ready_state})")

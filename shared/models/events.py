@@ -63,8 +63,13 @@ class AgentEvent(BaseModel):
 
     def attributes(self, user_id: str) -> dict[str, str]:
         """Pub/Sub attributes on ``agent-events`` (ordering key = thread id)."""
-        return {"user_id": user_id, "thread_id": self.thread_id, "run_id": self.run_id,
-                "seq": str(self.seq), "type": self.type}
+        return {
+            "user_id": user_id,
+            "thread_id": self.thread_id,
+            "run_id": self.run_id,
+            "seq": str(self.seq),
+            "type": self.type,
+        }
 
     @classmethod
     def from_bytes(cls, data: bytes) -> AgentEvent:

@@ -124,17 +124,28 @@ def _price(raw: dict[str, Any]) -> Price:
         # Batch reasoning is billed like batch output.
         batch = Rates(batch.input, batch.cached_input, None, batch.output, batch.output)
     return Price(
-        model=raw["model"], provider=raw["provider"], host=raw["host"], tier=raw["tier"],
-        open_weights=bool(raw.get("open_weights")), legacy=bool(raw.get("legacy")),
+        model=raw["model"],
+        provider=raw["provider"],
+        host=raw["host"],
+        tier=raw["tier"],
+        open_weights=bool(raw.get("open_weights")),
+        legacy=bool(raw.get("legacy")),
         aliases=tuple(raw.get("aliases") or ()),
-        base=base, batch=batch, batch_discount=_dec(raw.get("batch_discount")),
+        base=base,
+        batch=batch,
+        batch_discount=_dec(raw.get("batch_discount")),
         batch_stacks_with_cache=bool(raw.get("batch_stacks_with_cache")),
-        long_context=tuple(LongContextTier(int(t["above_input_tokens"]), _rates(t)) for t in raw.get("long_context")
-                           or ()),
-        context_window=int(raw["context_window"]), max_output_tokens=int(raw["max_output_tokens"]),
-        min_cacheable_tokens=raw.get("min_cacheable_tokens"), cache_mode=raw.get("cache_mode") or "none",
+        long_context=tuple(
+            LongContextTier(int(t["above_input_tokens"]), _rates(t)) for t in raw.get("long_context") or ()
+        ),
+        context_window=int(raw["context_window"]),
+        max_output_tokens=int(raw["max_output_tokens"]),
+        min_cacheable_tokens=raw.get("min_cacheable_tokens"),
+        cache_mode=raw.get("cache_mode") or "none",
         cache_storage_per_mtok_hour=_dec(raw.get("cache_storage_per_mtok_hour")),
-        source_url=raw["source_url"], date_read=raw["date_read"], notes=raw.get("notes", ""),
+        source_url=raw["source_url"],
+        date_read=raw["date_read"],
+        notes=raw.get("notes", ""),
     )
 
 
@@ -158,8 +169,11 @@ def _index() -> tuple[dict[str, Price], dict[str, str]]:
 
 
 # Provider prefixes seen in exports (LiteLLM "openai/gpt-4o", Vertex "models/gemini-2.5-flash", Bedrock ids).
-_PREFIX = re.compile(r"^(?:models/|publishers/google/models/|openai/|anthropic/|gemini/|vertex_ai/|google/|"
-                     r"groq/|together_ai/|together/|deepseek/|mistral/|bedrock/|anthropic\.)", re.IGNORECASE)
+_PREFIX = re.compile(
+    r"^(?:models/|publishers/google/models/|openai/|anthropic/|gemini/|vertex_ai/|google/|"
+    r"groq/|together_ai/|together/|deepseek/|mistral/|bedrock/|anthropic\.)",
+    re.IGNORECASE,
+)
 # Dated snapshots: gpt-4o-2024-08-06, claude-sonnet-4-5-20250929, gemini-2.0-flash-001, "@20250929", "-v1:0".
 _SNAPSHOT = re.compile(r"(?:-\d{4}-\d{2}-\d{2}|[-@]\d{8}|-\d{3}|-v\d+:\d+|-latest|-preview-\d{2}-\d{4})$")
 
@@ -212,15 +226,28 @@ def cost_usd(model: str, usage: UsageLike, *, batch: bool = False, cache_ttl: st
         writes = {k: v * scale for k, v in rates.cache_write.items()} if stacks and rates.cache_write else None
         rates = Rates(rates.input * scale, cached, writes, rates.output * scale, rates.reasoning * scale)
     cached_rate = rates.cached_input if rates.cached_input is not None else rates.input
-    total = (Decimal(int(usage.input_tokens)) * rates.input
-             + Decimal(int(usage.cached_input_tokens)) * cached_rate
-             + Decimal(int(usage.cache_write_tokens)) * rates.cache_write_rate(cache_ttl)
-             + Decimal(int(usage.output_tokens)) * rates.output
-             + Decimal(int(usage.reasoning_tokens)) * rates.reasoning)
+    total = (
+        Decimal(int(usage.input_tokens)) * rates.input
+        + Decimal(int(usage.cached_input_tokens)) * cached_rate
+        + Decimal(int(usage.cache_write_tokens)) * rates.cache_write_rate(cache_ttl)
+        + Decimal(int(usage.output_tokens)) * rates.output
+        + Decimal(int(usage.reasoning_tokens)) * rates.reasoning
+    )
     return total / MTOK
 
 
 __all__ = [
-    "CATALOG_PATH", "TIERS", "LongContextTier", "Price", "Rates", "UnknownModel", "UsageLike", "catalog",
-    "cost_usd", "get_price", "known_models", "prompt_tokens", "resolve_model",
+    "CATALOG_PATH",
+    "TIERS",
+    "LongContextTier",
+    "Price",
+    "Rates",
+    "UnknownModel",
+    "UsageLike",
+    "catalog",
+    "cost_usd",
+    "get_price",
+    "known_models",
+    "prompt_tokens",
+    "resolve_model",
 ]

@@ -26,11 +26,13 @@ def agent_pubsub_host() -> Iterator[str]:
 
 
 @pytest.fixture
-def stack(migrated_db_url: str, agent_pubsub_host: str, firestore_emulator_host: str,
-          tmp_path: Path) -> Iterator[AgentStack]:
+def stack(
+    migrated_db_url: str, agent_pubsub_host: str, firestore_emulator_host: str, tmp_path: Path
+) -> Iterator[AgentStack]:
     """Topics and subscriptions created; start the worker / API with ``stack.start_worker(**env)``."""
-    agent_stack = AgentStack(db_url=migrated_db_url, pubsub_host=agent_pubsub_host,
-                             firestore_host=firestore_emulator_host, workdir=tmp_path)
+    agent_stack = AgentStack(
+        db_url=migrated_db_url, pubsub_host=agent_pubsub_host, firestore_host=firestore_emulator_host, workdir=tmp_path
+    )
     agent_stack.create_topology()
     yield agent_stack
     agent_stack.stop()
@@ -43,8 +45,9 @@ class Sql:
         import pg8000.dbapi
 
         p = urlparse(url)
-        self.conn = pg8000.dbapi.connect(user=p.username, password=p.password, host=p.hostname, port=p.port,
-                                         database=p.path.lstrip("/"))
+        self.conn = pg8000.dbapi.connect(
+            user=p.username, password=p.password, host=p.hostname, port=p.port, database=p.path.lstrip("/")
+        )
         self.conn.autocommit = True
 
     def all(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
@@ -61,17 +64,23 @@ class Sql:
         return rows[0]
 
     def user(self, email: str | None = None) -> str:
-        return self.one("INSERT INTO users (email) VALUES (%s) RETURNING id::text",
-                        (email or f"{uuid.uuid4().hex[:8]}@example.com",))["id"]
+        return self.one(
+            "INSERT INTO users (email) VALUES (%s) RETURNING id::text",
+            (email or f"{uuid.uuid4().hex[:8]}@example.com",),
+        )["id"]
 
     def seed_run(self, content: str = "How do I cut my GPT-4o bill?", user_id: str | None = None) -> AgentRequest:
         """A queued run as the API would have stored it."""
         user_id = user_id or self.user()
         thread = self.one("INSERT INTO threads (user_id) VALUES (%s) RETURNING id::text", (user_id,))["id"]
-        message = self.one("INSERT INTO messages (thread_id, user_id, role, content) VALUES (%s, %s, 'user', %s) "
-                           "RETURNING id::text", (thread, user_id, content))["id"]
-        run = self.one("INSERT INTO runs (thread_id, user_id, message_id) VALUES (%s, %s, %s) RETURNING id::text",
-                       (thread, user_id, message))["id"]
+        message = self.one(
+            "INSERT INTO messages (thread_id, user_id, role, content) VALUES (%s, %s, 'user', %s) RETURNING id::text",
+            (thread, user_id, content),
+        )["id"]
+        run = self.one(
+            "INSERT INTO runs (thread_id, user_id, message_id) VALUES (%s, %s, %s) RETURNING id::text",
+            (thread, user_id, message),
+        )["id"]
         return AgentRequest(run_id=run, thread_id=thread, user_id=user_id, message_id=message)
 
     def run(self, run_id: str) -> dict[str, Any]:
@@ -124,11 +133,24 @@ class ApiEnv:
         return str(jwt.decode(token, options={"verify_signature": False})["sub"])
 
 
-def start_api_env(db_url: str, pubsub_host: str, firestore_host: str, workdir: Path, worker_env: dict[str, str],
-                  api_env: dict[str, str] | None = None, start_api: bool = True) -> ApiEnv:
+def start_api_env(
+    db_url: str,
+    pubsub_host: str,
+    firestore_host: str,
+    workdir: Path,
+    worker_env: dict[str, str],
+    api_env: dict[str, str] | None = None,
+    start_api: bool = True,
+) -> ApiEnv:
     auth = start_auth(db_url, workdir / "auth", firestore_host=firestore_host)
-    stack = AgentStack(db_url=db_url, pubsub_host=pubsub_host, firestore_host=firestore_host, workdir=workdir,
-                       jwks_url=auth.jwks_url, issuer=auth.issuer)
+    stack = AgentStack(
+        db_url=db_url,
+        pubsub_host=pubsub_host,
+        firestore_host=firestore_host,
+        workdir=workdir,
+        jwks_url=auth.jwks_url,
+        issuer=auth.issuer,
+    )
     stack.create_topology()
     stack.start_worker(**worker_env)
     if start_api:
@@ -143,10 +165,16 @@ def stop_api_env(env: ApiEnv) -> None:
 
 
 @pytest.fixture(scope="module")
-def api(module_db_url: str, agent_pubsub_host: str, firestore_emulator_host: str,
-        tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiEnv]:
+def api(
+    module_db_url: str, agent_pubsub_host: str, firestore_emulator_host: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ApiEnv]:
     """The module's stack: runs take about a second (mock tokens streamed 10 ms apart)."""
-    env = start_api_env(module_db_url, agent_pubsub_host, firestore_emulator_host,
-                        tmp_path_factory.mktemp("agent-api"), {"MOCK_LLM_TOKEN_DELAY_MS": "10"})
+    env = start_api_env(
+        module_db_url,
+        agent_pubsub_host,
+        firestore_emulator_host,
+        tmp_path_factory.mktemp("agent-api"),
+        {"MOCK_LLM_TOKEN_DELAY_MS": "10"},
+    )
     yield env
     stop_api_env(env)

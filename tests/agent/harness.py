@@ -86,8 +86,12 @@ class AgentStack:
     @contextmanager
     def in_process(self) -> Iterator[None]:
         """Point this process's Google clients and collection names at the stack."""
-        keys = {"GOOGLE_CLOUD_PROJECT": self.project, "FIRESTORE_COLLECTION_PREFIX": self.prefix,
-                "PUBSUB_EMULATOR_HOST": self.pubsub_host, "FIRESTORE_EMULATOR_HOST": self.firestore_host}
+        keys = {
+            "GOOGLE_CLOUD_PROJECT": self.project,
+            "FIRESTORE_COLLECTION_PREFIX": self.prefix,
+            "PUBSUB_EMULATOR_HOST": self.pubsub_host,
+            "FIRESTORE_EMULATOR_HOST": self.firestore_host,
+        }
         previous = {k: os.environ.get(k) for k in keys}
         os.environ.update(keys)
         from shared import firestore
@@ -126,16 +130,22 @@ class AgentStack:
         for topic in (AGENT_REQUESTS, AGENT_EVENTS):
             publisher.create_topic(name=topic_path(self.project, topic))
         if push:
-            subscriber.create_subscription(request={
-                "name": subscription_path(self.project, WORKER_SUBSCRIPTION),
-                "topic": topic_path(self.project, AGENT_REQUESTS),
-                "ack_deadline_seconds": 600,
-                "push_config": {"push_endpoint": f"http://127.0.0.1:{self.worker_port}/"},
-            })
-        subscriber.create_subscription(request={
-            "name": subscription_path(self.project, TAP), "topic": topic_path(self.project, AGENT_EVENTS),
-            "ack_deadline_seconds": 30, "enable_message_ordering": True,
-        })
+            subscriber.create_subscription(
+                request={
+                    "name": subscription_path(self.project, WORKER_SUBSCRIPTION),
+                    "topic": topic_path(self.project, AGENT_REQUESTS),
+                    "ack_deadline_seconds": 600,
+                    "push_config": {"push_endpoint": f"http://127.0.0.1:{self.worker_port}/"},
+                }
+            )
+        subscriber.create_subscription(
+            request={
+                "name": subscription_path(self.project, TAP),
+                "topic": topic_path(self.project, AGENT_EVENTS),
+                "ack_deadline_seconds": 30,
+                "enable_message_ordering": True,
+            }
+        )
 
     def publish_request(self, request: AgentRequest) -> str:
         future = self.publisher().publish(topic_path(self.project, AGENT_REQUESTS), request.to_bytes())
@@ -160,8 +170,9 @@ class AgentStack:
                 event.data["_attributes"] = dict(received.message.attributes)
                 event.data["_ordering_key"] = received.message.ordering_key
                 got.append(event)
-            subscriber.acknowledge(request={"subscription": name,
-                                            "ack_ids": [r.ack_id for r in response.received_messages]})
+            subscriber.acknowledge(
+                request={"subscription": name, "ack_ids": [r.ack_id for r in response.received_messages]}
+            )
             timeout_s = 0.2
         self.tapped.extend(got)
         return got
@@ -179,14 +190,18 @@ class AgentStack:
         def done() -> bool:
             self.pull_events(0.5)
             return any(e.terminal for e in self.tapped_for(run_id))
+
         wait_until(done, timeout_s, f"a terminal event of run {run_id} on agent-events", 0.0)
         return self.tapped_for(run_id)
 
     def wait_seq(self, run_id: str, seq: int, timeout_s: float = 30.0) -> int:
         """Wait until the run's log reaches ``seq``; the worker's log is in the error if it does not."""
         try:
-            return wait_until(lambda: (self.log_state(run_id) or {}).get("last_seq", 0) >= seq and
-                              self.log_state(run_id)["last_seq"], timeout_s, f"seq {seq} of run {run_id}")
+            return wait_until(
+                lambda: (self.log_state(run_id) or {}).get("last_seq", 0) >= seq and self.log_state(run_id)["last_seq"],
+                timeout_s,
+                f"seq {seq} of run {run_id}",
+            )
         except AssertionError as exc:
             tail = self.worker.output()[-4000:] if self.worker else ""
             raise AssertionError(f"{exc}; worker log:\n{tail}") from None
@@ -219,6 +234,7 @@ class AgentStack:
             def listening() -> bool:
                 with socket.socket() as sock:
                     return sock.connect_ex(("127.0.0.1", self.worker_port)) == 0
+
             self.worker.wait_for(listening, 60, "worker port open")
         return self.worker
 
@@ -258,12 +274,19 @@ class AgentStack:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         return httpx.Client(base_url=self.api_url, headers=headers, timeout=30, trust_env=False)
 
-    def wait_run(self, token: str, run_id: str, statuses: tuple[str, ...] = ("completed", "failed", "cancelled"),
-                 timeout_s: float = 60.0) -> dict[str, Any]:
+    def wait_run(
+        self,
+        token: str,
+        run_id: str,
+        statuses: tuple[str, ...] = ("completed", "failed", "cancelled"),
+        timeout_s: float = 60.0,
+    ) -> dict[str, Any]:
         with self.client(token) as client:
+
             def finished() -> dict[str, Any] | None:
                 body = client.get(f"/api/runs/{run_id}").json()
                 return body if body.get("status") in statuses else None
+
             return wait_until(finished, timeout_s, f"run {run_id} in {statuses}", 0.1)
 
 

@@ -76,8 +76,9 @@ class _Handler(BaseHTTPRequestHandler):
         with self.server.lock:
             count = self.server.seen_models.get(model, 0) + 1
             self.server.seen_models[model] = count
-            self.server.requests.append({"path": self.path, "model": model, "body": body,
-                                         "headers": dict(self.headers.items())})
+            self.server.requests.append(
+                {"path": self.path, "model": model, "body": body, "headers": dict(self.headers.items())}
+            )
         if "fail" in model or ("flaky" in model and count == 1):
             self._json_error(503, "model overloaded")
             return
@@ -100,17 +101,46 @@ class _Handler(BaseHTTPRequestHandler):
 
     @staticmethod
     def _openai_chunks(model: str) -> list[Any]:
-        chunks: list[Any] = [{"id": "c1", "object": "chat.completion.chunk", "model": model,
-                              "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]}]
+        chunks: list[Any] = [
+            {
+                "id": "c1",
+                "object": "chat.completion.chunk",
+                "model": model,
+                "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}],
+            }
+        ]
         for token in ANSWER:
-            chunks.append({"id": "c1", "object": "chat.completion.chunk", "model": model,
-                           "choices": [{"index": 0, "delta": {"content": token}}]})
-        chunks.append({"id": "c1", "object": "chat.completion.chunk", "model": model,
-                       "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
-        chunks.append({"id": "c1", "object": "chat.completion.chunk", "model": model, "choices": [],
-                       "usage": {"prompt_tokens": 120, "completion_tokens": 30, "total_tokens": 150,
-                                 "prompt_tokens_details": {"cached_tokens": 100},
-                                 "completion_tokens_details": {"reasoning_tokens": 12}}})
+            chunks.append(
+                {
+                    "id": "c1",
+                    "object": "chat.completion.chunk",
+                    "model": model,
+                    "choices": [{"index": 0, "delta": {"content": token}}],
+                }
+            )
+        chunks.append(
+            {
+                "id": "c1",
+                "object": "chat.completion.chunk",
+                "model": model,
+                "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+            }
+        )
+        chunks.append(
+            {
+                "id": "c1",
+                "object": "chat.completion.chunk",
+                "model": model,
+                "choices": [],
+                "usage": {
+                    "prompt_tokens": 120,
+                    "completion_tokens": 30,
+                    "total_tokens": 150,
+                    "prompt_tokens_details": {"cached_tokens": 100},
+                    "completion_tokens_details": {"reasoning_tokens": 12},
+                },
+            }
+        )
         chunks.append("[DONE]")
         return chunks
 
@@ -118,14 +148,19 @@ class _Handler(BaseHTTPRequestHandler):
     def _gemini_chunks() -> list[Any]:
         chunks: list[Any] = []
         for i, token in enumerate(ANSWER):
-            chunk: dict[str, Any] = {"candidates": [{"content": {"role": "model", "parts": [{"text": token}]},
-                                                     "index": 0}],
-                                     "modelVersion": "gemini-standin"}
+            chunk: dict[str, Any] = {
+                "candidates": [{"content": {"role": "model", "parts": [{"text": token}]}, "index": 0}],
+                "modelVersion": "gemini-standin",
+            }
             if i == len(ANSWER) - 1:
                 chunk["candidates"][0]["finishReason"] = "STOP"
-                chunk["usageMetadata"] = {"promptTokenCount": 200, "cachedContentTokenCount": 150,
-                                          "candidatesTokenCount": 40, "thoughtsTokenCount": 25,
-                                          "totalTokenCount": 265}
+                chunk["usageMetadata"] = {
+                    "promptTokenCount": 200,
+                    "cachedContentTokenCount": 150,
+                    "candidatesTokenCount": 40,
+                    "thoughtsTokenCount": 25,
+                    "totalTokenCount": 265,
+                }
             chunks.append(chunk)
         return chunks
 

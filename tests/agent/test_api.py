@@ -100,22 +100,26 @@ def test_threads_crud_and_cursor_pagination(api: ApiEnv) -> None:
         for run_id in runs:
             api.stack.wait_run(token, run_id)
         first = client.get(f"/api/threads/{thread_id}/messages", params={"limit": 3}).json()
-        rest = client.get(f"/api/threads/{thread_id}/messages",
-                          params={"limit": 3, "cursor": first["next_cursor"]}).json()
+        rest = client.get(
+            f"/api/threads/{thread_id}/messages", params={"limit": 3, "cursor": first["next_cursor"]}
+        ).json()
         contents = [m["content"] for m in first["items"] + rest["items"]]
         assert len(contents) == 4 and rest["next_cursor"] is None
         assert contents[0] == "question 0" and "question 1" in contents
 
 
-def test_client_message_id_is_idempotent(api: ApiEnv, ) -> None:
+def test_client_message_id_is_idempotent(
+    api: ApiEnv,
+) -> None:
     token = api.login()
     key = f"cm-{uuid.uuid4().hex}"
     with api.stack.client(token) as client:
         first = _post(client, "hello", client_message_id=key)
         again = client.post("/api/agent/message", json={"content": "hello", "client_message_id": key})
         assert again.status_code == 202 and again.headers["Idempotent-Replay"] == "true"
-        assert {k: again.json()[k] for k in ("run_id", "thread_id", "message_id")} == \
-            {k: first[k] for k in ("run_id", "thread_id", "message_id")}
+        assert {k: again.json()[k] for k in ("run_id", "thread_id", "message_id")} == {
+            k: first[k] for k in ("run_id", "thread_id", "message_id")
+        }
         conflict = client.post("/api/agent/message", json={"content": "other", "client_message_id": key})
         assert conflict.status_code == 409 and conflict.json()["error"]["code"] == "client_message_id_conflict"
 
@@ -126,6 +130,7 @@ def test_client_message_id_is_idempotent(api: ApiEnv, ) -> None:
         def send() -> None:
             with api.stack.client(token) as c:
                 results.append(_post(c, "race", client_message_id=racing))
+
         threads = [threading.Thread(target=send) for _ in range(6)]
         for t in threads:
             t.start()
@@ -189,8 +194,7 @@ def test_every_route_hides_other_users_data_and_needs_a_token(api: ApiEnv) -> No
         assert client.get(f"/api/threads/{thread}").json()["title"] != "mine now"
         assert client.get(f"/api/runs/{run}").status_code == 200
 
-    every_route = foreign + [("POST", "/api/threads", {}), ("GET", "/api/threads", None),
-                             ("GET", "/api/costs", None)]
+    every_route = foreign + [("POST", "/api/threads", {}), ("GET", "/api/threads", None), ("GET", "/api/costs", None)]
     forged = owner[:-4] + ("AAAA" if not owner.endswith("AAAA") else "BBBB")
     for token in (None, "not-a-jwt", forged):
         with api.stack.client(token) as client:
@@ -205,8 +209,11 @@ def test_cancel_mid_run_through_the_api(api: ApiEnv) -> None:
     token = api.login()
     with api.stack.client(token) as client:
         posted = _post(client, "a long question " * 20)
-        wait_until(lambda: len(client.get(f"/api/runs/{posted['run_id']}/events").json()["events"]) >= 3, 30,
-                   "the run under way")
+        wait_until(
+            lambda: len(client.get(f"/api/runs/{posted['run_id']}/events").json()["events"]) >= 3,
+            30,
+            "the run under way",
+        )
         cancel = client.post(f"/api/runs/{posted['run_id']}/cancel")
         assert cancel.status_code in (200, 202), cancel.text
         run = api.stack.wait_run(token, posted["run_id"])

@@ -21,17 +21,30 @@ from tests.agent.tcpproxy import TcpProxy
 
 
 @pytest.fixture
-def env_factory(migrated_db_url: str, agent_pubsub_host: str, firestore_emulator_host: str,
-                tmp_path: Path) -> Iterator[Any]:
+def env_factory(
+    migrated_db_url: str, agent_pubsub_host: str, firestore_emulator_host: str, tmp_path: Path
+) -> Iterator[Any]:
     started: list[ApiEnv] = []
 
-    def make(worker_env: dict[str, str] | None = None, api_env: dict[str, str] | None = None,
-             start_api: bool = True, push: bool = True) -> ApiEnv:
-        env = start_api_env(migrated_db_url, agent_pubsub_host, firestore_emulator_host, tmp_path,
-                            worker_env or {}, api_env, start_api=start_api)
+    def make(
+        worker_env: dict[str, str] | None = None,
+        api_env: dict[str, str] | None = None,
+        start_api: bool = True,
+        push: bool = True,
+    ) -> ApiEnv:
+        env = start_api_env(
+            migrated_db_url,
+            agent_pubsub_host,
+            firestore_emulator_host,
+            tmp_path,
+            worker_env or {},
+            api_env,
+            start_api=start_api,
+        )
         if not push:
             env.stack.subscriber().delete_subscription(
-                request={"subscription": f"projects/{env.stack.project}/subscriptions/agent-worker"})
+                request={"subscription": f"projects/{env.stack.project}/subscriptions/agent-worker"}
+            )
         started.append(env)
         return env
 
@@ -41,14 +54,18 @@ def env_factory(migrated_db_url: str, agent_pubsub_host: str, firestore_emulator
 
 
 def _counts(sql: Sql, user_id: str) -> tuple[int, int, int]:
-    row = sql.one("""SELECT (SELECT count(*) FROM threads WHERE user_id = %s) AS t,
+    row = sql.one(
+        """SELECT (SELECT count(*) FROM threads WHERE user_id = %s) AS t,
                             (SELECT count(*) FROM messages WHERE user_id = %s) AS m,
-                            (SELECT count(*) FROM runs WHERE user_id = %s) AS r""", (user_id, user_id, user_id))
+                            (SELECT count(*) FROM runs WHERE user_id = %s) AS r""",
+        (user_id, user_id, user_id),
+    )
     return row["t"], row["m"], row["r"]
 
 
-def test_pubsub_down_at_post_time_answers_503_and_stores_nothing(env_factory: Any, sql: Sql,
-                                                                  agent_pubsub_host: str) -> None:
+def test_pubsub_down_at_post_time_answers_503_and_stores_nothing(
+    env_factory: Any, sql: Sql, agent_pubsub_host: str
+) -> None:
     """Pub/Sub unreachable when a message is posted: a clear 503 with Retry-After, no thread, message or run
     left behind; once Pub/Sub is back the same client_message_id goes through exactly once."""
     host, port = agent_pubsub_host.split(":")
@@ -78,6 +95,7 @@ def test_pubsub_down_at_post_time_answers_503_and_stores_nothing(env_factory: An
             def through() -> dict[str, Any] | None:
                 response = client.post("/api/agent/message", json={"content": "while down", "client_message_id": "k1"})
                 return response.json() if response.status_code == 202 else None
+
             posted = wait_until(through, 60, "the post to succeed once Pub/Sub is back", 1.0)
             run = env.stack.wait_run(token, posted["run_id"])
             assert run["status"] == "completed"
@@ -101,8 +119,10 @@ def test_runs_no_worker_executes_still_end(env_factory: Any, sql: Sql) -> None:
         assert [e.type for e in env.stack.wait_tapped_terminal(queued["run_id"])] == ["run_cancelled"]
 
         orphan = client.post("/api/agent/message", json={"content": "my worker died"}).json()
-        sql.all("UPDATE runs SET status = 'running', attempt = 1, claimed_at = now() - interval '1 minute' "
-                "WHERE id = %s", (orphan["run_id"],))
+        sql.all(
+            "UPDATE runs SET status = 'running', attempt = 1, claimed_at = now() - interval '1 minute' WHERE id = %s",
+            (orphan["run_id"],),
+        )
         cancelled = client.post(f"/api/runs/{orphan['run_id']}/cancel")
         assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
         assert env.stack.wait_tapped_terminal(orphan["run_id"])[-1].type == "run_cancelled"

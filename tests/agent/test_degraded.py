@@ -15,8 +15,10 @@ from tests.agent.tcpproxy import TcpProxy
 from tests.agent.test_api_faults import env_factory  # noqa: F401 - the fixture, shared with the other faults
 
 
-def test_scenario_13_event_log_down_api_ready_degraded_core_path_works(env_factory: Any,  # noqa: F811
-                                                                         firestore_emulator_host: str) -> None:
+def test_scenario_13_event_log_down_api_ready_degraded_core_path_works(
+    env_factory: Any,  # noqa: F811
+    firestore_emulator_host: str,
+) -> None:
     host, port = firestore_emulator_host.split(":")
     proxy = TcpProxy(host, int(port)).start()
     proxy.stop()  # the port is known and refuses connections: Firestore is down for the API only
@@ -29,8 +31,9 @@ def test_scenario_13_event_log_down_api_ready_degraded_core_path_works(env_facto
 
         ready = httpx.get(f"{api}/health/ready", timeout=10)
         assert ready.status_code == 200 and ready.json()["degraded"] is True, ready.text
-        firestore = wait_until(lambda: (c := startup()["components"]["firestore"])["attempts"] >= 1 and c,
-                               30, "a first Firestore attempt")
+        firestore = wait_until(
+            lambda: (c := startup()["components"]["firestore"])["attempts"] >= 1 and c, 30, "a first Firestore attempt"
+        )
         assert firestore["status"] != "up" and firestore["priority"] == "medium", firestore
         assert startup()["status"] == "degraded"
 

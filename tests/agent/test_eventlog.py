@@ -9,8 +9,11 @@ import pytest
 from functions.agent.eventlog import EventLog, RunRef, SeqConflict
 from shared.models.events import AgentEvent
 
-RUN = RunRef("11111111-1111-1111-1111-111111111111", "22222222-2222-2222-2222-222222222222",
-             "33333333-3333-3333-3333-333333333333")
+RUN = RunRef(
+    "11111111-1111-1111-1111-111111111111",
+    "22222222-2222-2222-2222-222222222222",
+    "33333333-3333-3333-3333-333333333333",
+)
 
 
 def _event(seq: int, type: Any = "agent_thinking", **data: Any) -> AgentEvent:
@@ -27,8 +30,14 @@ def test_layout_fence_and_reads(firestore_client: Any, firestore_prefix: str) ->
         log.append(RUN, _event(2, n="another writer"))  # seq 2 is taken: the other writer stops
     log.append(RUN, _event(3, "agent_completed"))
 
-    doc = firestore_client.collection(f"{firestore_prefix}runs").document(RUN.run_id) \
-        .collection("events").document("0000000002").get().to_dict()
+    doc = (
+        firestore_client.collection(f"{firestore_prefix}runs")
+        .document(RUN.run_id)
+        .collection("events")
+        .document("0000000002")
+        .get()
+        .to_dict()
+    )
     assert doc["seq"] == 2 and doc["user_id"] == RUN.user_id and isinstance(doc["ts"], str)
     assert doc["expires_at"] is not None and doc["data"] == {"n": 2}
     state = log.run_state(RUN.run_id)

@@ -31,12 +31,17 @@ def standin() -> Iterator[StandIn]:
 def _chain(standin: StandIn, models: list[tuple[str, str]], **kwargs: float) -> FallbackChain:
     providers = {
         "openai": OpenAICompatProvider(standin.url + "/v1", api_key="sk-test-key"),
-        "gemini": GeminiProvider(api_key="gm-test-key", vertex=False, project="p", location="l",
-                                 base_url=standin.url),
+        "gemini": GeminiProvider(api_key="gm-test-key", vertex=False, project="p", location="l", base_url=standin.url),
         "mock": MockProvider(),
     }
-    options = {"timeout_s": 5.0, "max_attempts": 3, "retry_initial_s": 0.01, "breaker_threshold": 3,
-               "breaker_recovery_s": 30.0, **kwargs}
+    options = {
+        "timeout_s": 5.0,
+        "max_attempts": 3,
+        "retry_initial_s": 0.01,
+        "breaker_threshold": 3,
+        "breaker_recovery_s": 30.0,
+        **kwargs,
+    }
     return FallbackChain(providers, models, **options)  # type: ignore[arg-type]
 
 
@@ -45,8 +50,9 @@ def test_openai_adapter_streams_and_splits_usage(standin: StandIn) -> None:
     chunks = list(provider.stream("gpt-4o-mini", MESSAGES, max_tokens=64, timeout_s=5))
     assert [c.text for c in chunks if c.text] == ANSWER
     # 120 prompt of which 100 cached; 30 completion of which 12 reasoning.
-    assert chunks[-1].usage == TokenUsage(input_tokens=20, cached_input_tokens=100, output_tokens=18,
-                                          reasoning_tokens=12)
+    assert chunks[-1].usage == TokenUsage(
+        input_tokens=20, cached_input_tokens=100, output_tokens=18, reasoning_tokens=12
+    )
     request = standin.requests[-1]
     assert request["path"] == "/v1/chat/completions"
     assert request["headers"]["Authorization"] == "Bearer sk-test-key"
@@ -59,8 +65,9 @@ def test_gemini_adapter_through_google_genai(standin: StandIn) -> None:
     provider = GeminiProvider(api_key="gm-test-key", vertex=False, project="p", location="l", base_url=standin.url)
     chunks = list(provider.stream("gemini-2.5-flash", MESSAGES, max_tokens=64, timeout_s=5))
     assert "".join(c.text for c in chunks) == "".join(ANSWER)
-    assert chunks[-1].usage == TokenUsage(input_tokens=50, cached_input_tokens=150, output_tokens=40,
-                                          reasoning_tokens=25)
+    assert chunks[-1].usage == TokenUsage(
+        input_tokens=50, cached_input_tokens=150, output_tokens=40, reasoning_tokens=25
+    )
     request = standin.requests[-1]
     assert "/models/gemini-2.5-flash:streamGenerateContent" in request["path"]
     assert request["headers"].get("x-goog-api-key") == "gm-test-key"

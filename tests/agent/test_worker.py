@@ -41,8 +41,13 @@ def test_run_events_logged_and_published_in_order(stack: AgentStack, sql: Sql) -
     assert {"agent_thinking", "tool_executing", "tool_completed", "partial_result"} <= set(_types(logged))
     for event in tapped:
         assert event.data["_ordering_key"] == request.thread_id
-        assert event.data["_attributes"] == {"user_id": request.user_id, "thread_id": request.thread_id,
-                                             "run_id": request.run_id, "seq": str(event.seq), "type": event.type}
+        assert event.data["_attributes"] == {
+            "user_id": request.user_id,
+            "thread_id": request.thread_id,
+            "run_id": request.run_id,
+            "seq": str(event.seq),
+            "type": event.type,
+        }
     run = sql.run(request.run_id)
     assert run["status"] == "completed" and run["attempt"] == 1 and run["last_seq"] == logged[-1].seq
     answers = sql.answers(request.run_id)
@@ -74,6 +79,7 @@ def test_duplicate_delivery_runs_once(stack: AgentStack, sql: Sql) -> None:
     def republished() -> bool:
         stack.pull_events(0.3)
         return len(stack.tapped_for(request.run_id, dedupe=False)) > len(stack.tapped_for(request.run_id))
+
     wait_until(republished, 15, "the terminal event republished for the late duplicate")
     logged = stack.log_events(request.run_id)
     assert_gapless(logged)
@@ -130,8 +136,12 @@ def test_provider_fallback_and_total_failure(stack: AgentStack, sql: Sql) -> Non
     fails with agent_error llm_unavailable."""
     standin = StandIn().start()
     try:
-        stack.start_worker(LLM_MODELS="openai:gpt-fail,mock:mock-flash", OPENAI_BASE_URL=standin.url + "/v1",
-                           OPENAI_API_KEY="sk-standin", LLM_RETRY_INITIAL_S="0.01")
+        stack.start_worker(
+            LLM_MODELS="openai:gpt-fail,mock:mock-flash",
+            OPENAI_BASE_URL=standin.url + "/v1",
+            OPENAI_API_KEY="sk-standin",
+            LLM_RETRY_INITIAL_S="0.01",
+        )
         request = sql.seed_run()
         stack.publish_request(request)
         tapped = _finish(stack, request.run_id)
@@ -143,8 +153,9 @@ def test_provider_fallback_and_total_failure(stack: AgentStack, sql: Sql) -> Non
         assert standin.seen_models["gpt-fail"] >= 1
         stack.kill_worker()
 
-        stack.start_worker(LLM_MODELS="openai:gpt-fail,mock:mock-fail", OPENAI_BASE_URL=standin.url + "/v1",
-                           LLM_RETRY_INITIAL_S="0.01")
+        stack.start_worker(
+            LLM_MODELS="openai:gpt-fail,mock:mock-fail", OPENAI_BASE_URL=standin.url + "/v1", LLM_RETRY_INITIAL_S="0.01"
+        )
         failing = sql.seed_run()
         stack.publish_request(failing)
         tapped = _finish(stack, failing.run_id)
@@ -179,13 +190,17 @@ def test_bad_deliveries_are_acknowledged(stack: AgentStack, sql: Sql) -> None:
     """Malformed data and requests for runs that do not exist are acknowledged (not retried forever)."""
     stack.start_worker()
     url = f"http://127.0.0.1:{stack.worker_port}/"
-    bad = {"message": {"data": base64.b64encode(b"not json").decode(), "messageId": "1"},
-           "subscription": "projects/p/subscriptions/agent-worker"}
+    bad = {
+        "message": {"data": base64.b64encode(b"not json").decode(), "messageId": "1"},
+        "subscription": "projects/p/subscriptions/agent-worker",
+    }
     assert httpx.post(url, json=bad, timeout=10).status_code == 200
     ghost = sql.seed_run()
     sql.all("DELETE FROM threads WHERE id = %s", (ghost.thread_id,))
-    body = {"message": {"data": base64.b64encode(ghost.to_bytes()).decode(), "messageId": "2"},
-            "subscription": "projects/p/subscriptions/agent-worker"}
+    body = {
+        "message": {"data": base64.b64encode(ghost.to_bytes()).decode(), "messageId": "2"},
+        "subscription": "projects/p/subscriptions/agent-worker",
+    }
     assert httpx.post(url, json=body, timeout=10).status_code == 200
     output = stack.worker.output()
     assert "dropping malformed agent request" in output and "request for an unknown run dropped" in output
@@ -198,8 +213,10 @@ def test_scenario_30_push_answered_only_when_the_run_is_done(stack: AgentStack, 
     run's outcome is committed and its terminal event is logged and published: nothing is left to run."""
     stack.start_worker()
     request = sql.seed_run()
-    body = {"message": {"data": base64.b64encode(request.to_bytes()).decode(), "messageId": "direct-1"},
-            "subscription": f"projects/{stack.project}/subscriptions/agent-worker"}
+    body = {
+        "message": {"data": base64.b64encode(request.to_bytes()).decode(), "messageId": "direct-1"},
+        "subscription": f"projects/{stack.project}/subscriptions/agent-worker",
+    }
     response = httpx.post(f"http://127.0.0.1:{stack.worker_port}/", json=body, timeout=60)
     assert response.status_code == 200
     run = sql.run(request.run_id)  # read at once, no waiting

@@ -42,24 +42,31 @@ class SignInStack:
         return httpx.post(f"{self.auth.url}/auth/token", json=body, timeout=30)
 
 
-def start_signin_stack(db_url: str, firestore_host: str, local_dir: Path,
-                       extra: dict[str, str] | None = None) -> SignInStack:
+def start_signin_stack(
+    db_url: str, firestore_host: str, local_dir: Path, extra: dict[str, str] | None = None
+) -> SignInStack:
     port = free_port()
     oidc = start_oidc_provider([f"http://127.0.0.1:{port}/auth/callback"])
     github = start_github()
     try:
-        auth = start_auth(db_url, local_dir, {
-            "AUTH_PUBLIC_URL": f"http://127.0.0.1:{port}",
-            "ALLOWED_ORIGINS": FRONTEND,
-            "GOOGLE_CLIENT_ID": oidc.client_id,
-            "GOOGLE_CLIENT_SECRET": oidc.client_secret,
-            "GOOGLE_ISSUER": oidc.issuer,
-            "GITHUB_CLIENT_ID": github.client_id,
-            "GITHUB_CLIENT_SECRET": github.client_secret,
-            "GITHUB_OAUTH_BASE_URL": github.url,
-            "GITHUB_API_BASE_URL": github.url,
-            **(extra or {}),
-        }, firestore_host=firestore_host, port=port)
+        auth = start_auth(
+            db_url,
+            local_dir,
+            {
+                "AUTH_PUBLIC_URL": f"http://127.0.0.1:{port}",
+                "ALLOWED_ORIGINS": FRONTEND,
+                "GOOGLE_CLIENT_ID": oidc.client_id,
+                "GOOGLE_CLIENT_SECRET": oidc.client_secret,
+                "GOOGLE_ISSUER": oidc.issuer,
+                "GITHUB_CLIENT_ID": github.client_id,
+                "GITHUB_CLIENT_SECRET": github.client_secret,
+                "GITHUB_OAUTH_BASE_URL": github.url,
+                "GITHUB_API_BASE_URL": github.url,
+                **(extra or {}),
+            },
+            firestore_host=firestore_host,
+            port=port,
+        )
     except BaseException:
         oidc.stop()
         github.stop()
@@ -74,8 +81,9 @@ def stop_signin_stack(stack: SignInStack) -> None:
 
 
 @pytest.fixture(scope="module")
-def signin(shared_db_url: str, firestore_emulator_host: str,
-           tmp_path_factory: pytest.TempPathFactory) -> Iterator[SignInStack]:
+def signin(
+    shared_db_url: str, firestore_emulator_host: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SignInStack]:
     stack = start_signin_stack(shared_db_url, firestore_emulator_host, tmp_path_factory.mktemp("signin"))
     yield stack
     stop_signin_stack(stack)

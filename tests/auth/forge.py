@@ -36,8 +36,9 @@ def public_pem(keyset: dict[str, Any], kid: str) -> bytes:
 
     key = next(k for k in keyset["keys"] if k["kid"] == kid)
     private = serialization.load_pem_private_key(key["private_key_pem"].encode(), password=None)
-    return private.public_key().public_bytes(serialization.Encoding.PEM,
-                                             serialization.PublicFormat.SubjectPublicKeyInfo)
+    return private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
 
 
 def forged_tokens(good: str, keyset: dict[str, Any]) -> dict[str, tuple[str, str]]:
@@ -50,16 +51,27 @@ def forged_tokens(good: str, keyset: dict[str, Any]) -> dict[str, tuple[str, str
     stranger = generate_key("no-such-kid")
 
     def sign(ks: dict[str, Any], **overrides: Any) -> str:
-        args = {"user_id": claims["sub"], "email": claims["email"], "permissions": ["admin"],
-                "issuer": claims["iss"], "audience": claims["aud"], "ttl_s": 600, **overrides}
+        args = {
+            "user_id": claims["sub"],
+            "email": claims["email"],
+            "permissions": ["admin"],
+            "issuer": claims["iss"],
+            "audience": claims["aud"],
+            "ttl_s": 600,
+            **overrides,
+        }
         return sign_access_token(ks, **args)[0]
 
     return {
         "alg none": (hand_made({**header, "alg": "none"}, claims, None), "bad_algorithm"),
         "HS256 signed with the public key": (
-            hand_made({**header, "alg": "HS256"}, claims, public_pem(keyset, kid)), "bad_algorithm"),
+            hand_made({**header, "alg": "HS256"}, claims, public_pem(keyset, kid)),
+            "bad_algorithm",
+        ),
         "tampered payload": (
-            f"{head}.{b64(json.dumps({**claims, 'permissions': ['admin']}).encode())}.{signature}", "bad_signature"),
+            f"{head}.{b64(json.dumps({**claims, 'permissions': ['admin']}).encode())}.{signature}",
+            "bad_signature",
+        ),
         "another key with the same kid": (sign({"active_kid": kid, "keys": [impostor]}), "bad_signature"),
         "expired": (sign(keyset, ttl_s=-3600), "expired"),
         "wrong audience": (sign(keyset, audience="another-app"), "wrong_audience"),

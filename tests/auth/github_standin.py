@@ -83,11 +83,18 @@ def start_github(client_id: str = "gh-test-client", client_secret: str | None = 
                 self._json(200, {"id": standin.user_id(email), "login": email.split("@")[0], "name": None})
             elif parts.path == "/user/emails":
                 verified = "+unverified" not in email.split("@")[0]
-                self._json(200, [
-                    {"email": f"noreply-{standin.user_id(email)}@users.noreply.example", "primary": False,
-                     "verified": True, "visibility": None},
-                    {"email": email, "primary": True, "verified": verified, "visibility": "public"},
-                ])
+                self._json(
+                    200,
+                    [
+                        {
+                            "email": f"noreply-{standin.user_id(email)}@users.noreply.example",
+                            "primary": False,
+                            "verified": True,
+                            "visibility": None,
+                        },
+                        {"email": email, "primary": True, "verified": verified, "visibility": "public"},
+                    ],
+                )
             else:
                 self._json(404, {"message": "Not Found"})
 
@@ -109,8 +116,10 @@ def start_github(client_id: str = "gh-test-client", client_secret: str | None = 
                 or form.get("redirect_uri") != grant["redirect_uri"]
                 or (grant["challenge"] and computed != grant["challenge"])
             ):
-                self._json(200, {"error": "bad_verification_code",
-                                 "error_description": "The code passed is incorrect or expired."})
+                self._json(
+                    200,
+                    {"error": "bad_verification_code", "error_description": "The code passed is incorrect or expired."},
+                )
                 return
             token = f"gho_{secrets.token_hex(18)}"
             standin.tokens[token] = grant["email"]

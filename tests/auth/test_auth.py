@@ -156,8 +156,9 @@ def test_config_describes_the_service(auth_service_session: AuthService) -> None
     assert config["endpoints"]["jwks"] == "/.well-known/jwks.json"
 
 
-def test_scenario_27_dev_login_in_production_refuses_to_start(migrated_db_url: str, firestore_emulator_host: str,
-                                                              tmp_path) -> None:  # noqa: ANN001
+def test_scenario_27_dev_login_in_production_refuses_to_start(
+    migrated_db_url: str, firestore_emulator_host: str, tmp_path
+) -> None:  # noqa: ANN001
     """Scenario 27: dev login switched on in production: start-up refuses with a clear error naming it."""
     with pytest.raises(RuntimeError) as info:
         start_auth(
@@ -171,10 +172,12 @@ def test_scenario_27_dev_login_in_production_refuses_to_start(migrated_db_url: s
     assert "TOKEN_KEYSET_SECRET" in str(info.value) and "AUTH_PUBLIC_URL" in str(info.value)
 
 
-def test_without_the_switch_the_dev_route_does_not_exist(migrated_db_url: str, firestore_emulator_host: str,
-                                                         tmp_path) -> None:  # noqa: ANN001
-    service = start_auth(migrated_db_url, tmp_path / "nodev", {"DEV_LOGIN_ENABLED": "false"},
-                         firestore_host=firestore_emulator_host)
+def test_without_the_switch_the_dev_route_does_not_exist(
+    migrated_db_url: str, firestore_emulator_host: str, tmp_path
+) -> None:  # noqa: ANN001
+    service = start_auth(
+        migrated_db_url, tmp_path / "nodev", {"DEV_LOGIN_ENABLED": "false"}, firestore_host=firestore_emulator_host
+    )
     try:
         response = httpx.post(f"{service.url}/auth/dev/login", json={})
         assert response.status_code == 404
@@ -183,8 +186,7 @@ def test_without_the_switch_the_dev_route_does_not_exist(migrated_db_url: str, f
         service.stop()
 
 
-def test_expired_refresh_token_and_ticket_are_refused(auth_service_session: AuthService,
-                                                      firestore_client) -> None:  # noqa: ANN001
+def test_expired_refresh_token_and_ticket_are_refused(auth_service_session: AuthService, firestore_client) -> None:  # noqa: ANN001
     from datetime import UTC, datetime, timedelta
 
     from functions.auth.store import digest

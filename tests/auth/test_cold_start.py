@@ -28,10 +28,16 @@ print(json.dumps({"status": response.status_code, "body": response.get_json(),
 
 
 def test_validate_path_imports_no_google_client_library(tmp_path: Path) -> None:
-    env = {**os.environ, "NETRA_ENV": "test", "DATABASE_URL": "postgresql://u:p@127.0.0.1:9/x",
-           "NETRA_LOCAL_DIR": str(tmp_path), "DEV_LOGIN_ENABLED": "true"}
-    out = subprocess.run([sys.executable, "-c", PROBE], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
-                         timeout=120)
+    env = {
+        **os.environ,
+        "NETRA_ENV": "test",
+        "DATABASE_URL": "postgresql://u:p@127.0.0.1:9/x",
+        "NETRA_LOCAL_DIR": str(tmp_path),
+        "DEV_LOGIN_ENABLED": "true",
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["status"] == 200 and result["body"]["valid"] is True

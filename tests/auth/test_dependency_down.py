@@ -12,8 +12,9 @@ from tests.agent.tcpproxy import TcpProxy
 from tests.fixtures.auth import start_auth
 
 
-def test_firestore_down_after_start_gives_503_then_recovers(shared_db_url: str, firestore_emulator_host: str,
-                                                             tmp_path: Path) -> None:
+def test_firestore_down_after_start_gives_503_then_recovers(
+    shared_db_url: str, firestore_emulator_host: str, tmp_path: Path
+) -> None:
     host, port = firestore_emulator_host.split(":")
     proxy = TcpProxy(host, int(port)).start()
     auth = start_auth(shared_db_url, tmp_path, firestore_host=proxy.address)

@@ -27,20 +27,41 @@ def google() -> Any:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     jwk = {**json.loads(RSAAlgorithm.to_jwk(key.public_key())), "kid": "g1", "alg": "RS256", "use": "sig"}
     server = JwksServer(lambda: {"keys": [jwk]})
-    settings = load_settings(AuthSettings, {"NETRA_ENV": "test", "DATABASE_URL": "postgresql://u:p@h:1/d",
-                                            "GOOGLE_CLIENT_ID": CLIENT, "GOOGLE_CLIENT_SECRET": "s" * 24,
-                                            "GOOGLE_ISSUER": ISSUER})
+    settings = load_settings(
+        AuthSettings,
+        {
+            "NETRA_ENV": "test",
+            "DATABASE_URL": "postgresql://u:p@h:1/d",
+            "GOOGLE_CLIENT_ID": CLIENT,
+            "GOOGLE_CLIENT_SECRET": "s" * 24,
+            "GOOGLE_ISSUER": ISSUER,
+        },
+    )
     provider = GoogleProvider(settings)
-    provider.metadata = {"issuer": ISSUER, "jwks_uri": server.url, "authorization_endpoint": "x",
-                         "token_endpoint": "x", "id_token_signing_alg_values_supported": ["RS256"]}
+    provider.metadata = {
+        "issuer": ISSUER,
+        "jwks_uri": server.url,
+        "authorization_endpoint": "x",
+        "token_endpoint": "x",
+        "id_token_signing_alg_values_supported": ["RS256"],
+    }
     yield provider, key
     server.close()
 
 
 def id_token(key: Any, kid: str = "g1", alg: str = "RS256", **overrides: Any) -> str:
     now = int(time.time())
-    claims = {"iss": ISSUER, "aud": CLIENT, "sub": "1234", "email": "g@example.com", "email_verified": True,
-              "nonce": "n-1", "iat": now, "exp": now + 600, **overrides}
+    claims = {
+        "iss": ISSUER,
+        "aud": CLIENT,
+        "sub": "1234",
+        "email": "g@example.com",
+        "email_verified": True,
+        "nonce": "n-1",
+        "iat": now,
+        "exp": now + 600,
+        **overrides,
+    }
     claims = {k: v for k, v in claims.items() if v is not None}
     return jwt.encode(claims, key, algorithm=alg, headers={"kid": kid})
 

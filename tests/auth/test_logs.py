@@ -19,8 +19,9 @@ from tests.auth.test_signin import pkce_pair
 
 @pytest.fixture
 def debug_stack(shared_db_url: str, firestore_emulator_host: str, tmp_path: Path) -> Iterator[SignInStack]:
-    stack = start_signin_stack(shared_db_url, firestore_emulator_host, tmp_path / "auth",
-                               {"LOG_LEVEL": "DEBUG", "LOG_FORMAT": "json"})
+    stack = start_signin_stack(
+        shared_db_url, firestore_emulator_host, tmp_path / "auth", {"LOG_LEVEL": "DEBUG", "LOG_FORMAT": "json"}
+    )
     yield stack
     stop_signin_stack(stack)
 
@@ -39,8 +40,11 @@ def test_no_token_code_or_secret_in_any_log_line(debug_stack: SignInStack) -> No
     for provider in ("google", "github"):
         verifier, challenge = pkce_pair()
         browser = Browser()
-        journey = browser.go(stack.login_url(provider, f"logs-{provider}@example.com", code_challenge=challenge,
-                                             code_challenge_method="S256"))
+        journey = browser.go(
+            stack.login_url(
+                provider, f"logs-{provider}@example.com", code_challenge=challenge, code_challenge_method="S256"
+            )
+        )
         authorize = parse_qs(urlsplit(journey.hops[1]).query)
         callback = parse_qs(urlsplit(journey.hop_to("/auth/callback")).query)
         secrets[f"{provider} state"] = authorize["state"][0]
@@ -57,16 +61,21 @@ def test_no_token_code_or_secret_in_any_log_line(debug_stack: SignInStack) -> No
         refreshed = httpx.post(f"{url}/auth/refresh", json={"refresh_token": pair["refresh_token"]}).json()
         reuse = httpx.post(f"{url}/auth/refresh", json={"refresh_token": pair["refresh_token"]})
         assert reuse.json()["error"]["code"] == "reuse_detected"
-        ticket = httpx.post(f"{url}/auth/ws-ticket",
-                            headers={"Authorization": f"Bearer {refreshed['access_token']}"}).json()["ticket"]
+        ticket = httpx.post(
+            f"{url}/auth/ws-ticket", headers={"Authorization": f"Bearer {refreshed['access_token']}"}
+        ).json()["ticket"]
         httpx.post(f"{url}/auth/ws-ticket/redeem", json={"ticket": ticket})
         httpx.post(f"{url}/auth/ws-ticket/redeem", json={"ticket": ticket})
         httpx.post(f"{url}/auth/validate", json={"token": pair["access_token"][:-5] + "AAAAA"})
         httpx.post(f"{url}/auth/logout", json={"refresh_token": refreshed["refresh_token"]})
         httpx.post(f"{url}/auth/token", json={"code": journey.params["code"]})  # replay, logged as refused
-        for name, value in [("access token", pair["access_token"]), ("refresh token", pair["refresh_token"]),
-                            ("rotated access token", refreshed["access_token"]),
-                            ("rotated refresh token", refreshed["refresh_token"]), ("ws ticket", ticket)]:
+        for name, value in [
+            ("access token", pair["access_token"]),
+            ("refresh token", pair["refresh_token"]),
+            ("rotated access token", refreshed["access_token"]),
+            ("rotated refresh token", refreshed["refresh_token"]),
+            ("ws ticket", ticket),
+        ]:
             secrets[f"{provider} {name}"] = value
         for token in (pair["access_token"], refreshed["access_token"]):
             secrets[f"{provider} token signature"] = token.rsplit(".", 1)[1]

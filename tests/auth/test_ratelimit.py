@@ -31,8 +31,11 @@ class Pair:
 @pytest.fixture(scope="module")
 def pair(shared_db_url: str, firestore_emulator_host: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
     prefix = f"rl{uuid.uuid4().hex[:8]}_"
-    env = {"FIRESTORE_COLLECTION_PREFIX": prefix, "RATE_LIMIT_PER_MINUTE": str(LOGIN_LIMIT),
-           "VALIDATE_RATE_LIMIT_PER_MINUTE": str(VALIDATE_LIMIT)}
+    env = {
+        "FIRESTORE_COLLECTION_PREFIX": prefix,
+        "RATE_LIMIT_PER_MINUTE": str(LOGIN_LIMIT),
+        "VALIDATE_RATE_LIMIT_PER_MINUTE": str(VALIDATE_LIMIT),
+    }
     local = tmp_path_factory.mktemp("rl")
     a = start_auth(shared_db_url, local, env, firestore_host=firestore_emulator_host)
     b = start_auth(shared_db_url, local, env, firestore_host=firestore_emulator_host)
@@ -54,14 +57,22 @@ def in_one_window(run: Callable[[str], Any], attempts: int = 3) -> Any:
 
 
 def dev_login(service: AuthService, ip: str) -> httpx.Response:
-    return httpx.post(f"{service.url}/auth/dev/login", json={"email": "limited@example.com"},
-                      headers={"X-Forwarded-For": ip}, timeout=30)
+    return httpx.post(
+        f"{service.url}/auth/dev/login",
+        json={"email": "limited@example.com"},
+        headers={"X-Forwarded-For": ip},
+        timeout=30,
+    )
 
 
 def test_login_limit_is_shared_across_instances(pair: Pair) -> None:
     def run(ip: str) -> None:
-        statuses = [dev_login(pair.a, ip).status_code, dev_login(pair.a, ip).status_code,
-                    dev_login(pair.b, ip).status_code, dev_login(pair.b, ip).status_code]
+        statuses = [
+            dev_login(pair.a, ip).status_code,
+            dev_login(pair.a, ip).status_code,
+            dev_login(pair.b, ip).status_code,
+            dev_login(pair.b, ip).status_code,
+        ]
         assert statuses == [200] * LOGIN_LIMIT
         limited = dev_login(pair.b, ip)
         assert limited.status_code == 429, "the fifth login is refused though instance b saw only two"
@@ -76,11 +87,17 @@ def test_login_limit_is_shared_across_instances(pair: Pair) -> None:
 
 def test_refresh_and_token_are_limited(pair: Pair) -> None:
     def run(ip: str) -> None:
-        statuses = [httpx.post(f"{pair.a.url}/auth/refresh", json={"refresh_token": "r" * 43},
-                               headers={"X-Forwarded-For": ip}).status_code for _ in range(LOGIN_LIMIT + 1)]
+        statuses = [
+            httpx.post(
+                f"{pair.a.url}/auth/refresh", json={"refresh_token": "r" * 43}, headers={"X-Forwarded-For": ip}
+            ).status_code
+            for _ in range(LOGIN_LIMIT + 1)
+        ]
         assert statuses == [401] * LOGIN_LIMIT + [429]
-        statuses = [httpx.post(f"{pair.b.url}/auth/token", json={"code": "c" * 43},
-                               headers={"X-Forwarded-For": ip}).status_code for _ in range(LOGIN_LIMIT + 1)]
+        statuses = [
+            httpx.post(f"{pair.b.url}/auth/token", json={"code": "c" * 43}, headers={"X-Forwarded-For": ip}).status_code
+            for _ in range(LOGIN_LIMIT + 1)
+        ]
         assert statuses == [400] * LOGIN_LIMIT + [429]
 
     in_one_window(run)
@@ -95,8 +112,9 @@ def shared_count(firestore_client: Any, prefix: str, action: str, ip: str) -> in
 
 def test_validate_limit_counts_locally_and_syncs_to_other_instances(pair: Pair, firestore_client: Any) -> None:
     def validate(service: AuthService, ip: str) -> int:
-        return httpx.post(f"{service.url}/auth/validate", json={"token": "x.y.z"},
-                          headers={"X-Forwarded-For": ip}).status_code
+        return httpx.post(
+            f"{service.url}/auth/validate", json={"token": "x.y.z"}, headers={"X-Forwarded-For": ip}
+        ).status_code
 
     def wait_for_count(ip: str, expected: int) -> None:
         deadline = time.monotonic() + 30
@@ -135,8 +153,9 @@ def test_limiter_counts_in_firestore_and_degrades_to_local_counting(firestore_cl
     with pytest.raises(RateLimited) as info:
         two.hit(rule, key)
     assert info.value.status == 429 and 1 <= int(info.value.headers["Retry-After"]) <= 60
-    assert "client-" not in str(sorted(d.id for d in firestore_client.collection(
-        f"{firestore_client_prefix()}rate_limits").list_documents())), "document ids hold no raw client keys"
+    assert "client-" not in str(
+        sorted(d.id for d in firestore_client.collection(f"{firestore_client_prefix()}rate_limits").list_documents())
+    ), "document ids hold no raw client keys"
 
     down = RateLimiter(FailingStore())
     for _ in range(3):
@@ -158,4 +177,3 @@ def test_client_ip_trusts_only_the_proxies_it_is_told_about() -> None:
     assert client_ip(headers, "10.9.9.9", 0) == "10.9.9.9"
     assert client_ip({}, "10.9.9.9", 1) == "10.9.9.9"
     assert client_ip({"X-Forwarded-For": "203.0.113.9"}, None, 2) == "203.0.113.9"
-

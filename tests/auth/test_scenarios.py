@@ -39,8 +39,9 @@ def eventually(check: Callable[[], Any], timeout_s: float = 60, what: str = "con
         time.sleep(0.2)
 
 
-def test_scenario_23_second_fresh_process_accepts_auth_tokens(auth_service_session: AuthService,
-                                                              start_function: Callable[..., Any]) -> None:
+def test_scenario_23_second_fresh_process_accepts_auth_tokens(
+    auth_service_session: AuthService, start_function: Callable[..., Any]
+) -> None:
     """Scenario 23: a token from auth is accepted by a second, freshly started process that verifies with
     shared.tokens: once configured with AUTH_JWKS_URL, once finding auth through local discovery."""
     tokens = auth_service_session.login("second@example.com")
@@ -53,10 +54,12 @@ def test_scenario_23_second_fresh_process_accepts_auth_tokens(auth_service_sessi
     assert httpx.get(url, headers={"Authorization": f"Bearer {tampered}"}).status_code == 401
 
 
-def test_scenario_23_verifier_finds_auth_through_local_discovery(auth_service_session: AuthService,
-                                                                 start_function: Callable[..., Any],
-                                                                 tmp_path: Path,
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_scenario_23_verifier_finds_auth_through_local_discovery(
+    auth_service_session: AuthService,
+    start_function: Callable[..., Any],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """Scenario 23: without AUTH_JWKS_URL the verifier looks auth up in .service_discovery."""
     monkeypatch.setenv("NETRA_DISCOVERY_DIR", str(tmp_path / "discovery"))  # the dir start_function passes
     port = int(auth_service_session.url.rsplit(":", 1)[1])
@@ -68,8 +71,9 @@ def test_scenario_23_verifier_finds_auth_through_local_discovery(auth_service_se
     assert answer.status_code == 200 and answer.json()["email"] == "discovered@example.com"
 
 
-def test_scenario_19_unreachable_provider_discovery(shared_db_url: str, firestore_emulator_host: str,
-                                                    tmp_path: Path) -> None:
+def test_scenario_19_unreachable_provider_discovery(
+    shared_db_url: str, firestore_emulator_host: str, tmp_path: Path
+) -> None:
     """Scenario 19: Google's discovery document is unreachable at start: auth becomes ready anyway, reports
     the provider unavailable in /auth/config and /health/startup, answers /auth/login for it with 503 +
     Retry-After, keeps dev login and validation working, and picks the provider up once it appears."""
@@ -77,17 +81,23 @@ def test_scenario_19_unreachable_provider_discovery(shared_db_url: str, firestor
 
     auth_port, provider_port = free_port(), free_port()
     github = start_github()
-    service = start_auth(shared_db_url, tmp_path / "auth", {
-        "AUTH_PUBLIC_URL": f"http://127.0.0.1:{auth_port}",
-        "ALLOWED_ORIGINS": FRONTEND,
-        "GOOGLE_CLIENT_ID": "netra-test-client",
-        "GOOGLE_CLIENT_SECRET": "a-test-client-secret-value",
-        "GOOGLE_ISSUER": f"http://127.0.0.1:{provider_port}",
-        "GITHUB_CLIENT_ID": github.client_id,
-        "GITHUB_CLIENT_SECRET": github.client_secret,
-        "GITHUB_OAUTH_BASE_URL": github.url,
-        "GITHUB_API_BASE_URL": github.url,
-    }, firestore_host=firestore_emulator_host, port=auth_port)
+    service = start_auth(
+        shared_db_url,
+        tmp_path / "auth",
+        {
+            "AUTH_PUBLIC_URL": f"http://127.0.0.1:{auth_port}",
+            "ALLOWED_ORIGINS": FRONTEND,
+            "GOOGLE_CLIENT_ID": "netra-test-client",
+            "GOOGLE_CLIENT_SECRET": "a-test-client-secret-value",
+            "GOOGLE_ISSUER": f"http://127.0.0.1:{provider_port}",
+            "GITHUB_CLIENT_ID": github.client_id,
+            "GITHUB_CLIENT_SECRET": github.client_secret,
+            "GITHUB_OAUTH_BASE_URL": github.url,
+            "GITHUB_API_BASE_URL": github.url,
+        },
+        firestore_host=firestore_emulator_host,
+        port=auth_port,
+    )
     oidc = None
     try:
         url = service.url
@@ -111,8 +121,11 @@ def test_scenario_19_unreachable_provider_discovery(shared_db_url: str, firestor
         tokens = service.login("still-works@example.com")
         assert httpx.post(f"{url}/auth/validate", json={"token": tokens["access_token"]}).json()["valid"] is True
 
-        oidc = start_oidc_provider([f"http://127.0.0.1:{auth_port}/auth/callback"],
-                                   client_secret="a-test-client-secret-value", port=provider_port)
+        oidc = start_oidc_provider(
+            [f"http://127.0.0.1:{auth_port}/auth/callback"],
+            client_secret="a-test-client-secret-value",
+            port=provider_port,
+        )
 
         def google_available() -> bool:
             config = httpx.get(f"{url}/auth/config").json()
@@ -134,8 +147,9 @@ def _key_created(days: float) -> dict[str, str]:
     return generate_key(created_at=datetime.now(UTC) + timedelta(days=days))
 
 
-def test_scenario_20_key_rotation_through_secret_manager(shared_db_url: str, firestore_emulator_host: str,
-                                                         tmp_path: Path) -> None:
+def test_scenario_20_key_rotation_through_secret_manager(
+    shared_db_url: str, firestore_emulator_host: str, tmp_path: Path
+) -> None:
     """Scenario 20: the keyset secret gets a new version while tokens are live and without a restart: the new
     key is published before it signs, tokens of the old key keep verifying, new tokens use the new key, a
     verifier that cached the old key set fetches the new key on first sight; pruning retires the old key."""
@@ -143,12 +157,18 @@ def test_scenario_20_key_rotation_through_secret_manager(shared_db_url: str, fir
     emulator = start_secret_manager()
     old = _key_created(-3)
     emulator.add_version("netra-local", "auth-signing-keys", json.dumps({"active_kid": old["kid"], "keys": [old]}))
-    service = start_auth(shared_db_url, tmp_path / "auth", {
-        "TOKEN_KEYSET_SECRET": secret,
-        "SECRET_MANAGER_EMULATOR_HOST": f"127.0.0.1:{emulator.port}",
-        "TOKEN_KEYSET_REFRESH_SECONDS": "0.3",
-    }, firestore_host=firestore_emulator_host)
+    service = start_auth(
+        shared_db_url,
+        tmp_path / "auth",
+        {
+            "TOKEN_KEYSET_SECRET": secret,
+            "SECRET_MANAGER_EMULATOR_HOST": f"127.0.0.1:{emulator.port}",
+            "TOKEN_KEYSET_REFRESH_SECONDS": "0.3",
+        },
+        firestore_host=firestore_emulator_host,
+    )
     try:
+
         def kid_of(tokens: dict[str, Any]) -> str:
             return jwt.get_unverified_header(tokens["access_token"])["kid"]
 
@@ -166,18 +186,23 @@ def test_scenario_20_key_rotation_through_secret_manager(shared_db_url: str, fir
 
         # Version 2: the new key is active but too new to sign (created in the future of the publish lead).
         new = _key_created(1)
-        emulator.add_version("netra-local", "auth-signing-keys",
-                             json.dumps({"active_kid": new["kid"], "keys": [old, new]}))
+        emulator.add_version(
+            "netra-local", "auth-signing-keys", json.dumps({"active_kid": new["kid"], "keys": [old, new]})
+        )
         eventually(lambda: new["kid"] in published(), 30, "the new key to be published")
         during = service.login("rotate@example.com")
         assert kid_of(during) == old["kid"], "published first, signing later"
 
         # Version 3: the new key has been published long enough: it signs.
         new["created_at"] = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
-        emulator.add_version("netra-local", "auth-signing-keys",
-                             json.dumps({"active_kid": new["kid"], "keys": [old, new]}))
-        after = eventually(lambda: (t := service.login("rotate@example.com")) and kid_of(t) == new["kid"] and t,
-                           30, "tokens signed with the new key")
+        emulator.add_version(
+            "netra-local", "auth-signing-keys", json.dumps({"active_kid": new["kid"], "keys": [old, new]})
+        )
+        after = eventually(
+            lambda: (t := service.login("rotate@example.com")) and kid_of(t) == new["kid"] and t,
+            30,
+            "tokens signed with the new key",
+        )
         assert verifier.verify(after["access_token"]).kid == new["kid"]
         assert verifier.fetches == 2, "the cached verifier fetched once, on first sight of the new kid"
         assert verifier.verify(before["access_token"]).kid == old["kid"], "old tokens verify until they expire"

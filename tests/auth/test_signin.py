@@ -131,13 +131,15 @@ def test_front_end_pkce_wrong_verifier_is_refused(signin: SignInStack) -> None:
     verifier burns the code."""
     verifier, challenge = pkce_pair()
     for wrong in (pkce_pair()[0], None):
-        code = signin.sign_in("google", "pkce@example.com", code_challenge=challenge,
-                              code_challenge_method="S256").params["code"]
+        code = signin.sign_in(
+            "google", "pkce@example.com", code_challenge=challenge, code_challenge_method="S256"
+        ).params["code"]
         refused = signin.exchange(code, wrong)
         assert refused.status_code == 400 and refused.json()["error"]["code"] == "invalid_grant"
         assert signin.exchange(code, verifier).status_code == 400, "the code was burnt by the wrong attempt"
-    code = signin.sign_in("google", "pkce@example.com", code_challenge=challenge,
-                          code_challenge_method="S256").params["code"]
+    code = signin.sign_in("google", "pkce@example.com", code_challenge=challenge, code_challenge_method="S256").params[
+        "code"
+    ]
     assert signin.exchange(code, verifier).status_code == 200
 
 
@@ -156,17 +158,20 @@ def test_provider_refuses_a_wrong_pkce_verifier(signin: SignInStack, firestore_c
         browser.close()
 
 
-@pytest.mark.parametrize("return_to", [
-    "https://evil.example/",
-    "http://app.test.local:8081/signed-in",
-    "http://app.test.local:8080@evil.example/",
-    "http://evil.example\\@app.test.local:8080/",
-    "//evil.example/",
-    "/relative",
-    "javascript:alert(1)//app.test.local:8080",
-    "http://app.test.local.evil.example:8080/",
-    "http://app.test.local:8080 /x",
-])
+@pytest.mark.parametrize(
+    "return_to",
+    [
+        "https://evil.example/",
+        "http://app.test.local:8081/signed-in",
+        "http://app.test.local:8080@evil.example/",
+        "http://evil.example\\@app.test.local:8080/",
+        "//evil.example/",
+        "/relative",
+        "javascript:alert(1)//app.test.local:8080",
+        "http://app.test.local.evil.example:8080/",
+        "http://app.test.local:8080 /x",
+    ],
+)
 def test_return_to_outside_the_allow_list_is_refused(signin: SignInStack, return_to: str) -> None:
     """Security: no open redirect through return_to."""
     response = httpx.get(signin.login_url("google", "x@example.com", return_to=return_to))
@@ -182,12 +187,12 @@ def test_allowed_return_to_keeps_its_own_query(signin: SignInStack) -> None:
 def test_login_input_errors(signin: SignInStack) -> None:
     unknown = httpx.get(f"{signin.auth.url}/auth/login?provider=myspace&return_to={FRONTEND}/")
     assert unknown.status_code == 422 and unknown.json()["error"]["code"] == "validation_error"
-    plain = httpx.get(signin.login_url("google", "x@example.com", code_challenge="a" * 43,
-                                       code_challenge_method="plain"))
+    plain = httpx.get(
+        signin.login_url("google", "x@example.com", code_challenge="a" * 43, code_challenge_method="plain")
+    )
     assert plain.status_code == 422
     token = httpx.post(f"{signin.auth.url}/auth/token", json={"code": "short"})
     assert token.status_code == 422
-
 
 
 def test_expired_one_time_code_and_state_are_refused(signin: SignInStack, firestore_client) -> None:  # noqa: ANN001

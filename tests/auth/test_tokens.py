@@ -38,8 +38,9 @@ from tests.auth.forge import forged_tokens
 class JwksServer:
     """A real HTTP server publishing a JWKS; counts hits, can be down or slow."""
 
-    def __init__(self, document: Callable[[], dict[str, Any]], delay_s: float = 0.0,
-                 available: Callable[[], bool] = lambda: True) -> None:
+    def __init__(
+        self, document: Callable[[], dict[str, Any]], delay_s: float = 0.0, available: Callable[[], bool] = lambda: True
+    ) -> None:
         self.hits = 0
         outer = self
 
@@ -70,8 +71,15 @@ class JwksServer:
 
 
 def sign(keyset: dict[str, Any], **overrides: Any) -> str:
-    args = {"user_id": "u", "email": "e@example.com", "permissions": ["user"], "issuer": "iss-a",
-            "audience": "aud-a", "ttl_s": 600, **overrides}
+    args = {
+        "user_id": "u",
+        "email": "e@example.com",
+        "permissions": ["user"],
+        "issuer": "iss-a",
+        "audience": "aud-a",
+        "ttl_s": 600,
+        **overrides,
+    }
     return sign_access_token(keyset, **args)[0]
 
 
@@ -100,8 +108,12 @@ def test_missing_claims_and_future_tokens_are_refused() -> None:
     try:
         verifier = TokenVerifier(lambda: server.url, "iss-a", "aud-a")
         now = int(time.time())
-        no_exp = jwt.encode({"iss": "iss-a", "aud": "aud-a", "sub": "u", "iat": now}, key["private_key_pem"],
-                            algorithm="ES256", headers={"kid": key["kid"]})
+        no_exp = jwt.encode(
+            {"iss": "iss-a", "aud": "aud-a", "sub": "u", "iat": now},
+            key["private_key_pem"],
+            algorithm="ES256",
+            headers={"kid": key["kid"]},
+        )
         with pytest.raises(TokenInvalid) as info:
             verifier.verify(no_exp)
         assert info.value.reason == "missing_claim"
@@ -201,8 +213,9 @@ def test_publish_lead_keeps_the_old_key_signing_until_the_new_one_is_known() -> 
     now = time.time()
     assert signing_key(rotated, publish_lead_s=120, now=now)["kid"] == old_kid, "published, not signing yet"
     assert signing_key(rotated, publish_lead_s=120, now=now + 121)["kid"] == rotated["active_kid"]
-    token = sign_access_token(rotated, user_id="u", email="e", permissions=[], issuer="i", audience="a", ttl_s=60,
-                              publish_lead_s=120)[0]
+    token = sign_access_token(
+        rotated, user_id="u", email="e", permissions=[], issuer="i", audience="a", ttl_s=60, publish_lead_s=120
+    )[0]
     assert jwt.get_unverified_header(token)["kid"] == old_kid
     fresh = generate_keyset()
     assert signing_key(fresh, publish_lead_s=120)["kid"] == fresh["active_kid"], "a first key signs at once"
@@ -239,8 +252,14 @@ def test_bad_keysets_are_refused_without_echoing_key_material() -> None:
 
 def test_keys_cli_rotate_prune_and_jwks() -> None:
     def run(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "functions.auth.keys", *args], input=stdin, cwd=REPO_ROOT,
-                              capture_output=True, text=True, timeout=60)
+        return subprocess.run(
+            [sys.executable, "-m", "functions.auth.keys", *args],
+            input=stdin,
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
 
     generated = json.loads(run("generate").stdout)
     rotated = json.loads(run("rotate", stdin=json.dumps(generated)).stdout)
@@ -261,7 +280,14 @@ def test_public_half_must_match_the_private_key() -> None:
     assert jwks_from_keyset({"active_kid": "k1", "keys": [good]})["keys"][0]["x"] == good["x"]
     mixed = {**good, "x": other["x"], "y": other["y"]}
     with pytest.raises(KeysetError):
-        sign_access_token({"active_kid": "k1", "keys": [mixed]}, user_id="u", email="e", permissions=[],
-                          issuer="i", audience="a", ttl_s=60)
+        sign_access_token(
+            {"active_kid": "k1", "keys": [mixed]},
+            user_id="u",
+            email="e",
+            permissions=[],
+            issuer="i",
+            audience="a",
+            ttl_s=60,
+        )
     legacy = {k: v for k, v in good.items() if k not in ("x", "y")}  # keysets written before x/y existed
     assert jwks_from_keyset({"active_kid": "k1", "keys": [legacy]})["keys"][0]["x"] == good["x"]

@@ -41,8 +41,10 @@ def pct(values: list[float], q: float) -> float:
 
 
 def summary(name: str, values_ms: list[float]) -> str:
-    return (f"{name}: n={len(values_ms)} p50={pct(values_ms, 50):.1f} ms p99={pct(values_ms, 99):.1f} ms "
-            f"mean={statistics.fmean(values_ms):.1f} ms max={max(values_ms):.1f} ms")
+    return (
+        f"{name}: n={len(values_ms)} p50={pct(values_ms, 50):.1f} ms p99={pct(values_ms, 99):.1f} ms "
+        f"mean={statistics.fmean(values_ms):.1f} ms max={max(values_ms):.1f} ms"
+    )
 
 
 class FirstEvents:
@@ -55,8 +57,9 @@ class FirstEvents:
         # A subscription of its own, created now: it holds no backlog of earlier runs' events (one thread means
         # one ordering key, so a backlog would be delivered one message at a time before ours).
         name = subscription_path(stack.project, f"bench-{uuid.uuid4().hex[:8]}")
-        stack.subscriber().create_subscription(request={"name": name, "topic": topic_path(stack.project, AGENT_EVENTS),
-                                                        "enable_message_ordering": True})
+        stack.subscriber().create_subscription(
+            request={"name": name, "topic": topic_path(stack.project, AGENT_EVENTS), "enable_message_ordering": True}
+        )
         self.future = stack.subscriber().subscribe(name, self._on_message)
 
     def _on_message(self, message: Any) -> None:
@@ -87,8 +90,9 @@ def bench_post_latency(stack: AgentStack, token: str, thread_id: str, n: int) ->
     with stack.client(token) as client:
         for i in range(n):
             started = time.perf_counter()
-            response = client.post("/api/agent/message", json={"content": f"latency sample {i}",
-                                                                 "thread_id": thread_id})
+            response = client.post(
+                "/api/agent/message", json={"content": f"latency sample {i}", "thread_id": thread_id}
+            )
             samples.append((time.perf_counter() - started) * 1000)
             assert response.status_code == 202, response.text
             time.sleep(0.05)
@@ -102,8 +106,9 @@ def bench_first_event(stack: AgentStack, token: str, thread_id: str, n: int) -> 
         with stack.client(token) as client:
             for i in range(n):
                 started = time.perf_counter()
-                response = client.post("/api/agent/message", json={"content": f"first event sample {i}",
-                                                                     "thread_id": thread_id})
+                response = client.post(
+                    "/api/agent/message", json={"content": f"first event sample {i}", "thread_id": thread_id}
+                )
                 run_id = response.json()["run_id"]
                 first.append((watcher.wait(run_id, terminal=False) - started) * 1000)
                 whole.append((watcher.wait(run_id, terminal=True) - started) * 1000)
@@ -115,16 +120,20 @@ def bench_first_event(stack: AgentStack, token: str, thread_id: str, n: int) -> 
 def bench_cold_start(stack: AgentStack, token: str, thread_id: str, rounds: int) -> tuple[list[float], list[float]]:
     empty_s, agent_s = [], []
 
-
     def post_ok(url: str) -> bool:
-        response = httpx.post(url + "/api/agent/message", json={"content": "cold start", "thread_id": thread_id},
-                              headers={"Authorization": f"Bearer {token}"}, timeout=30)
+        response = httpx.post(
+            url + "/api/agent/message",
+            json={"content": "cold start", "thread_id": thread_id},
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=30,
+        )
         return response.status_code == 202
 
     for _ in range(rounds):
         port = free_port()
-        empty_s.append(spawn_until(functions_framework_argv(EMPTY_FUNCTION, "empty", port), {"NETRA_ENV": "test"}, port,
-                                   empty_ok))
+        empty_s.append(
+            spawn_until(functions_framework_argv(EMPTY_FUNCTION, "empty", port), {"NETRA_ENV": "test"}, port, empty_ok)
+        )
         port = free_port()
         argv = functions_framework_argv(REPO_ROOT / "functions/agent/main.py", "agent_api", port)
         agent_s.append(spawn_until(argv, stack.env(), port, post_ok))
@@ -167,8 +176,15 @@ def main() -> None:
         firestore_proc, firestore_host = start_firestore()
         procs += [pubsub_proc, firestore_proc]
         auth = start_auth(url, work / "auth", firestore_host=firestore_host)
-        stack = AgentStack(db_url=url, pubsub_host=pubsub_host, firestore_host=firestore_host, workdir=work,
-                           jwks_url=auth.jwks_url, issuer=auth.issuer, extra_env={"LOG_LEVEL": "WARNING"})
+        stack = AgentStack(
+            db_url=url,
+            pubsub_host=pubsub_host,
+            firestore_host=firestore_host,
+            workdir=work,
+            jwks_url=auth.jwks_url,
+            issuer=auth.issuer,
+            extra_env={"LOG_LEVEL": "WARNING"},
+        )
         stack.create_topology()
         stack.start_worker(MAX_CONCURRENT_RUNS="8")
         stack.start_api()
@@ -178,18 +194,22 @@ def main() -> None:
             warm = client.post("/api/agent/message", json={"content": "warm", "thread_id": thread_id}).json()
             stack.wait_run(token, warm["run_id"])
 
-        print(summary("POST /api/agent/message latency", bench_post_latency(stack, token, thread_id, 200 * N)),
-              flush=True)
+        print(
+            summary("POST /api/agent/message latency", bench_post_latency(stack, token, thread_id, 200 * N)), flush=True
+        )
         drain(url)  # the first-event figure must not include waiting behind the latency benchmark's runs
         first, whole = bench_first_event(stack, token, thread_id, 50 * N)
         print(summary("POST -> first event on agent-events (mock provider)", first), flush=True)
         print(summary("POST -> terminal event on agent-events (mock provider, whole run)", whole), flush=True)
         empty_s, agent_s = bench_cold_start(stack, token, thread_id, 5 * N)
         empty_med, agent_med = statistics.median(empty_s), statistics.median(agent_s)
-        print(f"cold start, spawn -> first success: empty function median {empty_med * 1000:.0f} ms "
-              f"({', '.join(f'{s * 1000:.0f}' for s in empty_s)}); agent API first POST 202 median "
-              f"{agent_med * 1000:.0f} ms ({', '.join(f'{s * 1000:.0f}' for s in agent_s)}); "
-              f"ratio {agent_med / empty_med:.2f}x", flush=True)
+        print(
+            f"cold start, spawn -> first success: empty function median {empty_med * 1000:.0f} ms "
+            f"({', '.join(f'{s * 1000:.0f}' for s in empty_s)}); agent API first POST 202 median "
+            f"{agent_med * 1000:.0f} ms ({', '.join(f'{s * 1000:.0f}' for s in agent_s)}); "
+            f"ratio {agent_med / empty_med:.2f}x",
+            flush=True,
+        )
     finally:
         if stack is not None:
             stack.stop()

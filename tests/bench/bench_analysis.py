@@ -71,19 +71,28 @@ def _planned() -> dict[str, tuple[str, bool]]:
         "baseline COUNT/SUM scan": (BASELINE_SQL, True),
         "segments by day (most tools)": (facts._SEGMENTS_BY_DAY, True),
         "top end users": (facts._TOP_USERS, True),
-        "exact duplicates": ("""
+        "exact duplicates": (
+            """
             SELECT count(*) FROM (SELECT model, request_hash, count(*), sum(input_tokens), sum(output_tokens)
                                     FROM usage_records WHERE user_id = %s AND request_hash IS NOT NULL
-                                   GROUP BY 1, 2 HAVING count(*) > 1) d""", False),
-        "prompt caching windows": (f"""
+                                   GROUP BY 1, 2 HAVING count(*) > 1) d""",
+            False,
+        ),
+        "prompt caching windows": (
+            f"""
             WITH {ps.RATES_CTE}
             SELECT count(*) FROM (SELECT u.model, u.prefix_hash, floor(date_part('epoch', u.ts) / 300), count(*)
                                     FROM usage_records u JOIN rates r ON r.model = u.model
                                    WHERE u.user_id = %s AND u.prefix_hash IS NOT NULL AND r.has_cache
-                                   GROUP BY 1, 2, 3) w""", True),
-        "latency percentiles": ("""
+                                   GROUP BY 1, 2, 3) w""",
+            True,
+        ),
+        "latency percentiles": (
+            """
             SELECT model, percentile_cont(0.95) WITHIN GROUP (ORDER BY latency_ms)
-              FROM usage_records WHERE user_id = %s GROUP BY model""", True),
+              FROM usage_records WHERE user_id = %s GROUP BY model""",
+            True,
+        ),
     }
 
 
@@ -107,9 +116,24 @@ def _plan_notes(db: Any) -> dict[str, list[str]]:
             ps.analysis_settings(tx, hash_aggregate)
             rows = tx.all("EXPLAIN (ANALYZE, BUFFERS, TIMING OFF) " + sql, params)
         lines = [r["QUERY PLAN"] for r in rows]
-        keep = [line.strip()[:160] for line in lines
-                if any(k in line for k in ("Scan", "Aggregate", "Sort", "Gather", "Workers Launched",
-                                           "Execution Time", "Heap Fetches", "Batches", "Disk"))]
+        keep = [
+            line.strip()[:160]
+            for line in lines
+            if any(
+                k in line
+                for k in (
+                    "Scan",
+                    "Aggregate",
+                    "Sort",
+                    "Gather",
+                    "Workers Launched",
+                    "Execution Time",
+                    "Heap Fetches",
+                    "Batches",
+                    "Disk",
+                )
+            )
+        ]
         notes[name] = keep[:10]
     return notes
 
@@ -139,8 +163,12 @@ def main() -> None:
         connector.close()
         # The load and the plans take longer than a request may: a long statement timeout (the socket's read
         # timeout follows it, shared/db/connect.py).
-        db = Database(DatabaseSection.model_validate({"database_url": url, "db_statement_timeout_ms": 600_000,
-                                                      "db_pool_size": 2}), "bench")
+        db = Database(
+            DatabaseSection.model_validate(
+                {"database_url": url, "db_statement_timeout_ms": 600_000, "db_pool_size": 2}
+            ),
+            "bench",
+        )
         db.execute("INSERT INTO users (id, email) VALUES (%s, %s)", [USER, f"bench-{uuid.uuid4().hex[:6]}@x.test"])
         started = time.perf_counter()
         db.execute(LOAD_SQL, [USER, ROWS, ROWS])
@@ -152,8 +180,11 @@ def main() -> None:
             conn.cursor().execute("VACUUM ANALYZE usage_records")
             conn.autocommit = False
         vacuum_s = time.perf_counter() - started
-        print(f"loaded {ROWS:,} rows in {load_s:.1f}s (generate_series, with the indexes); "
-              f"VACUUM ANALYZE {vacuum_s:.1f}s", flush=True)
+        print(
+            f"loaded {ROWS:,} rows in {load_s:.1f}s (generate_series, with the indexes); "
+            f"VACUUM ANALYZE {vacuum_s:.1f}s",
+            flush=True,
+        )
 
         # Baseline, same run and table: one plain scan summing the token columns of the user's records (what any
         # analysis must at least read). The tools' time is reported as a ratio of it.
@@ -163,8 +194,10 @@ def main() -> None:
             db.one(BASELINE_SQL, [USER])
             baseline.append(time.perf_counter() - started)
         baseline_s = statistics.median(baseline)
-        print(f"baseline, one COUNT/SUM scan of the user's records: {', '.join(f'{t:.2f}s' for t in baseline)} "
-              f"(median {baseline_s:.2f}s)")
+        print(
+            f"baseline, one COUNT/SUM scan of the user's records: {', '.join(f'{t:.2f}s' for t in baseline)} "
+            f"(median {baseline_s:.2f}s)"
+        )
 
         tool_ms: dict[str, list[float]] = {}
         totals = []
@@ -178,23 +211,28 @@ def main() -> None:
                 tool_ms.setdefault(key, []).append((time.perf_counter() - t0) * 1000)
             totals.append(time.perf_counter() - started)
         print("\nall 13 analysis tools, live from the records (3 runs):")
-        print(f"  total: {', '.join(f'{t:.2f}s' for t in totals)}  (median {statistics.median(totals):.2f}s, "
-              f"{statistics.median(totals) / baseline_s:.1f} x the baseline scan)")
+        print(
+            f"  total: {', '.join(f'{t:.2f}s' for t in totals)}  (median {statistics.median(totals):.2f}s, "
+            f"{statistics.median(totals) / baseline_s:.1f} x the baseline scan)"
+        )
         for key, values in tool_ms.items():
             print(f"  {key:28s} median {statistics.median(values):8.1f} ms")
 
         pipeline = [_run_pipeline(db, "How can we cut our LLM costs?") for _ in range(3)]
         ctx, answer = pipeline[-1][1]
-        print(f"\nfull pipeline, live (triage .. report, {len(ctx.tool_results)} tool calls, "
-              f"{len(answer.content):,} chars of report): "
-              + ", ".join(f"{p[0]:.2f}s" for p in pipeline))
+        print(
+            f"\nfull pipeline, live (triage .. report, {len(ctx.tool_results)} tool calls, "
+            f"{len(answer.content):,} chars of report): " + ", ".join(f"{p[0]:.2f}s" for p in pipeline)
+        )
 
         started = time.perf_counter()
         summary = rollup_user(db, USER)
         rollup_s = time.perf_counter() - started
         rolled = [_run_pipeline(db, "How can we cut our LLM costs?")[0] for _ in range(3)]
-        print(f"rollup job for this user: {rollup_s:.2f}s; pipeline from the rollups: "
-              + ", ".join(f"{t:.2f}s" for t in rolled))
+        print(
+            f"rollup job for this user: {rollup_s:.2f}s; pipeline from the rollups: "
+            + ", ".join(f"{t:.2f}s" for t in rolled)
+        )
 
         print("\nplan notes (EXPLAIN ANALYZE with the tools' planner settings):")
         for name, lines in _plan_notes(db).items():
@@ -202,14 +240,24 @@ def main() -> None:
             for line in lines:
                 print(f"    {line}")
         recs = answer.metadata["report"]["recommendations"]
-        print("\n" + json.dumps({"rows": ROWS, "load_s": round(load_s, 1), "vacuum_s": round(vacuum_s, 1),
-                                 "baseline_scan_median_s": round(baseline_s, 2),
-                                 "tools_live_median_s": round(statistics.median(totals), 2),
-                                 "tools_over_baseline": round(statistics.median(totals) / baseline_s, 1),
-                                 "pipeline_live_s": [round(p[0], 2) for p in pipeline],
-                                 "rollup_job_s": round(rollup_s, 2),
-                                 "pipeline_rollups_s": [round(t, 2) for t in rolled],
-                                 "recommendations": len(recs), "rollup_records": summary["records"]}))
+        print(
+            "\n"
+            + json.dumps(
+                {
+                    "rows": ROWS,
+                    "load_s": round(load_s, 1),
+                    "vacuum_s": round(vacuum_s, 1),
+                    "baseline_scan_median_s": round(baseline_s, 2),
+                    "tools_live_median_s": round(statistics.median(totals), 2),
+                    "tools_over_baseline": round(statistics.median(totals) / baseline_s, 1),
+                    "pipeline_live_s": [round(p[0], 2) for p in pipeline],
+                    "rollup_job_s": round(rollup_s, 2),
+                    "pipeline_rollups_s": [round(t, 2) for t in rolled],
+                    "recommendations": len(recs),
+                    "rollup_records": summary["records"],
+                }
+            )
+        )
         db.close()
     finally:
         if server is not None:

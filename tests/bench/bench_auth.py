@@ -35,9 +35,11 @@ from tests.bench.spawn import EMPTY_FUNCTION, empty_ok, spawn_until
 ROUNDS = int(os.environ.get("BENCH_AUTH_ROUNDS", "5"))
 IMPORT_RUNS = int(os.environ.get("BENCH_AUTH_IMPORT_RUNS", "7"))
 FLOOR = "import functions_framework"
-EC_ONLY = ("from cryptography.exceptions import InvalidSignature\n"
-           "from cryptography.hazmat.primitives import hashes\n"
-           "from cryptography.hazmat.primitives.asymmetric import ec, utils")
+EC_ONLY = (
+    "from cryptography.exceptions import InvalidSignature\n"
+    "from cryptography.hazmat.primitives import hashes\n"
+    "from cryptography.hazmat.primitives.asymmetric import ec, utils"
+)
 IMPORTS = {
     "baseline: import functions_framework (the empty function)": ("", FLOOR),
     "cryptography EC only (the hand-written ES256 path)": (FLOOR, EC_ONLY),
@@ -56,8 +58,15 @@ def import_ms(prelude: str, statement: str, env: dict[str, str]) -> float:
     """ms that ``statement`` imports in a fresh interpreter after ``prelude`` (sum of the top-level cumulative
     times after a marker line, so the prelude's modules are already loaded and not counted)."""
     code = f"{prelude}\nimport sys\nsys.stderr.write('@@after-prelude\\n')\n{statement}"
-    result = subprocess.run([sys.executable, "-X", "importtime", "-c", code], cwd=REPO_ROOT, env=env,
-                            capture_output=True, text=True, timeout=120, check=True)
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", code],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     total = 0
     for line in result.stderr.split("@@after-prelude\n", 1)[1].splitlines():
         match = re.match(r"import time:\s+\d+ \|\s+(\d+) \|( *)\S+", line)
@@ -68,13 +77,21 @@ def import_ms(prelude: str, statement: str, env: dict[str, str]) -> float:
 
 def bench_imports(runs: int) -> None:
     local = tempfile.mkdtemp(prefix="bench-auth-imports-")
-    env = {**os.environ, "NETRA_ENV": "test", "DATABASE_URL": "postgresql://u:p@127.0.0.1:9/x",
-           "NETRA_LOCAL_DIR": local, "DEV_LOGIN_ENABLED": "true"}
+    env = {
+        **os.environ,
+        "NETRA_ENV": "test",
+        "DATABASE_URL": "postgresql://u:p@127.0.0.1:9/x",
+        "NETRA_LOCAL_DIR": local,
+        "DEV_LOGIN_ENABLED": "true",
+    }
     import_ms(FLOOR, "import functions.auth.main", env)  # writes the local keyset once, outside the samples
     for name, (prelude, statement) in IMPORTS.items():
         samples = [import_ms(prelude, statement, env) for _ in range(runs)]
-        print(f"import time, {name}: median {statistics.median(samples):.1f} ms "
-              f"({', '.join(f'{s:.0f}' for s in samples)})", flush=True)
+        print(
+            f"import time, {name}: median {statistics.median(samples):.1f} ms "
+            f"({', '.join(f'{s:.0f}' for s in samples)})",
+            flush=True,
+        )
 
 
 def bench_in_process(seconds: float = 2.0) -> tuple[float, float]:
@@ -86,8 +103,15 @@ def bench_in_process(seconds: float = 2.0) -> tuple[float, float]:
     verifier = TokenVerifier(lambda: "", "bench-iss", "bench-aud", fetch_jwks=lambda: jwks)
 
     def sign() -> str:
-        return sign_access_token(keyset, user_id="u", email="e@example.com", permissions=["user"],
-                                 issuer="bench-iss", audience="bench-aud", ttl_s=900)[0]
+        return sign_access_token(
+            keyset,
+            user_id="u",
+            email="e@example.com",
+            permissions=["user"],
+            issuer="bench-iss",
+            audience="bench-aud",
+            ttl_s=900,
+        )[0]
 
     token = sign()
     verifier.verify(token)
@@ -125,8 +149,9 @@ def bench_cold_start(env: dict[str, str], token: str, rounds: int) -> tuple[list
     empty_s, auth_s = [], []
     for _ in range(rounds):
         port = free_port()
-        empty_s.append(spawn_until(functions_framework_argv(EMPTY_FUNCTION, "empty", port), {"NETRA_ENV": "test"}, port,
-                                   empty_ok))
+        empty_s.append(
+            spawn_until(functions_framework_argv(EMPTY_FUNCTION, "empty", port), {"NETRA_ENV": "test"}, port, empty_ok)
+        )
         port = free_port()
         auth_s.append(spawn_until(functions_framework_argv(AUTH, "auth", port), env, port, validate_ok))
     return empty_s, auth_s
@@ -138,8 +163,11 @@ def main() -> None:
 
     bench_imports(IMPORT_RUNS)
     verifications, signatures = bench_in_process()
-    print(f"in process, one thread: {verifications:,.0f} verifications/s, {signatures:,.0f} signatures/s "
-          "(ES256, PyJWT on cryptography)", flush=True)
+    print(
+        f"in process, one thread: {verifications:,.0f} verifications/s, {signatures:,.0f} signatures/s "
+        "(ES256, PyJWT on cryptography)",
+        flush=True,
+    )
 
     work = Path(tempfile.mkdtemp(prefix="bench-auth-"))
     pg = EmbeddedPostgres(work / "pg").start()
@@ -159,18 +187,24 @@ def main() -> None:
         auth = start_auth(db_url, work / "local", extra, firestore_host=firestore_host)
         token = str(auth.login("bench@example.com")["access_token"])
         samples = bench_validate_http(auth.url, token)
-        print(f"POST /auth/validate over HTTP, {len(samples)} sequential: p50 {pct(samples, 50) * 1000:.2f} ms, "
-              f"p99 {pct(samples, 99) * 1000:.2f} ms, mean {statistics.mean(samples) * 1000:.2f} ms", flush=True)
+        print(
+            f"POST /auth/validate over HTTP, {len(samples)} sequential: p50 {pct(samples, 50) * 1000:.2f} ms, "
+            f"p99 {pct(samples, 99) * 1000:.2f} ms, mean {statistics.mean(samples) * 1000:.2f} ms",
+            flush=True,
+        )
         # Cold instances share the warm one's keyset (same NETRA_LOCAL_DIR), database and Firestore.
         env = {**auth.process_env, "FIRESTORE_COLLECTION_PREFIX": auth.firestore_prefix}
         auth.stop()
         auth = None
         empty_s, auth_s = bench_cold_start(env, token, ROUNDS)
         empty_med, auth_med = statistics.median(empty_s), statistics.median(auth_s)
-        print(f"cold start, spawn -> first success: empty function median {empty_med * 1000:.0f} ms "
-              f"({', '.join(f'{s * 1000:.0f}' for s in empty_s)}); auth first valid /auth/validate median "
-              f"{auth_med * 1000:.0f} ms ({', '.join(f'{s * 1000:.0f}' for s in auth_s)}); "
-              f"ratio {auth_med / empty_med:.2f}x (target <= 1.5)", flush=True)
+        print(
+            f"cold start, spawn -> first success: empty function median {empty_med * 1000:.0f} ms "
+            f"({', '.join(f'{s * 1000:.0f}' for s in empty_s)}); auth first valid /auth/validate median "
+            f"{auth_med * 1000:.0f} ms ({', '.join(f'{s * 1000:.0f}' for s in auth_s)}); "
+            f"ratio {auth_med / empty_med:.2f}x (target <= 1.5)",
+            flush=True,
+        )
     finally:
         if auth is not None:
             auth.stop()

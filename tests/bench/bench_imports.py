@@ -21,7 +21,7 @@ RUNS = int(os.environ.get("BENCH_IMPORT_RUNS", "5"))
 TARGETS = {
     "baseline: functions_framework": "import functions_framework",
     "shared (config, http, startup, db, logging)": "import shared.config, shared.http, shared.startup, shared.db, "
-                                                   "shared.logging, shared.service",
+    "shared.logging, shared.service",
     "shared.tokens (verifier)": "import shared.tokens",
     "functions/auth/main.py": "import functions.auth.main",
     "functions/agent/main.py": "import functions.agent.main",
@@ -42,8 +42,14 @@ ENV = {
 
 def import_ms(statement: str) -> tuple[float | None, str]:
     """Total import time in ms (sum of top-level cumulative times) of one fresh interpreter."""
-    result = subprocess.run([sys.executable, "-X", "importtime", "-c", statement], cwd=REPO_ROOT,
-                            env={**os.environ, **ENV}, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", statement],
+        cwd=REPO_ROOT,
+        env={**os.environ, **ENV},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     if result.returncode != 0:
         return None, result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "failed"
     total = 0
@@ -55,8 +61,14 @@ def import_ms(statement: str) -> tuple[float | None, str]:
 
 
 def heaviest(statement: str, n: int = 5) -> list[tuple[str, float]]:
-    result = subprocess.run([sys.executable, "-X", "importtime", "-c", statement], cwd=REPO_ROOT,
-                            env={**os.environ, **ENV}, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", statement],
+        cwd=REPO_ROOT,
+        env={**os.environ, **ENV},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     rows = []
     for line in result.stderr.splitlines():
         match = re.match(r"import time:\s+\d+ \|\s+(\d+) \|( *)(\S+)", line)

@@ -44,9 +44,14 @@ class Result:
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
     def as_dict(self) -> dict[str, float]:
-        return {"messages": self.messages, "seconds": round(self.seconds, 3),
-                "messages_per_s": round(self.per_second, 1), "p50_ms": round(self.percentile(0.50), 3),
-                "p99_ms": round(self.percentile(0.99), 3), "mean_ms": round(statistics.fmean(self.latencies_ms), 3)}
+        return {
+            "messages": self.messages,
+            "seconds": round(self.seconds, 3),
+            "messages_per_s": round(self.per_second, 1),
+            "p50_ms": round(self.percentile(0.50), 3),
+            "p99_ms": round(self.percentile(0.99), 3),
+            "mean_ms": round(statistics.fmean(self.latencies_ms), 3),
+        }
 
 
 def _pace(i: int, start: float, interval_s: float) -> None:
@@ -75,8 +80,7 @@ def measure_queue(name: str, n: int, interval_s: float = 0.0) -> Result:
         sent[i] = time.perf_counter()
         handoff.put((i, sent[i], PAYLOAD))
     consumer.join(TIMEOUT_S)
-    return Result(name, n, max(received) - start,
-                  [(r - s) * 1000 for r, s in zip(received, sent, strict=True)])
+    return Result(name, n, max(received) - start, [(r - s) * 1000 for r, s in zip(received, sent, strict=True)])
 
 
 def measure_emulator(name: str, host: str, n: int, interval_s: float = 0.0) -> Result:
@@ -139,8 +143,9 @@ def measure_emulator(name: str, host: str, n: int, interval_s: float = 0.0) -> R
 def print_table(results: list[Result]) -> None:
     print(f"{'path':<56} {'msgs':>6} {'msg/s':>10} {'p50 ms':>9} {'p99 ms':>9}")
     for r in results:
-        print(f"{r.name:<56} {r.messages:>6} {r.per_second:>10.0f} {r.percentile(0.5):>9.3f} "
-              f"{r.percentile(0.99):>9.3f}")
+        print(
+            f"{r.name:<56} {r.messages:>6} {r.per_second:>10.0f} {r.percentile(0.5):>9.3f} {r.percentile(0.99):>9.3f}"
+        )
     burst_queue, burst_emulator = results[0], results[1]
     print(f"embedded burst throughput = 1/{burst_queue.per_second / burst_emulator.per_second:.0f} of the queue's")
 
@@ -160,8 +165,11 @@ def main() -> dict[str, dict[str, float]]:
             proc, host = start_emulator_process(kind)
             try:
                 results.append(measure_emulator(f"{kind} emulator, streaming pull, burst", host, MESSAGES))
-                results.append(measure_emulator(f"{kind} emulator, streaming pull, {paced}", host,
-                                                PACED_MESSAGES, PACED_INTERVAL_S))
+                results.append(
+                    measure_emulator(
+                        f"{kind} emulator, streaming pull, {paced}", host, PACED_MESSAGES, PACED_INTERVAL_S
+                    )
+                )
             finally:
                 proc.stop()
     finally:

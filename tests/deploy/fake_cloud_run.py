@@ -44,17 +44,33 @@ class FakeCloudRun:
         start = datetime(2025, 1, 1, tzinfo=UTC)
         revs = []
         for i, (rev_name, ready) in enumerate(revisions):
-            cond = run_v2.Condition(type_="Ready", state=SUCCEEDED if ready else FAILED,
-                                    message="" if ready else "Container failed the startup probe /health/ready")
-            revs.append(run_v2.Revision(name=f"{full}/revisions/{rev_name}", service=full,
-                                        create_time=start + timedelta(minutes=i), conditions=[cond]))
+            cond = run_v2.Condition(
+                type_="Ready",
+                state=SUCCEEDED if ready else FAILED,
+                message="" if ready else "Container failed the startup probe /health/ready",
+            )
+            revs.append(
+                run_v2.Revision(
+                    name=f"{full}/revisions/{rev_name}",
+                    service=full,
+                    create_time=start + timedelta(minutes=i),
+                    conditions=[cond],
+                )
+            )
         self.revisions[full] = revs
         ready_names = [r.name for r in revs if r.conditions[0].state == SUCCEEDED]
-        traffic = ([run_v2.TrafficTarget(type_=REVISION, revision=serving, percent=100)] if serving
-                   else [run_v2.TrafficTarget(type_=LATEST, percent=100)])
-        svc = run_v2.Service(name=full, uri=f"https://{name}-abc.a.run.app",
-                             latest_created_revision=revs[-1].name if revs else "",
-                             latest_ready_revision=ready_names[-1] if ready_names else "", traffic=traffic)
+        traffic = (
+            [run_v2.TrafficTarget(type_=REVISION, revision=serving, percent=100)]
+            if serving
+            else [run_v2.TrafficTarget(type_=LATEST, percent=100)]
+        )
+        svc = run_v2.Service(
+            name=full,
+            uri=f"https://{name}-abc.a.run.app",
+            latest_created_revision=revs[-1].name if revs else "",
+            latest_ready_revision=ready_names[-1] if ready_names else "",
+            traffic=traffic,
+        )
         self.services[full] = self._with_statuses(svc)
 
     def serving(self, name: str) -> dict[str, int]:
@@ -72,8 +88,9 @@ class FakeCloudRun:
         for t in svc.traffic:
             revision = t.revision if t.type_ == REVISION else svc.latest_ready_revision.rsplit("/", 1)[-1]
             uri = self.tag_uri.format(tag=t.tag, service=short_service) if t.tag else ""
-            statuses.append(run_v2.TrafficTargetStatus(type_=t.type_, revision=revision, percent=t.percent,
-                                                       tag=t.tag, uri=uri))
+            statuses.append(
+                run_v2.TrafficTargetStatus(type_=t.type_, revision=revision, percent=t.percent, tag=t.tag, uri=uri)
+            )
         svc.traffic_statuses = statuses
         return svc
 
@@ -84,8 +101,9 @@ class FakeCloudRun:
             context.abort(grpc.StatusCode.NOT_FOUND, f"service {request.name} not found")
         return svc
 
-    def update_service(self, request: run_v2.UpdateServiceRequest,
-                       context: grpc.ServicerContext) -> operations_pb2.Operation:
+    def update_service(
+        self, request: run_v2.UpdateServiceRequest, context: grpc.ServicerContext
+    ) -> operations_pb2.Operation:
         with self._lock:
             current = self.services.get(request.service.name)
             if current is None:
@@ -102,11 +120,13 @@ class FakeCloudRun:
             self.updates.append([(t.type_.name, t.revision, t.percent, t.tag) for t in updated.traffic])
         packed = any_pb2.Any()
         packed.Pack(run_v2.Service.pb(updated))
-        return operations_pb2.Operation(name=f"{current.name}/operations/{len(self.updates)}", done=True,
-                                        response=packed)
+        return operations_pb2.Operation(
+            name=f"{current.name}/operations/{len(self.updates)}", done=True, response=packed
+        )
 
-    def list_revisions(self, request: run_v2.ListRevisionsRequest,
-                       context: grpc.ServicerContext) -> run_v2.ListRevisionsResponse:
+    def list_revisions(
+        self, request: run_v2.ListRevisionsRequest, context: grpc.ServicerContext
+    ) -> run_v2.ListRevisionsResponse:
         with self._lock:
             revs = list(self.revisions.get(request.parent, []))
         return run_v2.ListRevisionsResponse(revisions=revs)
@@ -114,18 +134,27 @@ class FakeCloudRun:
     # -- server ---------------------------------------------------------------------------------------
     def start(self) -> FakeCloudRun:
         def unary(fn: Any, req_type: Any, resp_serializer: Any) -> grpc.RpcMethodHandler:
-            return grpc.unary_unary_rpc_method_handler(fn, request_deserializer=req_type.deserialize,
-                                                       response_serializer=resp_serializer)
+            return grpc.unary_unary_rpc_method_handler(
+                fn, request_deserializer=req_type.deserialize, response_serializer=resp_serializer
+            )
 
-        services = grpc.method_handlers_generic_handler("google.cloud.run.v2.Services", {
-            "GetService": unary(self.get_service, run_v2.GetServiceRequest, run_v2.Service.serialize),
-            "UpdateService": unary(self.update_service, run_v2.UpdateServiceRequest,
-                                   operations_pb2.Operation.SerializeToString),
-        })
-        revisions = grpc.method_handlers_generic_handler("google.cloud.run.v2.Revisions", {
-            "ListRevisions": unary(self.list_revisions, run_v2.ListRevisionsRequest,
-                                   run_v2.ListRevisionsResponse.serialize),
-        })
+        services = grpc.method_handlers_generic_handler(
+            "google.cloud.run.v2.Services",
+            {
+                "GetService": unary(self.get_service, run_v2.GetServiceRequest, run_v2.Service.serialize),
+                "UpdateService": unary(
+                    self.update_service, run_v2.UpdateServiceRequest, operations_pb2.Operation.SerializeToString
+                ),
+            },
+        )
+        revisions = grpc.method_handlers_generic_handler(
+            "google.cloud.run.v2.Revisions",
+            {
+                "ListRevisions": unary(
+                    self.list_revisions, run_v2.ListRevisionsRequest, run_v2.ListRevisionsResponse.serialize
+                ),
+            },
+        )
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
         self._server.add_generic_rpc_handlers((services, revisions))
         port = self._server.add_insecure_port("127.0.0.1:0")

@@ -18,15 +18,27 @@ from shared.db.connect import parse_database_url
 
 def _connect(url: str, user: str | None = None, password: str | None = None) -> pg8000.dbapi.Connection:
     t = parse_database_url(url)
-    return pg8000.dbapi.connect(user=user or t.user, password=password if user else t.password, host=t.host,
-                                port=t.port, database=t.database, timeout=10)
+    return pg8000.dbapi.connect(
+        user=user or t.user,
+        password=password if user else t.password,
+        host=t.host,
+        port=t.port,
+        database=t.database,
+        timeout=10,
+    )
 
 
 def _run_grant(db_url: str, roles: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "NETRA_ENV": "test", "DATABASE_URL": db_url, "DB_APP_ROLES": roles}
     env.pop("CLOUD_SQL_INSTANCE", None)
-    return subprocess.run([sys.executable, "-m", "shared.deploy", "grant-db"], cwd=REPO_ROOT, env=env,
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "shared.deploy", "grant-db"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 @pytest.fixture
@@ -41,8 +53,9 @@ def service_role(migrated_db_url: str) -> tuple[str, str]:
     return role, password
 
 
-def test_grant_gives_dml_on_present_and_future_tables_and_no_ddl(migrated_db_url: str,
-                                                                   service_role: tuple[str, str]) -> None:
+def test_grant_gives_dml_on_present_and_future_tables_and_no_ddl(
+    migrated_db_url: str, service_role: tuple[str, str]
+) -> None:
     role, password = service_role
     conn = _connect(migrated_db_url, role, password)
     with pytest.raises(pg8000.dbapi.DatabaseError):
@@ -90,8 +103,14 @@ def test_grant_reports_missing_configuration_with_variable_names(migrated_db_url
     parsed = urlparse(migrated_db_url)
     env = {**os.environ, "NETRA_ENV": "test", "DATABASE_URL": urlunparse(parsed)}
     env.pop("DB_APP_ROLES", None)
-    result = subprocess.run([sys.executable, "-m", "shared.deploy", "grant-db"], cwd=REPO_ROOT, env=env,
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "shared.deploy", "grant-db"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2
     assert "DB_APP_ROLES" in result.stderr and "comma-separated database users" in result.stderr
     if parsed.password:

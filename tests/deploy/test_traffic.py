@@ -74,8 +74,9 @@ def manager(fake: FakeCloudRun) -> TrafficManager:
     return TrafficManager(services, revisions, fake.project, fake.region, health_check=quick)
 
 
-def test_status_lists_revisions_newest_first_with_readiness_and_traffic(fake: FakeCloudRun,
-                                                                          manager: TrafficManager) -> None:
+def test_status_lists_revisions_newest_first_with_readiness_and_traffic(
+    fake: FakeCloudRun, manager: TrafficManager
+) -> None:
     fake.add_service(SERVICE, [("r1", True), ("r2", True), ("r3", False)])
     status = manager.status(SERVICE)
     assert [r.name for r in status.revisions] == ["r3", "r2", "r1"]
@@ -106,7 +107,8 @@ def test_promote_refuses_a_revision_that_failed_its_startup_probe(fake: FakeClou
 
 
 def test_promote_checks_the_candidate_revision_url_before_moving_traffic(
-        fake: FakeCloudRun, manager: TrafficManager, health: HealthServer) -> None:
+    fake: FakeCloudRun, manager: TrafficManager, health: HealthServer
+) -> None:
     fake.add_service(SERVICE, [("r1", True), ("r2", True)], serving="r1")
     fake.tag_uri = health.url + "/{tag}"
     health.status = 503
@@ -115,8 +117,10 @@ def test_promote_checks_the_candidate_revision_url_before_moving_traffic(
     assert err.value.code == "health_check_failed"
     assert health.paths == ["/candidate/health/ready"] * 2
     # The candidate got a tag with 0 % while checked; afterwards the original traffic is back, untagged.
-    assert fake.updates[0] == [("TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION", "r1", 100, ""),
-                               ("TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION", "r2", 0, "candidate")]
+    assert fake.updates[0] == [
+        ("TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION", "r1", 100, ""),
+        ("TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION", "r2", 0, "candidate"),
+    ]
     assert fake.updates[-1] == [("TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION", "r1", 100, "")]
     assert fake.serving(SERVICE) == {"r1": 100}
 
@@ -127,7 +131,8 @@ def test_promote_checks_the_candidate_revision_url_before_moving_traffic(
 
 
 def test_promote_restores_previous_traffic_when_the_public_check_fails(
-        fake: FakeCloudRun, manager: TrafficManager, health: HealthServer) -> None:
+    fake: FakeCloudRun, manager: TrafficManager, health: HealthServer
+) -> None:
     fake.add_service(SERVICE, [("r1", True), ("r2", True)])  # LATEST -> r2
     fake.add_service("netra-auth", [("a1", True), ("a2", True)], serving="a1")
     health.status = 503
@@ -162,9 +167,14 @@ def test_unknown_service_and_revision_are_clear_errors(fake: FakeCloudRun, manag
 
 def _cli(fake: FakeCloudRun, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "CLOUD_RUN_API_HOST": fake.address}
-    return subprocess.run([sys.executable, "-m", "shared.deploy", *args, "--region", fake.region,
-                           "--project", fake.project], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
-                          timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "shared.deploy", *args, "--region", fake.region, "--project", fake.project],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_cli_status_promote_and_refusal(fake: FakeCloudRun) -> None:

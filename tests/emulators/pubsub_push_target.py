@@ -24,7 +24,17 @@ def receive(event: CloudEvent) -> None:
         counter.truncate()
         counter.write(str(attempt))
         with open(os.environ["PUSH_RECORD_FILE"], "a") as record:
-            record.write(json.dumps({"attempt": attempt, "id": event["id"], "type": event["type"],
-                                     "source": event["source"], "data": event.get_data()}) + "\n")
+            record.write(
+                json.dumps(
+                    {
+                        "attempt": attempt,
+                        "id": event["id"],
+                        "type": event["type"],
+                        "source": event["source"],
+                        "data": event.get_data(),
+                    }
+                )
+                + "\n"
+            )
     if attempt <= int(os.environ.get("PUSH_FAIL_FIRST", "0")):
         raise RuntimeError(f"failing on purpose (call {attempt})")

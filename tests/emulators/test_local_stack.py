@@ -26,8 +26,15 @@ def test_scenario_11_whole_stack_up_status_and_clean_stop(tmp_path: Path) -> Non
     env.pop("DATABASE_URL", None)
     env.pop("PUBSUB_EMULATOR_HOST", None)
     env.pop("FIRESTORE_EMULATOR_HOST", None)
-    up = subprocess.Popen([sys.executable, "-m", "emulators", "up"], cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    up = subprocess.Popen(
+        [sys.executable, "-m", "emulators", "up"],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     lines: list[str] = []
     deadline = time.monotonic() + 180
     assert up.stdout is not None
@@ -44,8 +51,14 @@ def test_scenario_11_whole_stack_up_status_and_clean_stop(tmp_path: Path) -> Non
         entries = {p.stem: json.loads(p.read_text()) for p in (tmp_path / "disc").glob("*.json")}
         assert set(entries) == {"postgres", "pubsub", "firestore", "auth", "agent-api", "agent-worker", "ws-bridge"}
         assert len({e["port"] for e in entries.values()}) == len(entries), "every component has its own port"
-        status = subprocess.run([sys.executable, "-m", "emulators", "status"], cwd=REPO_ROOT, env=env,
-                                capture_output=True, text=True, timeout=60)
+        status = subprocess.run(
+            [sys.executable, "-m", "emulators", "status"],
+            cwd=REPO_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert status.returncode == 0, status.stdout
 
         # The worker's push subscription carries the topology's retry policy, as Terraform sets it in the cloud.
@@ -70,15 +83,17 @@ def test_scenario_11_whole_stack_up_status_and_clean_stop(tmp_path: Path) -> Non
         # policy the emulator redelivers in 100 ms and dead-letters them after 5 refusals.
         with httpx.Client(base_url=api, headers=headers, timeout=30) as client:
             with ThreadPoolExecutor(12) as pool:
-                posted = list(pool.map(lambda i: client.post("/api/agent/message", json={"content": f"burst {i}"}),
-                                       range(12)))
+                posted = list(
+                    pool.map(lambda i: client.post("/api/agent/message", json={"content": f"burst {i}"}), range(12))
+                )
             assert [p.status_code for p in posted] == [202] * 12
             pending = {p.json()["run_id"] for p in posted}
             deadline = time.monotonic() + 150
             while pending:
                 assert time.monotonic() < deadline, f"runs never executed: {sorted(pending)}"
-                pending = {r for r in pending if client.get(f"/api/runs/{r}").json()["status"] not in
-                           ("completed", "failed")}
+                pending = {
+                    r for r in pending if client.get(f"/api/runs/{r}").json()["status"] not in ("completed", "failed")
+                }
                 time.sleep(0.5)
 
         pids = [int(e["pid"]) for e in entries.values()]
@@ -88,8 +103,11 @@ def test_scenario_11_whole_stack_up_status_and_clean_stop(tmp_path: Path) -> Non
         up.wait(60)
     assert up.returncode == 0, "".join(lines[-20:])
     time.sleep(0.5)
-    alive = [pid for pid in set(pids + children) if psutil.pid_exists(pid)
-             and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
+    alive = [
+        pid
+        for pid in set(pids + children)
+        if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    ]
     assert alive == [], f"left behind: {alive}"
     assert not list((tmp_path / "disc").glob("*.json")), "discovery files are removed on stop"
 

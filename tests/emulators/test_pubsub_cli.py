@@ -16,13 +16,19 @@ from shared.config import REPO_ROOT
 
 
 def start(*args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "emulators.pubsub", "--kind", "embedded", *args], cwd=REPO_ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "emulators.pubsub", "--kind", "embedded", *args],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_prints_one_ready_line_serves_and_exits_cleanly_on_signal(sig: signal.Signals,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_prints_one_ready_line_serves_and_exits_cleanly_on_signal(
+    sig: signal.Signals, monkeypatch: pytest.MonkeyPatch
+) -> None:
     proc = start("--host", "127.0.0.1", "--port", "0")
     try:
         assert proc.stdout is not None
@@ -34,7 +40,8 @@ def test_prints_one_ready_line_serves_and_exits_cleanly_on_signal(sig: signal.Si
         publisher = pubsub_v1.PublisherClient()
         publisher.create_topic(name="projects/cli-check/topics/ready-check")
         assert [t.name for t in publisher.list_topics(project="projects/cli-check")] == [
-            "projects/cli-check/topics/ready-check"]
+            "projects/cli-check/topics/ready-check"
+        ]
         publisher.stop()
 
         proc.send_signal(sig)
@@ -68,8 +75,14 @@ def test_a_bad_port_argument_is_rejected() -> None:
 
 def test_official_kind_without_gcloud_is_a_clear_error() -> None:
     env = {**os.environ, "PATH": "/nonexistent"}
-    proc = subprocess.Popen([sys.executable, "-m", "emulators.pubsub", "--kind", "official"], cwd=REPO_ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "emulators.pubsub", "--kind", "official"],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 1
     assert out == ""

@@ -65,8 +65,12 @@ class Inbox:
                 raise AssertionError(f"{what}: not reached within {timeout_s:g}s; got {len(self.messages)} messages")
 
 
-def subscribe(subscriber: pubsub_v1.SubscriberClient, subscription: str, inbox: Inbox,
-              handle: Callable[[Message], None] = lambda m: m.ack()) -> StreamingPullFuture:
+def subscribe(
+    subscriber: pubsub_v1.SubscriberClient,
+    subscription: str,
+    inbox: Inbox,
+    handle: Callable[[Message], None] = lambda m: m.ack(),
+) -> StreamingPullFuture:
     def callback(message: Message) -> None:
         inbox.add(message)
         handle(message)
@@ -82,8 +86,13 @@ def stop(future: StreamingPullFuture) -> None:
         pass
 
 
-def pull_all(subscriber: pubsub_v1.SubscriberClient, subscription: str, expected: int,
-             timeout_s: float = WAIT_S, ack: bool = True) -> list[types.ReceivedMessage]:
+def pull_all(
+    subscriber: pubsub_v1.SubscriberClient,
+    subscription: str,
+    expected: int,
+    timeout_s: float = WAIT_S,
+    ack: bool = True,
+) -> list[types.ReceivedMessage]:
     """Unary pulls until ``expected`` messages came (acking them unless told not to)."""
     received: list[types.ReceivedMessage] = []
     deadline = time.monotonic() + timeout_s
@@ -92,8 +101,7 @@ def pull_all(subscriber: pubsub_v1.SubscriberClient, subscription: str, expected
         response = subscriber.pull(subscription=subscription, max_messages=100, timeout=5)
         received.extend(response.received_messages)
         if ack and response.received_messages:
-            subscriber.acknowledge(subscription=subscription,
-                                   ack_ids=[m.ack_id for m in response.received_messages])
+            subscriber.acknowledge(subscription=subscription, ack_ids=[m.ack_id for m in response.received_messages])
     return received
 
 
@@ -109,8 +117,9 @@ def pull_nothing(subscriber: pubsub_v1.SubscriberClient, subscription: str, roun
         assert not response.received_messages, [m.message for m in response.received_messages]
 
 
-def test_publish_subscribe_round_trip(publisher: pubsub_v1.PublisherClient,
-                                      subscriber: pubsub_v1.SubscriberClient, pubsub_names: PubSubNames) -> None:
+def test_publish_subscribe_round_trip(
+    publisher: pubsub_v1.PublisherClient, subscriber: pubsub_v1.SubscriberClient, pubsub_names: PubSubNames
+) -> None:
     topic, sub = pubsub_names.topic("round"), pubsub_names.subscription("round")
     publisher.create_topic(name=topic)
     subscriber.create_subscription(name=sub, topic=topic)
@@ -132,8 +141,9 @@ def test_publish_subscribe_round_trip(publisher: pubsub_v1.PublisherClient,
     pull_nothing(subscriber, sub, rounds=1)  # acked: not delivered again
 
 
-def test_admin_operations_and_errors(publisher: pubsub_v1.PublisherClient, subscriber: pubsub_v1.SubscriberClient,
-                                     pubsub_names: PubSubNames) -> None:
+def test_admin_operations_and_errors(
+    publisher: pubsub_v1.PublisherClient, subscriber: pubsub_v1.SubscriberClient, pubsub_names: PubSubNames
+) -> None:
     topic, sub = pubsub_names.topic("admin"), pubsub_names.subscription("admin")
     assert publisher.create_topic(name=topic).name == topic
     with pytest.raises(exceptions.AlreadyExists):
@@ -147,8 +157,9 @@ def test_admin_operations_and_errors(publisher: pubsub_v1.PublisherClient, subsc
         subscriber.create_subscription(name=sub, topic=topic)
     assert sub in list(publisher.list_topic_subscriptions(topic=topic))
     assert sub in [s.name for s in subscriber.list_subscriptions(project=f"projects/{pubsub_names.project}")]
-    updated = subscriber.update_subscription(subscription={"name": sub, "ack_deadline_seconds": 45},
-                                             update_mask={"paths": ["ack_deadline_seconds"]})
+    updated = subscriber.update_subscription(
+        subscription={"name": sub, "ack_deadline_seconds": 45}, update_mask={"paths": ["ack_deadline_seconds"]}
+    )
     assert updated.ack_deadline_seconds == 45
     assert subscriber.get_subscription(subscription=sub).ack_deadline_seconds == 45
 
@@ -170,8 +181,8 @@ def test_admin_operations_and_errors(publisher: pubsub_v1.PublisherClient, subsc
 
 
 def test_messages_published_before_the_subscription_are_not_delivered(
-        publisher: pubsub_v1.PublisherClient, subscriber: pubsub_v1.SubscriberClient,
-        pubsub_names: PubSubNames) -> None:
+    publisher: pubsub_v1.PublisherClient, subscriber: pubsub_v1.SubscriberClient, pubsub_names: PubSubNames
+) -> None:
     topic, sub = pubsub_names.topic("late"), pubsub_names.subscription("late")
     publisher.create_topic(name=topic)
     publisher.publish(topic, b"before").result(timeout=30)
@@ -184,13 +195,14 @@ def test_messages_published_before_the_subscription_are_not_delivered(
 
 
 def test_1000_messages_over_10_ordering_keys_arrive_in_order(
-        ordered_publisher: pubsub_v1.PublisherClient, subscriber: pubsub_v1.SubscriberClient,
-        pubsub_names: PubSubNames) -> None:
+    ordered_publisher: pubsub_v1.PublisherClient, subscriber: pubsub_v1.SubscriberClient, pubsub_names: PubSubNames
+) -> None:
     topic, sub = pubsub_names.topic("ordered"), pubsub_names.subscription("ordered")
     ordered_publisher.create_topic(name=topic)
     subscriber.create_subscription(request={"name": sub, "topic": topic, "enable_message_ordering": True})
-    futures = [ordered_publisher.publish(topic, str(i // 10).encode(), ordering_key=f"key-{i % 10}")
-               for i in range(1000)]
+    futures = [
+        ordered_publisher.publish(topic, str(i // 10).encode(), ordering_key=f"key-{i % 10}") for i in range(1000)
+    ]
     for f in futures:
         f.result(timeout=60)
 
@@ -209,8 +221,11 @@ def test_1000_messages_over_10_ordering_keys_arrive_in_order(
 
 
 def test_a_nacked_ordered_message_is_redelivered_before_the_next_of_its_key(
-        ordered_publisher: pubsub_v1.PublisherClient, subscriber: pubsub_v1.SubscriberClient,
-        pubsub_names: PubSubNames, pubsub_emulator: PubSubEmulator) -> None:
+    ordered_publisher: pubsub_v1.PublisherClient,
+    subscriber: pubsub_v1.SubscriberClient,
+    pubsub_names: PubSubNames,
+    pubsub_emulator: PubSubEmulator,
+) -> None:
     embedded_only(pubsub_emulator, "a nacked ordered message was not redelivered before the next ones of its key")
     topic, sub = pubsub_names.topic("ordnack"), pubsub_names.subscription("ordnack")
     ordered_publisher.create_topic(name=topic)
@@ -236,8 +251,11 @@ def test_a_nacked_ordered_message_is_redelivered_before_the_next_of_its_key(
 
 
 def test_an_unacked_message_is_redelivered_after_its_deadline(
-        publisher: pubsub_v1.PublisherClient, subscriber: pubsub_v1.SubscriberClient,
-        pubsub_names: PubSubNames, pubsub_emulator: PubSubEmulator) -> None:
+    publisher: pubsub_v1.PublisherClient,
+    subscriber: pubsub_v1.SubscriberClient,
+    pubsub_names: PubSubNames,
+    pubsub_emulator: PubSubEmulator,
+) -> None:
     """A consumer that dies holding a message (stream gone, no ack) does not lose it: it comes back."""
     embedded_only(pubsub_emulator, "a message held by a closed stream was not redelivered within 60 s")
     topic, sub = pubsub_names.topic("deadline"), pubsub_names.subscription("deadline")
@@ -263,8 +281,8 @@ def test_an_unacked_message_is_redelivered_after_its_deadline(
 
 
 def test_a_shortened_deadline_expires_and_the_message_comes_back(
-        publisher: pubsub_v1.PublisherClient, subscriber: pubsub_v1.SubscriberClient,
-        pubsub_names: PubSubNames) -> None:
+    publisher: pubsub_v1.PublisherClient, subscriber: pubsub_v1.SubscriberClient, pubsub_names: PubSubNames
+) -> None:
     topic, sub = pubsub_names.topic("modack"), pubsub_names.subscription("modack")
     publisher.create_topic(name=topic)
     subscriber.create_subscription(name=sub, topic=topic, ack_deadline_seconds=600)
@@ -278,17 +296,20 @@ def test_a_shortened_deadline_expires_and_the_message_comes_back(
 
 
 def test_a_message_nacked_5_times_lands_on_the_dead_letter_topic(
-        publisher: pubsub_v1.PublisherClient, subscriber: pubsub_v1.SubscriberClient,
-        pubsub_names: PubSubNames) -> None:
+    publisher: pubsub_v1.PublisherClient, subscriber: pubsub_v1.SubscriberClient, pubsub_names: PubSubNames
+) -> None:
     topic, dlq = pubsub_names.topic("work"), pubsub_names.topic("work-dlq")
     sub, dlq_sub = pubsub_names.subscription("work"), pubsub_names.subscription("work-dlq")
     publisher.create_topic(name=topic)
     publisher.create_topic(name=dlq)
     subscriber.create_subscription(name=dlq_sub, topic=dlq)
-    subscriber.create_subscription(request={
-        "name": sub, "topic": topic,
-        "dead_letter_policy": {"dead_letter_topic": dlq, "max_delivery_attempts": 5},
-    })
+    subscriber.create_subscription(
+        request={
+            "name": sub,
+            "topic": topic,
+            "dead_letter_policy": {"dead_letter_topic": dlq, "max_delivery_attempts": 5},
+        }
+    )
     message_id = publisher.publish(topic, b"poison", run_id="r-42").result(timeout=30)
 
     inbox = Inbox()
@@ -307,15 +328,21 @@ def test_a_message_nacked_5_times_lands_on_the_dead_letter_topic(
 
 
 def test_a_filtered_subscription_receives_only_matching_messages(
-        publisher: pubsub_v1.PublisherClient, subscriber: pubsub_v1.SubscriberClient,
-        pubsub_names: PubSubNames, pubsub_emulator: PubSubEmulator) -> None:
+    publisher: pubsub_v1.PublisherClient,
+    subscriber: pubsub_v1.SubscriberClient,
+    pubsub_names: PubSubNames,
+    pubsub_emulator: PubSubEmulator,
+) -> None:
     embedded_only(pubsub_emulator, "it accepts subscription filters but delivers every message")
     topic, sub = pubsub_names.topic("filtered"), pubsub_names.subscription("filtered")
     publisher.create_topic(name=topic)
-    subscriber.create_subscription(request={
-        "name": sub, "topic": topic,
-        "filter": '(attributes.kind = "order" OR hasPrefix(attributes.kind, "pay")) AND NOT attributes:test',
-    })
+    subscriber.create_subscription(
+        request={
+            "name": sub,
+            "topic": topic,
+            "filter": '(attributes.kind = "order" OR hasPrefix(attributes.kind, "pay")) AND NOT attributes:test',
+        }
+    )
     cases = [
         ({"kind": "order"}, True),
         ({"kind": "payment"}, True),
@@ -336,13 +363,18 @@ def test_a_filtered_subscription_receives_only_matching_messages(
     assert sorted(m.message.message_id for m in received) == sorted(wanted)
 
     with pytest.raises(exceptions.InvalidArgument):
-        subscriber.create_subscription(request={"name": pubsub_names.subscription("badfilter"), "topic": topic,
-                                                "filter": 'attributes.kind = order'})
+        subscriber.create_subscription(
+            request={
+                "name": pubsub_names.subscription("badfilter"),
+                "topic": topic,
+                "filter": "attributes.kind = order",
+            }
+        )
 
 
 def test_deleting_a_subscription_stops_its_deliveries(
-        publisher: pubsub_v1.PublisherClient, subscriber: pubsub_v1.SubscriberClient,
-        pubsub_names: PubSubNames) -> None:
+    publisher: pubsub_v1.PublisherClient, subscriber: pubsub_v1.SubscriberClient, pubsub_names: PubSubNames
+) -> None:
     topic, sub, other = pubsub_names.topic("del"), pubsub_names.subscription("del"), pubsub_names.subscription("kept")
     publisher.create_topic(name=topic)
     subscriber.create_subscription(name=sub, topic=topic)
@@ -371,12 +403,20 @@ def wait_for_lines(path: Path, count: int) -> list[dict[str, object]]:
 
 
 def test_push_delivery_reaches_a_cloudevent_function_and_is_retried_on_500(
-        publisher: pubsub_v1.PublisherClient, subscriber: pubsub_v1.SubscriberClient,
-        pubsub_names: PubSubNames, start_function: Callable[..., tuple[object, str]], tmp_path: Path) -> None:
+    publisher: pubsub_v1.PublisherClient,
+    subscriber: pubsub_v1.SubscriberClient,
+    pubsub_names: PubSubNames,
+    start_function: Callable[..., tuple[object, str]],
+    tmp_path: Path,
+) -> None:
     counter, record = tmp_path / "calls", tmp_path / "events.jsonl"
-    _, url = start_function("tests/emulators/pubsub_push_target.py", "receive", signature="cloudevent",
-                            wait_path="/", env={"PUSH_COUNTER_FILE": str(counter), "PUSH_RECORD_FILE": str(record),
-                                                "PUSH_FAIL_FIRST": "2"})
+    _, url = start_function(
+        "tests/emulators/pubsub_push_target.py",
+        "receive",
+        signature="cloudevent",
+        wait_path="/",
+        env={"PUSH_COUNTER_FILE": str(counter), "PUSH_RECORD_FILE": str(record), "PUSH_FAIL_FIRST": "2"},
+    )
     topic, sub = pubsub_names.topic("pushed"), pubsub_names.subscription("pushed")
     topic_id = topic.rsplit("/", 1)[1]
     publisher.create_topic(name=topic)
@@ -400,18 +440,35 @@ def test_push_delivery_reaches_a_cloudevent_function_and_is_retried_on_500(
 
 
 def test_push_respects_ordering_keys_and_retries_the_failed_message_first(
-        ordered_publisher: pubsub_v1.PublisherClient, subscriber: pubsub_v1.SubscriberClient,
-        pubsub_names: PubSubNames, start_function: Callable[..., tuple[object, str]], tmp_path: Path) -> None:
+    ordered_publisher: pubsub_v1.PublisherClient,
+    subscriber: pubsub_v1.SubscriberClient,
+    pubsub_names: PubSubNames,
+    start_function: Callable[..., tuple[object, str]],
+    tmp_path: Path,
+) -> None:
     counter, record = tmp_path / "calls", tmp_path / "events.jsonl"
-    _, url = start_function("tests/emulators/pubsub_push_target.py", "receive", signature="cloudevent",
-                            wait_path="/", env={"PUSH_COUNTER_FILE": str(counter), "PUSH_RECORD_FILE": str(record),
-                                                "PUSH_FAIL_FIRST": "1"})
+    _, url = start_function(
+        "tests/emulators/pubsub_push_target.py",
+        "receive",
+        signature="cloudevent",
+        wait_path="/",
+        env={"PUSH_COUNTER_FILE": str(counter), "PUSH_RECORD_FILE": str(record), "PUSH_FAIL_FIRST": "1"},
+    )
     topic, sub = pubsub_names.topic("pushord"), pubsub_names.subscription("pushord")
     ordered_publisher.create_topic(name=topic)
-    subscriber.create_subscription(request={"name": sub, "topic": topic, "enable_message_ordering": True,
-                                            "push_config": {"push_endpoint": url + "/"}})
-    futures = [ordered_publisher.publish(topic, f"{key}:{i}".encode(), ordering_key=key)
-               for i in range(10) for key in ("a", "b")]
+    subscriber.create_subscription(
+        request={
+            "name": sub,
+            "topic": topic,
+            "enable_message_ordering": True,
+            "push_config": {"push_endpoint": url + "/"},
+        }
+    )
+    futures = [
+        ordered_publisher.publish(topic, f"{key}:{i}".encode(), ordering_key=key)
+        for i in range(10)
+        for key in ("a", "b")
+    ]
     for f in futures:
         f.result(timeout=30)
 

@@ -76,8 +76,8 @@ def test_in_process_server_reports_its_port(server: EmulatorServer) -> None:
 
 
 def test_streaming_pull_honours_max_outstanding_messages_and_acks_on_the_stream(
-        publisher: pubsub_v1.PublisherClient, subscriber: pubsub_v1.SubscriberClient,
-        names: tuple[str, str, str]) -> None:
+    publisher: pubsub_v1.PublisherClient, subscriber: pubsub_v1.SubscriberClient, names: tuple[str, str, str]
+) -> None:
     _, topic, sub = names
     publisher.create_topic(name=topic)
     subscriber.create_subscription(name=sub, topic=topic)
@@ -85,8 +85,9 @@ def test_streaming_pull_honours_max_outstanding_messages_and_acks_on_the_stream(
         publisher.publish(topic, str(i).encode()).result(timeout=30)
 
     requests: queue.Queue[types.StreamingPullRequest | None] = queue.Queue()
-    requests.put(types.StreamingPullRequest(subscription=sub, stream_ack_deadline_seconds=60,
-                                            max_outstanding_messages=3))
+    requests.put(
+        types.StreamingPullRequest(subscription=sub, stream_ack_deadline_seconds=60, max_outstanding_messages=3)
+    )
 
     def request_stream() -> Iterator[types.StreamingPullRequest]:
         while (request := requests.get()) is not None:
@@ -110,12 +111,13 @@ def test_streaming_pull_honours_max_outstanding_messages_and_acks_on_the_stream(
 
 
 def test_a_retry_policy_delays_redelivery_of_a_nacked_pull_message(
-        publisher: pubsub_v1.PublisherClient, subscriber: pubsub_v1.SubscriberClient,
-        names: tuple[str, str, str]) -> None:
+    publisher: pubsub_v1.PublisherClient, subscriber: pubsub_v1.SubscriberClient, names: tuple[str, str, str]
+) -> None:
     _, topic, sub = names
     publisher.create_topic(name=topic)
-    subscriber.create_subscription(request={"name": sub, "topic": topic,
-                                            "retry_policy": {"minimum_backoff": "5s", "maximum_backoff": "10s"}})
+    subscriber.create_subscription(
+        request={"name": sub, "topic": topic, "retry_policy": {"minimum_backoff": "5s", "maximum_backoff": "10s"}}
+    )
     publisher.publish(topic, b"later").result(timeout=30)
     first = pull_one(subscriber, sub)
     subscriber.modify_ack_deadline(subscription=sub, ack_ids=[first.ack_id], ack_deadline_seconds=0)
@@ -124,8 +126,8 @@ def test_a_retry_policy_delays_redelivery_of_a_nacked_pull_message(
 
 
 def test_a_pull_subscription_without_retry_policy_redelivers_a_nack_at_once(
-        publisher: pubsub_v1.PublisherClient, subscriber: pubsub_v1.SubscriberClient,
-        names: tuple[str, str, str]) -> None:
+    publisher: pubsub_v1.PublisherClient, subscriber: pubsub_v1.SubscriberClient, names: tuple[str, str, str]
+) -> None:
     _, topic, sub = names
     publisher.create_topic(name=topic)
     subscriber.create_subscription(name=sub, topic=topic)
@@ -141,13 +143,14 @@ def test_a_pull_subscription_without_retry_policy_redelivers_a_nack_at_once(
 
 
 def test_turning_a_push_subscription_into_pull_stops_pushing(
-        publisher: pubsub_v1.PublisherClient, subscriber: pubsub_v1.SubscriberClient,
-        names: tuple[str, str, str]) -> None:
+    publisher: pubsub_v1.PublisherClient, subscriber: pubsub_v1.SubscriberClient, names: tuple[str, str, str]
+) -> None:
     _, topic, sub = names
     publisher.create_topic(name=topic)
     dead_endpoint = f"http://127.0.0.1:{free_port()}/"  # nothing listens: every push fails
-    subscriber.create_subscription(request={"name": sub, "topic": topic,
-                                            "push_config": {"push_endpoint": dead_endpoint}})
+    subscriber.create_subscription(
+        request={"name": sub, "topic": topic, "push_config": {"push_endpoint": dead_endpoint}}
+    )
     publisher.publish(topic, b"kept").result(timeout=30)
     time.sleep(0.5)  # a few failed pushes
     subscriber.modify_push_config(subscription=sub, push_config={})
@@ -155,8 +158,8 @@ def test_turning_a_push_subscription_into_pull_stops_pushing(
 
 
 def test_a_subscription_outlives_its_deleted_topic_with_its_backlog(
-        publisher: pubsub_v1.PublisherClient, subscriber: pubsub_v1.SubscriberClient,
-        names: tuple[str, str, str]) -> None:
+    publisher: pubsub_v1.PublisherClient, subscriber: pubsub_v1.SubscriberClient, names: tuple[str, str, str]
+) -> None:
     _, topic, sub = names
     publisher.create_topic(name=topic)
     subscriber.create_subscription(name=sub, topic=topic)
@@ -167,8 +170,8 @@ def test_a_subscription_outlives_its_deleted_topic_with_its_backlog(
 
 
 def test_a_detached_subscription_receives_nothing_more(
-        publisher: pubsub_v1.PublisherClient, subscriber: pubsub_v1.SubscriberClient,
-        names: tuple[str, str, str]) -> None:
+    publisher: pubsub_v1.PublisherClient, subscriber: pubsub_v1.SubscriberClient, names: tuple[str, str, str]
+) -> None:
     _, topic, sub = names
     publisher.create_topic(name=topic)
     subscriber.create_subscription(name=sub, topic=topic)
@@ -180,13 +183,17 @@ def test_a_detached_subscription_receives_nothing_more(
 
 
 def test_without_its_dead_letter_topic_a_message_is_kept_not_lost(
-        publisher: pubsub_v1.PublisherClient, subscriber: pubsub_v1.SubscriberClient,
-        names: tuple[str, str, str]) -> None:
+    publisher: pubsub_v1.PublisherClient, subscriber: pubsub_v1.SubscriberClient, names: tuple[str, str, str]
+) -> None:
     project, topic, sub = names
     publisher.create_topic(name=topic)
-    subscriber.create_subscription(request={
-        "name": sub, "topic": topic,
-        "dead_letter_policy": {"dead_letter_topic": f"{project}/topics/never-created", "max_delivery_attempts": 5}})
+    subscriber.create_subscription(
+        request={
+            "name": sub,
+            "topic": topic,
+            "dead_letter_policy": {"dead_letter_topic": f"{project}/topics/never-created", "max_delivery_attempts": 5},
+        }
+    )
     publisher.publish(topic, b"stubborn").result(timeout=30)
     attempts = []
     for _ in range(6):
@@ -207,9 +214,9 @@ def test_topics_are_listed_across_pages(publisher: pubsub_v1.PublisherClient, na
     assert len(next(iter(first_page)).topics) == 2
 
 
-def test_concurrent_publishers_lose_nothing(publisher: pubsub_v1.PublisherClient,
-                                            subscriber: pubsub_v1.SubscriberClient,
-                                            names: tuple[str, str, str]) -> None:
+def test_concurrent_publishers_lose_nothing(
+    publisher: pubsub_v1.PublisherClient, subscriber: pubsub_v1.SubscriberClient, names: tuple[str, str, str]
+) -> None:
     _, topic, sub = names
     publisher.create_topic(name=topic)
     subscriber.create_subscription(name=sub, topic=topic)
@@ -233,32 +240,64 @@ def test_concurrent_publishers_lose_nothing(publisher: pubsub_v1.PublisherClient
     assert len(seen) == 800
 
 
-@pytest.mark.parametrize(("call", "reason"), [
-    (lambda p, s, n: p.publish(n[1], b"").result(timeout=30), "needs data or at least one attribute"),
-    (lambda p, s, n: s.create_subscription(name=n[2], topic=n[1], ack_deadline_seconds=5),
-     "ack_deadline_seconds must be between 10 and 600"),
-    (lambda p, s, n: s.create_subscription(request={
-        "name": n[2], "topic": n[1], "dead_letter_policy": {"dead_letter_topic": n[1], "max_delivery_attempts": 3}}),
-     "max_delivery_attempts must be between 5 and 100"),
-    (lambda p, s, n: s.create_subscription(request={"name": n[2], "topic": n[1],
-                                                    "push_config": {"push_endpoint": "ftp://x"}}),
-     "http:// or https:// URL"),
-    (lambda p, s, n: s.create_subscription(request={"name": n[2], "topic": n[1], "filter": "attributes:"}),
-     "Invalid filter"),
-    (lambda p, s, n: (s.create_subscription(name=n[2], topic=n[1]),
-                      s.update_subscription(subscription={"name": n[2], "filter": "attributes:x"},
-                                            update_mask={"paths": ["filter"]})), "cannot be updated"),
-    (lambda p, s, n: (s.create_subscription(name=n[2], topic=n[1]),
-                      s.pull(subscription=n[2], max_messages=0)), "max_messages must be positive"),
-    (lambda p, s, n: (s.create_subscription(name=n[2], topic=n[1]),
-                      s.modify_ack_deadline(subscription=n[2], ack_ids=["x"], ack_deadline_seconds=601)),
-     "between 0 and 600"),
-    (lambda p, s, n: p.publish(n[1], b"x", googkey="v").result(timeout=30), "must not start with 'goog'"),
-])
-def test_bad_requests_are_invalid_argument_with_the_reason(call: object, reason: str,
-                                                           publisher: pubsub_v1.PublisherClient,
-                                                           subscriber: pubsub_v1.SubscriberClient,
-                                                           names: tuple[str, str, str]) -> None:
+@pytest.mark.parametrize(
+    ("call", "reason"),
+    [
+        (lambda p, s, n: p.publish(n[1], b"").result(timeout=30), "needs data or at least one attribute"),
+        (
+            lambda p, s, n: s.create_subscription(name=n[2], topic=n[1], ack_deadline_seconds=5),
+            "ack_deadline_seconds must be between 10 and 600",
+        ),
+        (
+            lambda p, s, n: s.create_subscription(
+                request={
+                    "name": n[2],
+                    "topic": n[1],
+                    "dead_letter_policy": {"dead_letter_topic": n[1], "max_delivery_attempts": 3},
+                }
+            ),
+            "max_delivery_attempts must be between 5 and 100",
+        ),
+        (
+            lambda p, s, n: s.create_subscription(
+                request={"name": n[2], "topic": n[1], "push_config": {"push_endpoint": "ftp://x"}}
+            ),
+            "http:// or https:// URL",
+        ),
+        (
+            lambda p, s, n: s.create_subscription(request={"name": n[2], "topic": n[1], "filter": "attributes:"}),
+            "Invalid filter",
+        ),
+        (
+            lambda p, s, n: (
+                s.create_subscription(name=n[2], topic=n[1]),
+                s.update_subscription(
+                    subscription={"name": n[2], "filter": "attributes:x"}, update_mask={"paths": ["filter"]}
+                ),
+            ),
+            "cannot be updated",
+        ),
+        (
+            lambda p, s, n: (s.create_subscription(name=n[2], topic=n[1]), s.pull(subscription=n[2], max_messages=0)),
+            "max_messages must be positive",
+        ),
+        (
+            lambda p, s, n: (
+                s.create_subscription(name=n[2], topic=n[1]),
+                s.modify_ack_deadline(subscription=n[2], ack_ids=["x"], ack_deadline_seconds=601),
+            ),
+            "between 0 and 600",
+        ),
+        (lambda p, s, n: p.publish(n[1], b"x", googkey="v").result(timeout=30), "must not start with 'goog'"),
+    ],
+)
+def test_bad_requests_are_invalid_argument_with_the_reason(
+    call: object,
+    reason: str,
+    publisher: pubsub_v1.PublisherClient,
+    subscriber: pubsub_v1.SubscriberClient,
+    names: tuple[str, str, str],
+) -> None:
     publisher.create_topic(name=names[1])
     with pytest.raises(exceptions.InvalidArgument) as caught:
         call(publisher, subscriber, names)  # type: ignore[operator]

@@ -14,8 +14,9 @@ from shared.db.database import Database
 
 @pytest.fixture(scope="session")
 def intel_db(shared_db_url: str) -> Iterator[Database]:
-    db = Database(DatabaseSection.model_validate({"database_url": shared_db_url, "db_pool_size": 4}),
-                  "intelligence-tests")
+    db = Database(
+        DatabaseSection.model_validate({"database_url": shared_db_url, "db_pool_size": 4}), "intelligence-tests"
+    )
     yield db
     db.close()
 

@@ -18,8 +18,14 @@ from functions.agent.usage.schema import build_row
 
 
 def row(request_id: str, ts: str, model: str, input_tokens: int, output_tokens: int, **extra: Any) -> dict[str, Any]:
-    return {"request_id": request_id, "timestamp": ts, "model": model, "input_tokens": input_tokens,
-            "output_tokens": output_tokens, **extra}
+    return {
+        "request_id": request_id,
+        "timestamp": ts,
+        "model": model,
+        "input_tokens": input_tokens,
+        "output_tokens": output_tokens,
+        **extra,
+    }
 
 
 def dataset_a() -> list[dict[str, Any]]:
@@ -28,26 +34,78 @@ def dataset_a() -> list[dict[str, Any]]:
     for day in (1, 2):
         for k in range(5):
             # gpt-4o chat: one 5-minute cache window per day holds all five; 80,000-token shared prefix.
-            rows.append(row(f"chat-{day}-{k}", f"2025-03-0{day}T10:0{k}:00Z", "gpt-4o", 100_000, 2_000,
-                            provider="openai", feature="chat", interactive=True, prefix_hash="sys-chat",
-                            prefix_tokens=80_000, latency_ms=100 * (5 * (day - 1) + k + 1),
-                            end_user="alice" if day == 1 else "bob", request_hash=f"chat-{day}-{k}"))
+            rows.append(
+                row(
+                    f"chat-{day}-{k}",
+                    f"2025-03-0{day}T10:0{k}:00Z",
+                    "gpt-4o",
+                    100_000,
+                    2_000,
+                    provider="openai",
+                    feature="chat",
+                    interactive=True,
+                    prefix_hash="sys-chat",
+                    prefix_tokens=80_000,
+                    latency_ms=100 * (5 * (day - 1) + k + 1),
+                    end_user="alice" if day == 1 else "bob",
+                    request_hash=f"chat-{day}-{k}",
+                )
+            )
         for k in range(10):
             # gpt-4o classify: 10-token answers; the first two of each day are the same request (4 in all).
-            rows.append(row(f"cls-{day}-{k}", f"2025-03-0{day}T12:{k:02d}:30Z", "gpt-4o", 50_000, 10,
-                            feature="classify", interactive=True, end_user="carol",
-                            request_hash="dupA" if k < 2 else f"cls-{day}-{k}"))
+            rows.append(
+                row(
+                    f"cls-{day}-{k}",
+                    f"2025-03-0{day}T12:{k:02d}:30Z",
+                    "gpt-4o",
+                    50_000,
+                    10,
+                    feature="classify",
+                    interactive=True,
+                    end_user="carol",
+                    request_hash="dupA" if k < 2 else f"cls-{day}-{k}",
+                )
+            )
         for k in range(3):
             # claude-sonnet-4-5 summaries at night, background, 3 per 5-minute window per day.
-            rows.append(row(f"sum-{day}-{k}", f"2025-03-0{day}T02:0{k}:00Z", "claude-sonnet-4-5-20250929",
-                            100_000, 4_000, feature="summarize", interactive=False, prefix_hash="sys-sum",
-                            prefix_tokens=50_000))
+            rows.append(
+                row(
+                    f"sum-{day}-{k}",
+                    f"2025-03-0{day}T02:0{k}:00Z",
+                    "claude-sonnet-4-5-20250929",
+                    100_000,
+                    4_000,
+                    feature="summarize",
+                    interactive=False,
+                    prefix_hash="sys-sum",
+                    prefix_tokens=50_000,
+                )
+            )
         # gemini-2.5-pro: one long-context request per day.
-        rows.append(row(f"rag-{day}", f"2025-03-0{day}T15:00:00Z", "gemini-2.5-pro", 250_000, 1_000,
-                        feature="rag", interactive=True))
+        rows.append(
+            row(
+                f"rag-{day}",
+                f"2025-03-0{day}T15:00:00Z",
+                "gemini-2.5-pro",
+                250_000,
+                1_000,
+                feature="rag",
+                interactive=True,
+            )
+        )
         # gpt-4o-mini background extraction; the second one failed.
-        rows.append(row(f"ext-{day}", f"2025-03-0{day}T03:00:00Z", "openai/gpt-4o-mini-2024-07-18", 10_000, 100,
-                        feature="extract", interactive=False, status="ok" if day == 1 else "error"))
+        rows.append(
+            row(
+                f"ext-{day}",
+                f"2025-03-0{day}T03:00:00Z",
+                "openai/gpt-4o-mini-2024-07-18",
+                10_000,
+                100,
+                feature="extract",
+                interactive=False,
+                status="ok" if day == 1 else "error",
+            )
+        )
     # A model the catalog does not know: counted, not priced.
     rows.append(row("acme-1", "2025-03-02T16:00:00Z", "acme-llm-1", 1_000, 100, provider="acme", feature="misc"))
     return rows
@@ -55,11 +113,33 @@ def dataset_a() -> list[dict[str, Any]]:
 
 def dataset_b() -> list[dict[str, Any]]:
     """One day (2025-04-01): monthly = period x 30. Background gpt-4.1 where batch and caching compete."""
-    rows = [row(f"night-{k}", f"2025-04-01T01:0{k}:00Z", "gpt-4.1", 50_000, 1_000, feature="nightly",
-                interactive=False, prefix_hash="sys-night", prefix_tokens=40_000) for k in range(4)]
+    rows = [
+        row(
+            f"night-{k}",
+            f"2025-04-01T01:0{k}:00Z",
+            "gpt-4.1",
+            50_000,
+            1_000,
+            feature="nightly",
+            interactive=False,
+            prefix_hash="sys-night",
+            prefix_tokens=40_000,
+        )
+        for k in range(4)
+    ]
     # Already 90 % cached: batch would bill the cached tokens at the batch input rate, which costs more.
-    rows.append(row("cached-1", "2025-04-01T05:00:00Z", "gpt-4.1", 10_000, 0, cached_input_tokens=90_000,
-                    feature="cached_job", interactive=False))
+    rows.append(
+        row(
+            "cached-1",
+            "2025-04-01T05:00:00Z",
+            "gpt-4.1",
+            10_000,
+            0,
+            cached_input_tokens=90_000,
+            feature="cached_job",
+            interactive=False,
+        )
+    )
     return rows
 
 

@@ -18,14 +18,26 @@ class ChainLLM:
     """ctx.llm over the production FallbackChain with the mock provider (deterministic text and usage)."""
 
     def __init__(self, models: list[tuple[str, str]] | None = None) -> None:
-        self.chain = FallbackChain({"mock": MockProvider()}, models or [("mock", "mock-pro"), ("mock", "mock-flash")],
-                                   timeout_s=5, max_attempts=1, retry_initial_s=0.01, breaker_threshold=3,
-                                   breaker_recovery_s=30)
+        self.chain = FallbackChain(
+            {"mock": MockProvider()},
+            models or [("mock", "mock-pro"), ("mock", "mock-flash")],
+            timeout_s=5,
+            max_attempts=1,
+            retry_initial_s=0.01,
+            breaker_threshold=3,
+            breaker_recovery_s=30,
+        )
         self.calls: list[dict[str, Any]] = []
 
-    def complete(self, messages: list[LLMMessage], *, purpose: str = "",
-                 on_token: Callable[[str], None] | None = None, max_tokens: int | None = None,
-                 on_restart: Callable[[], None] | None = None) -> LLMResult:
+    def complete(
+        self,
+        messages: list[LLMMessage],
+        *,
+        purpose: str = "",
+        on_token: Callable[[str], None] | None = None,
+        max_tokens: int | None = None,
+        on_restart: Callable[[], None] | None = None,
+    ) -> LLMResult:
         outcome = self.chain.complete(messages, on_token=on_token, on_restart=on_restart, max_tokens=max_tokens)
         self.calls.append({"purpose": purpose, "model": outcome.model, "text": outcome.text})
         return LLMResult(outcome.text, outcome.provider, outcome.model, outcome.usage)
@@ -38,9 +50,15 @@ class ScriptedLLM:
         self.answers = list(answers)
         self.calls: list[dict[str, Any]] = []
 
-    def complete(self, messages: list[LLMMessage], *, purpose: str = "",
-                 on_token: Callable[[str], None] | None = None, max_tokens: int | None = None,
-                 on_restart: Callable[[], None] | None = None) -> LLMResult:
+    def complete(
+        self,
+        messages: list[LLMMessage],
+        *,
+        purpose: str = "",
+        on_token: Callable[[str], None] | None = None,
+        max_tokens: int | None = None,
+        on_restart: Callable[[], None] | None = None,
+    ) -> LLMResult:
         self.calls.append({"purpose": purpose})
         answer = self.answers.pop(0) if self.answers else "ok"
         if isinstance(answer, Exception):
@@ -76,16 +94,17 @@ class TestRunContext:
             raise ValueError("terminal events belong to the platform")
         self.events.append(Event(type, agent_name, data))
 
-    def tool(self, agent_name: str, tool_name: str, args: dict[str, Any],
-             fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    def tool(
+        self, agent_name: str, tool_name: str, args: dict[str, Any], fn: Callable[[], dict[str, Any]]
+    ) -> dict[str, Any]:
         self.check_cancelled()
         call_id = uuid.uuid4().hex[:12]
         self.emit("tool_executing", agent_name, {"tool": tool_name, "call_id": call_id, "args": args})
         result = fn()
-        self.tool_results.append({"tool": tool_name, "call_id": call_id, "agent": agent_name, "args": args,
-                                  "result": result})
-        self.emit("tool_completed", agent_name, {"tool": tool_name, "call_id": call_id, "ok": True,
-                                                 "result": result})
+        self.tool_results.append(
+            {"tool": tool_name, "call_id": call_id, "agent": agent_name, "args": args, "result": result}
+        )
+        self.emit("tool_completed", agent_name, {"tool": tool_name, "call_id": call_id, "ok": True, "result": result})
         return result
 
     def check_cancelled(self) -> None:

@@ -58,9 +58,25 @@ def test_entry_invariants(model: str) -> None:
 
 
 def test_raw_entries_name_every_field() -> None:
-    fields = {"model", "provider", "host", "tier", "input_per_mtok", "cached_input_per_mtok", "cache_write_per_mtok",
-              "output_per_mtok", "reasoning_per_mtok", "batch", "batch_stacks_with_cache", "long_context",
-              "context_window", "max_output_tokens", "min_cacheable_tokens", "source_url", "date_read"}
+    fields = {
+        "model",
+        "provider",
+        "host",
+        "tier",
+        "input_per_mtok",
+        "cached_input_per_mtok",
+        "cache_write_per_mtok",
+        "output_per_mtok",
+        "reasoning_per_mtok",
+        "batch",
+        "batch_stacks_with_cache",
+        "long_context",
+        "context_window",
+        "max_output_tokens",
+        "min_cacheable_tokens",
+        "source_url",
+        "date_read",
+    }
     for entry in catalog()["models"]:
         assert fields <= set(entry), entry["model"]
     names = [n.lower() for e in catalog()["models"] for n in (e["model"], *e["aliases"])]

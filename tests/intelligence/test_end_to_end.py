@@ -30,8 +30,13 @@ def platform(pg_server: Any, firestore_emulator_host: str, tmp_path_factory: pyt
     pubsub, pubsub_host = start_emulator_process("embedded")
     env = None
     try:
-        env = start_api_env(url, pubsub_host, firestore_emulator_host, Path(tmp_path_factory.mktemp("intel-e2e")),
-                            worker_env={"AGENT_PIPELINE": "auto"})
+        env = start_api_env(
+            url,
+            pubsub_host,
+            firestore_emulator_host,
+            Path(tmp_path_factory.mktemp("intel-e2e")),
+            worker_env={"AGENT_PIPELINE": "auto"},
+        )
         yield env
     finally:
         if env is not None:

@@ -24,8 +24,14 @@ START = date(2025, 9, 1)
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "functions.agent.usage.generate", *args], cwd=REPO_ROOT,
-                          capture_output=True, text=True, timeout=60, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "functions.agent.usage.generate", *args],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def test_cli_is_deterministic_with_a_seed() -> None:
@@ -54,14 +60,23 @@ def test_rows_are_valid(profile: str) -> None:
 
 EXPECTED = {
     # profile: (tool, what must be found there)
-    "support_chatbot": [("model_rightsizing", "gpt-4o", "intent_classifier"), ("caching_opportunity", "gpt-4o", None),
-                        ("duplicate_requests", "gpt-4o", None), ("batch_opportunity", "gpt-4o-mini", None)],
+    "support_chatbot": [
+        ("model_rightsizing", "gpt-4o", "intent_classifier"),
+        ("caching_opportunity", "gpt-4o", None),
+        ("duplicate_requests", "gpt-4o", None),
+        ("batch_opportunity", "gpt-4o-mini", None),
+    ],
     "rag_search": [("long_context", "gemini-2.5-pro", None), ("model_rightsizing", "gemini-2.5-pro", "query_rewrite")],
-    "batch_document_processing": [("batch_opportunity", "claude-sonnet-4-5", None),
-                                  ("caching_opportunity", "claude-sonnet-4-5", None),
-                                  ("output_trimming", "claude-sonnet-4-5", "summarize")],
-    "coding_assistant": [("caching_opportunity", "gpt-5", None), ("model_rightsizing", "gpt-5", "inline_complete"),
-                         ("batch_opportunity", "claude-opus-4-5", None)],
+    "batch_document_processing": [
+        ("batch_opportunity", "claude-sonnet-4-5", None),
+        ("caching_opportunity", "claude-sonnet-4-5", None),
+        ("output_trimming", "claude-sonnet-4-5", "summarize"),
+    ],
+    "coding_assistant": [
+        ("caching_opportunity", "gpt-5", None),
+        ("model_rightsizing", "gpt-5", "inline_complete"),
+        ("batch_opportunity", "claude-opus-4-5", None),
+    ],
 }
 
 
@@ -84,8 +99,14 @@ def test_chat_command_loads_sample_data_and_reports(intel_db: Any, user_id: str)
     ctx = TestRunContext(intel_db, user_id, "/generate batch_document_processing days=2 seed=9")
     answer = run(ctx)
     generated = ctx.results("generate_sample_data")[0]
-    assert generated == {"profile": "batch_document_processing", "days": 2, "seed": 9, "requests_per_day": 800,
-                         "rows_inserted": 1600, "rows_duplicate": 0}
+    assert generated == {
+        "profile": "batch_document_processing",
+        "days": 2,
+        "seed": 9,
+        "requests_per_day": 800,
+        "rows_inserted": 1600,
+        "rows_duplicate": 0,
+    }
     assert answer.metadata["route"] == "report" and answer.metadata["generated"]["rows_inserted"] == 1600
     assert "Move background traffic on claude-sonnet-4-5 to the batch API" in answer.content
     again = run(TestRunContext(intel_db, user_id, "/generate batch_document_processing days=2 seed=9"))

@@ -55,8 +55,18 @@ def test_sql_cost_equals_python_cost_per_call(intel_db: Any, user_a: str, result
 
     class Usage:
         def __init__(self, r: dict[str, Any]) -> None:
-            self.__dict__.update({k: r[k] for k in ("input_tokens", "cached_input_tokens", "cache_write_tokens",
-                                                     "output_tokens", "reasoning_tokens")})
+            self.__dict__.update(
+                {
+                    k: r[k]
+                    for k in (
+                        "input_tokens",
+                        "cached_input_tokens",
+                        "cache_write_tokens",
+                        "output_tokens",
+                        "reasoning_tokens",
+                    )
+                }
+            )
 
     exact = sum((cost_usd(r["model"], Usage(r)) for r in records), Decimal(0))
     assert exact == Decimal("8.64512")
@@ -65,37 +75,68 @@ def test_sql_cost_equals_python_cost_per_call(intel_db: Any, user_a: str, result
 
 def test_overview_and_breakdowns(results_a: dict[str, Any]) -> None:
     overview = results_a["usage_overview"]
-    assert (overview["records"], overview["period_days"], overview["first_day"], overview["last_day"]) == \
-        (41, 2, "2025-03-01", "2025-03-02")
+    assert (overview["records"], overview["period_days"], overview["first_day"], overview["last_day"]) == (
+        41,
+        2,
+        "2025-03-01",
+        "2025-03-02",
+    )
     assert overview["total_cost_usd"] == 8.65 and overview["monthly_cost_usd"] == 129.68
     assert overview["failed_requests"] == 1 and overview["unpriced_models"] == ["acme-llm-1"]
     models = {m["model"]: (m["requests"], m["cost_usd"], m["monthly_cost_usd"]) for m in overview["models"]}
-    assert models == {"gpt-4o": (30, 5.20, 78.03), "claude-sonnet-4-5": (6, 2.16, 32.40),
-                      "gemini-2.5-pro": (2, 1.28, 19.20), "gpt-4o-mini": (2, 0.00, 0.05),
-                      "acme-llm-1": (1, 0.00, 0.00)}
-    assert overview["coverage_pct"] == {"feature": 100.0, "end_user": 73.2, "prefix_hash": 39.0,
-                                        "prefix_tokens": 39.0, "request_hash": 73.2, "interactive": 97.6,
-                                        "latency_ms": 24.4, "max_tokens": 0.0}
+    assert models == {
+        "gpt-4o": (30, 5.20, 78.03),
+        "claude-sonnet-4-5": (6, 2.16, 32.40),
+        "gemini-2.5-pro": (2, 1.28, 19.20),
+        "gpt-4o-mini": (2, 0.00, 0.05),
+        "acme-llm-1": (1, 0.00, 0.00),
+    }
+    assert overview["coverage_pct"] == {
+        "feature": 100.0,
+        "end_user": 73.2,
+        "prefix_hash": 39.0,
+        "prefix_tokens": 39.0,
+        "request_hash": 73.2,
+        "interactive": 97.6,
+        "latency_ms": 24.4,
+        "max_tokens": 0.0,
+    }
 
     by_model = results_a["cost_breakdown:model"]
     assert [r["key"] for r in by_model["rows"]][:3] == ["gpt-4o", "claude-sonnet-4-5", "gemini-2.5-pro"]
     assert {k: (r["cost_usd"], r["share_pct"]) for k, r in rows(by_model).items()} == {
-        "gpt-4o": (5.20, 60.2), "claude-sonnet-4-5": (2.16, 25.0), "gemini-2.5-pro": (1.28, 14.8),
-        "gpt-4o-mini": (0.00, 0.0), "acme-llm-1": (0.00, 0.0)}
+        "gpt-4o": (5.20, 60.2),
+        "claude-sonnet-4-5": (2.16, 25.0),
+        "gemini-2.5-pro": (1.28, 14.8),
+        "gpt-4o-mini": (0.00, 0.0),
+        "acme-llm-1": (0.00, 0.0),
+    }
 
     by_feature = rows(results_a["cost_breakdown:feature"])
-    assert {k: (r["requests"], r["cost_usd"], r["monthly_cost_usd"], r["share_pct"]) for k, r in by_feature.items()} \
-        == {"chat": (10, 2.70, 40.50, 31.2), "classify": (20, 2.50, 37.53, 28.9),
-            "summarize": (6, 2.16, 32.40, 25.0), "rag": (2, 1.28, 19.20, 14.8), "extract": (2, 0.00, 0.05, 0.0),
-            "misc": (1, 0.00, 0.00, 0.0)}
+    assert {
+        k: (r["requests"], r["cost_usd"], r["monthly_cost_usd"], r["share_pct"]) for k, r in by_feature.items()
+    } == {
+        "chat": (10, 2.70, 40.50, 31.2),
+        "classify": (20, 2.50, 37.53, 28.9),
+        "summarize": (6, 2.16, 32.40, 25.0),
+        "rag": (2, 1.28, 19.20, 14.8),
+        "extract": (2, 0.00, 0.05, 0.0),
+        "misc": (1, 0.00, 0.00, 0.0),
+    }
 
     by_user = results_a["cost_breakdown:end_user"]
     assert [(r["key"], r["requests"], r["cost_usd"], r["share_pct"]) for r in by_user["rows"]] == [
-        ("(none)", 11, 3.44, 39.8), ("carol", 20, 2.50, 28.9), ("alice", 5, 1.35, 15.6), ("bob", 5, 1.35, 15.6)]
+        ("(none)", 11, 3.44, 39.8),
+        ("carol", 20, 2.50, 28.9),
+        ("alice", 5, 1.35, 15.6),
+        ("bob", 5, 1.35, 15.6),
+    ]
 
     by_day = results_a["cost_breakdown:day"]
     assert [(r["key"], r["requests"], r["cost_usd"]) for r in by_day["rows"]] == [
-        ("2025-03-01", 20, 4.32), ("2025-03-02", 21, 4.32)]
+        ("2025-03-01", 20, 4.32),
+        ("2025-03-02", 21, 4.32),
+    ]
 
 
 def test_drivers_and_latency(results_a: dict[str, Any]) -> None:
@@ -104,15 +145,27 @@ def test_drivers_and_latency(results_a: dict[str, Any]) -> None:
     # input 2.50 + 2.50 + 1.80 + 1.25 + 0.003 = 8.053; output 0.20 + 0.002 + 0.36 + 0.03 + 0.00012 = 0.59212
     assert buckets["input_tokens"] == (3_121_000, 8.05, 93.2)
     assert buckets["output_tokens"] == (46_500, 0.59, 6.8)
-    assert drivers["top_segments"][0] == {"model": "gpt-4o", "feature": "chat", "requests": 10, "cost_usd": 2.70,
-                                          "monthly_cost_usd": 40.50, "share_pct": 31.2, "avg_input_tokens": 100_000,
-                                          "avg_output_tokens": 2_000}
+    assert drivers["top_segments"][0] == {
+        "model": "gpt-4o",
+        "feature": "chat",
+        "requests": 10,
+        "cost_usd": 2.70,
+        "monthly_cost_usd": 40.50,
+        "share_pct": 31.2,
+        "avg_input_tokens": 100_000,
+        "avg_output_tokens": 2_000,
+    }
     assert drivers["failed_requests"] == {"requests": 1, "cost_usd": 0.00, "share_pct": 0.0}
 
     latency = {m["model"]: m for m in results_a["latency_percentiles"]["models"]}
     # gpt-4o chat latencies 100..1000 ms: linear interpolation gives p50 550, p90 910, p95 955, p99 991.
-    assert (latency["gpt-4o"]["measured"], latency["gpt-4o"]["p50_ms"], latency["gpt-4o"]["p90_ms"],
-            latency["gpt-4o"]["p95_ms"], latency["gpt-4o"]["p99_ms"]) == (10, 550.0, 910.0, 955.0, 991.0)
+    assert (
+        latency["gpt-4o"]["measured"],
+        latency["gpt-4o"]["p50_ms"],
+        latency["gpt-4o"]["p90_ms"],
+        latency["gpt-4o"]["p95_ms"],
+        latency["gpt-4o"]["p99_ms"],
+    ) == (10, 550.0, 910.0, 955.0, 991.0)
     assert latency["gpt-4o-mini"]["error_rate_pct"] == 50.0 and latency["gpt-4o-mini"]["p50_ms"] is None
 
 
@@ -122,11 +175,23 @@ def test_prompt_caching(results_a: dict[str, Any]) -> None:
     4 x 50,000 x 0.30 = 0.06 -> 0.435 instead of 300,000 x 3.00 = 0.90: saves 0.465 (x15 = 6.975)."""
     caching = results_a["caching_opportunity"]
     models = {m["model"]: m for m in caching["models"]}
-    assert {k: (m["requests"], m["cache_reads"], m["hit_rate_pct"], m["cacheable_tokens"], m["current_cost_usd"],
-                m["cached_cost_usd"], m["savings_usd"], m["monthly_savings_usd"],
-                m["monthly_savings_background_usd"]) for k, m in models.items()} == {
+    assert {
+        k: (
+            m["requests"],
+            m["cache_reads"],
+            m["hit_rate_pct"],
+            m["cacheable_tokens"],
+            m["current_cost_usd"],
+            m["cached_cost_usd"],
+            m["savings_usd"],
+            m["monthly_savings_usd"],
+            m["monthly_savings_background_usd"],
+        )
+        for k, m in models.items()
+    } == {
         "gpt-4o": (10, 8, 80.0, 800_000, 2.00, 1.20, 0.80, 12.00, 0.00),
-        "claude-sonnet-4-5": (6, 4, 66.7, 300_000, 0.90, 0.44, 0.47, 6.98, 6.98)}
+        "claude-sonnet-4-5": (6, 4, 66.7, 300_000, 0.90, 0.44, 0.47, 6.98, 6.98),
+    }
     assert models["claude-sonnet-4-5"]["cache_mode"] == "explicit" and models["gpt-4o"]["cache_mode"] == "automatic"
     assert caching["savings_usd"] == 1.27 and caching["monthly_savings_usd"] == 18.98
 
@@ -134,16 +199,36 @@ def test_prompt_caching(results_a: dict[str, Any]) -> None:
 def test_caching_respects_minimum_prefix_and_write_premium(intel_db: Any, user_id: str) -> None:
     """A prefix under the provider's minimum is not cacheable; on Anthropic a prefix read by nobody within its
     lifetime only pays the write premium, so it is not recommended."""
-    datasets.load(intel_db, user_id, [
-        datasets.row("short-1", "2025-05-01T10:00:00Z", "claude-haiku-4-5", 10_000, 10, prefix_hash="p",
-                     prefix_tokens=4_000),  # haiku 4.5 caches from 4,096 tokens
-        datasets.row("short-2", "2025-05-01T10:01:00Z", "claude-haiku-4-5", 10_000, 10, prefix_hash="p",
-                     prefix_tokens=4_000),
-        datasets.row("lonely-1", "2025-05-01T11:00:00Z", "claude-sonnet-4-5", 10_000, 10, prefix_hash="q",
-                     prefix_tokens=5_000),
-        datasets.row("lonely-2", "2025-05-01T12:00:00Z", "claude-sonnet-4-5", 10_000, 10, prefix_hash="q",
-                     prefix_tokens=5_000),
-    ])
+    datasets.load(
+        intel_db,
+        user_id,
+        [
+            datasets.row(
+                "short-1", "2025-05-01T10:00:00Z", "claude-haiku-4-5", 10_000, 10, prefix_hash="p", prefix_tokens=4_000
+            ),  # haiku 4.5 caches from 4,096 tokens
+            datasets.row(
+                "short-2", "2025-05-01T10:01:00Z", "claude-haiku-4-5", 10_000, 10, prefix_hash="p", prefix_tokens=4_000
+            ),
+            datasets.row(
+                "lonely-1",
+                "2025-05-01T11:00:00Z",
+                "claude-sonnet-4-5",
+                10_000,
+                10,
+                prefix_hash="q",
+                prefix_tokens=5_000,
+            ),
+            datasets.row(
+                "lonely-2",
+                "2025-05-01T12:00:00Z",
+                "claude-sonnet-4-5",
+                10_000,
+                10,
+                prefix_hash="q",
+                prefix_tokens=5_000,
+            ),
+        ],
+    )
     caching = Toolbox(intel_db, user_id, use_rollups=False).call("caching_opportunity")
     assert caching["models"] == [] and caching["monthly_savings_usd"] == 0.0
     assert caching["below_minimum"] == [{"model": "claude-haiku-4-5", "requests": 2, "min_cacheable_tokens": 4096}]
@@ -152,14 +237,24 @@ def test_caching_respects_minimum_prefix_and_write_premium(intel_db: Any, user_i
 def test_duplicates_batch_rightsizing_trimming_long_context(results_a: dict[str, Any]) -> None:
     dup = results_a["duplicate_requests"]
     # 4 identical classify requests cost 4 x 0.1251 = 0.5004; 3 of 4 served from cache: 0.3753 (x15 = 5.6295)
-    assert dup["models"] == [{"model": "gpt-4o", "groups": 1, "requests": 4, "repeats": 3, "savings_usd": 0.38,
-                              "monthly_savings_usd": 5.63}]
+    assert dup["models"] == [
+        {"model": "gpt-4o", "groups": 1, "requests": 4, "repeats": 3, "savings_usd": 0.38, "monthly_savings_usd": 5.63}
+    ]
 
     batch = results_a["batch_opportunity"]
     # sonnet background 2.16 at 50 % = 1.08 saved (x15 = 16.20); 4o-mini 0.00312 -> 0.00156 (x15 = 0.0234)
-    assert [(m["model"], m["requests"], m["current_cost_usd"], m["batch_cost_usd"], m["savings_usd"],
-             m["monthly_savings_usd"], m["stacks_with_cache"]) for m in batch["models"]] == [
-        ("claude-sonnet-4-5", 6, 2.16, 1.08, 1.08, 16.20, True), ("gpt-4o-mini", 2, 0.00, 0.00, 0.00, 0.02, False)]
+    assert [
+        (
+            m["model"],
+            m["requests"],
+            m["current_cost_usd"],
+            m["batch_cost_usd"],
+            m["savings_usd"],
+            m["monthly_savings_usd"],
+            m["stacks_with_cache"],
+        )
+        for m in batch["models"]
+    ] == [("claude-sonnet-4-5", 6, 2.16, 1.08, 1.08, 16.20, True), ("gpt-4o-mini", 2, 0.00, 0.00, 0.00, 0.02, False)]
     assert batch["background_requests"] == 8 and batch["unknown_interactive_requests"] == 1
     assert batch["monthly_savings_usd"] == 16.22
 
@@ -167,31 +262,64 @@ def test_duplicates_batch_rightsizing_trimming_long_context(results_a: dict[str,
     # classify on gpt-5-nano: 20 x (50,000 x 0.05 + 10 x 0.40) / 1e6 = 0.05008; saves 2.45192 (x15 = 36.7788)
     assert sizing["checked_segments"] == 2
     [candidate] = sizing["candidates"]
-    assert {k: candidate[k] for k in ("model", "feature", "kind", "requests", "avg_output_tokens", "target_model",
-                                      "current_cost_usd", "target_cost_usd", "savings_usd", "monthly_savings_usd",
-                                      "quality_risk")} == {
-        "model": "gpt-4o", "feature": "classify", "kind": "classification", "requests": 20, "avg_output_tokens": 10,
-        "target_model": "gpt-5-nano", "current_cost_usd": 2.50, "target_cost_usd": 0.05, "savings_usd": 2.45,
-        "monthly_savings_usd": 36.78, "quality_risk": "low"}
+    assert {
+        k: candidate[k]
+        for k in (
+            "model",
+            "feature",
+            "kind",
+            "requests",
+            "avg_output_tokens",
+            "target_model",
+            "current_cost_usd",
+            "target_cost_usd",
+            "savings_usd",
+            "monthly_savings_usd",
+            "quality_risk",
+        )
+    } == {
+        "model": "gpt-4o",
+        "feature": "classify",
+        "kind": "classification",
+        "requests": 20,
+        "avg_output_tokens": 10,
+        "target_model": "gpt-5-nano",
+        "current_cost_usd": 2.50,
+        "target_cost_usd": 0.05,
+        "savings_usd": 2.45,
+        "monthly_savings_usd": 36.78,
+        "quality_risk": "low",
+    }
 
     trimming = results_a["output_trimming"]
     # 25 % of output cost: summarize 0.36 -> 0.09 (1.35/month), chat 0.20 -> 0.05 (0.75), rag 0.03 -> 0.0075 (0.1125)
-    assert [(c["feature"], c["output_cost_usd"], c["savings_usd"], c["monthly_savings_usd"],
-             c["suggested_max_tokens"]) for c in trimming["candidates"]] == [
-        ("summarize", 0.36, 0.09, 1.35, 6000), ("chat", 0.20, 0.05, 0.75, 3000), ("rag", 0.03, 0.01, 0.11, 1500)]
+    assert [
+        (c["feature"], c["output_cost_usd"], c["savings_usd"], c["monthly_savings_usd"], c["suggested_max_tokens"])
+        for c in trimming["candidates"]
+    ] == [("summarize", 0.36, 0.09, 1.35, 6000), ("chat", 0.20, 0.05, 0.75, 3000), ("rag", 0.03, 0.01, 0.11, 1500)]
 
     long_context = results_a["long_context"]
     # base tier: 2 x (250,000 x 1.25 + 1,000 x 10) / 1e6 = 0.645; premium paid 1.28 - 0.645 = 0.635 (x15 = 9.525)
-    assert long_context["models"] == [{"model": "gemini-2.5-pro", "threshold_tokens": 200_000, "requests": 2,
-                                       "avg_prompt_tokens": 250_000, "current_cost_usd": 1.28,
-                                       "base_tier_cost_usd": 0.65, "savings_usd": 0.64, "monthly_savings_usd": 9.53}]
+    assert long_context["models"] == [
+        {
+            "model": "gemini-2.5-pro",
+            "threshold_tokens": 200_000,
+            "requests": 2,
+            "avg_prompt_tokens": 250_000,
+            "current_cost_usd": 1.28,
+            "base_tier_cost_usd": 0.65,
+            "savings_usd": 0.64,
+            "monthly_savings_usd": 9.53,
+        }
+    ]
 
 
 def test_ranking_and_what_if(results_a: dict[str, Any]) -> None:
     """score = monthly savings / (effort weight x risk weight), low 1, medium 2, high 3."""
     ranked = recommendations.rank(recommendations.build(results_a))
-    assert [(r["id"], r["monthly_savings_usd"], r["effort"], r["risk"], r["score"])
-            for r in ranked["recommendations"]] == [
+    assert [
+        (r["id"], r["monthly_savings_usd"], r["effort"], r["risk"], r["score"]) for r in ranked["recommendations"]
+    ] == [
         ("rightsizing:gpt-4o:classify", 36.78, "low", "low", 36.78),
         ("prompt_caching:gpt-4o", 12.00, "low", "low", 12.00),
         ("batch:claude-sonnet-4-5", 16.20, "medium", "low", 8.10),
@@ -201,7 +329,8 @@ def test_ranking_and_what_if(results_a: dict[str, Any]) -> None:
         ("output_trimming:claude-sonnet-4-5:summarize", 1.35, "low", "medium", 0.68),
         ("output_trimming:gpt-4o:chat", 0.75, "low", "medium", 0.38),
         ("output_trimming:gemini-2.5-pro:rag", 0.11, "low", "medium", 0.06),
-        ("batch:gpt-4o-mini", 0.02, "medium", "low", 0.01)]
+        ("batch:gpt-4o-mini", 0.02, "medium", "low", 0.01),
+    ]
     assert ranked["monthly_savings_usd"] == 89.35
 
     # Per model: cost x (1 - prod(1 - s_i / cost)).
@@ -209,15 +338,27 @@ def test_ranking_and_what_if(results_a: dict[str, Any]) -> None:
     # gemini 19.20 with 9.53, 0.11 -> 9.59; 4o-mini 0.05 with 0.02 -> 0.02. Sum 75.78.
     what_if = recommendations.what_if(results_a["usage_overview"], ranked["recommendations"], None, 10.0, 3)
     assert {m["model"]: m["monthly_savings_usd"] for m in what_if["by_model"]} == {
-        "gpt-4o": 45.95, "claude-sonnet-4-5": 20.22, "gemini-2.5-pro": 9.59, "gpt-4o-mini": 0.02}
-    assert (what_if["baseline_monthly_usd"], what_if["optimized_monthly_usd"], what_if["monthly_savings_usd"],
-            what_if["savings_pct"]) == (129.68, 53.90, 75.78, 58.4)
+        "gpt-4o": 45.95,
+        "claude-sonnet-4-5": 20.22,
+        "gemini-2.5-pro": 9.59,
+        "gpt-4o-mini": 0.02,
+    }
+    assert (
+        what_if["baseline_monthly_usd"],
+        what_if["optimized_monthly_usd"],
+        what_if["monthly_savings_usd"],
+        what_if["savings_pct"],
+    ) == (129.68, 53.90, 75.78, 58.4)
     assert [(p["month"], p["baseline_usd"], p["optimized_usd"], p["savings_usd"]) for p in what_if["projection"]] == [
-        (1, 129.68, 53.90, 75.78), (2, 142.65, 59.29, 83.36), (3, 156.91, 65.22, 91.69)]
+        (1, 129.68, 53.90, 75.78),
+        (2, 142.65, 59.29, 83.36),
+        (3, 156.91, 65.22, 91.69),
+    ]
     assert what_if["horizon_savings_usd"] == 250.83
 
-    only = recommendations.what_if(results_a["usage_overview"], ranked["recommendations"],
-                                   ["prompt_caching:gpt-4o"], 0.0, 1)
+    only = recommendations.what_if(
+        results_a["usage_overview"], ranked["recommendations"], ["prompt_caching:gpt-4o"], 0.0, 1
+    )
     assert only["monthly_savings_usd"] == 12.00 and only["optimized_monthly_usd"] == 117.68
     with pytest.raises(ValueError, match="unknown recommendation"):
         recommendations.what_if(results_a["usage_overview"], ranked["recommendations"], ["nope"])
@@ -232,12 +373,22 @@ def test_batch_does_not_stack_with_caching_where_forbidden(intel_db: Any, user_b
     toolbox = Toolbox(intel_db, user_b, use_rollups=False)
     results = {n: toolbox.call(n, a) for n, a in FULL_ANALYSIS if n != "cost_breakdown"}
     batch = results["batch_opportunity"]
-    assert [(m["model"], m["requests"], m["current_cost_usd"], m["batch_cost_usd"], m["monthly_savings_usd"],
-             m["stacks_with_cache"]) for m in batch["models"]] == [("gpt-4.1", 4, 0.43, 0.22, 6.48, False)]
+    assert [
+        (
+            m["model"],
+            m["requests"],
+            m["current_cost_usd"],
+            m["batch_cost_usd"],
+            m["monthly_savings_usd"],
+            m["stacks_with_cache"],
+        )
+        for m in batch["models"]
+    ] == [("gpt-4.1", 4, 0.43, 0.22, 6.48, False)]
     assert [s["feature"] for s in batch["top_segments"]] == ["nightly"]
     caching = results["caching_opportunity"]["models"]
-    assert [(m["model"], m["cache_reads"], m["monthly_savings_usd"], m["monthly_savings_background_usd"])
-            for m in caching] == [("gpt-4.1", 3, 5.40, 5.40)]
+    assert [
+        (m["model"], m["cache_reads"], m["monthly_savings_usd"], m["monthly_savings_background_usd"]) for m in caching
+    ] == [("gpt-4.1", 3, 5.40, 5.40)]
     assert results["usage_overview"]["monthly_cost_usd"] == 14.91
 
     recs = recommendations.rank(recommendations.build(results))["recommendations"]
@@ -254,12 +405,17 @@ def test_final_report_states_the_reference_figures(intel_db: Any, user_a: str) -
     ctx = TestRunContext(intel_db, user_a, "How can we cut our LLM costs?")
     answer = run(ctx)
     text = answer.content
-    for expected in ("$8.65", "$129.68",
-                     "| 1 | Route classify traffic from gpt-4o to gpt-5-nano | $36.78 | low | low |",
-                     "| 2 | Cache the repeated prompt prefixes on gpt-4o | $12.00 | low | low |",
-                     "from $129.68 to $53.90 (58.4% less)", "| `gpt-4o` | 30 | $5.20 | $78.03 | 60.2% |",
-                     "| chat | 10 | $2.70 | $40.50 | 31.2% |", "8 of 10 requests would read a cached prefix (80.0%)",
-                     "| `gpt-4o` | 10 | 550.0 ms | 910.0 ms | 955.0 ms | 991.0 ms | 0.0% |",
-                     "Not in the price catalog (tokens counted, cost unknown): `acme-llm-1`."):
+    for expected in (
+        "$8.65",
+        "$129.68",
+        "| 1 | Route classify traffic from gpt-4o to gpt-5-nano | $36.78 | low | low |",
+        "| 2 | Cache the repeated prompt prefixes on gpt-4o | $12.00 | low | low |",
+        "from $129.68 to $53.90 (58.4% less)",
+        "| `gpt-4o` | 30 | $5.20 | $78.03 | 60.2% |",
+        "| chat | 10 | $2.70 | $40.50 | 31.2% |",
+        "8 of 10 requests would read a cached prefix (80.0%)",
+        "| `gpt-4o` | 10 | 550.0 ms | 910.0 ms | 955.0 ms | 991.0 ms | 0.0% |",
+        "Not in the price catalog (tokens counted, cost unknown): `acme-llm-1`.",
+    ):
         assert expected in text, expected
     assert answer.metadata["route"] == "report" and answer.metadata["intent"] == "full_analysis"

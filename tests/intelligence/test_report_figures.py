@@ -51,16 +51,21 @@ def result_numbers(ctx: TestRunContext) -> set[str]:
         if isinstance(value, int | float):
             numbers.add(str(Decimal(str(value)).normalize()))
         elif isinstance(value, str):
-            numbers.update(str(Decimal(n).normalize()) if "-" not in n else n
-                           for n in (m.replace(",", "") for m in TOKEN.findall(value.replace("$", ""))))
+            numbers.update(
+                str(Decimal(n).normalize()) if "-" not in n else n
+                for n in (m.replace(",", "") for m in TOKEN.findall(value.replace("$", "")))
+            )
     return numbers
 
 
 def assert_traceable(ctx: TestRunContext, content: str) -> int:
     known = result_numbers(ctx)
     figures = report_numbers(content)
-    missing = [f for f in figures if ("-" in f and f not in known)
-               or ("-" not in f and str(Decimal(f).normalize()) not in known)]
+    missing = [
+        f
+        for f in figures
+        if ("-" in f and f not in known) or ("-" not in f and str(Decimal(f).normalize()) not in known)
+    ]
     assert not missing, f"figures in the report that no tool produced: {missing}"
     return len(figures)
 
@@ -78,8 +83,9 @@ def test_reference_report_is_fully_traceable(intel_db: Any) -> None:
 @pytest.mark.parametrize("profile", sorted(PROFILES))
 def test_generated_workload_reports_are_traceable(intel_db: Any, profile: str) -> None:
     user = make_user(intel_db)
-    datasets.load(intel_db, user, list(generate(profile, days=3, requests_per_day=150, seed=11,
-                                                start=date(2025, 9, 1))))
+    datasets.load(
+        intel_db, user, list(generate(profile, days=3, requests_per_day=150, seed=11, start=date(2025, 9, 1)))
+    )
     ctx = TestRunContext(intel_db, user, "Where can we cut our LLM spend?")
     answer = run(ctx)
     assert answer.metadata["route"] == "report" and answer.metadata["report"]["recommendations"]

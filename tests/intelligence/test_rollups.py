@@ -15,10 +15,22 @@ from tests.intelligence.conftest import make_user
 
 
 def job(db_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {"PATH": "/usr/bin:/bin", "NETRA_ENV": "test", "NETRA_DOTENV": "/nonexistent/.env", "LOG_FORMAT": "text",
-           "DATABASE_URL": db_url}
-    return subprocess.run([sys.executable, "-m", "functions.agent.rollup_job", *args], cwd=REPO_ROOT, env=env,
-                          capture_output=True, text=True, timeout=120, check=False)
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "NETRA_ENV": "test",
+        "NETRA_DOTENV": "/nonexistent/.env",
+        "LOG_FORMAT": "text",
+        "DATABASE_URL": db_url,
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "functions.agent.rollup_job", *args],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def test_job_writes_rollups_that_tools_serve_until_the_data_changes(intel_db: Any, shared_db_url: str) -> None:

@@ -32,8 +32,7 @@ QUESTIONS = [
     ("What if usage grows 20% per month for 6 months?", "what_if", {"growth_pct_per_month": 20.0, "months": 6}),
     ("Forecast our costs if traffic doubles", "what_if", {"growth_pct_per_month": 100.0}),
     ("What does claude-sonnet-4-5 cost per million tokens?", "pricing", {"models": ["claude-sonnet-4-5"]}),
-    ("Compare prices of gemini-2.5-flash and gpt-5-mini", "pricing",
-     {"models": ["gemini-2.5-flash", "gpt-5-mini"]}),
+    ("Compare prices of gemini-2.5-flash and gpt-5-mini", "pricing", {"models": ["gemini-2.5-flash", "gpt-5-mini"]}),
     ("How do I upload my LiteLLM spend logs?", "data_upload", {}),
     ("What file format do you accept?", "data_upload", {}),
     ("Generate some sample data so I can try it", "generate_data", {}),
@@ -57,16 +56,23 @@ def test_keyword_triage(question: str, intent: str, entities: dict[str, Any]) ->
 def test_model_json_is_used_and_checked() -> None:
     answer = 'Sure: {"intent": "latency", "models": ["GPT-4o", "not-a-model"], "months": 99, "by": "model"}'
     result = parse_llm_answer(answer, "how quick are we")
-    assert (result.intent, result.source, result.entities) == ("latency", "llm", {"models": ["gpt-4o"],
-                                                                                  "by": "model"})
+    assert (result.intent, result.source, result.entities) == ("latency", "llm", {"models": ["gpt-4o"], "by": "model"})
     for bad in ("no json here", '{"intent": "world_domination"}', "{broken"):
         with pytest.raises(ValueError):
             parse_llm_answer(bad, "x")
 
 
 def test_sufficiency_names_exactly_the_missing_fields() -> None:
-    overview = {"records": 10, "coverage_pct": {"prefix_hash": 0.0, "prefix_tokens": 0.0, "request_hash": 50.0,
-                                                 "interactive": 0.0, "latency_ms": 100.0}}
+    overview = {
+        "records": 10,
+        "coverage_pct": {
+            "prefix_hash": 0.0,
+            "prefix_tokens": 0.0,
+            "request_hash": 50.0,
+            "interactive": 0.0,
+            "latency_ms": 100.0,
+        },
+    }
     assert sufficiency("latency", overview) == {"level": "sufficient", "missing": {}}
     batch = sufficiency("batch", overview)
     assert batch["level"] == "insufficient" and list(batch["missing"]) == ["interactive"]
@@ -105,10 +111,24 @@ def test_with_data_the_full_pipeline_runs(intel_db: Any, data_user: str) -> None
     assert answer.metadata["route"] == "report"
     assert ctx.agents_started() == ["triage", "data", "optimization", "actions", "reporting"]
     assert (ctx.events[0].type, ctx.events[0].agent_name) == ("agent_thinking", "supervisor")
-    assert tools(ctx) == ["usage_overview", "cost_breakdown", "cost_breakdown", "cost_breakdown", "cost_breakdown",
-                          "cost_drivers", "latency_percentiles", "caching_opportunity", "duplicate_requests",
-                          "batch_opportunity", "model_rightsizing", "output_trimming", "long_context",
-                          "rank_recommendations", "what_if", "action_plans"]
+    assert tools(ctx) == [
+        "usage_overview",
+        "cost_breakdown",
+        "cost_breakdown",
+        "cost_breakdown",
+        "cost_breakdown",
+        "cost_drivers",
+        "latency_percentiles",
+        "caching_opportunity",
+        "duplicate_requests",
+        "batch_opportunity",
+        "model_rightsizing",
+        "output_trimming",
+        "long_context",
+        "rank_recommendations",
+        "what_if",
+        "action_plans",
+    ]
     executing = [e for e in ctx.events if e.type == "tool_executing"]
     completed = [e for e in ctx.events if e.type == "tool_completed"]
     assert len(executing) == len(completed) == len(ctx.tool_results)
@@ -119,16 +139,25 @@ def test_with_data_the_full_pipeline_runs(intel_db: Any, data_user: str) -> None
     assert answer.metadata["triage"]["source"] == "keywords" and answer.metadata["triage"]["fallback_reason"]
 
 
-@pytest.mark.parametrize(("question", "route", "tools_run"), [
-    ("What is the capital of France?", "off_topic", []),
-    ("hi", "clarify", ["usage_overview"]),
-    ("What does claude-sonnet-4-5 cost per million tokens?", "pricing", ["price_lookup"]),
-    ("Which model is slow? p95 latency please", "report", ["usage_overview", "cost_breakdown",
-                                                           "latency_percentiles"]),
-    ("Where is our money going, by feature?", "report", ["usage_overview", "cost_breakdown", "cost_breakdown",
-                                                         "cost_breakdown", "cost_breakdown", "cost_drivers"]),
-    ("How do I upload my LiteLLM spend logs?", "data_helper", ["usage_overview", "accepted_formats"]),
-])
+@pytest.mark.parametrize(
+    ("question", "route", "tools_run"),
+    [
+        ("What is the capital of France?", "off_topic", []),
+        ("hi", "clarify", ["usage_overview"]),
+        ("What does claude-sonnet-4-5 cost per million tokens?", "pricing", ["price_lookup"]),
+        (
+            "Which model is slow? p95 latency please",
+            "report",
+            ["usage_overview", "cost_breakdown", "latency_percentiles"],
+        ),
+        (
+            "Where is our money going, by feature?",
+            "report",
+            ["usage_overview", "cost_breakdown", "cost_breakdown", "cost_breakdown", "cost_breakdown", "cost_drivers"],
+        ),
+        ("How do I upload my LiteLLM spend logs?", "data_helper", ["usage_overview", "accepted_formats"]),
+    ],
+)
 def test_routes_with_data(intel_db: Any, data_user: str, question: str, route: str, tools_run: list[str]) -> None:
     ctx = TestRunContext(intel_db, data_user, question)
     answer = run(ctx)
@@ -145,8 +174,9 @@ def test_routes_with_data(intel_db: Any, data_user: str, question: str, route: s
 def test_partial_data_gets_exactly_the_missing_fields(intel_db: Any, user_id: str) -> None:
     """Records without prefix or request hashes: a caching question is answered by the data helper, which
     names exactly those fields; a latency question names only latency_ms."""
-    datasets.load(intel_db, user_id, [datasets.row(f"r{i}", "2025-05-01T10:00:00Z", "gpt-4o", 1000, 10)
-                                      for i in range(3)])
+    datasets.load(
+        intel_db, user_id, [datasets.row(f"r{i}", "2025-05-01T10:00:00Z", "gpt-4o", 1000, 10) for i in range(3)]
+    )
     caching = run(TestRunContext(intel_db, user_id, "Can we cache the system prompt?"))
     assert caching.metadata["route"] == "data_helper"
     assert list(caching.metadata["sufficiency"]["missing"]) == ["prefix_hash", "prefix_tokens", "request_hash"]
@@ -176,8 +206,9 @@ def test_model_failure_falls_back_to_keywords_and_template(intel_db: Any, data_u
     answer = run(ctx)
     assert answer.metadata["triage"]["source"] == "keywords"
     assert "LLMUnavailable" in answer.metadata["triage"]["fallback_reason"]
-    assert "Start with **route classify traffic from gpt-4o to gpt-5-nano**: it saves $36.78 per month" \
-        in answer.content
+    assert (
+        "Start with **route classify traffic from gpt-4o to gpt-5-nano**: it saves $36.78 per month" in answer.content
+    )
 
 
 def test_cancel_between_steps(intel_db: Any, data_user: str) -> None:

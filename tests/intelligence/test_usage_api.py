@@ -51,8 +51,7 @@ def api(intel_db: Any) -> Iterator[str]:
 @pytest.fixture
 def client(api: str, intel_db: Any) -> Iterator[httpx.Client]:
     user = make_user(intel_db)
-    with httpx.Client(base_url=api, headers={"Authorization": f"Bearer {user}"}, trust_env=False,
-                      timeout=30) as c:
+    with httpx.Client(base_url=api, headers={"Authorization": f"Bearer {user}"}, trust_env=False, timeout=30) as c:
         c.user_id = user  # type: ignore[attr-defined]
         yield c
 
@@ -62,8 +61,14 @@ def jsonl(rows: list[dict[str, Any]]) -> bytes:
 
 
 def base_row(request_id: str, **extra: Any) -> dict[str, Any]:
-    return {"request_id": request_id, "timestamp": "2025-06-01T10:00:00Z", "model": "gpt-4o-mini",
-            "input_tokens": 1000, "output_tokens": 50, **extra}
+    return {
+        "request_id": request_id,
+        "timestamp": "2025-06-01T10:00:00Z",
+        "model": "gpt-4o-mini",
+        "input_tokens": 1000,
+        "output_tokens": 50,
+        **extra,
+    }
 
 
 def stored(db: Any, user: str) -> list[dict[str, Any]]:
@@ -71,29 +76,47 @@ def stored(db: Any, user: str) -> list[dict[str, Any]]:
 
 
 def test_jsonl_upload_is_idempotent_by_request_id(client: httpx.Client, intel_db: Any) -> None:
-    body = jsonl([base_row("a", feature="chat", interactive=True, prefix_hash="p", prefix_tokens=800),
-                  base_row("b", model="claude-sonnet-4-5-20250929", cached_input_tokens=500, status="failure")])
+    body = jsonl(
+        [
+            base_row("a", feature="chat", interactive=True, prefix_hash="p", prefix_tokens=800),
+            base_row("b", model="claude-sonnet-4-5-20250929", cached_input_tokens=500, status="failure"),
+        ]
+    )
     first = client.post("/api/usage", content=body, headers={"Content-Type": "application/x-ndjson"})
     assert first.status_code == 201, first.text
-    assert first.json() | {"upload_id": None} == {"upload_id": None, "format": "netra", "part": None,
-                                                  "rows_received": 2, "rows_inserted": 2, "rows_duplicate": 0,
-                                                  "data_version": 1}
+    assert first.json() | {"upload_id": None} == {
+        "upload_id": None,
+        "format": "netra",
+        "part": None,
+        "rows_received": 2,
+        "rows_inserted": 2,
+        "rows_duplicate": 0,
+        "data_version": 1,
+    }
     again = client.post("/api/usage", content=body + jsonl([base_row("c")]))
     assert again.status_code == 201 and (again.json()["rows_inserted"], again.json()["rows_duplicate"]) == (1, 2)
     rows = stored(intel_db, client.user_id)
     assert [(r["request_id"], r["provider"], r["model"], r["status"]) for r in rows] == [
-        ("a", "openai", "gpt-4o-mini", "ok"), ("b", "anthropic", "claude-sonnet-4-5", "error"),
-        ("c", "openai", "gpt-4o-mini", "ok")]
-    assert (rows[0]["feature"], rows[0]["interactive"], rows[0]["prefix_tokens"], rows[1]["cached_input_tokens"]) \
-        == ("chat", True, 800, 500)
+        ("a", "openai", "gpt-4o-mini", "ok"),
+        ("b", "anthropic", "claude-sonnet-4-5", "error"),
+        ("c", "openai", "gpt-4o-mini", "ok"),
+    ]
+    assert (rows[0]["feature"], rows[0]["interactive"], rows[0]["prefix_tokens"], rows[1]["cached_input_tokens"]) == (
+        "chat",
+        True,
+        800,
+        500,
+    )
     replay = client.post("/api/usage", content=body)
     assert replay.status_code == 200 and replay.json()["rows_inserted"] == 0 and replay.json()["data_version"] is None
 
 
 def test_csv_upload_and_summary(client: httpx.Client) -> None:
-    body = ("request_id,timestamp,provider,model,input_tokens,output_tokens,interactive,latency_ms,feature\n"
-            "r1,2025-06-01T10:00:00Z,openai,gpt-4o,100,10,true,250,chat\n"
-            "r2,1748773200,google,gemini-2.5-flash,200,20,no,,search\n")
+    body = (
+        "request_id,timestamp,provider,model,input_tokens,output_tokens,interactive,latency_ms,feature\n"
+        "r1,2025-06-01T10:00:00Z,openai,gpt-4o,100,10,true,250,chat\n"
+        "r2,1748773200,google,gemini-2.5-flash,200,20,no,,search\n"
+    )
     response = client.post("/api/usage?format=netra", content=body, headers={"Content-Type": "text/csv"})
     assert response.status_code == 201, response.text
     summary = client.get("/api/usage/summary").json()
@@ -104,18 +127,26 @@ def test_csv_upload_and_summary(client: httpx.Client) -> None:
 
 
 def test_invalid_rows_are_reported_and_nothing_is_stored(client: httpx.Client, intel_db: Any) -> None:
-    body = jsonl([base_row("ok-1"),
-                  {"request_id": "bad-2", "timestamp": "2025-06-01T10:00:00Z", "input_tokens": "many",
-                   "output_tokens": 5},
-                  base_row("bad-3", timestamp="yesterday", interactive="maybe")])
+    body = jsonl(
+        [
+            base_row("ok-1"),
+            {"request_id": "bad-2", "timestamp": "2025-06-01T10:00:00Z", "input_tokens": "many", "output_tokens": 5},
+            base_row("bad-3", timestamp="yesterday", interactive="maybe"),
+        ]
+    )
     body += b"{not json\n"
     response = client.post("/api/usage?first_row=101", content=body)
     assert response.status_code == 422
     error = response.json()["error"]
     assert error["code"] == "invalid_rows" and "nothing was stored" in error["message"]
     problems = [(e["row"], e["field"]) for e in error["details"]["errors"]]
-    assert problems == [(102, "model"), (102, "input_tokens"), (103, "timestamp"), (103, "interactive"),
-                        (104, "(line)")]
+    assert problems == [
+        (102, "model"),
+        (102, "input_tokens"),
+        (103, "timestamp"),
+        (103, "interactive"),
+        (104, "(line)"),
+    ]
     assert all(e["reason"] for e in error["details"]["errors"])
     assert error["details"]["rows_received"] == 4
     assert stored(intel_db, client.user_id) == []
@@ -131,86 +162,204 @@ def test_unknown_model_needs_a_provider(client: httpx.Client) -> None:
 
 def test_litellm_spend_logs(client: httpx.Client, intel_db: Any) -> None:
     logs = [
-        {"request_id": "chatcmpl-1", "call_type": "acompletion", "spend": 0.0012, "total_tokens": 1650,
-         "prompt_tokens": 1500, "completion_tokens": 150, "startTime": "2025-06-02T09:00:00.000Z",
-         "endTime": "2025-06-02T09:00:01.250Z", "model": "gpt-4o-2024-08-06", "custom_llm_provider": "openai",
-         "user": "", "end_user": "cust-9", "request_tags": ["support"], "cache_key": "",
-         "metadata": {"usage_object": {"prompt_tokens_details": {"cached_tokens": 1024},
-                                       "completion_tokens_details": {"reasoning_tokens": 30}}},
-         "status": "success"},
-        {"request_id": "msg-2", "call_type": "acompletion", "spend": 0.01, "total_tokens": 3100,
-         "prompt_tokens": 3000, "completion_tokens": 100, "startTime": "2025-06-02T09:05:00",
-         "endTime": "2025-06-02T09:05:02", "model": "claude-sonnet-4-5", "custom_llm_provider": "anthropic",
-         "metadata": json.dumps({"usage_object": {"cache_read_input_tokens": 2000,
-                                                  "cache_creation_input_tokens": 500}}),
-         "request_tags": "[]", "status": "failure"},
+        {
+            "request_id": "chatcmpl-1",
+            "call_type": "acompletion",
+            "spend": 0.0012,
+            "total_tokens": 1650,
+            "prompt_tokens": 1500,
+            "completion_tokens": 150,
+            "startTime": "2025-06-02T09:00:00.000Z",
+            "endTime": "2025-06-02T09:00:01.250Z",
+            "model": "gpt-4o-2024-08-06",
+            "custom_llm_provider": "openai",
+            "user": "",
+            "end_user": "cust-9",
+            "request_tags": ["support"],
+            "cache_key": "",
+            "metadata": {
+                "usage_object": {
+                    "prompt_tokens_details": {"cached_tokens": 1024},
+                    "completion_tokens_details": {"reasoning_tokens": 30},
+                }
+            },
+            "status": "success",
+        },
+        {
+            "request_id": "msg-2",
+            "call_type": "acompletion",
+            "spend": 0.01,
+            "total_tokens": 3100,
+            "prompt_tokens": 3000,
+            "completion_tokens": 100,
+            "startTime": "2025-06-02T09:05:00",
+            "endTime": "2025-06-02T09:05:02",
+            "model": "claude-sonnet-4-5",
+            "custom_llm_provider": "anthropic",
+            "metadata": json.dumps(
+                {"usage_object": {"cache_read_input_tokens": 2000, "cache_creation_input_tokens": 500}}
+            ),
+            "request_tags": "[]",
+            "status": "failure",
+        },
     ]
     response = client.post("/api/usage", content=json.dumps(logs), headers={"Content-Type": "application/json"})
     assert response.status_code == 201, response.text
     assert response.json()["format"] == "litellm"
     first, second = stored(intel_db, client.user_id)
-    assert (first["model"], first["input_tokens"], first["cached_input_tokens"], first["output_tokens"],
-            first["reasoning_tokens"], first["latency_ms"], first["feature"], first["end_user"]) == \
-        ("gpt-4o", 476, 1024, 120, 30, 1250, "support", "cust-9")
-    assert (second["input_tokens"], second["cached_input_tokens"], second["cache_write_tokens"], second["status"],
-            second["latency_ms"]) == (500, 2000, 500, "error", 2000)
+    assert (
+        first["model"],
+        first["input_tokens"],
+        first["cached_input_tokens"],
+        first["output_tokens"],
+        first["reasoning_tokens"],
+        first["latency_ms"],
+        first["feature"],
+        first["end_user"],
+    ) == ("gpt-4o", 476, 1024, 120, 30, 1250, "support", "cust-9")
+    assert (
+        second["input_tokens"],
+        second["cached_input_tokens"],
+        second["cache_write_tokens"],
+        second["status"],
+        second["latency_ms"],
+    ) == (500, 2000, 500, "error", 2000)
 
 
 def test_provider_request_logs(client: httpx.Client, intel_db: Any) -> None:
     messages = [{"role": "system", "content": "You are a support bot. " * 50}, {"role": "user", "content": "hi"}]
     lines = [
         # OpenAI chat completion with a request: hashes, max_tokens, end user, feature from metadata
-        {"request": {"model": "gpt-4o-mini", "messages": messages, "max_tokens": 300, "user": "u-1",
-                     "metadata": {"feature": "support"}},
-         "response": {"id": "chatcmpl-A", "object": "chat.completion", "created": 1748854800,
-                      "model": "gpt-4o-mini-2024-07-18",
-                      "usage": {"prompt_tokens": 2000, "completion_tokens": 300,
-                                "prompt_tokens_details": {"cached_tokens": 1536},
-                                "completion_tokens_details": {"reasoning_tokens": 0}}},
-         "latency_ms": 900},
+        {
+            "request": {
+                "model": "gpt-4o-mini",
+                "messages": messages,
+                "max_tokens": 300,
+                "user": "u-1",
+                "metadata": {"feature": "support"},
+            },
+            "response": {
+                "id": "chatcmpl-A",
+                "object": "chat.completion",
+                "created": 1748854800,
+                "model": "gpt-4o-mini-2024-07-18",
+                "usage": {
+                    "prompt_tokens": 2000,
+                    "completion_tokens": 300,
+                    "prompt_tokens_details": {"cached_tokens": 1536},
+                    "completion_tokens_details": {"reasoning_tokens": 0},
+                },
+            },
+            "latency_ms": 900,
+        },
         # the same request again: same request_hash and prefix_hash
-        {"request": {"model": "gpt-4o-mini", "messages": messages, "max_tokens": 300, "user": "u-2"},
-         "response": {"id": "chatcmpl-B", "object": "chat.completion", "created": 1748854860,
-                      "model": "gpt-4o-mini", "usage": {"prompt_tokens": 2000, "completion_tokens": 280}}},
+        {
+            "request": {"model": "gpt-4o-mini", "messages": messages, "max_tokens": 300, "user": "u-2"},
+            "response": {
+                "id": "chatcmpl-B",
+                "object": "chat.completion",
+                "created": 1748854860,
+                "model": "gpt-4o-mini",
+                "usage": {"prompt_tokens": 2000, "completion_tokens": 280},
+            },
+        },
         # OpenAI Batch API output line: background work
-        {"id": "batch_req_1", "custom_id": "job-7",
-         "response": {"status_code": 200, "request_id": "req-batch-7",
-                      "body": {"id": "chatcmpl-C", "object": "chat.completion", "created": 1748854900,
-                               "model": "gpt-4.1", "usage": {"prompt_tokens": 100, "completion_tokens": 20}}}},
+        {
+            "id": "batch_req_1",
+            "custom_id": "job-7",
+            "response": {
+                "status_code": 200,
+                "request_id": "req-batch-7",
+                "body": {
+                    "id": "chatcmpl-C",
+                    "object": "chat.completion",
+                    "created": 1748854900,
+                    "model": "gpt-4.1",
+                    "usage": {"prompt_tokens": 100, "completion_tokens": 20},
+                },
+            },
+        },
         # OpenAI Responses API object
-        {"id": "resp_1", "object": "response", "created_at": 1748854950, "model": "o4-mini",
-         "usage": {"input_tokens": 500, "input_tokens_details": {"cached_tokens": 100}, "output_tokens": 400,
-                   "output_tokens_details": {"reasoning_tokens": 350}}},
+        {
+            "id": "resp_1",
+            "object": "response",
+            "created_at": 1748854950,
+            "model": "o4-mini",
+            "usage": {
+                "input_tokens": 500,
+                "input_tokens_details": {"cached_tokens": 100},
+                "output_tokens": 400,
+                "output_tokens_details": {"reasoning_tokens": 350},
+            },
+        },
         # Anthropic message
-        {"id": "msg_1", "type": "message", "model": "claude-haiku-4-5-20251001", "timestamp": "2025-06-02T09:10:00Z",
-         "usage": {"input_tokens": 50, "cache_read_input_tokens": 5000, "cache_creation_input_tokens": 0,
-                   "output_tokens": 60}},
+        {
+            "id": "msg_1",
+            "type": "message",
+            "model": "claude-haiku-4-5-20251001",
+            "timestamp": "2025-06-02T09:10:00Z",
+            "usage": {
+                "input_tokens": 50,
+                "cache_read_input_tokens": 5000,
+                "cache_creation_input_tokens": 0,
+                "output_tokens": 60,
+            },
+        },
         # Gemini generateContent response
-        {"responseId": "gem-1", "modelVersion": "gemini-2.5-flash", "timestamp": "2025-06-02T09:11:00Z",
-         "usageMetadata": {"promptTokenCount": 1200, "cachedContentTokenCount": 1000, "candidatesTokenCount": 80,
-                           "thoughtsTokenCount": 40}},
+        {
+            "responseId": "gem-1",
+            "modelVersion": "gemini-2.5-flash",
+            "timestamp": "2025-06-02T09:11:00Z",
+            "usageMetadata": {
+                "promptTokenCount": 1200,
+                "cachedContentTokenCount": 1000,
+                "candidatesTokenCount": 80,
+                "thoughtsTokenCount": 40,
+            },
+        },
     ]
     response = client.post("/api/usage?format=openai", content=jsonl(lines))
     assert response.status_code == 201, response.text
     rows = {r["request_id"]: r for r in stored(intel_db, client.user_id)}
     a, b = rows["chatcmpl-A"], rows["chatcmpl-B"]
-    assert (a["model"], a["input_tokens"], a["cached_input_tokens"], a["output_tokens"], a["max_tokens"],
-            a["end_user"], a["feature"], a["latency_ms"], a["interactive"]) == \
-        ("gpt-4o-mini", 464, 1536, 300, 300, "u-1", "support", 900, None)
+    assert (
+        a["model"],
+        a["input_tokens"],
+        a["cached_input_tokens"],
+        a["output_tokens"],
+        a["max_tokens"],
+        a["end_user"],
+        a["feature"],
+        a["latency_ms"],
+        a["interactive"],
+    ) == ("gpt-4o-mini", 464, 1536, 300, 300, "u-1", "support", 900, None)
     # 1,150 characters of system prompt: estimated at 4 characters per token
     assert a["prefix_hash"] == b["prefix_hash"] and a["prefix_tokens"] == b["prefix_tokens"] == 288
     assert a["request_hash"] == b["request_hash"]  # the same request from another end user is a repeat
     batch = rows["req-batch-7"]
     assert (batch["model"], batch["interactive"], batch["provider"]) == ("gpt-4.1", False, "openai")
     responses = rows["resp_1"]
-    assert (responses["input_tokens"], responses["cached_input_tokens"], responses["output_tokens"],
-            responses["reasoning_tokens"]) == (400, 100, 50, 350)
+    assert (
+        responses["input_tokens"],
+        responses["cached_input_tokens"],
+        responses["output_tokens"],
+        responses["reasoning_tokens"],
+    ) == (400, 100, 50, 350)
     anthropic = rows["msg_1"]
-    assert (anthropic["provider"], anthropic["model"], anthropic["input_tokens"], anthropic["cached_input_tokens"]) \
-        == ("anthropic", "claude-haiku-4-5", 50, 5000)
+    assert (anthropic["provider"], anthropic["model"], anthropic["input_tokens"], anthropic["cached_input_tokens"]) == (
+        "anthropic",
+        "claude-haiku-4-5",
+        50,
+        5000,
+    )
     gemini = rows["gem-1"]
-    assert (gemini["provider"], gemini["input_tokens"], gemini["cached_input_tokens"], gemini["output_tokens"],
-            gemini["reasoning_tokens"]) == ("google", 200, 1000, 80, 40)
+    assert (
+        gemini["provider"],
+        gemini["input_tokens"],
+        gemini["cached_input_tokens"],
+        gemini["output_tokens"],
+        gemini["reasoning_tokens"],
+    ) == ("google", 200, 1000, 80, 40)
 
 
 def test_unreadable_bodies(client: httpx.Client) -> None:
@@ -241,8 +390,13 @@ def test_large_file_in_parts_with_the_upload_command(client: httpx.Client, intel
     """A generated file bigger than one request goes up in parts; running the command again stores nothing new."""
     path = tmp_path / "usage.csv"
     with path.open("w") as out:
-        count = write(generate("coding_assistant", days=1, requests_per_day=600, seed=3,
-                               start=__import__("datetime").date(2025, 6, 1)), out, "csv")
+        count = write(
+            generate(
+                "coding_assistant", days=1, requests_per_day=600, seed=3, start=__import__("datetime").date(2025, 6, 1)
+            ),
+            out,
+            "csv",
+        )
     assert path.stat().st_size > MAX_BODY
     token = client.headers["Authorization"].split()[1]
     totals = upload(path, str(client.base_url), token, part_bytes=MAX_BODY - 1000)
@@ -300,9 +454,15 @@ def test_a_failure_mid_upload_stores_nothing(intel_db: Any, monkeypatch: pytest.
 DOC = Path(__file__).resolve().parents[2] / "docs/api/usage.openapi.yaml"
 AGENT_DOC = DOC.with_name("agent.openapi.yaml")
 METHODS = {"get", "post", "put", "patch", "delete"}
-JSON_TYPES: dict[str, tuple[type, ...]] = {"integer": (int,), "number": (int, float), "string": (str,),
-                                           "boolean": (bool,), "null": (type(None),), "object": (dict,),
-                                           "array": (list,)}
+JSON_TYPES: dict[str, tuple[type, ...]] = {
+    "integer": (int,),
+    "number": (int, float),
+    "string": (str,),
+    "boolean": (bool,),
+    "null": (type(None),),
+    "object": (dict,),
+    "array": (list,),
+}
 
 
 def _load(path: Path) -> dict[str, Any]:
@@ -327,8 +487,10 @@ def violations(value: Any, schema: dict[str, Any], doc: dict[str, Any], at: str 
     types = schema.get("type")
     if types is not None:
         allowed = [types] if isinstance(types, str) else types
-        if not any(isinstance(value, JSON_TYPES[t]) and not (t in ("integer", "number") and isinstance(value, bool))
-                   for t in allowed):
+        if not any(
+            isinstance(value, JSON_TYPES[t]) and not (t in ("integer", "number") and isinstance(value, bool))
+            for t in allowed
+        ):
             return [f"{at}: {value!r} is not {types}"]
     if "enum" in schema and value not in schema["enum"]:
         found.append(f"{at}: {value!r} not in {schema['enum']}")
@@ -371,8 +533,10 @@ def test_the_usage_document_names_the_real_query_parameters_and_limits() -> None
     from typing import get_args
 
     ops = _operations(_load(DOC))
-    for (method, path), model in ((("POST", "/api/usage"), routes.UploadQuery),
-                                  (("DELETE", "/api/usage"), routes.DeleteQuery)):
+    for (method, path), model in (
+        (("POST", "/api/usage"), routes.UploadQuery),
+        (("DELETE", "/api/usage"), routes.DeleteQuery),
+    ):
         params = {p["name"]: p for p in ops[(method, path)].get("parameters", [])}
         assert set(params) == set(model.model_fields), (method, path)
     upload = {p["name"]: p for p in ops[("POST", "/api/usage")]["parameters"]}
@@ -403,16 +567,24 @@ def test_the_document_checker_catches_drift() -> None:
     doc = _load(DOC)
     summary = {"$ref": "#/components/schemas/UsageSummary"}
     assert violations({"records": "3", "surprise": 1}, summary, doc) == [
-        "$: missing tokens", "$: missing models", "$: missing field_coverage", "$: missing uploads",
-        "$: missing data_version", "$.records: '3' is not integer", "$: surprise is not documented"]
+        "$: missing tokens",
+        "$: missing models",
+        "$: missing field_coverage",
+        "$: missing uploads",
+        "$: missing data_version",
+        "$.records: '3' is not integer",
+        "$: surprise is not documented",
+    ]
 
 
 def test_each_user_sees_and_deletes_only_their_own_records(api: str, intel_db: Any) -> None:
     """Summary and delete act on the caller's records only, even given another user's upload id; the same
     request_id under two users is two records (idempotency is per user)."""
     alice, bob = make_user(intel_db), make_user(intel_db)
-    with httpx.Client(base_url=api, headers={"Authorization": f"Bearer {alice}"}, trust_env=False) as a, \
-            httpx.Client(base_url=api, headers={"Authorization": f"Bearer {bob}"}, trust_env=False) as b:
+    with (
+        httpx.Client(base_url=api, headers={"Authorization": f"Bearer {alice}"}, trust_env=False) as a,
+        httpx.Client(base_url=api, headers={"Authorization": f"Bearer {bob}"}, trust_env=False) as b,
+    ):
         upload_a = a.post("/api/usage", content=jsonl([base_row("same-id"), base_row("a-only")])).json()
         assert b.post("/api/usage", content=jsonl([base_row("same-id")])).json()["rows_inserted"] == 1
         assert b.get("/api/usage/summary").json()["records"] == 1

@@ -39,8 +39,9 @@ def _positive(text: str) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m tests.loadtest", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m tests.loadtest", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--size", choices=sorted(PRESETS), default="default", help="preset sizes (default: default)")
     p.add_argument("--scenarios", type=_ints, default=(1, 2, 3, 4, 5), help="comma-separated, from 1-5")
     p.add_argument("--targets", help=f"measure only these (the floors always run): {', '.join(ALL_TARGETS)}")
@@ -54,14 +55,23 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--db-delay-s", type=float, help="scenario 2: seconds the database starts late")
     for name in REMOTE_URLS:
         env = f"LOADTEST_REMOTE_{name.upper()}_URL"
-        p.add_argument(f"--remote-{name}-url", default=os.environ.get(env),
-                       help=f"scenario 5: deployed {name} base URL (env {env})")
-    p.add_argument("--remote-token", default=os.environ.get("LOADTEST_REMOTE_TOKEN"),
-                   help="scenario 5: an access token for the deployed services (env LOADTEST_REMOTE_TOKEN)")
-    p.add_argument("--remote-force-cold", default=os.environ.get("LOADTEST_REMOTE_FORCE_COLD"),
-                   help="scenario 5: shell command run before each cold measurement, e.g. a gcloud command that "
-                        "deploys a new revision; {service} in it becomes empty, auth or agent-api "
-                        "(env LOADTEST_REMOTE_FORCE_COLD)")
+        p.add_argument(
+            f"--remote-{name}-url",
+            default=os.environ.get(env),
+            help=f"scenario 5: deployed {name} base URL (env {env})",
+        )
+    p.add_argument(
+        "--remote-token",
+        default=os.environ.get("LOADTEST_REMOTE_TOKEN"),
+        help="scenario 5: an access token for the deployed services (env LOADTEST_REMOTE_TOKEN)",
+    )
+    p.add_argument(
+        "--remote-force-cold",
+        default=os.environ.get("LOADTEST_REMOTE_FORCE_COLD"),
+        help="scenario 5: shell command run before each cold measurement, e.g. a gcloud command that "
+        "deploys a new revision; {service} in it becomes empty, auth or agent-api "
+        "(env LOADTEST_REMOTE_FORCE_COLD)",
+    )
     p.add_argument("--remote-samples", type=_positive, default=3, help="scenario 5: cold measurements per URL")
     p.add_argument("--keep-tmp", action="store_true", help="keep the temporary stack directory")
     p.add_argument("--quiet", action="store_true", help="no progress display")
@@ -80,13 +90,22 @@ def main(argv: list[str] | None = None) -> int:
         unknown = only - set(ALL_TARGETS)
         if unknown:
             parser().error(f"--targets: unknown {', '.join(sorted(unknown))}; choose from {', '.join(ALL_TARGETS)}")
-    sizes = PRESETS[args.size].with_overrides(ks=args.ks, burst=args.burst, rounds=args.rounds,
-                                              k1_rounds=args.k1_rounds,
-                                              storm_clients=args.storm_clients, steady_s=args.steady_s,
-                                              db_delay_s=args.db_delay_s)
+    sizes = PRESETS[args.size].with_overrides(
+        ks=args.ks,
+        burst=args.burst,
+        rounds=args.rounds,
+        k1_rounds=args.k1_rounds,
+        storm_clients=args.storm_clients,
+        steady_s=args.steady_s,
+        db_delay_s=args.db_delay_s,
+    )
     ctx = RunContext(out=args.out.resolve(), sizes=sizes, progress=Progress(quiet=args.quiet))
-    ctx.remote = {"urls": {n: getattr(args, f"remote_{n}_url") for n in REMOTE_URLS},
-                  "token": args.remote_token, "force_cold": args.remote_force_cold, "samples": args.remote_samples}
+    ctx.remote = {
+        "urls": {n: getattr(args, f"remote_{n}_url") for n in REMOTE_URLS},
+        "token": args.remote_token,
+        "force_cold": args.remote_force_cold,
+        "samples": args.remote_samples,
+    }
     from tests.loadtest.runner import run
 
     document = run(ctx, sorted(set(args.scenarios)), only, keep_tmp=args.keep_tmp)

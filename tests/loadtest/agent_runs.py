@@ -16,8 +16,14 @@ def _query(database_url: str, sql: str, params: tuple[Any, ...] = ()) -> list[tu
     import pg8000.dbapi
 
     url = urlparse(database_url)
-    conn = pg8000.dbapi.connect(user=url.username, password=url.password, host=url.hostname,
-                                port=url.port or 5432, database=url.path.lstrip("/"), timeout=5)
+    conn = pg8000.dbapi.connect(
+        user=url.username,
+        password=url.password,
+        host=url.hostname,
+        port=url.port or 5432,
+        database=url.path.lstrip("/"),
+        timeout=5,
+    )
     try:
         cursor = conn.cursor()
         cursor.execute(sql, params)
@@ -40,8 +46,11 @@ def unfinished_since(database_url: str | None, since: datetime | None) -> tuple[
     if not database_url or since is None:
         return 0, 0
     try:
-        rows = _query(database_url, "SELECT count(*) FILTER (WHERE status IN ('queued', 'running')), count(*) "
-                                    "FROM runs WHERE created_at >= %s", (since,))
+        rows = _query(
+            database_url,
+            "SELECT count(*) FILTER (WHERE status IN ('queued', 'running')), count(*) FROM runs WHERE created_at >= %s",
+            (since,),
+        )
     except Exception:
         return 0, 0
     return int(rows[0][0]), int(rows[0][1])
@@ -63,9 +72,13 @@ def failure(database_url: str | None, since: datetime | None, worker_logs: list[
     if not unfinished:
         return None
     refused = refusals(worker_logs)
-    cause = (f"{unfinished} of {total} runs accepted with 202 never completed (still queued/running once the "
-             "backlog stopped moving)")
+    cause = (
+        f"{unfinished} of {total} runs accepted with 202 never completed (still queued/running once the "
+        "backlog stopped moving)"
+    )
     if refused:
-        cause += (f"; the worker refused {refused} deliveries as busy (429, max_concurrent_runs) and the push "
-                  "subscription dead-lettered them after its delivery attempts ran out")
+        cause += (
+            f"; the worker refused {refused} deliveries as busy (429, max_concurrent_runs) and the push "
+            "subscription dead-lettered them after its delivery attempts ran out"
+        )
     return {"target": "agent-worker", "request": "runs of posted messages", "count": unfinished, "cause": cause}

@@ -46,13 +46,23 @@ async def sign_in_users(urls: dict[str, str], count: int, give_up_s: float) -> l
     async def one(client: httpx.AsyncClient) -> User:
         async with gate:
             headers = {"X-Forwarded-For": simulated_client_ip()}
-            body = await request_json(client, "POST", f"{urls['auth']}/auth/dev/login", headers=headers,
-                                      json={"email": f"storm-{uuid.uuid4().hex[:12]}@example.com"},
-                                      give_up_at=give_up_at)
+            body = await request_json(
+                client,
+                "POST",
+                f"{urls['auth']}/auth/dev/login",
+                headers=headers,
+                json={"email": f"storm-{uuid.uuid4().hex[:12]}@example.com"},
+                give_up_at=give_up_at,
+            )
             token = str(body["access_token"])
-            thread = await request_json(client, "POST", f"{urls['agent-api']}/api/threads",
-                                        json={"title": "storm"}, headers={"Authorization": f"Bearer {token}"},
-                                        give_up_at=give_up_at)
+            thread = await request_json(
+                client,
+                "POST",
+                f"{urls['agent-api']}/api/threads",
+                json={"title": "storm"},
+                headers={"Authorization": f"Bearer {token}"},
+                give_up_at=give_up_at,
+            )
             return User(token, str(thread["id"]))
 
     async with new_client(8) as client:
@@ -60,9 +70,14 @@ async def sign_in_users(urls: dict[str, str], count: int, give_up_s: float) -> l
 
 
 async def post_message(client: httpx.AsyncClient, agent_url: str, user: User, give_up_at: float) -> str:
-    body = await request_json(client, "POST", f"{agent_url}/api/agent/message",
-                              json={"thread_id": user.thread_id, "content": "load test: where does my spend go?"},
-                              headers={"Authorization": f"Bearer {user.token}"}, give_up_at=give_up_at)
+    body = await request_json(
+        client,
+        "POST",
+        f"{agent_url}/api/agent/message",
+        json={"thread_id": user.thread_id, "content": "load test: where does my spend go?"},
+        headers={"Authorization": f"Bearer {user.token}"},
+        give_up_at=give_up_at,
+    )
     return str(body["run_id"])
 
 
@@ -99,8 +114,9 @@ class BridgeProtocol:
         """One message per user, all at once: every socket of the user receives that run's events."""
         give_up_at = time.monotonic() + self.ctx.sizes.give_up_s
         async with new_client(len(self.users)) as client:
-            await asyncio.gather(*(post_message(client, self.ctx.stack_urls["agent-api"], u, give_up_at)
-                                   for u in self.users))
+            await asyncio.gather(
+                *(post_message(client, self.ctx.stack_urls["agent-api"], u, give_up_at) for u in self.users)
+            )
 
     def is_event(self, frame: dict[str, Any]) -> bool:
         return frame.get("type") in EVENT_TYPES and frame.get("thread_id") in self.threads

@@ -65,10 +65,19 @@ def s1_timeline(s1: dict[str, Any], k: int, out: Path) -> str | None:
                 ax.plot([port, first], [y, y], color=color, lw=7, solid_capstyle="butt")
             if inst["error"]:
                 ax.plot([spawn], [y], marker="x", color="red", ms=9)
-            done = [(s["t_send"] + s["latency_ms"] / 1000, s["ok"]) for s in batch["samples"]
-                    if s["instance"] == inst["index"]]
-            ax.scatter([d[0] for d in done], [y + rng.uniform(-0.25, 0.25) for _ in done], s=6,
-                       c=[color if ok else "red" for _, ok in done], alpha=0.6, zorder=3)
+            done = [
+                (s["t_send"] + s["latency_ms"] / 1000, s["ok"])
+                for s in batch["samples"]
+                if s["instance"] == inst["index"]
+            ]
+            ax.scatter(
+                [d[0] for d in done],
+                [y + rng.uniform(-0.25, 0.25) for _ in done],
+                s=6,
+                c=[color if ok else "red" for _, ok in done],
+                alpha=0.6,
+                zorder=3,
+            )
             ticks.append(y)
             labels.append(f"{batch['target']} #{inst['index']}")
             y += 1
@@ -78,10 +87,12 @@ def s1_timeline(s1: dict[str, Any], k: int, out: Path) -> str | None:
     ax.set_xlim(left=0)
     ax.grid(axis="x", alpha=0.3)
     ax.set_title(f"Scenario 1, scale from zero, K={k}: each row is a fresh instance", loc="left")
-    legend = [Line2D([], [], color="k", lw=2, alpha=0.5, label="spawn -> port open"),
-              Line2D([], [], color="k", lw=7, label="port open -> first success"),
-              Line2D([], [], color="k", marker="o", lw=0, ms=4, label="a burst request answered"),
-              Line2D([], [], color="red", marker="o", lw=0, ms=4, label="failed request")]
+    legend = [
+        Line2D([], [], color="k", lw=2, alpha=0.5, label="spawn -> port open"),
+        Line2D([], [], color="k", lw=7, label="port open -> first success"),
+        Line2D([], [], color="k", marker="o", lw=0, ms=4, label="a burst request answered"),
+        Line2D([], [], color="red", marker="o", lw=0, ms=4, label="failed request"),
+    ]
     ax.legend(handles=legend, loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8, frameon=False)
     return _save(fig, out / f"s1_timeline_k{k}.png")
 
@@ -105,15 +116,21 @@ def cold_start_ratio(s1: dict[str, Any], out: Path) -> str | None:
             if row is None:
                 continue
             x = ki - 0.4 + width * (ti + 0.5)
-            ax.bar(x, row["spawn_to_first_ok_ms"], width * 0.9, color=colors[target],
-                   label=target if ki == 0 else None)
+            ax.bar(x, row["spawn_to_first_ok_ms"], width * 0.9, color=colors[target], label=target if ki == 0 else None)
             if row["ratio_to_floor"] is not None:
-                ax.text(x, row["spawn_to_first_ok_ms"], f"{row['ratio_to_floor']:.1f}x", ha="center",
-                        va="bottom", fontsize=8)
+                ax.text(
+                    x,
+                    row["spawn_to_first_ok_ms"],
+                    f"{row['ratio_to_floor']:.1f}x",
+                    ha="center",
+                    va="bottom",
+                    fontsize=8,
+                )
     ax.set_xticks(range(len(ks)), [f"K={k}" for k in ks])
     ax.set_ylabel("spawn -> first success, median (ms)")
-    ax.set_title(f"Cold start as a multiple of the empty function (red dashes: {limit}x target)", loc="left",
-                 fontsize=10)
+    ax.set_title(
+        f"Cold start as a multiple of the empty function (red dashes: {limit}x target)", loc="left", fontsize=10
+    )
     ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)
     return _save(fig, out / "cold_start_ratio.png")
@@ -131,8 +148,12 @@ def cold_vs_warm(s1: dict[str, Any] | None, s4: dict[str, Any] | None, out: Path
     if not targets:
         return None
     fig, ax = plt.subplots(figsize=(max(6, 1.9 * len(targets) + 2), 4.5))
-    series = [("cold p50", cold, "burst_p50_ms", "#c44e52", 1.0), ("cold p95", cold, "burst_p95_ms", "#c44e52", 0.5),
-              ("warm p50", warm, "p50_ms", "#4c72b0", 1.0), ("warm p95", warm, "p95_ms", "#4c72b0", 0.5)]
+    series = [
+        ("cold p50", cold, "burst_p50_ms", "#c44e52", 1.0),
+        ("cold p95", cold, "burst_p95_ms", "#c44e52", 0.5),
+        ("warm p50", warm, "p50_ms", "#4c72b0", 1.0),
+        ("warm p95", warm, "p95_ms", "#4c72b0", 0.5),
+    ]
     width = 0.2
     for si, (label, source, key, color, alpha) in enumerate(series):
         xs = [i - 0.3 + width * si for i in range(len(targets))]
@@ -143,8 +164,12 @@ def cold_vs_warm(s1: dict[str, Any] | None, s4: dict[str, Any] | None, out: Path
     ax.set_yscale("log")
     ax.set_xticks(range(len(targets)), targets)
     ax.set_ylabel("latency (ms, log scale)")
-    ax.set_title(f"Cold (burst of {s1['summary']['burst']} on {kmin} fresh instance(s) the moment its port opens) "
-                 "vs warm (steady load) latency", loc="left", fontsize=10)
+    ax.set_title(
+        f"Cold (burst of {s1['summary']['burst']} on {kmin} fresh instance(s) the moment its port opens) "
+        "vs warm (steady load) latency",
+        loc="left",
+        fontsize=10,
+    )
     ax.set_ylim(top=ax.get_ylim()[1] * 4)  # room for the legend above the tallest bar
     ax.legend(fontsize=8, ncols=4, loc="upper center")
     ax.grid(axis="y", alpha=0.3, which="both")
@@ -160,27 +185,54 @@ def s2_timeline(s2: dict[str, Any], out: Path) -> str | None:
     fig, ax = plt.subplots(figsize=(11, 5))
     for target in targets:
         mine = [s for s in samples if s["target"] == target and s["ok"]]
-        ax.scatter([s["t_send"] for s in mine], [max(s["latency_ms"], 0.1) for s in mine], s=5, alpha=0.45,
-                   color=colors[target], label=target)
+        ax.scatter(
+            [s["t_send"] for s in mine],
+            [max(s["latency_ms"], 0.1) for s in mine],
+            s=5,
+            alpha=0.45,
+            color=colors[target],
+            label=target,
+        )
     retried = [s for s in samples if s["ok"] and s["attempts"] > 1]
     if retried:
-        ax.scatter([s["t_send"] for s in retried], [s["latency_ms"] for s in retried], s=22, facecolors="none",
-                   edgecolors="k", label="answered after 503 + Retry-After")
+        ax.scatter(
+            [s["t_send"] for s in retried],
+            [s["latency_ms"] for s in retried],
+            s=22,
+            facecolors="none",
+            edgecolors="k",
+            label="answered after 503 + Retry-After",
+        )
     failed = [s for s in samples if not s["ok"]]
     if failed:
-        ax.scatter([s["t_send"] for s in failed], [max(s["latency_ms"], 0.1) for s in failed], s=30, marker="x",
-                   color="red", label="failed")
+        ax.scatter(
+            [s["t_send"] for s in failed],
+            [max(s["latency_ms"], 0.1) for s in failed],
+            s=30,
+            marker="x",
+            color="red",
+            label="failed",
+        )
     ax.set_yscale("log")
     top = ax.get_ylim()[1]
     for group in _group_marks(s2["raw"]["marks"], ax.get_xlim()):
         is_db = any(m["name"].startswith("database") for m in group)
         for mark in group:
             db_mark = mark["name"].startswith("database")
-            ax.axvline(mark["t"], color="red" if db_mark else "#555555", lw=1.2 if db_mark else 0.7,
-                       ls="-" if db_mark else ":")
+            ax.axvline(
+                mark["t"], color="red" if db_mark else "#555555", lw=1.2 if db_mark else 0.7, ls="-" if db_mark else ":"
+            )
         label = ", ".join(m["name"] for m in group)
-        ax.text(group[0]["t"], top, " " + label, rotation=90, va="top", ha="right", fontsize=7,
-                color="red" if is_db else "#333333")
+        ax.text(
+            group[0]["t"],
+            top,
+            " " + label,
+            rotation=90,
+            va="top",
+            ha="right",
+            fontsize=7,
+            color="red" if is_db else "#333333",
+        )
     ax.set_xlabel("seconds since everything started (request send time)")
     ax.set_ylabel("latency until the final answer (ms, log)")
     ax.set_title(f"Scenario 2, cold stack: database {s2['summary']['db_delay_s']:g}s late", loc="left")
@@ -213,8 +265,13 @@ def s3_storm(s3: dict[str, Any], out: Path) -> str | None:
         events = sorted(c["events_ms"] for c in clients if c["events_ms"] is not None)
         for ax, values in ((axes[0], connect), (axes[1], events)):
             if values:
-                ax.plot(values, [100 * (i + 1) / len(clients) for i in range(len(values))],
-                        color=colors[run["target"]], lw=2, label=f"{run['target']} ({len(values)}/{len(clients)})")
+                ax.plot(
+                    values,
+                    [100 * (i + 1) / len(clients) for i in range(len(values))],
+                    color=colors[run["target"]],
+                    lw=2,
+                    label=f"{run['target']} ({len(values)}/{len(clients)})",
+                )
     axes[0].set_title("Scenario 3: connect + subscribe (ms)", loc="left", fontsize=10)
     axes[1].set_title("Scenario 3: all events received, from the run's start (ms)", loc="left", fontsize=10)
     for ax in axes:

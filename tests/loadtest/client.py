@@ -25,8 +25,9 @@ class InstanceGone(RuntimeError):
     """The process exited before its port opened."""
 
 
-async def wait_port(host: str, port: int, alive: Callable[[], bool], timeout_s: float,
-                    interval_s: float = 0.005) -> float:
+async def wait_port(
+    host: str, port: int, alive: Callable[[], bool], timeout_s: float, interval_s: float = 0.005
+) -> float:
     """Poll until ``host:port`` accepts a TCP connection; return the monotonic time it did.
 
     A refused connect costs microseconds on loopback, so a 5 ms poll finds the moment the listen socket
@@ -80,9 +81,18 @@ def simulated_client_ip() -> str:
     return f"10.{random.randrange(256)}.{random.randrange(256)}.{random.randrange(1, 255)}"
 
 
-async def call(client: httpx.AsyncClient, base_url: str, spec: RequestSpec, *, target: str, instance: int,
-               epoch: float, give_up_at: float, honour_retry_after: bool = True,
-               simulate_client: bool = True) -> Sample:
+async def call(
+    client: httpx.AsyncClient,
+    base_url: str,
+    spec: RequestSpec,
+    *,
+    target: str,
+    instance: int,
+    epoch: float,
+    give_up_at: float,
+    honour_retry_after: bool = True,
+    simulate_client: bool = True,
+) -> Sample:
     """Send ``spec`` and follow Retry-After on 503/429 until ``give_up_at`` (monotonic).
 
     Never raises: a transport error or an unexpected status is a failed Sample carrying its cause. With
@@ -123,9 +133,18 @@ async def call(client: httpx.AsyncClient, base_url: str, spec: RequestSpec, *, t
             break
         await asyncio.sleep(wait)
     done = time.monotonic()
-    return Sample(target=target, instance=instance, request=spec.name, t_send=started - epoch,
-                  latency_ms=(done - started) * 1000, first_attempt_ms=first_ms or 0.0, status=status,
-                  attempts=attempts, ok=cause is None, cause=cause)
+    return Sample(
+        target=target,
+        instance=instance,
+        request=spec.name,
+        t_send=started - epoch,
+        latency_ms=(done - started) * 1000,
+        first_attempt_ms=first_ms or 0.0,
+        status=status,
+        attempts=attempts,
+        ok=cause is None,
+        cause=cause,
+    )
 
 
 _SSL = ssl.create_default_context()  # built once: each client building its own costs ~13 ms of CPU
@@ -134,8 +153,9 @@ _SSL = ssl.create_default_context()  # built once: each client building its own 
 def new_client(max_connections: int, timeout_s: float = 30.0) -> httpx.AsyncClient:
     """A client that lets every request of a burst have its own connection, as separate users would."""
     limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
-    return httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(timeout_s, connect=10.0), trust_env=False,
-                             verify=_SSL)
+    return httpx.AsyncClient(
+        limits=limits, timeout=httpx.Timeout(timeout_s, connect=10.0), trust_env=False, verify=_SSL
+    )
 
 
 class LoopLag:
@@ -173,9 +193,16 @@ class SetupFailed(RuntimeError):
     """A request the scenario needs before measuring (sign-in, a thread) did not succeed."""
 
 
-async def request_json(client: httpx.AsyncClient, method: str, url: str, *, give_up_at: float,
-                       json: dict[str, object] | None = None, headers: dict[str, str] | None = None,
-                       connect_retry: bool = False) -> dict[str, object]:
+async def request_json(
+    client: httpx.AsyncClient,
+    method: str,
+    url: str,
+    *,
+    give_up_at: float,
+    json: dict[str, object] | None = None,
+    headers: dict[str, str] | None = None,
+    connect_retry: bool = False,
+) -> dict[str, object]:
     """One setup request honouring Retry-After; with ``connect_retry`` a refused connection is retried too
     (the cold stack asks before the service is listening)."""
     while True:

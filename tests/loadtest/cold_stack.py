@@ -40,8 +40,13 @@ def prepare_database(pg: EmbeddedPostgres) -> None:
     not about the migration job (scenario 1 of the list has its own test)."""
     pg.start()
     try:
-        done = subprocess.run([sys.executable, "-m", "shared.db.migrate"], cwd=REPO_ROOT, capture_output=True,
-                              text=True, env={**os.environ, "DATABASE_URL": pg.url, "NETRA_ENV": "development"})
+        done = subprocess.run(
+            [sys.executable, "-m", "shared.db.migrate"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "DATABASE_URL": pg.url, "NETRA_ENV": "development"},
+        )
         if done.returncode != 0:
             raise RuntimeError(f"migrations failed: {done.stderr[-1000:]}")
     finally:
@@ -104,12 +109,14 @@ class ColdStack:
         self.epoch = time.monotonic()
         for name in self.emulators:
             argv = [sys.executable, "-m", EMULATORS[name], "--host", "127.0.0.1", "--port", str(self.ports[name])]
-            proc = ManagedProcess(name, argv, env={"NETRA_OFFICIAL_EMULATORS": "0"}, sink=None,
-                                  log_file=self.ctx.log_file(f"s2-{name}"))
+            proc = ManagedProcess(
+                name, argv, env={"NETRA_OFFICIAL_EMULATORS": "0"}, sink=None, log_file=self.ctx.log_file(f"s2-{name}")
+            )
             self.emulator_procs.append(proc.start())
         for target in self.services:
-            inst = Instance(target, 0, env, self.epoch, self.ctx.log_file(f"s2-{target.name}"),
-                            port=self.ports[target.name])
+            inst = Instance(
+                target, 0, env, self.epoch, self.ctx.log_file(f"s2-{target.name}"), port=self.ports[target.name]
+            )
             self.instances[target.name] = inst.spawn()
 
     async def start_database_late(self) -> None:
@@ -159,8 +166,9 @@ class ColdStack:
                 await asyncio.sleep(0.1)
 
     # -- clients -------------------------------------------------------------------------------------
-    async def drive(self, target: Target, mix_task: asyncio.Task[MixContext], samples: list[Sample],
-                    counts: dict[str, int]) -> None:
+    async def drive(
+        self, target: Target, mix_task: asyncio.Task[MixContext], samples: list[Sample], counts: dict[str, int]
+    ) -> None:
         inst = self.instances[target.name]
         hard_cap = self.epoch + self.ctx.sizes.db_delay_s + HARD_CAP_S
         while inst.record.t_port is None:  # watch_ready records it
@@ -172,16 +180,35 @@ class ColdStack:
             try:
                 mix = await mix_task
             except Exception as exc:
-                samples.append(Sample(target.name, 0, "sign-in for the mix", time.monotonic() - self.epoch, 0, 0,
-                                      None, 1, False, f"{type(exc).__name__}: {exc}"))
+                samples.append(
+                    Sample(
+                        target.name,
+                        0,
+                        "sign-in for the mix",
+                        time.monotonic() - self.epoch,
+                        0,
+                        0,
+                        None,
+                        1,
+                        False,
+                        f"{type(exc).__name__}: {exc}",
+                    )
+                )
                 return
         specs = target.mix(mix)
 
         async def worker(n: int, client: httpx.AsyncClient) -> None:
             i = n
             while self.stop_at is None or time.monotonic() < self.stop_at:
-                sample = await call(client, inst.url, specs[i % len(specs)], target=target.name, instance=0,
-                                    epoch=self.epoch, give_up_at=hard_cap)
+                sample = await call(
+                    client,
+                    inst.url,
+                    specs[i % len(specs)],
+                    target=target.name,
+                    instance=0,
+                    epoch=self.epoch,
+                    give_up_at=hard_cap,
+                )
                 samples.append(sample)
                 counts["answered"] += 1
                 counts["failed"] += 0 if sample.ok else 1
@@ -226,17 +253,22 @@ async def run(ctx: RunContext, http_targets: list[Target], ws_targets: list[Targ
     samples: list[Sample] = []
     counts = {"answered": 0, "failed": 0}
     cold.start_all()
-    ctx.progress.step(f"cold stack: started {', '.join([*cold.emulators, *cold.instances])} at once; "
-                      f"database in {ctx.sizes.db_delay_s:g}s")
+    ctx.progress.step(
+        f"cold stack: started {', '.join([*cold.emulators, *cold.instances])} at once; "
+        f"database in {ctx.sizes.db_delay_s:g}s"
+    )
     try:
         background = [asyncio.create_task(cold.start_database_late()), asyncio.create_task(cold.create_topology())]
         background += [asyncio.create_task(cold.watch_ready(t)) for t in cold.services]
         urls = {name: cold.url(name) for name in cold.ports}
-        mix_task = asyncio.create_task(setup.prepare_mix(urls, http_targets, ctx.sizes.db_delay_s + HARD_CAP_S,
-                                                         connect_retry=True))
+        mix_task = asyncio.create_task(
+            setup.prepare_mix(urls, http_targets, ctx.sizes.db_delay_s + HARD_CAP_S, connect_retry=True)
+        )
         drivers = [asyncio.create_task(cold.drive(t, mix_task, samples, counts)) for t in http_targets]
-        line = lambda: (f"cold stack: t+{time.monotonic() - cold.epoch:.1f}s, database "  # noqa: E731
-                        f"{'up' if cold.db_up else 'down'}, {counts['answered']} answered, {counts['failed']} failed")
+        line = lambda: (  # noqa: E731
+            f"cold stack: t+{time.monotonic() - cold.epoch:.1f}s, database "
+            f"{'up' if cold.db_up else 'down'}, {counts['answered']} answered, {counts['failed']} failed"
+        )
         async with ticking(ctx.progress, line):
             await cold.wait_end()
             await asyncio.gather(*drivers)
@@ -244,14 +276,16 @@ async def run(ctx: RunContext, http_targets: list[Target], ws_targets: list[Targ
             task.cancel()
         if "agent-worker" in cold.instances:
             await settle(ctx.progress, "cold stack: runs of the posted messages", cold.pg.url, max_wait_s=60)
-            row = await asyncio.to_thread(agent_runs.failure, cold.pg.url, datetime.fromtimestamp(0, UTC),
-                                          [ctx.log_file("s2-agent-worker")])
+            row = await asyncio.to_thread(
+                agent_runs.failure, cold.pg.url, datetime.fromtimestamp(0, UTC), [ctx.log_file("s2-agent-worker")]
+            )
             if row:
                 result.failures.append(row)
         errors = [t.exception() for t in background if t.done() and not t.cancelled() and t.exception()]
         for exc in errors:
-            result.failures.append({"target": "stack", "request": "setup", "cause": f"{type(exc).__name__}: {exc}",
-                                    "count": 1})
+            result.failures.append(
+                {"target": "stack", "request": "setup", "cause": f"{type(exc).__name__}: {exc}", "count": 1}
+            )
     finally:
         await asyncio.to_thread(cold.stop)
     result.summary = summarize(cold, samples)
@@ -259,11 +293,20 @@ async def run(ctx: RunContext, http_targets: list[Target], ws_targets: list[Targ
     for target in http_targets:
         record = cold.instances[target.name].record
         if record.t_first_ok is None:
-            result.failures.append({"target": target.name, "request": "instance",
-                                    "cause": record.error or "no request succeeded before the cap", "count": 1})
+            result.failures.append(
+                {
+                    "target": target.name,
+                    "request": "instance",
+                    "cause": record.error or "no request succeeded before the cap",
+                    "count": 1,
+                }
+            )
     result.status = "failures" if result.failures else "ok"
-    result.raw = {"samples": [s.to_json() for s in samples], "marks": sorted(cold.marks, key=lambda m: m["t"]),
-                  "instances": [i.record.to_json() for i in cold.instances.values()]}
+    result.raw = {
+        "samples": [s.to_json() for s in samples],
+        "marks": sorted(cold.marks, key=lambda m: m["t"]),
+        "instances": [i.record.to_json() for i in cold.instances.values()],
+    }
     return result
 
 
@@ -287,6 +330,11 @@ def summarize(cold: ColdStack, samples: list[Sample]) -> dict[str, Any]:
             row.update(latency_summary(mine))
             row["answered_503_first"] = sum(1 for s in mine if s.attempts > 1)
         rows.append(row)
-    return {"rows": rows, "db_delay_s": cold.ctx.sizes.db_delay_s, "db_up_s": rounded(cold.db_up, 3),
-            "workers_per_target": cold.ctx.sizes.cold_workers, "settle_s": cold.ctx.sizes.settle_s,
-            "emulators": cold.emulators}
+    return {
+        "rows": rows,
+        "db_delay_s": cold.ctx.sizes.db_delay_s,
+        "db_up_s": rounded(cold.db_up, 3),
+        "workers_per_target": cold.ctx.sizes.cold_workers,
+        "settle_s": cold.ctx.sizes.settle_s,
+        "emulators": cold.emulators,
+    }

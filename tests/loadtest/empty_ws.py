@@ -55,8 +55,9 @@ async def live(request: Request) -> PlainTextResponse:
     return PlainTextResponse("ok")
 
 
-app = Starlette(routes=[WebSocketRoute("/ws", socket), Route("/emit", emit, methods=["POST"]),
-                        Route("/health/live", live)])
+app = Starlette(
+    routes=[WebSocketRoute("/ws", socket), Route("/emit", emit, methods=["POST"]), Route("/health/live", live)]
+)
 
 
 def main() -> None:

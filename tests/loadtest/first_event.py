@@ -28,8 +28,10 @@ async def measure(ctx: RunContext) -> dict[str, Any]:
     firsts: list[float] = []
     lasts: list[float] = []
     errors: list[str] = []
-    async with connect(ws_url, subprotocols=bridge.subprotocols(user.token), open_timeout=WAIT_S) as ws, \
-            new_client(2) as client:
+    async with (
+        connect(ws_url, subprotocols=bridge.subprotocols(user.token), open_timeout=WAIT_S) as ws,
+        new_client(2) as client,
+    ):
         await bridge.wait_frame(ws, "connection_established")
         await ws.send(json.dumps({"type": "subscribe", "thread_id": user.thread_id}))
         await bridge.wait_frame(ws, "subscribed")
@@ -54,7 +56,13 @@ async def measure(ctx: RunContext) -> dict[str, Any]:
                 firsts.append(first)
                 lasts.append(last)
     ctx.progress.step(f"first event: p50 {percentile(firsts, 50) or float('nan'):.0f} ms over {len(firsts)} runs")
-    return {"status": "ok" if not errors else "failures", "samples": len(firsts), "errors": errors,
-            "p50_ms": rounded(percentile(firsts, 50)), "p90_ms": rounded(percentile(firsts, 90)),
-            "max_ms": rounded(max(firsts, default=None)), "last_p50_ms": rounded(percentile(lasts, 50)),
-            "first_ms": [round(f, 1) for f in firsts]}
+    return {
+        "status": "ok" if not errors else "failures",
+        "samples": len(firsts),
+        "errors": errors,
+        "p50_ms": rounded(percentile(firsts, 50)),
+        "p90_ms": rounded(percentile(firsts, 90)),
+        "max_ms": rounded(max(firsts, default=None)),
+        "last_p50_ms": rounded(percentile(lasts, 50)),
+        "first_ms": [round(f, 1) for f in firsts],
+    }

@@ -31,13 +31,25 @@ def _niced(argv: list[str]) -> list[str]:
 class Instance:
     """One process of a target on its own port, timed against the scenario's epoch."""
 
-    def __init__(self, target: Target, index: int, env: dict[str, str], epoch: float, log_file: Path | None,
-                 port: int | None = None) -> None:
+    def __init__(
+        self,
+        target: Target,
+        index: int,
+        env: dict[str, str],
+        epoch: float,
+        log_file: Path | None,
+        port: int | None = None,
+    ) -> None:
         self.target = target
         self.port = port or free_port()
         self.epoch = epoch
-        self.proc = ManagedProcess(f"{target.name}#{index}", _niced(target.argv(self.port)), env={**env, **target.env,
-                                   "PORT": str(self.port)}, sink=None, log_file=log_file)
+        self.proc = ManagedProcess(
+            f"{target.name}#{index}",
+            _niced(target.argv(self.port)),
+            env={**env, **target.env, "PORT": str(self.port)},
+            sink=None,
+            log_file=log_file,
+        )
         self.record = InstanceRecord(target.name, index, self.port, t_spawn=0.0)
         self._lock = threading.Lock()
 
@@ -84,8 +96,15 @@ class Instance:
             port_open()
             if not opened:
                 return None
-            sample = await call(client, self.url, spec, target=self.target.name, instance=self.record.index,
-                                epoch=self.epoch, give_up_at=time.monotonic() + give_up_s)
+            sample = await call(
+                client,
+                self.url,
+                spec,
+                target=self.target.name,
+                instance=self.record.index,
+                epoch=self.epoch,
+                give_up_at=time.monotonic() + give_up_s,
+            )
         if sample.ok:
             self.first_ok(self.epoch + sample.t_send + sample.latency_ms / 1000)
         return sample

@@ -25,6 +25,7 @@ STALL_S = 10.0
 
 def tree_cpu_percent(interval_s: float = 0.5) -> float:
     """CPU used by this process and all its descendants over ``interval_s``, in % of one core."""
+
     def snapshot() -> dict[int, float]:
         procs = [psutil.Process(), *psutil.Process().children(recursive=True)]
         times = {}
@@ -51,8 +52,14 @@ def agent_backlog(database_url: str | None) -> int:
 
     url = urlparse(database_url)
     try:
-        conn = pg8000.dbapi.connect(user=url.username, password=url.password, host=url.hostname,
-                                    port=url.port or 5432, database=url.path.lstrip("/"), timeout=5)
+        conn = pg8000.dbapi.connect(
+            user=url.username,
+            password=url.password,
+            host=url.hostname,
+            port=url.port or 5432,
+            database=url.path.lstrip("/"),
+            timeout=5,
+        )
     except Exception:
         return 0
     try:
@@ -82,8 +89,9 @@ def configure(max_wait_s: float) -> None:
     MAX_WAIT_S = max_wait_s
 
 
-async def settle(progress: Progress, what: str, database_url: str | None = None,
-                 max_wait_s: float | None = None) -> Quiet:
+async def settle(
+    progress: Progress, what: str, database_url: str | None = None, max_wait_s: float | None = None
+) -> Quiet:
     """Wait for an empty agent backlog and a quiet process tree, at most ``max_wait_s``; a backlog that has
     not moved for STALL_S is stuck, not busy, and is not waited for (then or later)."""
     started = time.monotonic()
@@ -104,7 +112,9 @@ async def settle(progress: Progress, what: str, database_url: str | None = None,
                 progress.step(f"{what}: {backlog} agent run(s) stuck as queued/running; measuring anyway")
             return Quiet(round(now - started, 1), backlog, stalled)
         if now - started > max_wait_s:
-            progress.step(f"{what}: still {backlog} agent run(s) pending and {busy:.0f}% of a core busy after "
-                          f"{now - started:.0f}s; measuring anyway")
+            progress.step(
+                f"{what}: still {backlog} agent run(s) pending and {busy:.0f}% of a core busy after "
+                f"{now - started:.0f}s; measuring anyway"
+            )
             return Quiet(round(now - started, 1), backlog, False)
         progress.status(f"{what}: waiting for quiet ({backlog} agent run(s) pending, {busy:.0f}% of a core)")

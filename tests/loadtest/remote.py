@@ -28,8 +28,10 @@ from tests.loadtest.targets import AGENT_API, AUTH, EMPTY, MixContext, Target
 REMOTE_TARGETS = {"empty": EMPTY, "auth": AUTH, "agent": AGENT_API}
 LOCAL_WARM_S = 3.0  # the stand-in's warm reference: scenario 4 has the full one
 LOCAL_SAMPLES = 2  # the stand-in's cold measurements per target (it proves the code path)
-NOT_VERIFIED = ("not verified here: this machine cannot reach Google Cloud, so remote mode has only run against "
-                "local processes standing in for deployed URLs")
+NOT_VERIFIED = (
+    "not verified here: this machine cannot reach Google Cloud, so remote mode has only run against "
+    "local processes standing in for deployed URLs"
+)
 
 
 def remote_mix(target: Target, mix: MixContext) -> list[RequestSpec]:
@@ -88,8 +90,9 @@ class LocalStandIn:
             await stop_all_async([old])
         started = time.monotonic()
         self.count += 1
-        inst = Instance(REMOTE_TARGETS[name], self.count, self.ctx.env, started,
-                        self.ctx.log_file(f"s5-{name}-{self.count}"))
+        inst = Instance(
+            REMOTE_TARGETS[name], self.count, self.ctx.env, started, self.ctx.log_file(f"s5-{name}-{self.count}")
+        )
         self.instances[name] = inst.spawn()
         if not await inst.wait_port(60):
             raise RuntimeError(f"local stand-in for {name} did not start: {inst.record.error}")
@@ -100,8 +103,9 @@ class LocalStandIn:
         self.instances.clear()
 
 
-async def measure(ctx: RunContext, name: str, where: Deployed | LocalStandIn,
-                  mix: MixContext) -> tuple[dict[str, Any], list[Sample]]:
+async def measure(
+    ctx: RunContext, name: str, where: Deployed | LocalStandIn, mix: MixContext
+) -> tuple[dict[str, Any], list[Sample]]:
     target = REMOTE_TARGETS[name]
     specs = remote_mix(target, mix)
     rounds = int(ctx.remote.get("samples") or 1) if where.forces_cold else 1
@@ -115,14 +119,34 @@ async def measure(ctx: RunContext, name: str, where: Deployed | LocalStandIn,
         epoch = time.monotonic()
         give_up_at = epoch + ctx.sizes.give_up_s
         async with new_client(ctx.sizes.burst) as client:
-            first = await call(client, url, specs[0], target=name, instance=0, epoch=epoch, give_up_at=give_up_at,
-                               simulate_client=False)
+            first = await call(
+                client,
+                url,
+                specs[0],
+                target=name,
+                instance=0,
+                epoch=epoch,
+                give_up_at=give_up_at,
+                simulate_client=False,
+            )
             samples.append(first)
             if first.ok:
                 colds.append(first.latency_ms)
-            burst = await asyncio.gather(*(call(client, url, specs[i % len(specs)], target=name, instance=0,
-                                                epoch=epoch, give_up_at=give_up_at, simulate_client=False)
-                                           for i in range(ctx.sizes.burst)))
+            burst = await asyncio.gather(
+                *(
+                    call(
+                        client,
+                        url,
+                        specs[i % len(specs)],
+                        target=name,
+                        instance=0,
+                        epoch=epoch,
+                        give_up_at=give_up_at,
+                        simulate_client=False,
+                    )
+                    for i in range(ctx.sizes.burst)
+                )
+            )
             bursts += burst
         if where.local:
             how = f"fresh local instance, port open after {forced_s:.1f}s"
@@ -130,11 +154,24 @@ async def measure(ctx: RunContext, name: str, where: Deployed | LocalStandIn,
             how = f"after forcing a new revision in {forced_s:.0f}s" if forced_s is not None else "not forced cold"
         ctx.progress.step(f"remote: {name}: first request {first.latency_ms:.0f} ms ({how})")
     warm_s = min(ctx.sizes.steady_s, LOCAL_WARM_S) if where.local else ctx.sizes.steady_s
-    warm = await closed_loop(ctx, Target(name, target.source, target.argv, mix=lambda m: specs), url,
-                             warm_s, time.monotonic(), {"answered": 0, "failed": 0}, simulate_client=False)
-    row = {"target": name, "url": url, "forced_cold": where.forces_cold, "cold_measurements": len(colds),
-           "first_request_ms": rounded(median(colds)), "burst": latency_summary(bursts),
-           "warm": latency_summary(warm)}
+    warm = await closed_loop(
+        ctx,
+        Target(name, target.source, target.argv, mix=lambda m: specs),
+        url,
+        warm_s,
+        time.monotonic(),
+        {"answered": 0, "failed": 0},
+        simulate_client=False,
+    )
+    row = {
+        "target": name,
+        "url": url,
+        "forced_cold": where.forces_cold,
+        "cold_measurements": len(colds),
+        "first_request_ms": rounded(median(colds)),
+        "burst": latency_summary(bursts),
+        "warm": latency_summary(warm),
+    }
     return row, samples + bursts + warm
 
 
@@ -162,18 +199,28 @@ async def run(ctx: RunContext) -> ScenarioResult:
         names = stand_in_names(ctx)
         mix = MixContext(token=ctx.mix.token)
         agent_url = ctx.stack_urls.get("agent-api")
-        result.notes.append("no deployed URLs given: the local warm stack stood in for the deployment (a fresh "
-                            "local instance per forced cold start); these are local figures, not Cloud Run's")
+        result.notes.append(
+            "no deployed URLs given: the local warm stack stood in for the deployment (a fresh "
+            "local instance per forced cold start); these are local figures, not Cloud Run's"
+        )
     else:
         result.status = "not available"
-        result.reason = ("no deployed URLs given (--remote-empty-url/--remote-auth-url/--remote-agent-url/"
-                         "--remote-ws-url or LOADTEST_REMOTE_*_URL) and no local stack to stand in")
+        result.reason = (
+            "no deployed URLs given (--remote-empty-url/--remote-auth-url/--remote-agent-url/"
+            "--remote-ws-url or LOADTEST_REMOTE_*_URL) and no local stack to stand in"
+        )
         result.notes.append(NOT_VERIFIED)
         return result
     if "agent" in names and agent_url and mix.token:
         async with new_client(2) as client:
-            body = await request_json(client, "POST", f"{agent_url}/api/threads", json={"title": "load test"},
-                                      headers=mix.bearer(), give_up_at=time.monotonic() + ctx.sizes.give_up_s)
+            body = await request_json(
+                client,
+                "POST",
+                f"{agent_url}/api/threads",
+                json={"title": "load test"},
+                headers=mix.bearer(),
+                give_up_at=time.monotonic() + ctx.sizes.give_up_s,
+            )
             mix.thread_id = str(body["id"])
     rows, samples = [], []
     try:
@@ -193,7 +240,9 @@ async def run(ctx: RunContext) -> ScenarioResult:
     result.status = "failures" if result.failures else "ok"
     result.notes.append(NOT_VERIFIED)
     if not where.forces_cold:
-        result.notes.append("no --remote-force-cold command: the first request is cold only if the service had "
-                            "scaled to zero (idle for about 15 minutes)")
+        result.notes.append(
+            "no --remote-force-cold command: the first request is cold only if the service had "
+            "scaled to zero (idle for about 15 minutes)"
+        )
     result.raw = {"samples": [s.to_json() for s in samples]}
     return result

@@ -23,8 +23,7 @@ from tests.loadtest.context import RunContext
 from tests.loadtest.model import ScenarioResult
 from tests.loadtest.targets import HTTP_TARGETS, WS_TARGETS, Target
 
-TITLES = {1: "Scale from zero", 2: "Cold stack", 3: "WebSocket storm", 4: "Steady load after warm-up",
-          5: "Remote mode"}
+TITLES = {1: "Scale from zero", 2: "Cold stack", 3: "WebSocket storm", 4: "Steady load after warm-up", 5: "Remote mode"}
 STACK_SCENARIOS = {1, 3, 4}
 
 
@@ -56,8 +55,9 @@ def without_broken(targets: list[Target], broken: dict[str, str], ctx: RunContex
     """Targets whose stack service, or a dependency of it, failed to start are not measured."""
     kept = []
     for target in targets:
-        cause = broken.get(target.name) or next((f"needs {n}, which failed to start: {broken[n]}"
-                                                 for n in target.needs if n in broken), None)
+        cause = broken.get(target.name) or next(
+            (f"needs {n}, which failed to start: {broken[n]}" for n in target.needs if n in broken), None
+        )
         if cause:
             ctx.unavailable[target.name] = cause
         else:
@@ -75,8 +75,9 @@ async def guarded(number: int, body: Callable[[], Awaitable[ScenarioResult]], ct
         result = ScenarioResult(number, TITLES[number], status="error", reason=f"{type(exc).__name__}: {exc}")
         result.notes.append(traceback.format_exc()[-3000:])
     result.duration_s = round(time.monotonic() - started, 1)
-    ctx.progress.step(f"scenario {number}: {result.status}{': ' + result.reason if result.reason else ''} "
-                      f"({result.duration_s:.0f}s)")
+    ctx.progress.step(
+        f"scenario {number}: {result.status}{': ' + result.reason if result.reason else ''} ({result.duration_s:.0f}s)"
+    )
     return result
 
 
@@ -97,8 +98,9 @@ async def run_scenarios(ctx: RunContext, scenarios: list[int], only: set[str] | 
     if STACK_SCENARIOS & set(scenarios) or stand_in:
         components = setup.stack_components([*http_targets, *ws_targets])
         ctx.progress.step(f"setup: local stack with {', '.join(sorted(components)) or 'nothing'}")
-        stack, broken = await asyncio.to_thread(setup.start_stack_without_broken, components,
-                                                ctx.log_file("stack"), ctx.progress)
+        stack, broken = await asyncio.to_thread(
+            setup.start_stack_without_broken, components, ctx.log_file("stack"), ctx.progress
+        )
         http_targets = without_broken(http_targets, broken, ctx)
         ws_targets = without_broken(ws_targets, broken, ctx)
         try:
@@ -120,18 +122,24 @@ async def run_scenarios(ctx: RunContext, scenarios: list[int], only: set[str] | 
 
 def git_revision() -> str:
     try:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True,
-                             text=True, timeout=5).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=REPO_ROOT, capture_output=True, text=True,
-                               timeout=10).stdout.strip()
+        rev = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=5
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
         return rev + ("+changes" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 
 
 def machine() -> dict[str, Any]:
-    return {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
-            "memory_gb": _memory_gb()}
+    return {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "memory_gb": _memory_gb(),
+    }
 
 
 def _load_average() -> list[float] | None:

@@ -33,17 +33,25 @@ class Batch:
     pending_runs: int = 0  # agent runs still queued when it began (stuck ones: see quiet.py)
 
     def to_json(self) -> dict[str, Any]:
-        return {"target": self.target, "k": self.k, "round": self.round, "loop_lag_max_ms": self.loop_lag_max_ms,
-                "settled_s": self.settled_s, "pending_runs": self.pending_runs,
-                "instances": [i.to_json() for i in self.instances], "samples": [s.to_json() for s in self.samples]}
+        return {
+            "target": self.target,
+            "k": self.k,
+            "round": self.round,
+            "loop_lag_max_ms": self.loop_lag_max_ms,
+            "settled_s": self.settled_s,
+            "pending_runs": self.pending_runs,
+            "instances": [i.to_json() for i in self.instances],
+            "samples": [s.to_json() for s in self.samples],
+        }
 
 
 async def run_batch(ctx: RunContext, target: Target, k: int, round_no: int) -> Batch:
     sizes = ctx.sizes
     specs = target.mix(ctx.mix)
     epoch = time.monotonic()
-    instances = [Instance(target, i, ctx.env, epoch, ctx.log_file(f"s1-{target.name}-k{k}-r{round_no}-i{i}"))
-                 for i in range(k)]
+    instances = [
+        Instance(target, i, ctx.env, epoch, ctx.log_file(f"s1-{target.name}-k{k}-r{round_no}-i{i}")) for i in range(k)
+    ]
     clients = [new_client(sizes.burst) for _ in instances]
     counts = {"open": 0, "answered": 0, "failed": 0}
     lag = LoopLag()
@@ -52,8 +60,9 @@ async def run_batch(ctx: RunContext, target: Target, k: int, round_no: int) -> B
         """The first request of the burst goes from the instance's watcher thread, the rest from this loop."""
         loop = asyncio.get_running_loop()
         opened = asyncio.Event()
-        first = loop.run_in_executor(pool, inst.watch_in_thread, specs[0], sizes.give_up_s,
-                                     lambda: loop.call_soon_threadsafe(opened.set))
+        first = loop.run_in_executor(
+            pool, inst.watch_in_thread, specs[0], sizes.give_up_s, lambda: loop.call_soon_threadsafe(opened.set)
+        )
         await opened.wait()
         if inst.record.t_port is None:
             await first
@@ -62,8 +71,15 @@ async def run_batch(ctx: RunContext, target: Target, k: int, round_no: int) -> B
         give_up_at = time.monotonic() + sizes.give_up_s
 
         async def one(i: int) -> Sample:
-            sample = await call(client, inst.url, specs[i % len(specs)], target=target.name,
-                                instance=inst.record.index, epoch=epoch, give_up_at=give_up_at)
+            sample = await call(
+                client,
+                inst.url,
+                specs[i % len(specs)],
+                target=target.name,
+                instance=inst.record.index,
+                epoch=epoch,
+                give_up_at=give_up_at,
+            )
             counts["answered"] += 1
             counts["failed"] += 0 if sample.ok else 1
             if sample.ok:
@@ -74,15 +90,18 @@ async def run_batch(ctx: RunContext, target: Target, k: int, round_no: int) -> B
         head = await first
         return ([head] if head else []) + rest
 
-    line = lambda: (f"scale from zero: {target.name} K={k} round {round_no + 1}: ports open {counts['open']}/{k}, "  # noqa: E731
-                    f"answered {counts['answered']}/{k * sizes.burst}, failed {counts['failed']}")
+    line = lambda: (  # noqa: E731
+        f"scale from zero: {target.name} K={k} round {round_no + 1}: ports open {counts['open']}/{k}, "
+        f"answered {counts['answered']}/{k * sizes.burst}, failed {counts['failed']}"
+    )
     with ThreadPoolExecutor(max_workers=k, thread_name_prefix="watch") as pool:
         for inst in instances:
             inst.spawn()
         try:
             async with ticking(ctx.progress, line), lag.watching():
-                per_instance = await asyncio.gather(*(drive(i, c, pool) for i, c in zip(instances, clients,
-                                                                                          strict=True)))
+                per_instance = await asyncio.gather(
+                    *(drive(i, c, pool) for i, c in zip(instances, clients, strict=True))
+                )
         finally:
             await asyncio.gather(*(c.aclose() for c in clients))
             await stop_all_async(instances)
@@ -105,12 +124,15 @@ def summarize(batches: list[Batch], targets: list[Target], ks: tuple[int, ...]) 
             if target.floor_of:
                 floors[k] = first_ok
             row = {
-                "target": target.name, "k": k, "instances": len(records),
+                "target": target.name,
+                "k": k,
+                "instances": len(records),
                 "instances_failed": sum(1 for r in records if r.error),
                 "spawn_to_port_ms": rounded(median(r.spawn_to_port_ms for r in records)),
                 "spawn_to_first_ok_ms": rounded(first_ok),
-                "spawn_to_first_ok_max_ms": rounded(max((r.spawn_to_first_ok_ms for r in records
-                                                         if r.spawn_to_first_ok_ms is not None), default=None)),
+                "spawn_to_first_ok_max_ms": rounded(
+                    max((r.spawn_to_first_ok_ms for r in records if r.spawn_to_first_ok_ms is not None), default=None)
+                ),
                 "ratio_to_floor": ratio(first_ok, floors.get(k)),
                 **{f"burst_{key}": value for key, value in latency_summary(samples).items()},
                 "client_loop_lag_max_ms": max((b.loop_lag_max_ms for b in group), default=None),
@@ -131,26 +153,40 @@ async def run(ctx: RunContext) -> ScenarioResult:
             if round_no >= (sizes.k1_rounds if k == 1 else sizes.rounds):
                 continue
             for target in targets:  # the floor first, so each ratio compares neighbours in time
-                quiet = await settle(ctx.progress, f"scale from zero: before {target.name} K={k}",
-                                     ctx.env.get("DATABASE_URL"))
+                quiet = await settle(
+                    ctx.progress, f"scale from zero: before {target.name} K={k}", ctx.env.get("DATABASE_URL")
+                )
                 batch = await run_batch(ctx, target, k, round_no)
                 batch.settled_s, batch.pending_runs = quiet.waited_s, quiet.pending_runs
                 batches.append(batch)
                 records = batch.instances
                 ok = [r.spawn_to_first_ok_ms for r in records if r.spawn_to_first_ok_ms is not None]
                 failed = sum(1 for s in batch.samples if not s.ok)
-                ctx.progress.step(f"scale from zero: {target.name} K={k} round {round_no + 1}: first success "
-                                  f"median {median(ok) or float('nan'):.0f} ms, {failed} failed request(s)")
-    result.summary = {"rows": summarize(batches, targets, ctx.sizes.ks), "burst": ctx.sizes.burst,
-                      "rounds": ctx.sizes.rounds, "k1_rounds": ctx.sizes.k1_rounds, "target_ratio": TARGET_RATIO,
-                      "mix": {t.name: [s.name for s in t.mix(ctx.mix)] for t in targets}}
+                ctx.progress.step(
+                    f"scale from zero: {target.name} K={k} round {round_no + 1}: first success "
+                    f"median {median(ok) or float('nan'):.0f} ms, {failed} failed request(s)"
+                )
+    result.summary = {
+        "rows": summarize(batches, targets, ctx.sizes.ks),
+        "burst": ctx.sizes.burst,
+        "rounds": ctx.sizes.rounds,
+        "k1_rounds": ctx.sizes.k1_rounds,
+        "target_ratio": TARGET_RATIO,
+        "mix": {t.name: [s.name for s in t.mix(ctx.mix)] for t in targets},
+    }
     all_samples = [s for b in batches for s in b.samples]
     result.failures = failure_rows(all_samples)
     for b in batches:
         for r in b.instances:
             if r.error:
-                result.failures.append({"target": r.target, "request": f"instance {r.index} (K={b.k}, round "
-                                        f"{b.round + 1})", "cause": r.error, "count": 1})
+                result.failures.append(
+                    {
+                        "target": r.target,
+                        "request": f"instance {r.index} (K={b.k}, round {b.round + 1})",
+                        "cause": r.error,
+                        "count": 1,
+                    }
+                )
     await settle(ctx.progress, "scale from zero: runs of the posted messages", ctx.env.get("DATABASE_URL"))
     row = await asyncio.to_thread(agent_runs.failure, ctx.env.get("DATABASE_URL"), since, [ctx.log_file("stack")])
     if row:

@@ -88,8 +88,9 @@ def dependents(name: str, components: set[str]) -> set[str]:
     return out
 
 
-def start_stack_without_broken(components: set[str], log_path: Path,
-                               progress: Progress) -> tuple[Stack, dict[str, str]]:
+def start_stack_without_broken(
+    components: set[str], log_path: Path, progress: Progress
+) -> tuple[Stack, dict[str, str]]:
     """The stack; a service that fails to start is left out with what needs it, and the cause is kept, so one
     broken service does not cancel the measurements of the others."""
     failed: dict[str, str] = {}
@@ -105,8 +106,9 @@ def start_stack_without_broken(components: set[str], log_path: Path,
             for comp in dependents(name, components):
                 failed[comp] = cause if comp == name else f"needs {name}, which failed to start"
             components = components - set(failed)
-            progress.step(f"setup: {name} failed to start; retrying the stack without "
-                          f"{', '.join(sorted(failed))} ({cause[:200]})")
+            progress.step(
+                f"setup: {name} failed to start; retrying the stack without {', '.join(sorted(failed))} ({cause[:200]})"
+            )
 
 
 def seed_warm_database(prepared_data_dir: Path) -> None:
@@ -143,8 +145,15 @@ async def prime(ctx: RunContext, target: Target) -> str | None:
             return None
         async with new_client(4) as client:
             for spec in target.mix(ctx.mix):
-                sample = await call(client, inst.url, spec, target=target.name, instance=0, epoch=epoch,
-                                    give_up_at=time.monotonic() + 60)
+                sample = await call(
+                    client,
+                    inst.url,
+                    spec,
+                    target=target.name,
+                    instance=0,
+                    epoch=epoch,
+                    give_up_at=time.monotonic() + 60,
+                )
                 if not sample.ok:
                     return f"{spec.name}: {sample.cause}; output tail: {inst.tail()}"
         return None
@@ -152,20 +161,34 @@ async def prime(ctx: RunContext, target: Target) -> str | None:
         await stop_all_async([inst])
 
 
-async def prepare_mix(urls: dict[str, str], targets: list[Target], give_up_s: float = 60.0,
-                      connect_retry: bool = False) -> MixContext:
+async def prepare_mix(
+    urls: dict[str, str], targets: list[Target], give_up_s: float = 60.0, connect_retry: bool = False
+) -> MixContext:
     """A user signed in through auth's dev login and a thread of theirs, when auth and the agent API exist."""
     mix = MixContext(email="loadtest@example.com")
     if AUTH not in targets or "auth" not in urls:
         return mix
     give_up_at = time.monotonic() + give_up_s
     async with httpx.AsyncClient(timeout=30, trust_env=False) as client:
-        body = await request_json(client, "POST", f"{urls['auth']}/auth/dev/login", json={"email": mix.email},
-                                  give_up_at=give_up_at, connect_retry=connect_retry)
+        body = await request_json(
+            client,
+            "POST",
+            f"{urls['auth']}/auth/dev/login",
+            json={"email": mix.email},
+            give_up_at=give_up_at,
+            connect_retry=connect_retry,
+        )
         mix.token = str(body["access_token"])
         if AGENT_API in targets and "agent-api" in urls:
-            body = await request_json(client, "POST", f"{urls['agent-api']}/api/threads", json={"title": "load test"},
-                                      headers=mix.bearer(), give_up_at=give_up_at, connect_retry=connect_retry)
+            body = await request_json(
+                client,
+                "POST",
+                f"{urls['agent-api']}/api/threads",
+                json={"title": "load test"},
+                headers=mix.bearer(),
+                give_up_at=give_up_at,
+                connect_retry=connect_retry,
+            )
             mix.thread_id = str(body["id"])
     return mix
 
@@ -188,4 +211,3 @@ async def prime_all(ctx: RunContext, targets: list[Target]) -> list[Target]:
     # All at once: nothing is measured here, and one after another cost 25 s of the 10 minutes.
     causes = await asyncio.gather(*(one(t) for t in targets))
     return [t for t, cause in zip(targets, causes, strict=True) if cause is None]
-

@@ -36,8 +36,23 @@ class Sizes:
 
 PRESETS = {
     "default": Sizes(),
-    "tiny": Sizes(ks=(1,), burst=5, rounds=1, k1_rounds=1, give_up_s=30.0, db_delay_s=2.0, cold_workers=2, settle_s=0.5,
-                  storm_clients=40, storm_window_s=0.5, storm_events=3, warmup_s=0.3, steady_s=1.0,
-                  steady_concurrency=2, first_event_samples=3, settle_max_s=1.0,
-                  prime=False),
+    "tiny": Sizes(
+        ks=(1,),
+        burst=5,
+        rounds=1,
+        k1_rounds=1,
+        give_up_s=30.0,
+        db_delay_s=2.0,
+        cold_workers=2,
+        settle_s=0.5,
+        storm_clients=40,
+        storm_window_s=0.5,
+        storm_events=3,
+        warmup_s=0.3,
+        steady_s=1.0,
+        steady_concurrency=2,
+        first_event_samples=3,
+        settle_max_s=1.0,
+        prime=False,
+    ),
 }

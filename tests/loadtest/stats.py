@@ -58,7 +58,9 @@ def failure_rows(samples: Iterable[Sample], limit: int = 50) -> list[dict[str, A
         if s.ok:
             continue
         key = (s.target, s.request, s.cause or "?")
-        row = groups.setdefault(key, {"target": s.target, "request": s.request, "cause": s.cause, "count": 0,
-                                      "first_t_s": round(s.t_send, 3)})
+        row = groups.setdefault(
+            key,
+            {"target": s.target, "request": s.request, "cause": s.cause, "count": 0, "first_t_s": round(s.t_send, 3)},
+        )
         row["count"] += 1
     return sorted(groups.values(), key=lambda r: -r["count"])[:limit]

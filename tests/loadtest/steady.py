@@ -17,8 +17,15 @@ from tests.loadtest.stats import failure_rows, latency_summary
 from tests.loadtest.targets import Target
 
 
-async def closed_loop(ctx: RunContext, target: Target, base_url: str, seconds: float, epoch: float,
-                      counts: dict[str, int], simulate_client: bool = True) -> list[Sample]:
+async def closed_loop(
+    ctx: RunContext,
+    target: Target,
+    base_url: str,
+    seconds: float,
+    epoch: float,
+    counts: dict[str, int],
+    simulate_client: bool = True,
+) -> list[Sample]:
     """``steady_concurrency`` clients, each sending the next request of the mix as soon as one answers."""
     specs = target.mix(ctx.mix)
     end = time.monotonic() + seconds
@@ -27,8 +34,16 @@ async def closed_loop(ctx: RunContext, target: Target, base_url: str, seconds: f
     async def worker(n: int, client: Any) -> None:
         i = n
         while time.monotonic() < end:
-            sample = await call(client, base_url, specs[i % len(specs)], target=target.name, instance=0,
-                                epoch=epoch, give_up_at=end + ctx.sizes.give_up_s, simulate_client=simulate_client)
+            sample = await call(
+                client,
+                base_url,
+                specs[i % len(specs)],
+                target=target.name,
+                instance=0,
+                epoch=epoch,
+                give_up_at=end + ctx.sizes.give_up_s,
+                simulate_client=simulate_client,
+            )
             samples.append(sample)
             counts["answered"] += 1
             counts["failed"] += 0 if sample.ok else 1
@@ -50,12 +65,20 @@ async def measure(ctx: RunContext, target: Target) -> tuple[dict[str, Any], list
         if not await inst.wait_port(60):
             return {}, [], inst.record.error
         async with new_client(1) as client:
-            first = await call(client, inst.url, target.mix(ctx.mix)[0], target=target.name, instance=0,
-                               epoch=epoch, give_up_at=time.monotonic() + ctx.sizes.give_up_s)
+            first = await call(
+                client,
+                inst.url,
+                target.mix(ctx.mix)[0],
+                target=target.name,
+                instance=0,
+                epoch=epoch,
+                give_up_at=time.monotonic() + ctx.sizes.give_up_s,
+            )
         if not first.ok:
             return {}, [], f"never answered before the warm-up: {first.cause}; output tail: {inst.tail()}"
-        line = lambda: (f"steady: {target.name}: {phase['name']}: {counts['answered']} answered, "  # noqa: E731
-                        f"{counts['failed']} failed")
+        line = lambda: (  # noqa: E731
+            f"steady: {target.name}: {phase['name']}: {counts['answered']} answered, {counts['failed']} failed"
+        )
         async with ticking(ctx.progress, line):
             phase["name"] = "warming up"
             await closed_loop(ctx, target, inst.url, ctx.sizes.warmup_s, epoch, {"answered": 0, "failed": 0})
@@ -65,8 +88,11 @@ async def measure(ctx: RunContext, target: Target) -> tuple[dict[str, Any], list
         elapsed = time.monotonic() - measured_from
     finally:
         await stop_all_async([inst])
-    summary = {"target": target.name, **latency_summary(samples),
-               "throughput_rps": round(sum(1 for s in samples if s.ok) / elapsed, 1)}
+    summary = {
+        "target": target.name,
+        **latency_summary(samples),
+        "throughput_rps": round(sum(1 for s in samples if s.ok) / elapsed, 1),
+    }
     return summary, samples, None
 
 
@@ -84,10 +110,16 @@ async def run(ctx: RunContext) -> ScenarioResult:
             continue
         rows.append(row)
         samples_all += samples
-        ctx.progress.step(f"steady: {target.name}: p50 {row['p50_ms']} ms, p99 {row['p99_ms']} ms, "
-                          f"{row['throughput_rps']} req/s, {row['failed']} failed")
-    result.summary = {"rows": rows, "concurrency": ctx.sizes.steady_concurrency, "warmup_s": ctx.sizes.warmup_s,
-                      "steady_s": ctx.sizes.steady_s}
+        ctx.progress.step(
+            f"steady: {target.name}: p50 {row['p50_ms']} ms, p99 {row['p99_ms']} ms, "
+            f"{row['throughput_rps']} req/s, {row['failed']} failed"
+        )
+    result.summary = {
+        "rows": rows,
+        "concurrency": ctx.sizes.steady_concurrency,
+        "warmup_s": ctx.sizes.warmup_s,
+        "steady_s": ctx.sizes.steady_s,
+    }
     result.failures += failure_rows(samples_all)
     result.raw = {"samples": [s.to_json() for s in samples_all]}
     await settle(ctx.progress, "steady: runs of the posted messages", ctx.env.get("DATABASE_URL"))
@@ -100,10 +132,15 @@ async def run(ctx: RunContext) -> ScenarioResult:
     except Exception as exc:
         result.summary["first_event"] = {"status": "error", "reason": f"{type(exc).__name__}: {exc}"[:500]}
     for error in result.summary["first_event"].get("errors", []):
-        result.failures.append({"target": "ws-bridge", "request": "post -> first event", "cause": error,
-                                "count": 1})
+        result.failures.append({"target": "ws-bridge", "request": "post -> first event", "cause": error, "count": 1})
     if result.summary["first_event"]["status"] == "error":
-        result.failures.append({"target": "ws-bridge", "request": "post -> first event",
-                                "cause": result.summary["first_event"]["reason"], "count": 1})
+        result.failures.append(
+            {
+                "target": "ws-bridge",
+                "request": "post -> first event",
+                "cause": result.summary["first_event"]["reason"],
+                "count": 1,
+            }
+        )
     result.status = "failures" if result.failures else "ok"
     return result

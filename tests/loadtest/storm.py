@@ -154,17 +154,20 @@ class Storm:
             opened = time.monotonic()
             spacing = sizes.storm_window_s / max(1, len(self.clients))
             tasks = []
-            line = lambda: (f"storm: {self.target.name}: {len(tasks)}/{len(self.clients)} started, "  # noqa: E731
-                            f"{sum(c.connect_ms is not None for c in self.clients)} subscribed, "
-                            f"{sum(c.events_ms is not None for c in self.clients)} served, "
-                            f"{sum(c.error is not None for c in self.clients)} failed")
+            line = lambda: (  # noqa: E731
+                f"storm: {self.target.name}: {len(tasks)}/{len(self.clients)} started, "
+                f"{sum(c.connect_ms is not None for c in self.clients)} subscribed, "
+                f"{sum(c.events_ms is not None for c in self.clients)} served, "
+                f"{sum(c.error is not None for c in self.clients)} failed"
+            )
             async with ticking(self.ctx.progress, line):
                 for record in self.clients:  # spread evenly over the window, from the moment the port opened
                     await asyncio.sleep(max(0.0, opened + record.index * spacing - time.monotonic()))
                     tasks.append(asyncio.create_task(self.client(record)))
                 deadline = time.monotonic() + WAIT_S
-                while time.monotonic() < deadline and not all(c.connect_ms is not None or c.error
-                                                              for c in self.clients):
+                while time.monotonic() < deadline and not all(
+                    c.connect_ms is not None or c.error for c in self.clients
+                ):
                     await asyncio.sleep(0.05)
                 self.trigger_at = time.monotonic()
                 await self.protocol.trigger(self.inst)
@@ -190,18 +193,26 @@ class Storm:
                 errors[c.error] = errors.get(c.error, 0) + 1
         record = self.inst.record
         return {
-            "target": self.target.name, "clients": len(self.clients), "subscribed": len(connects),
-            "served": len(served), "failed": sum(1 for c in self.clients if c.error),
+            "target": self.target.name,
+            "clients": len(self.clients),
+            "subscribed": len(connects),
+            "served": len(served),
+            "failed": sum(1 for c in self.clients if c.error),
             "spawn_to_port_ms": rounded(record.spawn_to_port_ms),
             "spawn_to_first_subscribed_ms": rounded(min(connected_at) * 1000 if connected_at else None),
-            "spawn_to_all_subscribed_ms": rounded(max(connected_at) * 1000 if len(connects) == len(self.clients)
-                                                  else None),
-            "connect_p50_ms": rounded(percentile(connects, 50)), "connect_p95_ms": rounded(percentile(connects, 95)),
-            "connect_p99_ms": rounded(percentile(connects, 99)), "connect_max_ms": rounded(max(connects, default=None)),
+            "spawn_to_all_subscribed_ms": rounded(
+                max(connected_at) * 1000 if len(connects) == len(self.clients) else None
+            ),
+            "connect_p50_ms": rounded(percentile(connects, 50)),
+            "connect_p95_ms": rounded(percentile(connects, 95)),
+            "connect_p99_ms": rounded(percentile(connects, 99)),
+            "connect_max_ms": rounded(max(connects, default=None)),
             "first_event_p50_ms": rounded(percentile(firsts, 50)),
-            "all_events_p50_ms": rounded(percentile(served, 50)), "all_events_p99_ms": rounded(percentile(served, 99)),
+            "all_events_p50_ms": rounded(percentile(served, 50)),
+            "all_events_p99_ms": rounded(percentile(served, 99)),
             "reconnected_after_1012_1013": sum(1 for c in self.clients if c.retries),
-            "instance_error": record.error, "errors": errors,
+            "instance_error": record.error,
+            "errors": errors,
         }
 
     def raw(self) -> dict[str, Any]:
@@ -230,13 +241,16 @@ async def run(ctx: RunContext) -> ScenarioResult:
         row = await storm.run()
         rows.append(row)
         raws.append(storm.raw())
-        ctx.progress.step(f"storm: {target.name}: {row['subscribed']}/{row['clients']} subscribed, "
-                          f"{row['served']} served, {row['failed']} failed, connect p50 {row['connect_p50_ms']} ms")
+        ctx.progress.step(
+            f"storm: {target.name}: {row['subscribed']}/{row['clients']} subscribed, "
+            f"{row['served']} served, {row['failed']} failed, connect p50 {row['connect_p50_ms']} ms"
+        )
         for cause, count in row["errors"].items():
             result.failures.append({"target": target.name, "request": "client", "cause": cause, "count": count})
         if row["instance_error"]:
-            result.failures.append({"target": target.name, "request": "instance", "cause": row["instance_error"],
-                                    "count": 1})
+            result.failures.append(
+                {"target": target.name, "request": "instance", "cause": row["instance_error"], "count": 1}
+            )
     floor = next((r for r in rows if r["target"] == "empty-ws"), None)
     for row in rows:
         for key in ("connect_p50_ms", "connect_p99_ms", "spawn_to_first_subscribed_ms"):

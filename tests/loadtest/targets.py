@@ -82,24 +82,50 @@ def _agent_mix(ctx: MixContext) -> list[RequestSpec]:
     Pub/Sub). Reads outnumber posts in real use, and every post is a run of about 15 events that the one
     local worker executes on the same two cores as everything else, within the run's 10 minutes."""
     listing = RequestSpec("list threads", "GET", "/api/threads", headers=ctx.bearer())
-    post = RequestSpec("post message", "POST", "/api/agent/message", headers=ctx.bearer(), ok=frozenset({202}),
-                       json={"content": "load test: which of my models could be cheaper?"})
+    post = RequestSpec(
+        "post message",
+        "POST",
+        "/api/agent/message",
+        headers=ctx.bearer(),
+        ok=frozenset({202}),
+        json={"content": "load test: which of my models could be cheaper?"},
+    )
     return [listing, listing, listing, post, listing, listing, listing, listing, listing, listing]
 
 
 EMPTY = Target("empty", EMPTY_SOURCE, _ff(EMPTY_SOURCE, "empty"), mix=_empty_mix, floor_of="http")
 SAMPLE = Target("sample", SAMPLE_SOURCE, _ff(SAMPLE_SOURCE, "sample"), needs=("postgres",), mix=_sample_mix)
-AUTH = Target("auth", "functions/auth/main.py", _ff("functions/auth/main.py", "auth"),
-              needs=("postgres", "firestore"), mix=_auth_mix)
-AGENT_API = Target("agent-api", "functions/agent/main.py", _ff("functions/agent/main.py", "agent_api"),
-                   needs=("postgres", "pubsub", "firestore", "auth"), mix=_agent_mix)
-AGENT_WORKER = Target("agent-worker", "functions/agent/main.py",
-                      _ff("functions/agent/main.py", "agent_worker", "cloudevent"),
-                      needs=("postgres", "pubsub", "firestore"), kind="push")
-EMPTY_WS = Target("empty-ws", "tests/loadtest/empty_ws.py", _module("tests.loadtest.empty_ws"), kind="ws",
-                  floor_of="ws")
-WS_BRIDGE = Target("ws-bridge", "functions/ws_bridge/main.py", _module("functions.ws_bridge"), kind="ws",
-                   needs=("postgres", "pubsub", "firestore", "auth", "agent-api"))
+AUTH = Target(
+    "auth",
+    "functions/auth/main.py",
+    _ff("functions/auth/main.py", "auth"),
+    needs=("postgres", "firestore"),
+    mix=_auth_mix,
+)
+AGENT_API = Target(
+    "agent-api",
+    "functions/agent/main.py",
+    _ff("functions/agent/main.py", "agent_api"),
+    needs=("postgres", "pubsub", "firestore", "auth"),
+    mix=_agent_mix,
+)
+AGENT_WORKER = Target(
+    "agent-worker",
+    "functions/agent/main.py",
+    _ff("functions/agent/main.py", "agent_worker", "cloudevent"),
+    needs=("postgres", "pubsub", "firestore"),
+    kind="push",
+)
+EMPTY_WS = Target(
+    "empty-ws", "tests/loadtest/empty_ws.py", _module("tests.loadtest.empty_ws"), kind="ws", floor_of="ws"
+)
+WS_BRIDGE = Target(
+    "ws-bridge",
+    "functions/ws_bridge/main.py",
+    _module("functions.ws_bridge"),
+    kind="ws",
+    needs=("postgres", "pubsub", "firestore", "auth", "agent-api"),
+)
 
 HTTP_TARGETS = [EMPTY, SAMPLE, AUTH, AGENT_API]
 WS_TARGETS = [EMPTY_WS, WS_BRIDGE]

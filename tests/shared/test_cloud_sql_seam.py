@@ -35,9 +35,15 @@ class RecordingConnector:
     def connect(self, instance: str, driver: str, **kwargs: Any) -> Any:
         RecordingConnector.connects.append((instance, driver, kwargs))
         target = RecordingConnector.target
-        return pg8000.dbapi.connect(user=target.user, password=target.password, host=target.host,
-                                    port=target.port, database=kwargs["db"], timeout=kwargs["timeout"],
-                                    startup_params=kwargs["startup_params"])
+        return pg8000.dbapi.connect(
+            user=target.user,
+            password=target.password,
+            host=target.host,
+            port=target.port,
+            database=kwargs["db"],
+            timeout=kwargs["timeout"],
+            startup_params=kwargs["startup_params"],
+        )
 
     def close(self) -> None:
         self.closed = True
@@ -58,9 +64,17 @@ def cloud_connector(shared_db_url: str, monkeypatch: pytest.MonkeyPatch) -> type
 
 def cloud_settings(**env: str) -> DatabaseSection:
     database = RecordingConnector.target.database
-    return load_settings(DatabaseSection, {"NETRA_DOTENV": "/nonexistent/.env", "NETRA_ENV": "test",
-                                           "CLOUD_SQL_INSTANCE": "proj:europe-west1:netra", "DB_NAME": database,
-                                           "DB_USER": "netra-agent@proj.iam", **env})
+    return load_settings(
+        DatabaseSection,
+        {
+            "NETRA_DOTENV": "/nonexistent/.env",
+            "NETRA_ENV": "test",
+            "CLOUD_SQL_INSTANCE": "proj:europe-west1:netra",
+            "DB_NAME": database,
+            "DB_USER": "netra-agent@proj.iam",
+            **env,
+        },
+    )
 
 
 def test_scenario_30_cloud_sql_connector_refreshes_lazily_and_is_built_once(

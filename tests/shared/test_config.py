@@ -41,11 +41,17 @@ def test_scenario_24_all_missing_variables_reported_together() -> None:
 def test_scenario_25_malformed_values_name_variable_and_expected_form() -> None:
     """Scenario 25: malformed URL, number, key -> the error names the variable and the expected form."""
     secret_pw = "hunter2-very-secret"
-    problems = problems_of({
-        "NETRA_ENV": "test", "LLM_API_KEY": "k", "WORKER_COUNT": "four",
-        "DATABASE_URL": f"mysql://u:{secret_pw}@h/db", "AUTH_JWKS_URL": "not a url",
-        "DB_POOL_SIZE": "1000", "CLOUD_SQL_INSTANCE": "just-a-name",
-    })
+    problems = problems_of(
+        {
+            "NETRA_ENV": "test",
+            "LLM_API_KEY": "k",
+            "WORKER_COUNT": "four",
+            "DATABASE_URL": f"mysql://u:{secret_pw}@h/db",
+            "AUTH_JWKS_URL": "not a url",
+            "DB_POOL_SIZE": "1000",
+            "CLOUD_SQL_INSTANCE": "just-a-name",
+        }
+    )
     by_var = {p.split(":", 1)[0]: p for p in problems}
     assert "whole number" in by_var["WORKER_COUNT"]
     assert "postgresql://user:password@host:port/dbname" in by_var["DATABASE_URL"]
@@ -57,16 +63,25 @@ def test_scenario_25_malformed_values_name_variable_and_expected_form() -> None:
 
 def test_scenario_27_dev_only_switches_refused_in_staging_and_production() -> None:
     """Scenario 27: dev login or tokens in query strings on in staging/production -> start-up refuses."""
-    base = {"LLM_API_KEY": "k", "WORKER_COUNT": "2", "DATABASE_URL": "postgresql://u:p@h:5432/d",
-            "ALLOWED_ORIGINS": "https://app.staging.example.com"}
+    base = {
+        "LLM_API_KEY": "k",
+        "WORKER_COUNT": "2",
+        "DATABASE_URL": "postgresql://u:p@h:5432/d",
+        "ALLOWED_ORIGINS": "https://app.staging.example.com",
+    }
     for env_name in ("staging", "production"):
-        problems = problems_of({**base, "NETRA_ENV": env_name, "DEV_LOGIN_ENABLED": "true",
-                                "WS_ALLOW_QUERY_TOKEN": "1"})
+        problems = problems_of(
+            {**base, "NETRA_ENV": env_name, "DEV_LOGIN_ENABLED": "true", "WS_ALLOW_QUERY_TOKEN": "1"}
+        )
         assert any(p.startswith("DEV_LOGIN_ENABLED:") and "development-only" in p for p in problems)
         assert any(p.startswith("WS_ALLOW_QUERY_TOKEN:") for p in problems)
     # The same switches are fine locally, and off is fine anywhere.
-    assert load_settings(ExampleSettings, {**base, "NETRA_ENV": "development", "DEV_LOGIN_ENABLED": "true"}
-                         ).dev_login_enabled is True
+    assert (
+        load_settings(
+            ExampleSettings, {**base, "NETRA_ENV": "development", "DEV_LOGIN_ENABLED": "true"}
+        ).dev_login_enabled
+        is True
+    )
     assert load_settings(ExampleSettings, {**base, "NETRA_ENV": "production"}).dev_login_enabled is False
 
 
@@ -77,9 +92,15 @@ def test_wildcard_origins_refused_outside_development() -> None:
 
 
 def test_secret_values_are_masked_in_repr() -> None:
-    settings = load_settings(ExampleSettings, {"NETRA_ENV": "test", "LLM_API_KEY": "sk-live-123456",
-                                               "WORKER_COUNT": "1",
-                                               "DATABASE_URL": "postgresql://u:pw-789@h:5432/d"})
+    settings = load_settings(
+        ExampleSettings,
+        {
+            "NETRA_ENV": "test",
+            "LLM_API_KEY": "sk-live-123456",
+            "WORKER_COUNT": "1",
+            "DATABASE_URL": "postgresql://u:pw-789@h:5432/d",
+        },
+    )
     assert "sk-live-123456" not in repr(settings)
     assert "pw-789" not in repr(settings)
     assert settings.llm_api_key.get_secret_value() == "sk-live-123456"
@@ -90,6 +111,7 @@ def test_dotenv_read_only_locally(tmp_path) -> None:
     dotenv.write_text("LLM_API_KEY=from-dotenv\nWORKER_COUNT=3\nDATABASE_URL=postgresql://u:p@h:5432/d\n")
     local = load_settings(ExampleSettings, {"NETRA_ENV": "development", "NETRA_DOTENV": str(dotenv)})
     assert local.worker_count == 3
-    problems = problems_of({"NETRA_ENV": "production", "NETRA_DOTENV": str(dotenv),
-                            "ALLOWED_ORIGINS": "https://app.example.com"})
+    problems = problems_of(
+        {"NETRA_ENV": "production", "NETRA_DOTENV": str(dotenv), "ALLOWED_ORIGINS": "https://app.example.com"}
+    )
     assert any(p.startswith("WORKER_COUNT:") for p in problems), ".env must be ignored in production"

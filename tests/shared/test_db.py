@@ -79,8 +79,7 @@ def test_scenario_8_stalled_connect_is_ended_by_connect_timeout() -> None:
     listener.bind(("127.0.0.1", 0))
     listener.listen(50)
     port = listener.getsockname()[1]
-    db = Database(settings_for(f"postgresql://u:p@127.0.0.1:{port}/x", db_connect_timeout_s=0.5),
-                  connect_budget_s=1.5)
+    db = Database(settings_for(f"postgresql://u:p@127.0.0.1:{port}/x", db_connect_timeout_s=0.5), connect_budget_s=1.5)
     started = time.monotonic()
     with pytest.raises(DatabaseUnavailable) as info:
         db.open()

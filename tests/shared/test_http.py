@@ -22,8 +22,7 @@ class Body(BaseModel):
 def make_router() -> Router:
     manager = StartupManager("t")
     manager.add("database", lambda: "db")
-    router = Router("t", ["https://app.example.com", "http://localhost:*"], max_body_bytes=200,
-                    health=manager.health)
+    router = Router("t", ["https://app.example.com", "http://localhost:*"], max_body_bytes=200, health=manager.health)
 
     @router.route("POST", "/things/{thing_id}")
     def create(ctx):  # noqa: ANN001, ANN202
@@ -68,8 +67,13 @@ def call(router: Router, method: str, path: str, body: bytes | str | None = None
 
 def test_routes_params_and_validation() -> None:
     router = make_router()
-    status, body, headers = call(router, "POST", "/things/42", json.dumps({"title": "hi"}),
-                                 {"Authorization": "Bearer abc.def", "Content-Type": "application/json"})
+    status, body, headers = call(
+        router,
+        "POST",
+        "/things/42",
+        json.dumps({"title": "hi"}),
+        {"Authorization": "Bearer abc.def", "Content-Type": "application/json"},
+    )
     assert status == 201 and body == {"id": "42", "title": "hi", "bearer": True}
     assert headers["X-Request-Id"]
 

@@ -37,8 +37,7 @@ def test_trace_header_parsing() -> None:
 
 def test_tokens_and_passwords_are_redacted() -> None:
     jwt = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.c2lnbmF0dXJlc2lnbmF0dXJl"
-    text = (f"auth header Bearer {jwt} url postgresql://netra:pw123@host/db "
-            "query ?code=abc123&state=x password=hunter2")
+    text = f"auth header Bearer {jwt} url postgresql://netra:pw123@host/db query ?code=abc123&state=x password=hunter2"
     cleaned = redact(text)
     for secret in (jwt, "pw123", "abc123", "hunter2"):
         assert secret not in cleaned

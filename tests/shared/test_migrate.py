@@ -23,8 +23,17 @@ def test_scenario_3_eight_concurrent_migrators_apply_each_migration_once(fresh_d
     """Scenario 3 (and 1): 8 copies of the migration job on an empty server: the database is created
     once, each migration is applied exactly once, all 8 exit 0."""
     env = {**os.environ, "DATABASE_URL": fresh_db_url, "NETRA_ENV": "test", "LOG_FORMAT": "json"}
-    procs = [subprocess.Popen([sys.executable, "-m", "shared.db.migrate"], cwd=REPO_ROOT, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(8)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "shared.db.migrate"],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for _ in range(8)
+    ]
     outputs = [p.communicate(timeout=120)[0] for p in procs]
     assert [p.returncode for p in procs] == [0] * 8, outputs
     combined = "\n".join(outputs)

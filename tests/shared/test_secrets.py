@@ -56,7 +56,8 @@ def test_scenario_26_slow_then_available_is_retried(secret_manager: SecretManage
 
 
 def test_scenario_26_unavailable_gives_clear_bounded_error_without_secret_in_logs(
-        secret_manager: SecretManagerEmulator, caplog: pytest.LogCaptureFixture) -> None:
+    secret_manager: SecretManagerEmulator, caplog: pytest.LogCaptureFixture
+) -> None:
     """Scenario 26: bounded retries, then a clear error; secrets never appear in logs."""
     secret_manager.add_version("p1", "token-keyset", "TOP-SECRET-KEYSET")
     reader = RotatingSecretReader(RESOURCE, ttl_s=0.0, attempts=3, max_total_s=10)

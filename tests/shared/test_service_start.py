@@ -17,12 +17,18 @@ SOURCE = "tests/shared/sample_service/main.py"
 
 
 def run_migrations(url: str) -> None:
-    subprocess.run([sys.executable, "-m", "shared.db.migrate"], cwd=REPO_ROOT, check=True,
-                   env={"DATABASE_URL": url, "NETRA_ENV": "test", "PATH": "/usr/bin:/bin"}, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "shared.db.migrate"],
+        cwd=REPO_ROOT,
+        check=True,
+        env={"DATABASE_URL": url, "NETRA_ENV": "test", "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+    )
 
 
-def test_scenarios_1_4_10_not_ready_until_migrated_then_ready_without_restart(start_function,
-                                                                             fresh_db_url: str) -> None:
+def test_scenarios_1_4_10_not_ready_until_migrated_then_ready_without_restart(
+    start_function, fresh_db_url: str
+) -> None:
     """Scenario 1: the database does not exist yet; the service reports it until the migration job has run,
     then becomes ready without a restart. Scenario 4: the missing migration is named. Scenario 10: ready is
     false while live stays true."""
@@ -44,8 +50,13 @@ def test_scenarios_1_4_10_not_ready_until_migrated_then_ready_without_restart(st
     assert count.headers["Retry-After"]
 
     # The database exists but holds no migrations: the missing one is named (scenario 4).
-    subprocess.run([sys.executable, "-m", "shared.db.migrate", "--target", "0"], cwd=REPO_ROOT, check=True,
-                   env={"DATABASE_URL": fresh_db_url, "NETRA_ENV": "test"}, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "shared.db.migrate", "--target", "0"],
+        cwd=REPO_ROOT,
+        check=True,
+        env={"DATABASE_URL": fresh_db_url, "NETRA_ENV": "test"},
+        capture_output=True,
+    )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         body = httpx.get(f"{url}/health/ready").json()

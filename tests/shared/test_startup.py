@@ -32,14 +32,17 @@ def test_dependencies_start_in_order() -> None:
             with lock:
                 order.append(name)
             return name
+
         return start
 
     manager = StartupManager("t")
-    manager.register_all([
-        Component("schema", step("schema"), depends_on=("database",), retry=FAST),
-        Component("database", step("database"), retry=FAST),
-        Component("cache", step("cache"), depends_on=("schema", "database"), retry=FAST),
-    ])
+    manager.register_all(
+        [
+            Component("schema", step("schema"), depends_on=("database",), retry=FAST),
+            Component("database", step("database"), retry=FAST),
+            Component("cache", step("cache"), depends_on=("schema", "database"), retry=FAST),
+        ]
+    )
     manager.start()
     assert manager.wait_ready(5)
     assert order == ["database", "schema", "cache"]
@@ -82,8 +85,9 @@ def test_critical_component_ready_after_retries() -> None:
 def test_scenario_10_never_succeeding_critical_component_is_not_ready_without_crash() -> None:
     """Scenario 10: /health/ready is false until every critical component is up; /health/live stays true."""
     manager = StartupManager("t")
-    manager.add("database", lambda: (_ for _ in ()).throw(ConnectionRefusedError("db down")), retry=FAST,
-                breaker_threshold=100)
+    manager.add(
+        "database", lambda: (_ for _ in ()).throw(ConnectionRefusedError("db down")), retry=FAST, breaker_threshold=100
+    )
     manager.start()
     time.sleep(0.3)
     status, body, headers = manager.health("ready")
@@ -102,8 +106,12 @@ def test_scenario_13_optional_component_down_means_degraded_but_ready() -> None:
     """Scenario 13: an optional dependency down -> ready, degraded, and said so in /health/startup."""
     manager = StartupManager("t")
     manager.add("database", lambda: "db", retry=FAST)
-    manager.add("replay_store", lambda: (_ for _ in ()).throw(OSError("firestore down")),
-                priority=Priority.MEDIUM, retry=RetryPolicy(initial_s=0.01, max_s=0.02, max_attempts=3))
+    manager.add(
+        "replay_store",
+        lambda: (_ for _ in ()).throw(OSError("firestore down")),
+        priority=Priority.MEDIUM,
+        retry=RetryPolicy(initial_s=0.01, max_s=0.02, max_attempts=3),
+    )
     manager.start()
     assert manager.wait_ready(5)
     deadline = time.monotonic() + 5
@@ -150,8 +158,9 @@ def test_attempt_timeout_counts_as_failure() -> None:
 def test_cycles_and_unknown_names_rejected_at_registration() -> None:
     manager = StartupManager("t")
     with pytest.raises(StartupGraphError, match="a -> b -> a"):
-        manager.register_all([Component("a", lambda: 1, depends_on=("b",)),
-                              Component("b", lambda: 1, depends_on=("a",))])
+        manager.register_all(
+            [Component("a", lambda: 1, depends_on=("b",)), Component("b", lambda: 1, depends_on=("a",))]
+        )
     with pytest.raises(StartupGraphError, match="unknown component"):
         manager.register(Component("schema", lambda: 1, depends_on=("database",)))
     manager.register(Component("x", lambda: 1))
@@ -215,8 +224,9 @@ def _deferred_manager() -> tuple[StartupManager, list[str]]:
     manager.DEFER_S = 30.0  # long enough that only a release can start them within the test
     manager.add("tokens", lambda: started.append("tokens") or "t", retry=FAST)
     manager.add("pubsub", lambda: started.append("pubsub") or "p", Priority.HIGH, retry=FAST, deferred=True)
-    manager.add("firestore", lambda: started.append("firestore") or "f", Priority.MEDIUM, ("pubsub",),
-                retry=FAST, deferred=True)
+    manager.add(
+        "firestore", lambda: started.append("firestore") or "f", Priority.MEDIUM, ("pubsub",), retry=FAST, deferred=True
+    )
     return manager, started
 
 

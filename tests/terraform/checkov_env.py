@@ -20,9 +20,12 @@ CHECKOV = VENV / "bin" / "checkov"
 def _installed_version() -> str | None:
     if not CHECKOV.exists():
         return None
-    out = subprocess.run([str(VENV / "bin" / "python"), "-c",
-                          "import importlib.metadata as m; print(m.version('checkov'))"],
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [str(VENV / "bin" / "python"), "-c", "import importlib.metadata as m; print(m.version('checkov'))"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     return out.stdout.strip() if out.returncode == 0 else None
 
 
@@ -35,8 +38,11 @@ def ensure_checkov() -> Path:
             return CHECKOV
         if not (VENV / "bin" / "python").exists():
             subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True, timeout=300)
-        subprocess.run([str(VENV / "bin" / "python"), "-m", "pip", "install", "--quiet",
-                        f"checkov=={CHECKOV_VERSION}"], check=True, timeout=1200)
+        subprocess.run(
+            [str(VENV / "bin" / "python"), "-m", "pip", "install", "--quiet", f"checkov=={CHECKOV_VERSION}"],
+            check=True,
+            timeout=1200,
+        )
     return CHECKOV
 
 

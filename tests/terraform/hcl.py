@@ -17,8 +17,9 @@ from shared.config import REPO_ROOT
 
 TERRAFORM_DIR = REPO_ROOT / "terraform"
 PLATFORM_DIR = TERRAFORM_DIR / "modules" / "platform"
-OPTIONS = SerializationOptions(strip_string_quotes=True, explicit_blocks=False, preserve_heredocs=False,
-                               with_comments=False)
+OPTIONS = SerializationOptions(
+    strip_string_quotes=True, explicit_blocks=False, preserve_heredocs=False, with_comments=False
+)
 
 
 def tf_files() -> list[Path]:
@@ -39,8 +40,15 @@ def load(path: Path) -> dict[str, Any]:
 def module(directory: Path) -> dict[str, Any]:
     """Blocks of every .tf file of one module, merged: locals/variable/output/module as name => body,
     resource/data as type => name => body."""
-    merged: dict[str, Any] = {"locals": {}, "variable": {}, "output": {}, "module": {}, "resource": {}, "data": {},
-                              "ephemeral": {}}
+    merged: dict[str, Any] = {
+        "locals": {},
+        "variable": {},
+        "output": {},
+        "module": {},
+        "resource": {},
+        "data": {},
+        "ephemeral": {},
+    }
     for path in sorted(directory.glob("*.tf")):
         doc = load(path)
         for block in doc.get("locals", []):
@@ -72,7 +80,7 @@ def interpolations(text: str) -> Iterator[tuple[int, int, str]]:
                 if depth == 0:
                     break
             j += 1
-        yield start, j + 1, text[start + 2:j]
+        yield start, j + 1, text[start + 2 : j]
         i = j + 1
 
 
@@ -96,14 +104,17 @@ def render(value: Any, samples: dict[str, str], patterns: list[tuple[re.Pattern[
                     out.append(match.expand(template))
                     break
             else:
-                raise AssertionError(f"no sample value for the Terraform expression ${{{expr}}}: add one to "
-                                     "SAMPLES in tests/terraform/test_settings_coverage.py")
+                raise AssertionError(
+                    f"no sample value for the Terraform expression ${{{expr}}}: add one to "
+                    "SAMPLES in tests/terraform/test_settings_coverage.py"
+                )
         last = end
     out.append(value[last:])
     return "".join(out)
 
 
 # -- Python side ----------------------------------------------------------------------------------------
+
 
 def module_file(dotted: str) -> Path | None:
     base = REPO_ROOT.joinpath(*dotted.split("."))
@@ -165,16 +176,27 @@ def environment_reads(paths: set[Path]) -> dict[str, list[tuple[str, bool]]]:
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
             if isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Load):
                 target = node.value
-                if isinstance(target, ast.Attribute) and target.attr == "environ" and \
-                        isinstance(node.slice, ast.Constant) and isinstance(node.slice.value, str):
+                if (
+                    isinstance(target, ast.Attribute)
+                    and target.attr == "environ"
+                    and isinstance(node.slice, ast.Constant)
+                    and isinstance(node.slice.value, str)
+                ):
                     add(node.slice.value, path, True)
-            elif isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant) and \
-                    isinstance(node.args[0].value, str):
+            elif (
+                isinstance(node, ast.Call)
+                and node.args
+                and isinstance(node.args[0], ast.Constant)
+                and isinstance(node.args[0].value, str)
+            ):
                 func = node.func
                 name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
                 owner = func.value if isinstance(func, ast.Attribute) else None
-                is_environ_get = name == "get" and isinstance(owner, ast.Attribute | ast.Name) and \
-                    getattr(owner, "attr", getattr(owner, "id", "")) in ("environ", "env")
+                is_environ_get = (
+                    name == "get"
+                    and isinstance(owner, ast.Attribute | ast.Name)
+                    and getattr(owner, "attr", getattr(owner, "id", "")) in ("environ", "env")
+                )
                 if is_environ_get or name in ENV_CALLS:
                     value = node.args[0].value
                     if re.fullmatch(r"[A-Z][A-Z0-9_]+", value):

@@ -36,8 +36,9 @@ def _extract(tgz: Path) -> dict[str, dict[str, list[str]]]:
             assert handle is not None
             text = handle.read().decode()
             resource = "google_" + match.group(1).replace("-", "_")
-            schema[resource] = {m.group(1): sorted(set(_ATTRIBUTE.findall(m.group(2))))
-                                for m in _INTERFACE.finditer(text)}
+            schema[resource] = {
+                m.group(1): sorted(set(_ATTRIBUTE.findall(m.group(2)))) for m in _INTERFACE.finditer(text)
+            }
     return schema
 
 
@@ -51,8 +52,14 @@ def ensure_schema() -> Path:
 
         runtime = find_node()
         with tempfile.TemporaryDirectory() as tmp:
-            subprocess.run([*runtime.npm, "pack", PACKAGE, "--pack-destination", tmp, "--silent"],
-                           check=True, capture_output=True, timeout=600, env=runtime.env(), cwd=tmp)
+            subprocess.run(
+                [*runtime.npm, "pack", PACKAGE, "--pack-destination", tmp, "--silent"],
+                check=True,
+                capture_output=True,
+                timeout=600,
+                env=runtime.env(),
+                cwd=tmp,
+            )
             tgz = next(Path(tmp).glob("*.tgz"))
             schema = _extract(tgz)
         assert len(schema) > 500, "the provider package did not contain the expected resources"
@@ -71,8 +78,16 @@ def _camel(name: str) -> str:
 
 META = {"for_each", "count", "depends_on", "lifecycle", "provider", "provisioner", "connection"}
 # Arguments whose value is a map, not a nested block.
-MAP_ARGUMENTS = {"labels", "environment_variables", "annotations", "limits", "user_labels", "label_extractors",
-                 "metadata", "triggers_replace"}
+MAP_ARGUMENTS = {
+    "labels",
+    "environment_variables",
+    "annotations",
+    "limits",
+    "user_labels",
+    "label_extractors",
+    "metadata",
+    "triggers_replace",
+}
 
 
 def unknown_attributes(rtype: str, body: dict) -> list[str]:
@@ -80,7 +95,7 @@ def unknown_attributes(rtype: str, body: dict) -> list[str]:
     interfaces = schema().get(rtype)
     if interfaces is None:
         return [f"{rtype}: no such resource type in google provider {PROVIDER_VERSION}"]
-    root = f"{_camel(rtype[len('google_'):])}Config"
+    root = f"{_camel(rtype[len('google_') :])}Config"
     problems: list[str] = []
 
     def visit(interface: str, block: dict, where: str) -> None:
@@ -103,8 +118,12 @@ def unknown_attributes(rtype: str, body: dict) -> list[str]:
                 continue
             if key not in allowed:
                 problems.append(f"{where}.{key}: unknown argument")
-            elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value) \
-                    and key not in MAP_ARGUMENTS:
+            elif (
+                isinstance(value, list)
+                and value
+                and all(isinstance(v, dict) for v in value)
+                and key not in MAP_ARGUMENTS
+            ):
                 for item in value:
                     visit(prefix + _camel(key), item, f"{where}.{key}")
 

@@ -27,15 +27,26 @@ def collections_in_code() -> dict[str, str]:
         calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and _helper(n)]
         if not calls:
             continue
-        names = [n.value.value for n in tree.body if isinstance(n, ast.Assign) and isinstance(n.value, ast.Constant)
-                 and isinstance(n.value.value, str) and all(isinstance(t, ast.Name) and t.id.isupper()
-                                                            for t in n.targets)]
-        names += [c.args[0].value for c in calls if c.args and isinstance(c.args[0], ast.Constant)
-                  and isinstance(c.args[0].value, str)]
+        names = [
+            n.value.value
+            for n in tree.body
+            if isinstance(n, ast.Assign)
+            and isinstance(n.value, ast.Constant)
+            and isinstance(n.value.value, str)
+            and all(isinstance(t, ast.Name) and t.id.isupper() for t in n.targets)
+        ]
+        names += [
+            c.args[0].value
+            for c in calls
+            if c.args and isinstance(c.args[0], ast.Constant) and isinstance(c.args[0].value, str)
+        ]
         for fn in (n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)):
-            args = fn.args.args[len(fn.args.args) - len(fn.args.defaults):]
-            names += [d.value for a, d in zip(args, fn.args.defaults, strict=True)
-                      if a.arg == "collection" and isinstance(d, ast.Constant)]
+            args = fn.args.args[len(fn.args.args) - len(fn.args.defaults) :]
+            names += [
+                d.value
+                for a, d in zip(args, fn.args.defaults, strict=True)
+                if a.arg == "collection" and isinstance(d, ast.Constant)
+            ]
         for name in names:
             if not name.startswith("_"):
                 found.setdefault(name, str(Path(path).relative_to(REPO_ROOT)))

@@ -107,8 +107,11 @@ def _resolve(spec: str) -> type[BaseSettings] | None:
         raise
     if class_name:
         return getattr(mod, class_name)
-    found = [c for _, c in inspect.getmembers(mod, inspect.isclass)
-             if issubclass(c, BaseSettings) and c.__module__ == mod.__name__ and issubclass(c, ServiceSettings)]
+    found = [
+        c
+        for _, c in inspect.getmembers(mod, inspect.isclass)
+        if issubclass(c, BaseSettings) and c.__module__ == mod.__name__ and issubclass(c, ServiceSettings)
+    ]
     if len(found) != 1:
         return None
     return found[0]
@@ -217,8 +220,10 @@ def test_every_variable_terraform_sets_is_read_by_the_code(workload: str) -> Non
 def test_optional_reads_are_set_or_deliberately_unset(workload: str) -> None:
     provided = set(tf_env(workload)) | set(tf_secrets(workload)) | set(fields(workload))
     unexplained = {k: uses for k, uses in code_reads(workload).items() if k not in provided and k not in OPTIONAL_UNSET}
-    assert not unexplained, (f"{workload}: the code reads {sorted(unexplained)} (in {unexplained}); set them in "
-                             "settings.tf or add them to OPTIONAL_UNSET with the reason")
+    assert not unexplained, (
+        f"{workload}: the code reads {sorted(unexplained)} (in {unexplained}); set them in "
+        "settings.tf or add them to OPTIONAL_UNSET with the reason"
+    )
 
 
 @pytest.mark.parametrize("environment", ["staging", "production"])

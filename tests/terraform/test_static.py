@@ -62,8 +62,11 @@ def test_environment_root_has_backend_tfvars_example_and_uses_the_platform(env: 
     assert not missing, f"{env} does not set {sorted(missing)}"
     # The tfvars example sets only variables the root declares, and every one without a default.
     example = (root / "terraform.tfvars.example").read_text()
-    set_names = {line.split("=")[0].strip() for line in example.splitlines()
-                 if "=" in line and not line.startswith((" ", "#", "}"))}
+    set_names = {
+        line.split("=")[0].strip()
+        for line in example.splitlines()
+        if "=" in line and not line.startswith((" ", "#", "}"))
+    }
     unknown = set_names - set(blocks["variable"])
     assert not unknown, f"{env}/terraform.tfvars.example sets undeclared {sorted(unknown)}"
     required_root = {n for n, b in blocks["variable"].items() if "default" not in b}
@@ -95,8 +98,9 @@ def test_no_secret_value_is_written_to_state() -> None:
     for name, body in blocks.get("google_sql_user", {}).items():
         assert "password" not in body, f"sql user {name} would store its password in state"
     text = "\n".join(p.read_text() for p in tf_files())
-    assert "random_password\" \"" not in text.replace('ephemeral "random_password" "', ""), \
+    assert 'random_password" "' not in text.replace('ephemeral "random_password" "', ""), (
         "a non-ephemeral random_password keeps its value in state"
+    )
 
 
 def test_ws_bridge_service_is_configured_for_websockets() -> None:
@@ -118,25 +122,46 @@ def test_ws_bridge_service_is_configured_for_websockets() -> None:
 
 @pytest.mark.skipif(shutil.which("terraform") is None, reason="terraform binary not installed (optional check)")
 def test_terraform_fmt() -> None:
-    result = subprocess.run(["terraform", "fmt", "-recursive", "-check", "-diff"], cwd=TERRAFORM_DIR,
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        ["terraform", "fmt", "-recursive", "-check", "-diff"],
+        cwd=TERRAFORM_DIR,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_checkov_passes_with_reasoned_suppressions(tmp_path: Path) -> None:
     checkov = ensure_checkov()
     result = subprocess.run(
-        [str(checkov), "-d", str(TERRAFORM_DIR), "--framework", "terraform", "-o", "json", "--skip-download",
-         "--skip-path", ".terraform"],
-        capture_output=True, text=True, timeout=600, cwd=tmp_path,
+        [
+            str(checkov),
+            "-d",
+            str(TERRAFORM_DIR),
+            "--framework",
+            "terraform",
+            "-o",
+            "json",
+            "--skip-download",
+            "--skip-path",
+            ".terraform",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
     )
     assert result.stdout.strip(), f"checkov printed nothing: {result.stderr[-2000:]}"
     report = json.loads(result.stdout)
     reports = report if isinstance(report, list) else [report]
     summary = reports[0]["summary"]
     print(f"checkov: {summary}")
-    failed = [f"{c['check_id']} {c['resource']} ({c['file_path']}): {c['check_name']}"
-              for r in reports for c in r["results"]["failed_checks"]]
+    failed = [
+        f"{c['check_id']} {c['resource']} ({c['file_path']}): {c['check_name']}"
+        for r in reports
+        for c in r["results"]["failed_checks"]
+    ]
     assert not failed, "checkov failed checks:\n" + "\n".join(failed)
     assert summary["parsing_errors"] == 0
     assert summary["passed"] >= 50 and summary["resource_count"] >= 80, "checkov scanned too little to mean much"
@@ -159,12 +184,17 @@ def test_every_google_resource_uses_only_attributes_of_the_pinned_provider() -> 
                     continue
                 for name, body in named.items():
                     checked += 1
-                    problems += [f"{path.relative_to(TERRAFORM_DIR)}: {p} ({name})"
-                                 for p in unknown_attributes(rtype, body)]
+                    problems += [
+                        f"{path.relative_to(TERRAFORM_DIR)}: {p} ({name})" for p in unknown_attributes(rtype, body)
+                    ]
     assert checked >= 60
     assert not problems, f"not in google provider {PROVIDER_VERSION}:\n" + "\n".join(problems)
-    versions = {b["required_providers"][0]["google"]["version"] for p in tf_files()
-                for b in load(p).get("terraform", []) if "google" in b.get("required_providers", [{}])[0]}
+    versions = {
+        b["required_providers"][0]["google"]["version"]
+        for p in tf_files()
+        for b in load(p).get("terraform", [])
+        if "google" in b.get("required_providers", [{}])[0]
+    }
     assert versions == {"~> 6.50"}, f"the schema checked is {PROVIDER_VERSION}; pin google to it: {versions}"
 
 
@@ -189,7 +219,11 @@ def test_alerts_cover_the_issue_and_read_log_lines_the_code_writes() -> None:
     log-based metrics match what the code logs (the startup manager's line, the database component's name)."""
     platform = module(PLATFORM_DIR)
     assert set(platform["resource"]["google_monitoring_alert_policy"]) == {
-        "http_5xx", "cold_start", "dead_letters", "db_connection_errors"}
+        "http_5xx",
+        "cold_start",
+        "dead_letters",
+        "db_connection_errors",
+    }
     metrics = platform["resource"]["google_logging_metric"]
     startup_source = (TERRAFORM_DIR.parent / "shared" / "startup.py").read_text()
     assert 'log.info("startup complete", extra={"startup_ms"' in startup_source
@@ -204,7 +238,8 @@ def test_alerts_cover_the_issue_and_read_log_lines_the_code_writes() -> None:
     pulls = {s["topic"] for name, s in topology["subscriptions"].items() if name.endswith("-dlq-pull")}
     assert dead_letter_topics and pulls == dead_letter_topics
     dlq_filter = platform["resource"]["google_monitoring_alert_policy"]["dead_letters"]["conditions"][0][
-        "condition_threshold"][0]["filter"]
+        "condition_threshold"
+    ][0]["filter"]
     assert 'ends_with("-dlq-pull")' in dlq_filter
 
 

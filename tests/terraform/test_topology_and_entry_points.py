@@ -79,8 +79,9 @@ def test_topology_is_consistent_and_every_push_target_is_deployed() -> None:
 
 
 def _code_files() -> list[Path]:
-    return sorted(p for d in ("functions", "shared") for p in (REPO_ROOT / d).rglob("*.py")
-                  if "__pycache__" not in p.parts)
+    return sorted(
+        p for d in ("functions", "shared") for p in (REPO_ROOT / d).rglob("*.py") if "__pycache__" not in p.parts
+    )
 
 
 def test_every_topic_or_subscription_the_code_names_is_in_the_topology() -> None:
@@ -107,8 +108,9 @@ def test_every_topic_or_subscription_the_code_names_is_in_the_topology() -> None
     prefixes = [key.split("<", 1)[0] for key in TOPOLOGY["per_instance_subscriptions"]]
     for func, name, where in names:
         if func.endswith("*"):
-            assert func == "subscription_path*" and name in prefixes, \
+            assert func == "subscription_path*" and name in prefixes, (
                 f"{where} builds subscription names from {name!r}..., not a per_instance_subscriptions prefix"
+            )
             continue
         pool = TOPOLOGY["topics"] if func == "topic_path" else TOPOLOGY["subscriptions"]
         assert name in pool, f"{where} uses {func}(..., {name!r}), which Terraform does not create"
@@ -144,8 +146,9 @@ def test_deployed_function_entry_point_exists(function: str) -> None:
     assert node is not None, f"{path.relative_to(REPO_ROOT)} defines no {spec['entry_point']}"
     decorated = _framework_decorator(node)
     if decorated is not None:
-        assert decorated == spec["signature_type"], f"{function}: code says {decorated}, Terraform says " \
-                                                     f"{spec['signature_type']}"
+        assert decorated == spec["signature_type"], (
+            f"{function}: code says {decorated}, Terraform says {spec['signature_type']}"
+        )
 
 
 def test_every_framework_function_in_the_code_is_deployed() -> None:
@@ -165,8 +168,9 @@ def test_container_commands_run_existing_modules(container: str) -> None:
     for dotted in modules:
         path = module_file(dotted)
         assert path is not None, f"{container} runs python -m {dotted}, which does not exist"
-        runnable = path.name == "__init__.py" and (path.parent / "__main__.py").is_file() or \
-            "__main__" in path.read_text()
+        runnable = (
+            path.name == "__init__.py" and (path.parent / "__main__.py").is_file() or "__main__" in path.read_text()
+        )
         assert runnable, f"python -m {dotted} would do nothing: no __main__"
     if container == "migrate":
         assert "shared.db.migrate" in modules and modules.index("shared.db.migrate") == 0
@@ -186,8 +190,9 @@ def test_function_archive_holds_everything_its_entry_point_imports(function: str
     spec = platform()["locals"]["functions"][function]
     assert module_file(spec["module"]) is not None, f"{spec['module']} does not exist"
     closure = import_closure([spec["module"]])
-    outside = sorted(str(p.relative_to(REPO_ROOT)) for p in closure
-                     if str(p.relative_to(REPO_ROOT)) not in _archive_files(function))
+    outside = sorted(
+        str(p.relative_to(REPO_ROOT)) for p in closure if str(p.relative_to(REPO_ROOT)) not in _archive_files(function)
+    )
     assert not outside, f"{function} imports {outside}, which its archive ({spec['dir']} + shared/) lacks"
 
 
@@ -210,7 +215,7 @@ def test_source_tree_module_evaluated_by_terraform(tmp_path: Path) -> None:
 
     (tmp_path / "main.tf").write_text(f'''
 module "tree" {{
-  source          = "{TERRAFORM_DIR / 'modules' / 'source_tree'}"
+  source          = "{TERRAFORM_DIR / "modules" / "source_tree"}"
   repo_root       = "{REPO_ROOT}"
   include_dirs    = ["functions/agent", "shared"]
   include_files   = ["functions/__init__.py"]
@@ -222,11 +227,21 @@ output "main" {{ value = module.tree.contents["main.py"] }}
 ''')
     env = {"TF_IN_AUTOMATION": "1", "CHECKPOINT_DISABLE": "1", "PATH": "/usr/local/bin:/usr/bin:/bin"}
     for args in (["init", "-input=false", "-backend=false"], ["apply", "-auto-approve", "-input=false"]):
-        result = subprocess.run(["terraform", *args], cwd=tmp_path, env=env, capture_output=True, text=True,
-                                timeout=120)
+        result = subprocess.run(
+            ["terraform", *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+        )
         assert result.returncode == 0, result.stdout + result.stderr
-    out = json.loads(subprocess.run(["terraform", "output", "-json"], cwd=tmp_path, env=env, capture_output=True,
-                                    text=True, timeout=60, check=True).stdout)
+    out = json.loads(
+        subprocess.run(
+            ["terraform", "output", "-json"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        ).stdout
+    )
     files = set(out["files"]["value"])
     deps = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     assert out["requirements"]["value"].splitlines() == deps

@@ -32,15 +32,36 @@ def register(router: Router, deps: AgentDeps) -> None:
         end = _instant(query.to) or datetime.now(UTC)
         start = _instant(query.from_) or end - timedelta(days=30)
         if start >= end:
-            raise ApiError(422, "validation_error", "from must be before to",
-                           [{"field": "from", "message": "must be before to"}])
+            raise ApiError(
+                422, "validation_error", "from must be before to", [{"field": "from", "message": "must be before to"}]
+            )
         if end - start > MAX_RANGE:
-            raise ApiError(422, "validation_error", "the range may span at most 366 days",
-                           [{"field": "from", "message": "at most 366 days before to"}])
+            raise ApiError(
+                422,
+                "validation_error",
+                "the range may span at most 366 days",
+                [{"field": "from", "message": "at most 366 days before to"}],
+            )
         rows = ledger.cost_report(deps.db, user["id"], start, end, query.group_by)
-        groups = [{"key": r["key"], "calls": int(r["calls"]), "runs": int(r["runs"]),
-                   **{f: int(r[f]) for f in TOKEN_FIELDS}, "cost_usd": r["cost_usd"]} for r in rows]
+        groups = [
+            {
+                "key": r["key"],
+                "calls": int(r["calls"]),
+                "runs": int(r["runs"]),
+                **{f: int(r[f]) for f in TOKEN_FIELDS},
+                "cost_usd": r["cost_usd"],
+            }
+            for r in rows
+        ]
         totals = {f: sum(g[f] for g in groups) for f in ("calls", *TOKEN_FIELDS)}
         totals["cost_usd"] = sum((r["cost_usd"] for r in rows), start=0)
-        return jsonable({"from": start, "to": end, "group_by": query.group_by, "currency": "USD",
-                         "totals": totals, "groups": groups})
+        return jsonable(
+            {
+                "from": start,
+                "to": end,
+                "group_by": query.group_by,
+                "currency": "USD",
+                "totals": totals,
+                "groups": groups,
+            }
+        )

@@ -31,15 +31,24 @@ def _existing(db: Any, user_id: str, client_message_id: str) -> dict[str, Any] |
                   r.id::text AS run_id, r.status
              FROM messages m LEFT JOIN runs r ON r.message_id = m.id
             WHERE m.user_id = %s AND m.client_message_id = %s AND m.role = 'user'""",
-        [user_id, client_message_id])
+        [user_id, client_message_id],
+    )
 
 
 def _replay(row: dict[str, Any], content: str) -> tuple[dict[str, Any], int, dict[str, str]]:
     if row["content"] != content:
-        raise ApiError(409, "client_message_id_conflict",
-                       "client_message_id was already used for a different message")
-    return ({"run_id": row["run_id"], "thread_id": row["thread_id"], "message_id": row["message_id"],
-             "status": row["status"], "replayed": True}, 202, {"Idempotent-Replay": "true"})
+        raise ApiError(409, "client_message_id_conflict", "client_message_id was already used for a different message")
+    return (
+        {
+            "run_id": row["run_id"],
+            "thread_id": row["thread_id"],
+            "message_id": row["message_id"],
+            "status": row["status"],
+            "replayed": True,
+        },
+        202,
+        {"Idempotent-Replay": "true"},
+    )
 
 
 def _title(content: str) -> str:
@@ -75,28 +84,38 @@ def register(router: Router, deps: AgentDeps) -> None:
                     """INSERT INTO messages (thread_id, user_id, role, content, client_message_id)
                        VALUES (%s, %s, 'user', %s, %s)
                        ON CONFLICT (user_id, client_message_id) WHERE client_message_id IS NOT NULL DO NOTHING
-                       RETURNING id::text""", [thread_id, user["id"], body.content, body.client_message_id])
+                       RETURNING id::text""",
+                    [thread_id, user["id"], body.content, body.client_message_id],
+                )
                 if message_id is None:
                     raise _Replay
-                run_id = tx.scalar("INSERT INTO runs (thread_id, user_id, message_id) VALUES (%s, %s, %s) "
-                                   "RETURNING id::text", [thread_id, user["id"], message_id])
+                run_id = tx.scalar(
+                    "INSERT INTO runs (thread_id, user_id, message_id) VALUES (%s, %s, %s) RETURNING id::text",
+                    [thread_id, user["id"], message_id],
+                )
                 tx.execute("UPDATE messages SET run_id = %s WHERE id = %s", [run_id, message_id])
                 tx.execute("UPDATE threads SET updated_at = now() WHERE id = %s", [thread_id])
                 request = AgentRequest(run_id=run_id, thread_id=thread_id, user_id=user["id"], message_id=message_id)
                 try:
                     pubsub.publish_request(settings.google_cloud_project, request, settings.publish_timeout_s)
                 except pubsub.PublishFailed as exc:
-                    log.warning("run not queued: Pub/Sub unavailable; transaction rolled back",
-                                extra={"reason": str(exc)})
+                    log.warning(
+                        "run not queued: Pub/Sub unavailable; transaction rolled back", extra={"reason": str(exc)}
+                    )
                     retry = max(2, round(pubsub.request_breaker.retry_after()))
                     raise ServiceUnavailable(
                         "the run could not be queued because Pub/Sub is unavailable; nothing was stored. "
                         "Retry later (the same client_message_id is safe to reuse).",
-                        retry_after=retry, code="pubsub_unavailable") from None
+                        retry_after=retry,
+                        code="pubsub_unavailable",
+                    ) from None
         except _Replay:
             row = _existing(db, user["id"], body.client_message_id or "")
             if row is None:  # the other request rolled back in between: let the client retry
-                raise ServiceUnavailable("a concurrent request with this client_message_id is in progress",
-                                         retry_after=1, code="concurrent_request") from None
+                raise ServiceUnavailable(
+                    "a concurrent request with this client_message_id is in progress",
+                    retry_after=1,
+                    code="concurrent_request",
+                ) from None
             return _replay(row, body.content)
         return {"run_id": run_id, "thread_id": thread_id, "message_id": message_id, "status": "queued"}, 202

@@ -33,8 +33,10 @@ def register(router: Router, deps: AgentDeps) -> None:
             deps.manager.require("pubsub", settings.startup_wait_seconds)
             ensure_terminal_event(db, eventlog, row)
         except Exception as exc:
-            log.warning("terminal event not written now; the worker will write it",
-                        extra={"run_id": row["id"], "reason": f"{type(exc).__name__}: {str(exc)[:200]}"})
+            log.warning(
+                "terminal event not written now; the worker will write it",
+                extra={"run_id": row["id"], "reason": f"{type(exc).__name__}: {str(exc)[:200]}"},
+            )
 
     def _expire_if_stale(db: Any, row: dict[str, Any]) -> dict[str, Any]:
         """A run past its budget whose worker stopped heart-beating is failed here, so no client waits forever
@@ -45,9 +47,12 @@ def register(router: Router, deps: AgentDeps) -> None:
         if _age_s(row["created_at"]) < settings.run_time_budget_s + grace or _age_s(row["claimed_at"]) < grace:
             return row
         with db.transaction() as tx:
-            failed = run_store.fail_unclaimed(tx, row["id"], "run_timed_out",
-                                              "the run did not finish within its time budget and its worker "
-                                              "stopped reporting progress")
+            failed = run_store.fail_unclaimed(
+                tx,
+                row["id"],
+                "run_timed_out",
+                "the run did not finish within its time budget and its worker stopped reporting progress",
+            )
         if failed is None:
             return run_store.get_run(db, row["id"]) or row
         log.warning("stale run failed", extra={"run_id": row["id"]})
@@ -77,8 +82,9 @@ def register(router: Router, deps: AgentDeps) -> None:
             current = run_store.get_run(db, row["id"], user["id"]) or row
             if current["status"] == "cancelled":
                 return jsonable(run_store.run_view(current))
-            raise ApiError(409, "run_finished", f"the run is already {current['status']}",
-                           {"status": current["status"]})
+            raise ApiError(
+                409, "run_finished", f"the run is already {current['status']}", {"status": current["status"]}
+            )
         if updated["status"] == "cancelled":
             # No worker is executing it: no worker will emit its terminal event, so the API does.
             _terminal_event(db, updated)
@@ -96,9 +102,13 @@ def register(router: Router, deps: AgentDeps) -> None:
             from google.api_core import exceptions as gexc
 
             if isinstance(exc, gexc.GoogleAPICallError | gexc.RetryError):
-                raise ServiceUnavailable(f"the event log is unavailable: {type(exc).__name__}", retry_after=2,
-                                         code="firestore_unavailable") from None
+                raise ServiceUnavailable(
+                    f"the event log is unavailable: {type(exc).__name__}", retry_after=2, code="firestore_unavailable"
+                ) from None
             raise
-        return {"run_id": row["id"], "status": row["status"],
-                "events": [e.model_dump(mode="json") for e in events],
-                "next_after_seq": events[-1].seq if events else query.after_seq}
+        return {
+            "run_id": row["id"],
+            "status": row["status"],
+            "events": [e.model_dump(mode="json") for e in events],
+            "next_after_seq": events[-1].seq if events else query.after_seq,
+        }

@@ -21,9 +21,13 @@ log = logging.getLogger("agent.intelligence")
 TOOLS_BY_INTENT: dict[str, list[tuple[str, dict[str, Any]]]] = {
     "full_analysis": FULL_ANALYSIS,
     "what_if": FULL_ANALYSIS,
-    "cost_breakdown": [("cost_breakdown", {"by": "model"}), ("cost_breakdown", {"by": "feature"}),
-                       ("cost_breakdown", {"by": "end_user"}), ("cost_breakdown", {"by": "day"}),
-                       ("cost_drivers", {})],
+    "cost_breakdown": [
+        ("cost_breakdown", {"by": "model"}),
+        ("cost_breakdown", {"by": "feature"}),
+        ("cost_breakdown", {"by": "end_user"}),
+        ("cost_breakdown", {"by": "day"}),
+        ("cost_drivers", {}),
+    ],
     "caching": [("cost_breakdown", {"by": "model"}), ("caching_opportunity", {}), ("duplicate_requests", {})],
     "batch": [("cost_breakdown", {"by": "model"}), ("batch_opportunity", {})],
     "model_choice": [("cost_breakdown", {"by": "model"}), ("cost_drivers", {}), ("model_rightsizing", {})],
@@ -46,14 +50,20 @@ def run_triage(ctx: RunContext) -> triage.Triage:
         result = command
     else:
         try:
-            answer = ctx.llm.complete([LLMMessage("system", triage.TRIAGE_PROMPT), LLMMessage("user", ctx.message)],
-                                      purpose="triage", max_tokens=200)
+            answer = ctx.llm.complete(
+                [LLMMessage("system", triage.TRIAGE_PROMPT), LLMMessage("user", ctx.message)],
+                purpose="triage",
+                max_tokens=200,
+            )
             result = triage.parse_llm_answer(answer.text, ctx.message)
         except Exception as exc:  # the model failed or answered something unusable: keywords decide
             reason = f"{type(exc).__name__}: {str(exc)[:160]}"
             result = triage.keyword_triage(ctx.message, reason)
-            ctx.emit("agent_thinking", "triage", {"thought": "The model's classification was not usable; "
-                                                             "deciding from keywords.", "fallback": reason})
+            ctx.emit(
+                "agent_thinking",
+                "triage",
+                {"thought": "The model's classification was not usable; deciding from keywords.", "fallback": reason},
+            )
     ctx.emit("agent_thinking", "triage", {"thought": f"Intent: {result.intent}.", "triage": result.as_dict()})
     return result
 
@@ -61,11 +71,26 @@ def run_triage(ctx: RunContext) -> triage.Triage:
 # -- data helper -----------------------------------------------------------------------------------------------
 def accepted_formats() -> dict[str, Any]:
     limit = int(os.environ.get("MAX_BODY_BYTES", "1048576") or 1048576)
-    example = {"request_id": "req-0001", "timestamp": "2025-11-03T14:05:00Z", "provider": "openai",
-               "model": "gpt-4o", "input_tokens": 2400, "cached_input_tokens": 0, "cache_write_tokens": 0,
-               "output_tokens": 180, "reasoning_tokens": 0, "latency_ms": 2100, "status": "ok",
-               "feature": "chat_answer", "end_user": "user-42", "prefix_hash": "support-system-v3",
-               "prefix_tokens": 2000, "request_hash": "9f2c1e", "max_tokens": 800, "interactive": True}
+    example = {
+        "request_id": "req-0001",
+        "timestamp": "2025-11-03T14:05:00Z",
+        "provider": "openai",
+        "model": "gpt-4o",
+        "input_tokens": 2400,
+        "cached_input_tokens": 0,
+        "cache_write_tokens": 0,
+        "output_tokens": 180,
+        "reasoning_tokens": 0,
+        "latency_ms": 2100,
+        "status": "ok",
+        "feature": "chat_answer",
+        "end_user": "user-42",
+        "prefix_hash": "support-system-v3",
+        "prefix_tokens": 2000,
+        "request_hash": "9f2c1e",
+        "max_tokens": 800,
+        "interactive": True,
+    }
     return {
         "endpoint": "POST /api/usage",
         "formats": {
@@ -79,7 +104,7 @@ def accepted_formats() -> dict[str, Any]:
         "example_csv_header": ",".join(example),
         "max_body_bytes": limit,
         "parts": "larger files go in parts: one request per part with ?part=N&first_row=R; CSV parts repeat the "
-                 "header; re-sending a part is safe",
+        "header; re-sending a part is safe",
         "upload_command": "python -m functions.agent.usage.upload usage.jsonl --url API_URL --token TOKEN",
         "sample_command": "/generate support_chatbot",
         "profiles": list(triage.PROFILES),
@@ -93,28 +118,38 @@ def run_data_helper(ctx: RunContext, intent: str, overview: dict[str, Any], miss
     if overview.get("records", 0) == 0:
         lines.append("I need your LLM usage records to answer this, and your account has none yet.")
     elif missing:
-        lines.append(f"Your {report.num(overview['records'])} usage records do not carry the fields this "
-                     "analysis needs:")
+        lines.append(
+            f"Your {report.num(overview['records'])} usage records do not carry the fields this analysis needs:"
+        )
         lines += [f"- `{f}`: {why}" for f, why in missing.items()]
     else:
-        lines.append(f"Your account holds {report.num(overview['records'])} usage records from "
-                     f"{overview['first_day']} to {overview['last_day']}. To add more:")
+        lines.append(
+            f"Your account holds {report.num(overview['records'])} usage records from "
+            f"{overview['first_day']} to {overview['last_day']}. To add more:"
+        )
     lines.append("")
     lines.append(f"Send them to `{doc['endpoint']}` in one of these formats:")
     lines += [f"- **{name}**: {text}" for name, text in doc["formats"].items()]
     lines.append("")
-    lines.append("Required fields: " + ", ".join(f"`{f}`" for f in doc["required"]) + ". Optional fields unlock "
-                 "more analyses: " + ", ".join(f"`{f}`" for f in doc["fields"] if f not in doc["required"]) + ".")
+    lines.append(
+        "Required fields: " + ", ".join(f"`{f}`" for f in doc["required"]) + ". Optional fields unlock "
+        "more analyses: " + ", ".join(f"`{f}`" for f in doc["fields"] if f not in doc["required"]) + "."
+    )
     lines.append("")
     lines.append("One JSONL line looks like this:")
     lines.append(f"```json\n{doc['example_jsonl']}\n```")
     lines.append(f"CSV files start with this header:\n```\n{doc['example_csv_header']}\n```")
-    lines.append(f"A request may carry up to {report.num(doc['max_body_bytes'])} bytes; {doc['parts']}. "
-                 f"`{doc['upload_command']}` does the splitting for you.")
+    lines.append(
+        f"A request may carry up to {report.num(doc['max_body_bytes'])} bytes; {doc['parts']}. "
+        f"`{doc['upload_command']}` does the splitting for you."
+    )
     lines.append("")
-    lines.append(f"No data yet? Type `{doc['sample_command']}` (profiles: "
-                 + ", ".join(f"`{p}`" for p in doc["profiles"]) + ") to load a realistic synthetic workload "
-                 "and see a full report.")
+    lines.append(
+        f"No data yet? Type `{doc['sample_command']}` (profiles: "
+        + ", ".join(f"`{p}`" for p in doc["profiles"])
+        + ") to load a realistic synthetic workload "
+        "and see a full report."
+    )
     return "\n".join(lines)
 
 
@@ -140,8 +175,9 @@ def generate_sample(ctx: RunContext, entities: dict[str, Any]) -> dict[str, Any]
     return ctx.tool("data", "generate_sample_data", args, make)
 
 
-def run_data_agent(ctx: RunContext, toolbox: Toolbox, intent: str, entities: dict[str, Any],
-                   results: dict[str, Any]) -> dict[str, Any]:
+def run_data_agent(
+    ctx: RunContext, toolbox: Toolbox, intent: str, entities: dict[str, Any], results: dict[str, Any]
+) -> dict[str, Any]:
     start(ctx, "data", "analysis", "Running the analyses over your usage records.")
     calls = list(TOOLS_BY_INTENT.get(intent, FULL_ANALYSIS))
     if intent == "cost_breakdown" and entities.get("by") and ("cost_breakdown", {"by": entities["by"]}) not in calls:
@@ -156,33 +192,48 @@ def run_data_agent(ctx: RunContext, toolbox: Toolbox, intent: str, entities: dic
 
 
 # -- optimization ---------------------------------------------------------------------------------------------
-def run_optimization(ctx: RunContext, results: dict[str, Any], entities: dict[str, Any]
-                     ) -> tuple[dict[str, Any], dict[str, Any]]:
-    start(ctx, "optimization", "optimization",
-          "Turning the savings found into recommendations, ranked by monthly savings, effort and risk.")
+def run_optimization(
+    ctx: RunContext, results: dict[str, Any], entities: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    start(
+        ctx,
+        "optimization",
+        "optimization",
+        "Turning the savings found into recommendations, ranked by monthly savings, effort and risk.",
+    )
     recs = recommendations.build(results)
-    ranked = ctx.tool("optimization", "rank_recommendations", {"from": sorted(results)},
-                      lambda: recommendations.rank(recs))
+    ranked = ctx.tool(
+        "optimization", "rank_recommendations", {"from": sorted(results)}, lambda: recommendations.rank(recs)
+    )
     ctx.check_cancelled()
     growth = float(entities.get("growth_pct_per_month") or 0.0)
     months = int(entities.get("months") or 6)
     args = {"chosen": "all", "growth_pct_per_month": growth, "months": months}
-    what_if = ctx.tool("optimization", "what_if", args, lambda: recommendations.what_if(
-        results["usage_overview"], ranked["recommendations"], None, growth, months))
+    what_if = ctx.tool(
+        "optimization",
+        "what_if",
+        args,
+        lambda: recommendations.what_if(results["usage_overview"], ranked["recommendations"], None, growth, months),
+    )
     return ranked, what_if
 
 
 def run_actions(ctx: RunContext, ranked: dict[str, Any]) -> dict[str, Any]:
     start(ctx, "actions", "actions", "Writing a concrete plan with config or code for each recommendation.")
-    return ctx.tool("actions", "action_plans", {"recommendations": ranked["count"]},
-                    lambda: actions.action_plans(ranked["recommendations"]))
+    return ctx.tool(
+        "actions",
+        "action_plans",
+        {"recommendations": ranked["count"]},
+        lambda: actions.action_plans(ranked["recommendations"]),
+    )
 
 
 # -- reporting ------------------------------------------------------------------------------------------------
 NARRATIVE_PROMPT = (
     "You are Netra Apex, an assistant that lowers the cost of LLM workloads. Write two or three sentences that "
     "explain the findings below to the user and say what to do first. Use only figures that appear in the "
-    "facts, exactly as written; do not compute new ones. No tables, no headings.")
+    "facts, exactly as written; do not compute new ones. No tables, no headings."
+)
 
 
 def fallback_narrative(ranked: dict[str, Any] | None) -> str:
@@ -190,11 +241,15 @@ def fallback_narrative(ranked: dict[str, Any] | None) -> str:
     if not recs:
         return "Your usage is already lean: none of the checks found a change worth making."
     top = recs[0]
-    text = (f"Start with **{top['title'].lower()}**: it saves {report.money(top['monthly_savings_usd'])} per "
-            f"month for {top['effort']} effort and {top['risk']} risk.")
+    text = (
+        f"Start with **{top['title'].lower()}**: it saves {report.money(top['monthly_savings_usd'])} per "
+        f"month for {top['effort']} effort and {top['risk']} risk."
+    )
     if len(recs) > 1:
-        text += (f" Together the {report.num(ranked['count'])} recommendations below save "
-                 f"{report.money(ranked['monthly_savings_usd'])} per month.")
+        text += (
+            f" Together the {report.num(ranked['count'])} recommendations below save "
+            f"{report.money(ranked['monthly_savings_usd'])} per month."
+        )
     return text
 
 
@@ -203,15 +258,21 @@ def narrative(ctx: RunContext, facts: dict[str, Any], known: set[str], ranked: d
     try:
         # The facts go in the system message and the user's own words last, as in any chat turn.
         system = NARRATIVE_PROMPT + "\n\nFacts:\n" + json.dumps(facts, default=str)
-        answer = ctx.llm.complete([LLMMessage("system", system), *ctx.history[-4:], LLMMessage("user", ctx.message)],
-                                  purpose="analysis", max_tokens=400)
+        answer = ctx.llm.complete(
+            [LLMMessage("system", system), *ctx.history[-4:], LLMMessage("user", ctx.message)],
+            purpose="analysis",
+            max_tokens=400,
+        )
     except Exception as exc:
         log.warning("narrative model call failed; using the template", extra={"reason": type(exc).__name__})
         return fallback_narrative(ranked)
     kept, dropped = figures.guard_narrative(answer.text, known)
     if dropped:
-        ctx.emit("agent_thinking", "reporting", {"thought": "Dropped sentences whose figures no tool produced.",
-                                                 "dropped_figures": dropped[:20]})
+        ctx.emit(
+            "agent_thinking",
+            "reporting",
+            {"thought": "Dropped sentences whose figures no tool produced.", "dropped_figures": dropped[:20]},
+        )
     guided = fallback_narrative(ranked) if ranked is not None else ""
     return "\n\n".join(part for part in (kept, guided) if part)
 
@@ -225,17 +286,27 @@ def stream_report(ctx: RunContext, content: str) -> None:
 
 
 def price_table(entities: dict[str, Any]) -> dict[str, Any]:
-    names = entities.get("models") or [m for m in known_models()
-                                       if not get_price(m).legacy and get_price(m).provider != "mock"]
+    names = entities.get("models") or [
+        m for m in known_models() if not get_price(m).legacy and get_price(m).provider != "mock"
+    ]
     models = []
     for name in names:
         price = get_price(name)
-        models.append({
-            "model": price.model, "provider": price.provider, "tier": price.tier,
-            "input_per_mtok": float(price.base.input),
-            "cached_input_per_mtok": float(price.base.cached_input) if price.base.cached_input is not None else None,
-            "output_per_mtok": float(price.base.output),
-            "batch_input_per_mtok": float(price.batch.input) if price.batch else None,
-            "context_window": price.context_window, "date_read": price.date_read, "source_url": price.source_url})
+        models.append(
+            {
+                "model": price.model,
+                "provider": price.provider,
+                "tier": price.tier,
+                "input_per_mtok": float(price.base.input),
+                "cached_input_per_mtok": float(price.base.cached_input)
+                if price.base.cached_input is not None
+                else None,
+                "output_per_mtok": float(price.base.output),
+                "batch_input_per_mtok": float(price.batch.input) if price.batch else None,
+                "context_window": price.context_window,
+                "date_read": price.date_read,
+                "source_url": price.source_url,
+            }
+        )
     models.sort(key=lambda m: (m["provider"], m["input_per_mtok"], m["model"]))
     return {"models": models}

@@ -28,14 +28,28 @@ def usage_overview(facts: Facts) -> dict[str, Any]:
     """Volume, period, total and monthly cost, models, and how many records carry each optional field."""
     period = facts.period
     if period.records == 0:
-        return {**period.describe(), "total_cost_usd": 0.0, "monthly_cost_usd": 0.0, "models": [],
-                "unpriced_models": [], "coverage_pct": {f: 0.0 for f in COVERAGE_FIELDS}}
+        return {
+            **period.describe(),
+            "total_cost_usd": 0.0,
+            "monthly_cost_usd": 0.0,
+            "models": [],
+            "unpriced_models": [],
+            "coverage_pct": {f: 0.0 for f in COVERAGE_FIELDS},
+        }
     counts = facts.coverage
     total = facts.total()
     by_model = group(facts.segments, lambda r: (r["provider"], r["model"]))
-    models = [{"model": model, "provider": provider, "requests": agg.n, "cost_usd": usd(agg.cost),
-               "monthly_cost_usd": usd(facts.monthly(agg.cost)), "priced": price_of(model) is not None}
-              for (provider, model), agg in sorted(by_model.items(), key=lambda kv: (-kv[1].cost, kv[0][1]))]
+    models = [
+        {
+            "model": model,
+            "provider": provider,
+            "requests": agg.n,
+            "cost_usd": usd(agg.cost),
+            "monthly_cost_usd": usd(facts.monthly(agg.cost)),
+            "priced": price_of(model) is not None,
+        }
+        for (provider, model), agg in sorted(by_model.items(), key=lambda kv: (-kv[1].cost, kv[0][1]))
+    ]
     failed = sum(int(r["n"]) for r in facts.segments if not r["ok"])
     return {
         **period.describe(),
@@ -54,16 +68,27 @@ def _rows(aggs: dict[Any, Agg], facts: Facts, total: Decimal, limit: int) -> tup
     other = Agg()
     for _, agg in ordered[limit:]:
         other.n += agg.n
-        other.i, other.c, other.w, other.o, other.rs = (other.i + agg.i, other.c + agg.c, other.w + agg.w,
-                                                       other.o + agg.o, other.rs + agg.rs)
+        other.i, other.c, other.w, other.o, other.rs = (
+            other.i + agg.i,
+            other.c + agg.c,
+            other.w + agg.w,
+            other.o + agg.o,
+            other.rs + agg.rs,
+        )
         other.cost += agg.cost
     return rows, other
 
 
 def _row(key: Any, agg: Agg, facts: Facts, total: Decimal) -> dict[str, Any]:
-    return {"key": NONE_KEY if key is None else str(key), "requests": agg.n, "input_tokens": agg.input_all,
-            "output_tokens": agg.output_all, "cost_usd": usd(agg.cost),
-            "monthly_cost_usd": usd(facts.monthly(agg.cost)), "share_pct": pct(agg.cost, total)}
+    return {
+        "key": NONE_KEY if key is None else str(key),
+        "requests": agg.n,
+        "input_tokens": agg.input_all,
+        "output_tokens": agg.output_all,
+        "cost_usd": usd(agg.cost),
+        "monthly_cost_usd": usd(facts.monthly(agg.cost)),
+        "share_pct": pct(agg.cost, total),
+    }
 
 
 def cost_breakdown(facts: Facts, by: str = "model", limit: int = 15) -> dict[str, Any]:
@@ -76,8 +101,10 @@ def cost_breakdown(facts: Facts, by: str = "model", limit: int = 15) -> dict[str
         top = facts.top_users[:limit]
         rows = [_row(r["key"], Agg().add(r), facts, total) for r in top]
         everyone = facts.total()
-        other = Agg(n=everyone.n - sum(r["requests"] for r in rows),
-                    cost=total - sum((Decimal(r["cost"]) for r in top), Decimal(0)))
+        other = Agg(
+            n=everyone.n - sum(r["requests"] for r in rows),
+            cost=total - sum((Decimal(r["cost"]) for r in top), Decimal(0)),
+        )
         keys = int(facts.top_users[0]["keys"]) if facts.top_users else 0
     else:
         source = facts.days if by == "day" else facts.segments
@@ -86,11 +113,20 @@ def cost_breakdown(facts: Facts, by: str = "model", limit: int = 15) -> dict[str
         keys = len(aggs)
         if by == "day":
             rows.sort(key=lambda r: r["key"])
-    result: dict[str, Any] = {"by": by, "keys": keys, "total_cost_usd": usd(total),
-                              "monthly_cost_usd": usd(facts.monthly(total)), "rows": rows}
+    result: dict[str, Any] = {
+        "by": by,
+        "keys": keys,
+        "total_cost_usd": usd(total),
+        "monthly_cost_usd": usd(facts.monthly(total)),
+        "rows": rows,
+    }
     if other.n:
-        result["other"] = {"keys": keys - len(rows), "requests": other.n, "cost_usd": usd(other.cost),
-                           "share_pct": pct(other.cost, total)}
+        result["other"] = {
+            "keys": keys - len(rows),
+            "requests": other.n,
+            "cost_usd": usd(other.cost),
+            "share_pct": pct(other.cost, total),
+        }
     return result
 
 
@@ -106,36 +142,56 @@ def cost_drivers(facts: Facts, limit: int = 5) -> dict[str, Any]:
         for bucket, cost in bucket_costs(rates_for_group(price, row["lc"]), tokens).items():
             buckets[bucket] += cost
     token_totals = facts.total().tokens()
-    by_bucket = [{"bucket": b, "tokens": token_totals[b], "cost_usd": usd(c), "share_pct": pct(c, total)}
-                 for b, c in sorted(buckets.items(), key=lambda kv: -kv[1])]
+    by_bucket = [
+        {"bucket": b, "tokens": token_totals[b], "cost_usd": usd(c), "share_pct": pct(c, total)}
+        for b, c in sorted(buckets.items(), key=lambda kv: -kv[1])
+    ]
     segments = group(facts.segments, lambda r: (r["model"], r["feature"]))
     top = sorted(segments.items(), key=lambda kv: (-kv[1].cost, str(kv[0])))[:limit]
     failed = group([r for r in facts.segments if not r["ok"]], lambda r: None).get(None, Agg())
     return {
         "total_cost_usd": usd(total),
         "by_bucket": by_bucket,
-        "top_segments": [{"model": m, "feature": f or NONE_KEY, "requests": a.n, "cost_usd": usd(a.cost),
-                          "monthly_cost_usd": usd(facts.monthly(a.cost)), "share_pct": pct(a.cost, total),
-                          "avg_input_tokens": round(a.input_all / a.n) if a.n else 0,
-                          "avg_output_tokens": round(a.output_all / a.n) if a.n else 0}
-                         for (m, f), a in top],
+        "top_segments": [
+            {
+                "model": m,
+                "feature": f or NONE_KEY,
+                "requests": a.n,
+                "cost_usd": usd(a.cost),
+                "monthly_cost_usd": usd(facts.monthly(a.cost)),
+                "share_pct": pct(a.cost, total),
+                "avg_input_tokens": round(a.input_all / a.n) if a.n else 0,
+                "avg_output_tokens": round(a.output_all / a.n) if a.n else 0,
+            }
+            for (m, f), a in top
+        ],
         "failed_requests": {"requests": failed.n, "cost_usd": usd(failed.cost), "share_pct": pct(failed.cost, total)},
     }
 
 
 def latency_percentiles(facts: Facts) -> dict[str, Any]:
     """p50/p90/p95/p99 latency (ms, linear interpolation) and error rate per model."""
-    rows = query(facts.db,
+    rows = query(
+        facts.db,
         """SELECT model, count(*) AS requests, count(latency_ms) AS measured,
                   count(*) FILTER (WHERE status <> 'ok') AS errors,
                   percentile_cont(ARRAY[0.5, 0.9, 0.95, 0.99]) WITHIN GROUP (ORDER BY latency_ms) AS p
              FROM usage_records WHERE user_id = %s GROUP BY model ORDER BY count(*) DESC, model""",
-        [facts.user_id])
+        [facts.user_id],
+    )
     models = []
     for r in rows:
         p = r["p"] or [None] * 4
-        models.append({"model": r["model"], "requests": int(r["requests"]), "measured": int(r["measured"]),
-                       **{f"p{q}_ms": (round(float(v), 1) if v is not None else None)
-                          for q, v in zip((50, 90, 95, 99), p, strict=True)},
-                       "error_rate_pct": pct(int(r["errors"]), int(r["requests"]))})
+        models.append(
+            {
+                "model": r["model"],
+                "requests": int(r["requests"]),
+                "measured": int(r["measured"]),
+                **{
+                    f"p{q}_ms": (round(float(v), 1) if v is not None else None)
+                    for q, v in zip((50, 90, 95, 99), p, strict=True)
+                },
+                "error_rate_pct": pct(int(r["errors"]), int(r["requests"])),
+            }
+        )
     return {"models": models}

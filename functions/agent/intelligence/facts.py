@@ -25,8 +25,16 @@ from functions.agent.intelligence.pricing_sql import (
     rates_params,
 )
 
-COVERAGE_FIELDS = ("feature", "end_user", "prefix_hash", "prefix_tokens", "request_hash", "interactive",
-                   "latency_ms", "max_tokens")
+COVERAGE_FIELDS = (
+    "feature",
+    "end_user",
+    "prefix_hash",
+    "prefix_tokens",
+    "request_hash",
+    "interactive",
+    "latency_ms",
+    "max_tokens",
+)
 TOP_USERS = 50  # end users kept by cost; the breakdown tool shows at most this many
 SUMS = """count(*) AS n, sum(u.input_tokens) AS i, sum(u.cached_input_tokens) AS c, sum(u.cache_write_tokens) AS w,
           sum(u.output_tokens) AS o, sum(u.reasoning_tokens) AS rs"""
@@ -67,9 +75,15 @@ def _rollup(rows: list[dict[str, Any]], key: tuple[str, ...]) -> list[dict[str, 
         k = tuple(row[c] for c in key)
         acc = out.get(k)
         if acc is None:
-            out[k] = {**{c: row[c] for c in key}, **{c: int(row[c]) for c in _SUMMED}, "cost": row["cost"],
-                      "max_prompt": int(row["max_prompt"]), "max_output": int(row["max_output"]),
-                      "first_ts": row["first_ts"], "last_ts": row["last_ts"]}
+            out[k] = {
+                **{c: row[c] for c in key},
+                **{c: int(row[c]) for c in _SUMMED},
+                "cost": row["cost"],
+                "max_prompt": int(row["max_prompt"]),
+                "max_output": int(row["max_output"]),
+                "first_ts": row["first_ts"],
+                "last_ts": row["last_ts"],
+            }
             continue
         for c in _SUMMED:
             acc[c] += int(row[c])
@@ -117,8 +131,13 @@ class Agg:
         return self.o + self.rs
 
     def tokens(self) -> dict[str, int]:
-        return {"input_tokens": self.i, "cached_input_tokens": self.c, "cache_write_tokens": self.w,
-                "output_tokens": self.o, "reasoning_tokens": self.rs}
+        return {
+            "input_tokens": self.i,
+            "cached_input_tokens": self.c,
+            "cache_write_tokens": self.w,
+            "output_tokens": self.o,
+            "reasoning_tokens": self.rs,
+        }
 
 
 def group(rows: Iterable[dict[str, Any]], key: Callable[[dict[str, Any]], Hashable]) -> dict[Any, Agg]:

@@ -50,9 +50,10 @@ def caching_opportunity(facts: Facts, ttl_minutes: int = 5, limit: int = 5) -> d
     writes the prefix (Anthropic bills writes at 1.25x input; OpenAI/Google write at the input rate), the others
     read it at the cached rate. Only the prefix tokens not already read from or written to a cache count.
     """
-    cacheable = ("LEAST(GREATEST(u.prefix_tokens - u.cached_input_tokens - u.cache_write_tokens, 0), "
-                 "u.input_tokens)")
-    rows = query(facts.db, f"""
+    cacheable = "LEAST(GREATEST(u.prefix_tokens - u.cached_input_tokens - u.cache_write_tokens, 0), u.input_tokens)"
+    rows = query(
+        facts.db,
+        f"""
         WITH {RATES_CTE},
         w AS (SELECT u.model, {LC} AS lc, u.prefix_hash, floor(date_part('epoch', u.ts) / %s)::bigint AS win,
                      count(*) AS n, sum({cacheable}) AS s,
@@ -65,14 +66,19 @@ def caching_opportunity(facts: Facts, ttl_minutes: int = 5, limit: int = 5) -> d
         SELECT model, lc, prefix_hash, count(*) AS windows, sum(n) AS requests, sum(s) AS cacheable,
                sum(s_bg) AS cacheable_bg, sum(s::numeric / n) AS writes, min(prefix_tokens) AS prefix_tokens
           FROM w WHERE s > 0 GROUP BY 1, 2, 3""",
-        [*rates_params(), ttl_minutes * 60, facts.user_id])
-    below = query(facts.db, f"""
+        [*rates_params(), ttl_minutes * 60, facts.user_id],
+    )
+    below = query(
+        facts.db,
+        f"""
         WITH {RATES_CTE}
         SELECT u.model, count(*) AS requests, min(r.min_cache) AS min_cacheable_tokens
           FROM usage_records u JOIN rates r ON r.model = u.model
          WHERE u.user_id = %s AND u.prefix_hash IS NOT NULL AND u.prefix_tokens IS NOT NULL
            AND u.prefix_tokens < COALESCE(r.min_cache, 0)
-         GROUP BY 1 ORDER BY 2 DESC, 1""", [*rates_params(), facts.user_id])
+         GROUP BY 1 ORDER BY 2 DESC, 1""",
+        [*rates_params(), facts.user_id],
+    )
     per_model: dict[str, dict[str, Any]] = {}
     prefixes = []
     for r in rows:
@@ -87,11 +93,23 @@ def caching_opportunity(facts: Facts, ttl_minutes: int = 5, limit: int = 5) -> d
         if savings <= 0:  # a prefix that is never re-read within its lifetime only pays the write premium
             continue
         background = savings * Decimal(r["cacheable_bg"]) / tokens
-        m = per_model.setdefault(r["model"], {
-            "model": r["model"], "provider": price.provider, "cache_mode": price.cache_mode,
-            "min_cacheable_tokens": price.min_cacheable_tokens, "prefixes": 0, "requests": 0, "cache_reads": 0,
-            "cacheable_tokens": 0, "current": Decimal(0), "new": Decimal(0), "savings": Decimal(0),
-            "background": Decimal(0)})
+        m = per_model.setdefault(
+            r["model"],
+            {
+                "model": r["model"],
+                "provider": price.provider,
+                "cache_mode": price.cache_mode,
+                "min_cacheable_tokens": price.min_cacheable_tokens,
+                "prefixes": 0,
+                "requests": 0,
+                "cache_reads": 0,
+                "cacheable_tokens": 0,
+                "current": Decimal(0),
+                "new": Decimal(0),
+                "savings": Decimal(0),
+                "background": Decimal(0),
+            },
+        )
         requests, windows = int(r["requests"]), int(r["windows"])
         m["prefixes"] += 1
         m["requests"] += requests
@@ -101,27 +119,49 @@ def caching_opportunity(facts: Facts, ttl_minutes: int = 5, limit: int = 5) -> d
         m["new"] += new
         m["savings"] += savings
         m["background"] += background
-        prefixes.append({"model": r["model"], "prefix_hash": r["prefix_hash"], "prefix_tokens": int(r["prefix_tokens"]),
-                         "requests": requests, "cache_reads": requests - windows, "savings": savings})
+        prefixes.append(
+            {
+                "model": r["model"],
+                "prefix_hash": r["prefix_hash"],
+                "prefix_tokens": int(r["prefix_tokens"]),
+                "requests": requests,
+                "cache_reads": requests - windows,
+                "savings": savings,
+            }
+        )
     models = []
     for m in sorted(per_model.values(), key=lambda m: (-m["savings"], m["model"])):
-        models.append({
-            "model": m["model"], "provider": m["provider"], "cache_mode": m["cache_mode"],
-            "min_cacheable_tokens": m["min_cacheable_tokens"], "prefixes": m["prefixes"],
-            "requests": m["requests"], "cache_reads": m["cache_reads"],
-            "hit_rate_pct": pct(m["cache_reads"], m["requests"]), "cacheable_tokens": m["cacheable_tokens"],
-            "current_cost_usd": usd(m["current"]), "cached_cost_usd": usd(m["new"]),
-            "savings_usd": usd(m["savings"]), "monthly_savings_usd": usd(facts.monthly(m["savings"])),
-            "monthly_savings_background_usd": usd(facts.monthly(m["background"]))})
+        models.append(
+            {
+                "model": m["model"],
+                "provider": m["provider"],
+                "cache_mode": m["cache_mode"],
+                "min_cacheable_tokens": m["min_cacheable_tokens"],
+                "prefixes": m["prefixes"],
+                "requests": m["requests"],
+                "cache_reads": m["cache_reads"],
+                "hit_rate_pct": pct(m["cache_reads"], m["requests"]),
+                "cacheable_tokens": m["cacheable_tokens"],
+                "current_cost_usd": usd(m["current"]),
+                "cached_cost_usd": usd(m["new"]),
+                "savings_usd": usd(m["savings"]),
+                "monthly_savings_usd": usd(facts.monthly(m["savings"])),
+                "monthly_savings_background_usd": usd(facts.monthly(m["background"])),
+            }
+        )
     top = sorted(prefixes, key=lambda p: (-p["savings"], p["model"], p["prefix_hash"]))[:limit]
     total = sum((m["savings"] for m in per_model.values()), Decimal(0))
     return {
         "ttl_minutes": ttl_minutes,
         "models": models,
-        "top_prefixes": [{**{k: v for k, v in p.items() if k != "savings"},
-                          "monthly_savings_usd": usd(facts.monthly(p["savings"]))} for p in top],
-        "below_minimum": [{"model": b["model"], "requests": int(b["requests"]),
-                           "min_cacheable_tokens": b["min_cacheable_tokens"]} for b in below],
+        "top_prefixes": [
+            {**{k: v for k, v in p.items() if k != "savings"}, "monthly_savings_usd": usd(facts.monthly(p["savings"]))}
+            for p in top
+        ],
+        "below_minimum": [
+            {"model": b["model"], "requests": int(b["requests"]), "min_cacheable_tokens": b["min_cacheable_tokens"]}
+            for b in below
+        ],
         "savings_usd": usd(total),
         "monthly_savings_usd": usd(facts.monthly(total)),
     }
@@ -156,11 +196,26 @@ def duplicate_requests(facts: Facts, limit: int = 5) -> dict[str, Any]:
     top.sort(key=lambda r: (-r["savings"], r["model"], r["request_hash"]))
     total = sum((Decimal(r["savings"]) for r in per_model), Decimal(0))
     return {
-        "models": [{"model": r["model"], "groups": int(r["groups"]), "requests": int(r["requests"]),
-                    "repeats": int(r["repeats"]), "savings_usd": usd(r["savings"]),
-                    "monthly_savings_usd": usd(facts.monthly(Decimal(r["savings"])))} for r in per_model],
-        "top_groups": [{"model": r["model"], "request_hash": r["request_hash"], "requests": int(r["n"]),
-                        "monthly_savings_usd": usd(facts.monthly(Decimal(r["savings"])))} for r in top],
+        "models": [
+            {
+                "model": r["model"],
+                "groups": int(r["groups"]),
+                "requests": int(r["requests"]),
+                "repeats": int(r["repeats"]),
+                "savings_usd": usd(r["savings"]),
+                "monthly_savings_usd": usd(facts.monthly(Decimal(r["savings"]))),
+            }
+            for r in per_model
+        ],
+        "top_groups": [
+            {
+                "model": r["model"],
+                "request_hash": r["request_hash"],
+                "requests": int(r["n"]),
+                "monthly_savings_usd": usd(facts.monthly(Decimal(r["savings"]))),
+            }
+            for r in top
+        ],
         "repeats": sum(int(r["repeats"]) for r in per_model),
         "savings_usd": usd(total),
         "monthly_savings_usd": usd(facts.monthly(total)),
@@ -206,26 +261,40 @@ def batch_opportunity(facts: Facts, limit: int = 5) -> dict[str, Any]:
         savings = current - batch
         if savings <= 0:  # cache reads cheaper than batch input outweigh the discount
             continue
-        m = per_model.setdefault(model, {"model": model, "provider": price.provider,
-                                         "batch_discount_pct": pct(1 - (price.batch_discount or 1), 1, "1"),
-                                         "stacks_with_cache": price.batch_stacks_with_cache, "requests": 0,
-                                         "current": Decimal(0), "batch": Decimal(0)})
+        m = per_model.setdefault(
+            model,
+            {
+                "model": model,
+                "provider": price.provider,
+                "batch_discount_pct": pct(1 - (price.batch_discount or 1), 1, "1"),
+                "stacks_with_cache": price.batch_stacks_with_cache,
+                "requests": 0,
+                "current": Decimal(0),
+                "batch": Decimal(0),
+            },
+        )
         m["requests"] += n
         m["current"] += current
         m["batch"] += batch
         segments.append({"model": model, "feature": feature or "(none)", "requests": n, "savings": savings})
-    models = [{**{k: v for k, v in m.items() if k not in ("current", "batch")},
-               "current_cost_usd": usd(m["current"]), "batch_cost_usd": usd(m["batch"]),
-               "savings_usd": usd(m["current"] - m["batch"]),
-               "monthly_savings_usd": usd(facts.monthly(m["current"] - m["batch"]))}
-              for m in sorted(per_model.values(), key=lambda m: (-(m["current"] - m["batch"]), m["model"]))]
+    models = [
+        {
+            **{k: v for k, v in m.items() if k not in ("current", "batch")},
+            "current_cost_usd": usd(m["current"]),
+            "batch_cost_usd": usd(m["batch"]),
+            "savings_usd": usd(m["current"] - m["batch"]),
+            "monthly_savings_usd": usd(facts.monthly(m["current"] - m["batch"])),
+        }
+        for m in sorted(per_model.values(), key=lambda m: (-(m["current"] - m["batch"]), m["model"]))
+    ]
     total = sum((m["current"] - m["batch"] for m in per_model.values()), Decimal(0))
     unknown = sum(int(r["n"]) for r in facts.segments if r["interactive"] is None)
     return {
         "models": models,
-        "top_segments": [{k: v for k, v in s.items() if k != "savings"}
-                         | {"monthly_savings_usd": usd(facts.monthly(s["savings"]))}
-                         for s in sorted(segments, key=lambda s: (-s["savings"], s["model"], s["feature"]))[:limit]],
+        "top_segments": [
+            {k: v for k, v in s.items() if k != "savings"} | {"monthly_savings_usd": usd(facts.monthly(s["savings"]))}
+            for s in sorted(segments, key=lambda s: (-s["savings"], s["model"], s["feature"]))[:limit]
+        ],
         "background_requests": sum(int(r["n"]) for r in background),
         "unknown_interactive_requests": unknown,
         "no_batch_tier": [{"model": k, "requests": v} for k, v in sorted(no_tier.items())],
@@ -246,8 +315,7 @@ def _target_rates(target: Price, lc: bool) -> Rates:
     return target.long_context[0].rates if lc and target.long_context else target.base
 
 
-def choose_target(price: Price, kind: str, max_prompt: int, max_output: int,
-                  cost_on: Any) -> Price | None:
+def choose_target(price: Price, kind: str, max_prompt: int, max_output: int, cost_on: Any) -> Price | None:
     """The cheaper model for a segment: same provider, current (not legacy), large enough, in the highest tier
     allowed (economy for classification-like traffic, one tier down for short answers), cheapest on the
     segment's own tokens; the lowest tier available when nothing fits the allowed tier."""
@@ -256,8 +324,13 @@ def choose_target(price: Price, kind: str, max_prompt: int, max_output: int,
     candidates = []
     for name in known_models():
         other = get_price(name)
-        if (other.provider != price.provider or other.legacy or other.tier_rank >= rank
-                or other.context_window < max_prompt or other.max_output_tokens < max_output):
+        if (
+            other.provider != price.provider
+            or other.legacy
+            or other.tier_rank >= rank
+            or other.context_window < max_prompt
+            or other.max_output_tokens < max_output
+        ):
             continue
         candidates.append(other)
     if not candidates:
@@ -307,21 +380,39 @@ def model_rightsizing(facts: Facts, min_requests: int = 10, limit: int = 10) -> 
         if new >= current:
             continue
         risk = "low" if kind == "classification" else "medium"
-        note = (f"classification-like answers (about {round(avg_output)} output tokens) usually keep their accuracy "
-                f"on {target.model}; check on a labelled sample before switching"
-                if kind == "classification" else
-                f"short answers (about {round(avg_output)} output tokens) on a {target.tier} model may lose "
-                f"quality on hard cases; A/B test {target.model} on a slice of traffic first")
-        candidates.append({
-            "model": model, "feature": feature or "(none)", "kind": kind, "requests": n,
-            "avg_output_tokens": round(avg_output), "target_model": target.model, "target_tier": target.tier,
-            "current_cost_usd": usd(current), "target_cost_usd": usd(new), "savings_usd": usd(current - new),
-            "monthly_savings_usd": usd(facts.monthly(current - new)), "quality_risk": risk, "risk_note": note,
-            "_savings": current - new})
+        note = (
+            f"classification-like answers (about {round(avg_output)} output tokens) usually keep their accuracy "
+            f"on {target.model}; check on a labelled sample before switching"
+            if kind == "classification"
+            else f"short answers (about {round(avg_output)} output tokens) on a {target.tier} model may lose "
+            f"quality on hard cases; A/B test {target.model} on a slice of traffic first"
+        )
+        candidates.append(
+            {
+                "model": model,
+                "feature": feature or "(none)",
+                "kind": kind,
+                "requests": n,
+                "avg_output_tokens": round(avg_output),
+                "target_model": target.model,
+                "target_tier": target.tier,
+                "current_cost_usd": usd(current),
+                "target_cost_usd": usd(new),
+                "savings_usd": usd(current - new),
+                "monthly_savings_usd": usd(facts.monthly(current - new)),
+                "quality_risk": risk,
+                "risk_note": note,
+                "_savings": current - new,
+            }
+        )
     candidates.sort(key=lambda c: (-c["_savings"], c["model"], c["feature"]))
     total = sum((c["_savings"] for c in candidates), Decimal(0))
-    return {"candidates": [{k: v for k, v in c.items() if k != "_savings"} for c in candidates[:limit]],
-            "checked_segments": checked, "savings_usd": usd(total), "monthly_savings_usd": usd(facts.monthly(total))}
+    return {
+        "candidates": [{k: v for k, v in c.items() if k != "_savings"} for c in candidates[:limit]],
+        "checked_segments": checked,
+        "savings_usd": usd(total),
+        "monthly_savings_usd": usd(facts.monthly(total)),
+    }
 
 
 # -- output trimming ----------------------------------------------------------------------------------------------
@@ -339,23 +430,37 @@ def output_trimming(facts: Facts, reduction_pct: int = 25, limit: int = 10) -> d
         output = sum(a.o for a in parts.values())
         if not n or Decimal(output) / n < TRIM_MIN_AVG_OUTPUT:
             continue
-        output_cost = sum((bucket_costs(rates_for_group(price, lc), _tokens(a))["output_tokens"]
-                           for lc, a in parts.items()), Decimal(0))
+        output_cost = sum(
+            (bucket_costs(rates_for_group(price, lc), _tokens(a))["output_tokens"] for lc, a in parts.items()),
+            Decimal(0),
+        )
         savings = output_cost * share
         avg_output = Decimal(output) / n
         with_cap = sum(int(r["has_max_tokens"]) for r in rows)
         cap_sum = sum(int(r["sum_max_tokens"]) for r in rows)
-        candidates.append({
-            "model": model, "feature": feature or "(none)", "requests": n, "avg_output_tokens": round(avg_output),
-            "requests_with_max_tokens": with_cap, "avg_max_tokens": round(cap_sum / with_cap) if with_cap else None,
-            "suggested_max_tokens": int(math.ceil(avg_output * Decimal("1.5") / 100) * 100),
-            "output_cost_usd": usd(output_cost), "savings_usd": usd(savings),
-            "monthly_savings_usd": usd(facts.monthly(savings)), "_savings": savings})
+        candidates.append(
+            {
+                "model": model,
+                "feature": feature or "(none)",
+                "requests": n,
+                "avg_output_tokens": round(avg_output),
+                "requests_with_max_tokens": with_cap,
+                "avg_max_tokens": round(cap_sum / with_cap) if with_cap else None,
+                "suggested_max_tokens": int(math.ceil(avg_output * Decimal("1.5") / 100) * 100),
+                "output_cost_usd": usd(output_cost),
+                "savings_usd": usd(savings),
+                "monthly_savings_usd": usd(facts.monthly(savings)),
+                "_savings": savings,
+            }
+        )
     candidates.sort(key=lambda c: (-c["_savings"], c["model"], c["feature"]))
     total = sum((c["_savings"] for c in candidates), Decimal(0))
-    return {"reduction_pct": reduction_pct,
-            "candidates": [{k: v for k, v in c.items() if k != "_savings"} for c in candidates[:limit]],
-            "savings_usd": usd(total), "monthly_savings_usd": usd(facts.monthly(total))}
+    return {
+        "reduction_pct": reduction_pct,
+        "candidates": [{k: v for k, v in c.items() if k != "_savings"} for c in candidates[:limit]],
+        "savings_usd": usd(total),
+        "monthly_savings_usd": usd(facts.monthly(total)),
+    }
 
 
 # -- long context -------------------------------------------------------------------------------------------------
@@ -370,12 +475,23 @@ def long_context(facts: Facts) -> dict[str, Any]:
         current = _cost(price.long_context[0].rates, _tokens(agg))
         base = _cost(price.base, _tokens(agg))
         total += current - base
-        models.append({"model": model, "threshold_tokens": price.long_context[0].above_input_tokens,
-                       "requests": agg.n, "avg_prompt_tokens": round(agg.input_all / agg.n),
-                       "current_cost_usd": usd(current), "base_tier_cost_usd": usd(base),
-                       "savings_usd": usd(current - base), "monthly_savings_usd": usd(facts.monthly(current - base)),
-                       "_savings": current - base})
+        models.append(
+            {
+                "model": model,
+                "threshold_tokens": price.long_context[0].above_input_tokens,
+                "requests": agg.n,
+                "avg_prompt_tokens": round(agg.input_all / agg.n),
+                "current_cost_usd": usd(current),
+                "base_tier_cost_usd": usd(base),
+                "savings_usd": usd(current - base),
+                "monthly_savings_usd": usd(facts.monthly(current - base)),
+                "_savings": current - base,
+            }
+        )
     models.sort(key=lambda m: (-m["_savings"], m["model"]))
-    return {"models": [{k: v for k, v in m.items() if k != "_savings"} for m in models],
-            "long_context_requests": sum(m["requests"] for m in models),
-            "savings_usd": usd(total), "monthly_savings_usd": usd(facts.monthly(total))}
+    return {
+        "models": [{k: v for k, v in m.items() if k != "_savings"} for m in models],
+        "long_context_requests": sum(m["requests"] for m in models),
+        "savings_usd": usd(total),
+        "monthly_savings_usd": usd(facts.monthly(total)),
+    }

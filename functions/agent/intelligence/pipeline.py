@@ -18,23 +18,29 @@ from functions.agent.intelligence.toolbox import Toolbox
 from functions.agent.intelligence.triage import DATA_INTENTS, keyword_triage, sufficiency
 from functions.agent.pipeline_api import FinalAnswer, RunContext
 
-OFF_TOPIC = ("I can only help with the cost and efficiency of LLM workloads: where the money goes, prompt caching, "
-             "batch processing, cheaper models, latency, and what-if projections. Ask me about one of those, or "
-             "type `/generate support_chatbot` to see a report on sample data.")
+OFF_TOPIC = (
+    "I can only help with the cost and efficiency of LLM workloads: where the money goes, prompt caching, "
+    "batch processing, cheaper models, latency, and what-if projections. Ask me about one of those, or "
+    "type `/generate support_chatbot` to see a report on sample data."
+)
 
 
 def _clarify(overview: dict[str, Any]) -> str:
     if overview.get("records"):
-        data = (f"Your account holds {report.num(overview['records'])} usage records from {overview['first_day']} "
-                f"to {overview['last_day']} ({report.money(overview['monthly_cost_usd'])} per month).")
+        data = (
+            f"Your account holds {report.num(overview['records'])} usage records from {overview['first_day']} "
+            f"to {overview['last_day']} ({report.money(overview['monthly_cost_usd'])} per month)."
+        )
     else:
         data = "Your account has no usage records yet; type `/generate support_chatbot` to try sample data."
-    return (f"{data} What would you like to know? For example:\n\n"
-            "- *Where does our LLM money go?* (cost by model, feature, end user, day)\n"
-            "- *How can we cut our LLM costs?* (a full report with ranked, priced recommendations)\n"
-            "- *Can we cache our prompts?* / *Which traffic could use the batch API?*\n"
-            "- *Which calls could use a cheaper model?* / *What is our p95 latency per model?*\n"
-            "- *What if our usage grows by 20% a month?*")
+    return (
+        f"{data} What would you like to know? For example:\n\n"
+        "- *Where does our LLM money go?* (cost by model, feature, end user, day)\n"
+        "- *How can we cut our LLM costs?* (a full report with ranked, priced recommendations)\n"
+        "- *Can we cache our prompts?* / *Which traffic could use the batch API?*\n"
+        "- *Which calls could use a cheaper model?* / *What is our p95 latency per model?*\n"
+        "- *What if our usage grows by 20% a month?*"
+    )
 
 
 def run(ctx: RunContext) -> FinalAnswer:
@@ -58,14 +64,21 @@ def run(ctx: RunContext) -> FinalAnswer:
         return _finish(ctx, OFF_TOPIC, meta, route="off_topic")
     if intent == "pricing":
         agents.start(ctx, "data", "pricing", "Looking up list prices in the catalog.")
-        prices = ctx.tool("data", "price_lookup", {"models": entities.get("models") or "all current"},
-                          lambda: agents.price_table(entities))
+        prices = ctx.tool(
+            "data",
+            "price_lookup",
+            {"models": entities.get("models") or "all current"},
+            lambda: agents.price_table(entities),
+        )
         return _finish(ctx, report.prices_section(prices), meta, route="pricing")
 
     overview = ctx.tool("triage", "usage_overview", {}, lambda: toolbox.call("usage_overview"))
     check = sufficiency(intent, overview) if intent in DATA_INTENTS else {"level": "n/a", "missing": {}}
-    ctx.emit("agent_thinking", "supervisor", {"thought": f"Data sufficiency for {intent}: {check['level']}.",
-                                              "sufficiency": check})
+    ctx.emit(
+        "agent_thinking",
+        "supervisor",
+        {"thought": f"Data sufficiency for {intent}: {check['level']}.", "sufficiency": check},
+    )
     meta["sufficiency"] = check
     if intent == "ambiguous":
         return _finish(ctx, _clarify(overview), meta, route="clarify")
@@ -82,17 +95,32 @@ def run(ctx: RunContext) -> FinalAnswer:
 
     agents.start(ctx, "reporting", "reporting", "Writing the report: tables from the tools, a short explanation.")
     tool_results = [r["result"] for r in getattr(ctx, "tool_results", [])] or [
-        v for v in (*results.values(), ranked, what_if, plans) if v is not None]
+        v for v in (*results.values(), ranked, what_if, plans) if v is not None
+    ]
     known = figures.known_figures(tool_results)
-    facts = {"overview": {k: overview[k] for k in ("records", "period_days", "total_cost_usd", "monthly_cost_usd")},
-             "recommendations": [{k: r[k] for k in ("title", "monthly_savings_usd", "effort", "risk")}
-                                 for r in (ranked or {}).get("recommendations", [])[:6]]}
+    facts = {
+        "overview": {k: overview[k] for k in ("records", "period_days", "total_cost_usd", "monthly_cost_usd")},
+        "recommendations": [
+            {k: r[k] for k in ("title", "monthly_savings_usd", "effort", "risk")}
+            for r in (ranked or {}).get("recommendations", [])[:6]
+        ],
+    }
     story = agents.narrative(ctx, facts, known, ranked)
     missing = check["missing"] if check["level"] == "partial" else {}
-    content = report.full_report(results, ranked, what_if, plans, story, missing,
-                                 title="LLM cost report" if ranked is not None else "Your LLM usage")
-    meta["report"] = {"recommendations": (ranked or {}).get("recommendations", []), "what_if": what_if,
-                      "tools": sorted(results)}
+    content = report.full_report(
+        results,
+        ranked,
+        what_if,
+        plans,
+        story,
+        missing,
+        title="LLM cost report" if ranked is not None else "Your LLM usage",
+    )
+    meta["report"] = {
+        "recommendations": (ranked or {}).get("recommendations", []),
+        "what_if": what_if,
+        "tools": sorted(results),
+    }
     return _finish(ctx, content, meta, route="report")
 
 

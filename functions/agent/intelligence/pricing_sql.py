@@ -19,8 +19,22 @@ BIG = 9_000_000_000_000_000_000  # "no long-context tier": a threshold no prompt
 DAYS_PER_MONTH = Decimal(30)
 CENT = Decimal("0.01")
 TOKEN_COLUMNS = ("input_tokens", "cached_input_tokens", "cache_write_tokens", "output_tokens", "reasoning_tokens")
-RATES_COLUMNS = ("model", "lc_above", "min_cache", "has_cache",
-                 "b_in", "b_cached", "b_write", "b_out", "b_reas", "l_in", "l_cached", "l_write", "l_out", "l_reas")
+RATES_COLUMNS = (
+    "model",
+    "lc_above",
+    "min_cache",
+    "has_cache",
+    "b_in",
+    "b_cached",
+    "b_write",
+    "b_out",
+    "b_reas",
+    "l_in",
+    "l_cached",
+    "l_write",
+    "l_out",
+    "l_reas",
+)
 
 
 ANALYSIS_WORK_MEM = "64MB"
@@ -71,15 +85,26 @@ def rates_params() -> tuple[list[Any], ...]:
         price = get_price(model)
         long = price.long_context[0] if price.long_context else None
         base = _bucket_rates(price.base)
-        values = [model, long.above_input_tokens if long else BIG, price.min_cacheable_tokens,
-                  price.base.cached_input is not None, *base, *(_bucket_rates(long.rates) if long else base)]
+        values = [
+            model,
+            long.above_input_tokens if long else BIG,
+            price.min_cacheable_tokens,
+            price.base.cached_input is not None,
+            *base,
+            *(_bucket_rates(long.rates) if long else base),
+        ]
         for column, value in zip(columns, values, strict=True):
             column.append(str(value) if isinstance(value, Decimal) else value)
     return tuple(columns)
 
 
-RATES_CTE = ("rates AS (SELECT * FROM unnest(%s::text[], %s::bigint[], %s::int[], %s::bool[], "
-             + ", ".join(["%s::numeric[]"] * 10) + ") AS r(" + ", ".join(RATES_COLUMNS) + "))")
+RATES_CTE = (
+    "rates AS (SELECT * FROM unnest(%s::text[], %s::bigint[], %s::int[], %s::bool[], "
+    + ", ".join(["%s::numeric[]"] * 10)
+    + ") AS r("
+    + ", ".join(RATES_COLUMNS)
+    + "))"
+)
 PROMPT = "(u.input_tokens + u.cached_input_tokens + u.cache_write_tokens)"
 LC = f"({PROMPT} > COALESCE(r.lc_above, {BIG}))"
 COST = """(CASE WHEN g.lc
@@ -108,10 +133,14 @@ class Period:
         return Decimal(amount) * DAYS_PER_MONTH / self.days
 
     def describe(self) -> dict[str, Any]:
-        return {"records": self.records, "first_ts": self.first_ts.isoformat() if self.first_ts else None,
-                "last_ts": self.last_ts.isoformat() if self.last_ts else None, "period_days": self.days,
-                "first_day": self.first_ts.date().isoformat() if self.first_ts else None,
-                "last_day": self.last_ts.date().isoformat() if self.last_ts else None}
+        return {
+            "records": self.records,
+            "first_ts": self.first_ts.isoformat() if self.first_ts else None,
+            "last_ts": self.last_ts.isoformat() if self.last_ts else None,
+            "period_days": self.days,
+            "first_day": self.first_ts.date().isoformat() if self.first_ts else None,
+            "last_day": self.last_ts.date().isoformat() if self.last_ts else None,
+        }
 
 
 def price_of(model: str) -> Price | None:
@@ -122,8 +151,13 @@ def price_of(model: str) -> Price | None:
 
 
 def tokens_of(row: dict[str, Any]) -> dict[str, int]:
-    return {"input_tokens": int(row["i"]), "cached_input_tokens": int(row["c"]),
-            "cache_write_tokens": int(row["w"]), "output_tokens": int(row["o"]), "reasoning_tokens": int(row["rs"])}
+    return {
+        "input_tokens": int(row["i"]),
+        "cached_input_tokens": int(row["c"]),
+        "cache_write_tokens": int(row["w"]),
+        "output_tokens": int(row["o"]),
+        "reasoning_tokens": int(row["rs"]),
+    }
 
 
 def bucket_costs(rates: Rates, tokens: dict[str, int] | dict[str, Decimal]) -> dict[str, Decimal]:

@@ -94,8 +94,11 @@ class Toolbox:
     @property
     def data_version(self) -> int:
         if self._version is None:
-            self._version = int(self.db.scalar(
-                "SELECT COALESCE((SELECT version FROM usage_state WHERE user_id = %s), 0)", [self.user_id]))
+            self._version = int(
+                self.db.scalar(
+                    "SELECT COALESCE((SELECT version FROM usage_state WHERE user_id = %s), 0)", [self.user_id]
+                )
+            )
         return self._version
 
     def call(self, name: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -104,7 +107,8 @@ class Toolbox:
             cached = self.db.scalar(
                 """SELECT result FROM usage_rollups
                     WHERE user_id = %s AND tool = %s AND args_key = %s AND data_version = %s""",
-                [self.user_id, name, args_key(args), self.data_version])
+                [self.user_id, name, args_key(args), self.data_version],
+            )
             if cached is not None:
                 self.rollup_hits += 1
                 return cached if isinstance(cached, dict) else json.loads(cached)
@@ -123,5 +127,6 @@ class Toolbox:
                ON CONFLICT (user_id, tool, args_key) DO UPDATE
                   SET data_version = EXCLUDED.data_version, result = EXCLUDED.result,
                       computed_ms = EXCLUDED.computed_ms, computed_at = now()""",
-            [self.user_id, name, args_key(args), version, json.dumps(result), round(elapsed_ms)])
+            [self.user_id, name, args_key(args), version, json.dumps(result), round(elapsed_ms)],
+        )
         return result, elapsed_ms

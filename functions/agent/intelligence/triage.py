@@ -13,52 +13,194 @@ from typing import Any
 
 from shared.pricing import known_models, resolve_model
 
-INTENTS = ("full_analysis", "cost_breakdown", "caching", "batch", "model_choice", "latency", "what_if",
-           "pricing", "data_upload", "generate_data", "off_topic", "ambiguous")
+INTENTS = (
+    "full_analysis",
+    "cost_breakdown",
+    "caching",
+    "batch",
+    "model_choice",
+    "latency",
+    "what_if",
+    "pricing",
+    "data_upload",
+    "generate_data",
+    "off_topic",
+    "ambiguous",
+)
 DATA_INTENTS = ("full_analysis", "cost_breakdown", "caching", "batch", "model_choice", "latency", "what_if")
 PROFILES = ("support_chatbot", "rag_search", "batch_document_processing", "coding_assistant")
 
 # Fields each analysis needs beyond the required ones, with what they unlock (data helper wording).
 NEEDS: dict[str, dict[str, str]] = {
-    "caching": {"prefix_hash": "which requests share a prompt prefix (system prompt or template)",
-                "prefix_tokens": "how long that shared prefix is, in tokens",
-                "request_hash": "which requests are exact repeats (hash of model + messages + parameters)"},
+    "caching": {
+        "prefix_hash": "which requests share a prompt prefix (system prompt or template)",
+        "prefix_tokens": "how long that shared prefix is, in tokens",
+        "request_hash": "which requests are exact repeats (hash of model + messages + parameters)",
+    },
     "batch": {"interactive": "whether someone waited for the answer (false = background work)"},
     "latency": {"latency_ms": "how long each call took, in milliseconds"},
 }
 
 _KEYWORDS: dict[str, tuple[str, ...]] = {
-    "generate_data": ("sample data", "demo data", "synthetic", "generate data", "fake data", "example data",
-                      "try it without", "test data", "generate usage", "generate some"),
-    "data_upload": ("upload", "import", "csv", "jsonl", "file format", "which format", "what format",
-                    "send my data", "send you my", "export from", "litellm log", "spend log", "share my logs"),
-    "pricing": ("price of", "prices of", "pricing for", "per million", "per token", "cost per token",
-                "how much does", "how much is", "cheapest model", "price list", "compare prices", "list price"),
-    "what_if": ("what if", "what-if", "grow", "growth", "projection", "forecast", "next quarter",
-                "next year", "simulate", "scenario", "double", "triple"),
+    "generate_data": (
+        "sample data",
+        "demo data",
+        "synthetic",
+        "generate data",
+        "fake data",
+        "example data",
+        "try it without",
+        "test data",
+        "generate usage",
+        "generate some",
+    ),
+    "data_upload": (
+        "upload",
+        "import",
+        "csv",
+        "jsonl",
+        "file format",
+        "which format",
+        "what format",
+        "send my data",
+        "send you my",
+        "export from",
+        "litellm log",
+        "spend log",
+        "share my logs",
+    ),
+    "pricing": (
+        "price of",
+        "prices of",
+        "pricing for",
+        "per million",
+        "per token",
+        "cost per token",
+        "how much does",
+        "how much is",
+        "cheapest model",
+        "price list",
+        "compare prices",
+        "list price",
+    ),
+    "what_if": (
+        "what if",
+        "what-if",
+        "grow",
+        "growth",
+        "projection",
+        "forecast",
+        "next quarter",
+        "next year",
+        "simulate",
+        "scenario",
+        "double",
+        "triple",
+    ),
     "latency": ("latency", "slow", "p95", "p99", "p50", "response time", "how fast", "percentile", "timeout"),
     "caching": ("cache", "caching", "cached", "duplicate", "repeated prompt", "same prompt", "prefix"),
     "batch": ("batch", "background", "offline", "nightly", "overnight", "async", "non-interactive"),
-    "model_choice": ("cheaper model", "smaller model", "switch model", "switch to", "downgrade", "right-size",
-                     "rightsize", "right size", "which model", "model routing", "route", "overkill",
-                     "too expensive model", "mini", "nano", "haiku", "flash"),
-    "cost_breakdown": ("breakdown", "break down", "where is", "where does", "where's", "spend by", "cost by",
-                       "by feature", "by model", "by user", "by day", "per feature", "per model", "per user",
-                       "per day", "biggest cost", "top spend", "most expensive", "how much did", "how much do we",
-                       "what did we spend", "spending", "bill", "invoice"),
-    "full_analysis": ("optimi", "reduce", "save", "savings", "cut", "lower", "recommend", "report", "analy",
-                      "audit", "review my", "review our", "improve", "efficien", "waste", "full"),
+    "model_choice": (
+        "cheaper model",
+        "smaller model",
+        "switch model",
+        "switch to",
+        "downgrade",
+        "right-size",
+        "rightsize",
+        "right size",
+        "which model",
+        "model routing",
+        "route",
+        "overkill",
+        "too expensive model",
+        "mini",
+        "nano",
+        "haiku",
+        "flash",
+    ),
+    "cost_breakdown": (
+        "breakdown",
+        "break down",
+        "where is",
+        "where does",
+        "where's",
+        "spend by",
+        "cost by",
+        "by feature",
+        "by model",
+        "by user",
+        "by day",
+        "per feature",
+        "per model",
+        "per user",
+        "per day",
+        "biggest cost",
+        "top spend",
+        "most expensive",
+        "how much did",
+        "how much do we",
+        "what did we spend",
+        "spending",
+        "bill",
+        "invoice",
+    ),
+    "full_analysis": (
+        "optimi",
+        "reduce",
+        "save",
+        "savings",
+        "cut",
+        "lower",
+        "recommend",
+        "report",
+        "analy",
+        "audit",
+        "review my",
+        "review our",
+        "improve",
+        "efficien",
+        "waste",
+        "full",
+    ),
 }
 # Verbs that ask for savings outweigh the nouns of a narrower intent ("reduce my bill" is not a breakdown).
 _STRONG = {"optimi": 2, "reduce": 2, "save": 2, "savings": 2, "cut": 2, "lower": 2, "recommend": 2}
 # Words that place a message in our domain even when no intent keyword matches.
-_DOMAIN = ("llm", "token", "model", "cost", "spend", "usage", "api", "openai", "anthropic", "gemini", "claude",
-           "gpt", "prompt", "inference", "ai bill", "budget", "$", "dollar", "money")
-_GREETING = re.compile(r"^\s*(hi|hello|hey|help( me| please)?|yo|good (morning|afternoon|evening)|thanks|thank you)"
-                       r"\b[\s!.?]*$", re.IGNORECASE)
+_DOMAIN = (
+    "llm",
+    "token",
+    "model",
+    "cost",
+    "spend",
+    "usage",
+    "api",
+    "openai",
+    "anthropic",
+    "gemini",
+    "claude",
+    "gpt",
+    "prompt",
+    "inference",
+    "ai bill",
+    "budget",
+    "$",
+    "dollar",
+    "money",
+)
+_GREETING = re.compile(
+    r"^\s*(hi|hello|hey|help( me| please)?|yo|good (morning|afternoon|evening)|thanks|thank you)"
+    r"\b[\s!.?]*$",
+    re.IGNORECASE,
+)
 _GENERATE_COMMAND = re.compile(r"^\s*/generate\b(.*)$", re.IGNORECASE | re.DOTALL)
-_BY = {"feature": ("feature", "tag"), "end_user": ("user", "customer", "tenant"), "day": ("day", "daily", "date"),
-       "model": ("model",), "provider": ("provider", "vendor")}
+_BY = {
+    "feature": ("feature", "tag"),
+    "end_user": ("user", "customer", "tenant"),
+    "day": ("day", "daily", "date"),
+    "model": ("model",),
+    "provider": ("provider", "vendor"),
+}
 
 
 @dataclass
@@ -84,8 +226,9 @@ def entities(message: str) -> dict[str, Any]:
             models.append(model)
     if models:
         found["models"] = models
-    growth = re.search(r"(\d+(?:\.\d+)?)\s*%\s*(?:per|a|each|/)?\s*(?:month|mo\b)", text) \
-        or re.search(r"gr[oe]w\w*\s+(?:by\s+)?(\d+(?:\.\d+)?)\s*%", text)
+    growth = re.search(r"(\d+(?:\.\d+)?)\s*%\s*(?:per|a|each|/)?\s*(?:month|mo\b)", text) or re.search(
+        r"gr[oe]w\w*\s+(?:by\s+)?(\d+(?:\.\d+)?)\s*%", text
+    )
     if growth:
         found["growth_pct_per_month"] = float(growth.group(1))
     elif re.search(r"\bdoubl", text):
@@ -136,8 +279,9 @@ def keyword_triage(message: str, reason: str | None = None) -> Triage:
     found = entities(message)
     if not text or _GREETING.match(text):
         return Triage("ambiguous", "keywords", 0.5, found, reason)
-    scores = {intent: sum(_STRONG.get(word, 1) for word in words if _has(text, word))
-              for intent, words in _KEYWORDS.items()}
+    scores = {
+        intent: sum(_STRONG.get(word, 1) for word in words if _has(text, word)) for intent, words in _KEYWORDS.items()
+    }
     best = max(scores.values())
     if best == 0:
         if any(_has(text, word) for word in _DOMAIN):
@@ -166,7 +310,7 @@ def parse_llm_answer(text: str, message: str) -> Triage:
     if start < 0 or end <= start:
         raise ValueError("the answer holds no JSON object")
     try:
-        data = json.loads(text[start:end + 1])
+        data = json.loads(text[start : end + 1])
     except ValueError:
         raise ValueError("the answer is not valid JSON") from None
     intent = data.get("intent") if isinstance(data, dict) else None

@@ -34,7 +34,8 @@ def transient_status(status: int) -> bool:
 class Provider(Protocol):
     name: str
 
-    def stream(self, model: str, messages: list[LLMMessage], *, max_tokens: int | None,
-               timeout_s: float) -> Iterator[StreamChunk]:
+    def stream(
+        self, model: str, messages: list[LLMMessage], *, max_tokens: int | None, timeout_s: float
+    ) -> Iterator[StreamChunk]:
         """Yield the answer as it is generated; the last chunk carries the usage. Raise ProviderError."""
         ...

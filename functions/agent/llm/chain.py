@@ -46,9 +46,17 @@ def _transient(exc: BaseException) -> bool:
 
 
 class FallbackChain:
-    def __init__(self, providers: dict[str, Provider], models: list[tuple[str, str]], *, timeout_s: float,
-                 max_attempts: int, retry_initial_s: float, breaker_threshold: int,
-                 breaker_recovery_s: float) -> None:
+    def __init__(
+        self,
+        providers: dict[str, Provider],
+        models: list[tuple[str, str]],
+        *,
+        timeout_s: float,
+        max_attempts: int,
+        retry_initial_s: float,
+        breaker_threshold: int,
+        breaker_recovery_s: float,
+    ) -> None:
         unknown = [p for p, _ in models if p not in providers]
         if unknown:
             raise ValueError(f"no provider configured for: {', '.join(unknown)}")
@@ -57,11 +65,18 @@ class FallbackChain:
         self.timeout_s = timeout_s
         self.max_attempts = max_attempts
         self.retry_initial_s = retry_initial_s
-        self.breakers = {name: CircuitBreaker(f"llm:{name}", breaker_threshold, breaker_recovery_s)
-                         for name in providers}
+        self.breakers = {
+            name: CircuitBreaker(f"llm:{name}", breaker_threshold, breaker_recovery_s) for name in providers
+        }
 
-    def complete(self, messages: list[LLMMessage], *, on_token: Callable[[str], None] | None = None,
-                 on_restart: Callable[[], None] | None = None, max_tokens: int | None = None) -> CallOutcome:
+    def complete(
+        self,
+        messages: list[LLMMessage],
+        *,
+        on_token: Callable[[str], None] | None = None,
+        on_restart: Callable[[], None] | None = None,
+        max_tokens: int | None = None,
+    ) -> CallOutcome:
         failures: list[str] = []
         streamed = {"any": False}
 
@@ -73,41 +88,60 @@ class FallbackChain:
         for provider_name, model in self.models:
             breaker = self.breakers[provider_name]
             if not breaker.allow():
-                failures.append(f"{provider_name}:{model}: circuit breaker open "
-                                f"(retry in {breaker.retry_after():.0f}s)")
+                failures.append(
+                    f"{provider_name}:{model}: circuit breaker open (retry in {breaker.retry_after():.0f}s)"
+                )
                 continue
             attempts = {"n": 0}
 
             def before_sleep(state: RetryCallState, provider_name: str = provider_name, model: str = model) -> None:
-                log.warning("LLM call failed, retrying", extra={
-                    "provider": provider_name, "model": model, "attempt": state.attempt_number,
-                    "reason": str(state.outcome.exception() if state.outcome else "")[:200]})
+                log.warning(
+                    "LLM call failed, retrying",
+                    extra={
+                        "provider": provider_name,
+                        "model": model,
+                        "attempt": state.attempt_number,
+                        "reason": str(state.outcome.exception() if state.outcome else "")[:200],
+                    },
+                )
 
             try:
-                for attempt in Retrying(stop=stop_after_attempt(self.max_attempts),
-                                        wait=wait_random_exponential(multiplier=self.retry_initial_s, max=10.0),
-                                        retry=retry_if_exception(_transient), reraise=True,
-                                        before_sleep=before_sleep):
+                for attempt in Retrying(
+                    stop=stop_after_attempt(self.max_attempts),
+                    wait=wait_random_exponential(multiplier=self.retry_initial_s, max=10.0),
+                    retry=retry_if_exception(_transient),
+                    reraise=True,
+                    before_sleep=before_sleep,
+                ):
                     with attempt:
                         attempts["n"] += 1
                         if attempts["n"] > 1 and not breaker.allow():
-                            raise ProviderError(provider_name, "circuit breaker opened during retries",
-                                                transient=False)
+                            raise ProviderError(provider_name, "circuit breaker opened during retries", transient=False)
                         restart()
-                        outcome = self._call_once(provider_name, model, messages, on_token, max_tokens, streamed,
-                                                  breaker)
+                        outcome = self._call_once(
+                            provider_name, model, messages, on_token, max_tokens, streamed, breaker
+                        )
                         outcome.attempts = attempts["n"]
                         outcome.fallbacks = failures
                         return outcome
             except ProviderError as exc:
                 failures.append(f"{provider_name}:{model}: {exc}")
-                log.warning("LLM model failed, falling back", extra={"provider": provider_name, "model": model,
-                                                                       "reason": str(exc)[:300]})
+                log.warning(
+                    "LLM model failed, falling back",
+                    extra={"provider": provider_name, "model": model, "reason": str(exc)[:300]},
+                )
         raise LLMUnavailable(failures)
 
-    def _call_once(self, provider_name: str, model: str, messages: list[LLMMessage],
-                   on_token: Callable[[str], None] | None, max_tokens: int | None, streamed: dict[str, bool],
-                   breaker: CircuitBreaker) -> CallOutcome:
+    def _call_once(
+        self,
+        provider_name: str,
+        model: str,
+        messages: list[LLMMessage],
+        on_token: Callable[[str], None] | None,
+        max_tokens: int | None,
+        streamed: dict[str, bool],
+        breaker: CircuitBreaker,
+    ) -> CallOutcome:
         provider = self.providers[provider_name]
         started = time.perf_counter()
         parts: list[str] = []
@@ -129,8 +163,14 @@ class FallbackChain:
             breaker.record_failure()
             raise ProviderError(provider_name, f"{type(exc).__name__}: {str(exc)[:200]}", transient=True) from exc
         breaker.record_success()
-        return CallOutcome(text="".join(parts), provider=provider_name, model=model, usage=usage or TokenUsage(),
-                           latency_ms=round((time.perf_counter() - started) * 1000, 1), attempts=1)
+        return CallOutcome(
+            text="".join(parts),
+            provider=provider_name,
+            model=model,
+            usage=usage or TokenUsage(),
+            latency_ms=round((time.perf_counter() - started) * 1000, 1),
+            attempts=1,
+        )
 
     def snapshot(self) -> dict[str, Any]:
         return {name: breaker.snapshot() for name, breaker in self.breakers.items()}
@@ -157,9 +197,13 @@ def build_providers(settings: Any) -> dict[str, Provider]:
         from functions.agent.llm.gemini import GeminiProvider
 
         key = settings.gemini_api_key.get_secret_value() if settings.gemini_api_key else None
-        providers["gemini"] = GeminiProvider(api_key=key, vertex=settings.gemini_vertex,
-                                             project=settings.google_cloud_project, location=settings.gemini_location,
-                                             base_url=settings.gemini_base_url)
+        providers["gemini"] = GeminiProvider(
+            api_key=key,
+            vertex=settings.gemini_vertex,
+            project=settings.google_cloud_project,
+            location=settings.gemini_location,
+            base_url=settings.gemini_base_url,
+        )
     return providers
 
 
@@ -168,9 +212,13 @@ def get_chain(settings: Any) -> FallbackChain:
     global _chain
     with _chain_lock:
         if _chain is None:
-            _chain = FallbackChain(build_providers(settings), settings.model_chain, timeout_s=settings.llm_timeout_s,
-                                   max_attempts=settings.llm_max_attempts,
-                                   retry_initial_s=settings.llm_retry_initial_s,
-                                   breaker_threshold=settings.llm_breaker_threshold,
-                                   breaker_recovery_s=settings.llm_breaker_recovery_s)
+            _chain = FallbackChain(
+                build_providers(settings),
+                settings.model_chain,
+                timeout_s=settings.llm_timeout_s,
+                max_attempts=settings.llm_max_attempts,
+                retry_initial_s=settings.llm_retry_initial_s,
+                breaker_threshold=settings.llm_breaker_threshold,
+                breaker_recovery_s=settings.llm_breaker_recovery_s,
+            )
         return _chain

@@ -43,8 +43,10 @@ def mock_answer(model: str, messages: list[LLMMessage]) -> str:
     if second == first:
         second = (first + 1) % len(_POINTS)
     topic = " ".join(question.split()[:12]) or "your workload"
-    return (f"{opening} ({model}) about \"{topic}\": first, {_POINTS[first]}; second, {_POINTS[second]}. "
-            f"Each step is priced in the report below.")
+    return (
+        f'{opening} ({model}) about "{topic}": first, {_POINTS[first]}; second, {_POINTS[second]}. '
+        f"Each step is priced in the report below."
+    )
 
 
 class MockProvider:
@@ -53,11 +55,13 @@ class MockProvider:
     def __init__(self, token_delay_ms: float = 0.0) -> None:
         self.token_delay_s = token_delay_ms / 1000.0
 
-    def stream(self, model: str, messages: list[LLMMessage], *, max_tokens: int | None,
-               timeout_s: float) -> Iterator[StreamChunk]:
+    def stream(
+        self, model: str, messages: list[LLMMessage], *, max_tokens: int | None, timeout_s: float
+    ) -> Iterator[StreamChunk]:
         if "bad" in model:
-            raise ProviderError(self.name, f"model {model!r} rejected the request (HTTP 400)", transient=False,
-                                status=400)
+            raise ProviderError(
+                self.name, f"model {model!r} rejected the request (HTTP 400)", transient=False, status=400
+            )
         if "fail" in model:
             raise ProviderError(self.name, f"model {model!r} is unavailable (HTTP 503)", transient=True, status=503)
         if "slow" in model:
@@ -66,7 +70,7 @@ class MockProvider:
         words = mock_answer(model, messages).split(" ")
         tokens = [w + " " for w in words[:-1]] + [words[-1]]
         if max_tokens is not None:
-            tokens = tokens[:max(1, max_tokens)]
+            tokens = tokens[: max(1, max_tokens)]
         for token in tokens:
             if self.token_delay_s:
                 time.sleep(self.token_delay_s)
@@ -79,6 +83,10 @@ class MockProvider:
         # Pretend everything but the newest message was a cached prefix, as a provider with prompt caching would.
         cached = prompt - (estimate_tokens(messages[-1].content) + 4) if len(messages) > 1 else 0
         reasoning = output_tokens // 3 if "pro" in model else 0
-        return TokenUsage(input_tokens=prompt - cached, cached_input_tokens=cached,
-                          cache_write_tokens=prompt // 10 if "cache" in model else 0,
-                          output_tokens=output_tokens, reasoning_tokens=reasoning)
+        return TokenUsage(
+            input_tokens=prompt - cached,
+            cached_input_tokens=cached,
+            cache_write_tokens=prompt // 10 if "cache" in model else 0,
+            output_tokens=output_tokens,
+            reasoning_tokens=reasoning,
+        )

@@ -29,8 +29,12 @@ def usage_from_openai(usage: dict[str, Any]) -> TokenUsage:
     completion = int(usage.get("completion_tokens") or 0)
     cached = int((usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0)
     reasoning = int((usage.get("completion_tokens_details") or {}).get("reasoning_tokens") or 0)
-    return TokenUsage(input_tokens=max(0, prompt - cached), cached_input_tokens=cached,
-                      output_tokens=max(0, completion - reasoning), reasoning_tokens=reasoning)
+    return TokenUsage(
+        input_tokens=max(0, prompt - cached),
+        cached_input_tokens=cached,
+        output_tokens=max(0, completion - reasoning),
+        reasoning_tokens=reasoning,
+    )
 
 
 class OpenAICompatProvider:
@@ -49,8 +53,9 @@ class OpenAICompatProvider:
                 self._client = httpx.Client(headers=headers, trust_env=False)
             return self._client
 
-    def stream(self, model: str, messages: list[LLMMessage], *, max_tokens: int | None,
-               timeout_s: float) -> Iterator[StreamChunk]:
+    def stream(
+        self, model: str, messages: list[LLMMessage], *, max_tokens: int | None, timeout_s: float
+    ) -> Iterator[StreamChunk]:
         body: dict[str, Any] = {
             "model": model,
             "messages": [{"role": m.role, "content": m.content} for m in messages],
@@ -65,17 +70,20 @@ class OpenAICompatProvider:
         produced: list[str] = []
         finished = False
         try:
-            with self._http().stream("POST", f"{self.base_url}/chat/completions", json=body,
-                                     timeout=timeout) as response:
+            with self._http().stream(
+                "POST", f"{self.base_url}/chat/completions", json=body, timeout=timeout
+            ) as response:
                 if response.status_code >= 400:
                     detail = response.read().decode(errors="replace")[:300]
-                    raise ProviderError(self.name, f"HTTP {response.status_code} from {model}: {detail}",
-                                        transient=transient_status(response.status_code),
-                                        status=response.status_code)
+                    raise ProviderError(
+                        self.name,
+                        f"HTTP {response.status_code} from {model}: {detail}",
+                        transient=transient_status(response.status_code),
+                        status=response.status_code,
+                    )
                 for line in response.iter_lines():
                     if time.monotonic() > deadline:
-                        raise ProviderError(self.name, f"{model} did not finish within {timeout_s:g}s",
-                                            transient=True)
+                        raise ProviderError(self.name, f"{model} did not finish within {timeout_s:g}s", transient=True)
                     if not line.startswith("data:"):
                         continue
                     payload = line[5:].strip()
@@ -99,8 +107,9 @@ class OpenAICompatProvider:
         except httpx.TimeoutException as exc:
             raise ProviderError(self.name, f"{model} timed out: {type(exc).__name__}", transient=True) from None
         except httpx.TransportError as exc:
-            raise ProviderError(self.name, f"cannot reach {self.base_url}: {type(exc).__name__}",
-                                transient=True) from None
+            raise ProviderError(
+                self.name, f"cannot reach {self.base_url}: {type(exc).__name__}", transient=True
+            ) from None
         if not finished:
             # A connection closed mid-answer looks like a normal end of stream to the HTTP layer.
             raise ProviderError(self.name, f"{model} stream ended before the answer was complete", transient=True)

@@ -28,21 +28,47 @@ def price(model: str, usage: TokenUsage) -> Decimal:
     except Exception as exc:
         if model not in _unpriced:
             _unpriced.add(model)
-            log.warning("no price for model; recorded at 0 USD", extra={"model": model,
-                                                                        "reason": f"{type(exc).__name__}: {exc}"})
+            log.warning(
+                "no price for model; recorded at 0 USD",
+                extra={"model": model, "reason": f"{type(exc).__name__}: {exc}"},
+            )
         return Decimal(0)
 
 
-def record_call(db: Database, *, user_id: str, run_id: str | None, thread_id: str | None, provider: str,
-                model: str, usage: TokenUsage, cost: Decimal, purpose: str, latency_ms: float,
-                attempts: int) -> int:
-    return int(db.scalar(
-        """INSERT INTO cost_ledger (user_id, run_id, thread_id, provider, model, input_tokens, cached_input_tokens,
+def record_call(
+    db: Database,
+    *,
+    user_id: str,
+    run_id: str | None,
+    thread_id: str | None,
+    provider: str,
+    model: str,
+    usage: TokenUsage,
+    cost: Decimal,
+    purpose: str,
+    latency_ms: float,
+    attempts: int,
+) -> int:
+    return int(
+        db.scalar(
+            """INSERT INTO cost_ledger (user_id, run_id, thread_id, provider, model, input_tokens, cached_input_tokens,
                                     cache_write_tokens, output_tokens, reasoning_tokens, cost_usd, purpose,
                                     latency_ms, call_attempts)
            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id""",
-        [user_id, run_id, thread_id, provider, model, *usage.as_tuple(), cost, purpose or None,
-         int(latency_ms), attempts]))
+            [
+                user_id,
+                run_id,
+                thread_id,
+                provider,
+                model,
+                *usage.as_tuple(),
+                cost,
+                purpose or None,
+                int(latency_ms),
+                attempts,
+            ],
+        )
+    )
 
 
 GROUPS = {
@@ -63,4 +89,5 @@ def cost_report(db: Database, user_id: str, start: Any, end: Any, group_by: str)
               FROM cost_ledger
              WHERE user_id = %s AND created_at >= %s AND created_at < %s
              GROUP BY 1 ORDER BY SUM(cost_usd) DESC, 1""",
-        [user_id, start, end])
+        [user_id, start, end],
+    )

@@ -69,7 +69,9 @@ def claim(tx: Tx, run_id: str, worker_id: str) -> dict[str, Any] | None:
         f"""UPDATE runs r SET status = 'running', attempt = r.attempt + 1, claimed_by = %s, claimed_at = now(),
                    started_at = COALESCE(r.started_at, now())
              WHERE r.id = %s
-         RETURNING {RUN_COLUMNS}""", [worker_id, run_id])
+         RETURNING {RUN_COLUMNS}""",
+        [worker_id, run_id],
+    )
     assert row is not None
     row["previous_status"] = previous
     return row
@@ -80,7 +82,9 @@ def heartbeat(db: Database, run_id: str, attempt: int, last_seq: int) -> dict[st
     return db.one(
         """UPDATE runs SET claimed_at = now(), last_seq = GREATEST(last_seq, %s)
             WHERE id = %s AND attempt = %s AND status = 'running'
-        RETURNING cancel_requested""", [last_seq, run_id, attempt])
+        RETURNING cancel_requested""",
+        [last_seq, run_id, attempt],
+    )
 
 
 def run_totals(tx: Tx, run_id: str) -> tuple[TokenUsage, Decimal]:
@@ -88,14 +92,24 @@ def run_totals(tx: Tx, run_id: str) -> tuple[TokenUsage, Decimal]:
         """SELECT COALESCE(SUM(input_tokens), 0) AS i, COALESCE(SUM(cached_input_tokens), 0) AS c,
                   COALESCE(SUM(cache_write_tokens), 0) AS w, COALESCE(SUM(output_tokens), 0) AS o,
                   COALESCE(SUM(reasoning_tokens), 0) AS r, COALESCE(SUM(cost_usd), 0) AS cost
-             FROM cost_ledger WHERE run_id = %s""", [run_id])
+             FROM cost_ledger WHERE run_id = %s""",
+        [run_id],
+    )
     assert row is not None
     usage = TokenUsage(int(row["i"]), int(row["c"]), int(row["w"]), int(row["o"]), int(row["r"]))
     return usage, Decimal(row["cost"])
 
 
-def finish(tx: Tx, run_id: str, attempt: int, status: str, last_seq: int, *, error_code: str | None = None,
-           error_message: str | None = None) -> dict[str, Any] | None:
+def finish(
+    tx: Tx,
+    run_id: str,
+    attempt: int,
+    status: str,
+    last_seq: int,
+    *,
+    error_code: str | None = None,
+    error_message: str | None = None,
+) -> dict[str, Any] | None:
     """Mark the run finished with its totals from the ledger; None if this attempt no longer owns it."""
     usage, cost = run_totals(tx, run_id)
     return tx.one(
@@ -104,7 +118,8 @@ def finish(tx: Tx, run_id: str, attempt: int, status: str, last_seq: int, *, err
                    reasoning_tokens = %s, cost_usd = %s
              WHERE r.id = %s AND r.attempt = %s AND r.status = 'running'
          RETURNING {RUN_COLUMNS}""",
-        [status, last_seq, error_code, error_message, *usage.as_tuple(), cost, run_id, attempt])
+        [status, last_seq, error_code, error_message, *usage.as_tuple(), cost, run_id, attempt],
+    )
 
 
 def fail_unclaimed(tx: Tx, run_id: str, error_code: str, error_message: str) -> dict[str, Any] | None:
@@ -116,7 +131,8 @@ def fail_unclaimed(tx: Tx, run_id: str, error_code: str, error_message: str) -> 
                    reasoning_tokens = %s, cost_usd = %s
              WHERE r.id = %s AND r.status IN ('queued', 'running')
          RETURNING {RUN_COLUMNS}""",
-        [error_code, error_message, *usage.as_tuple(), cost, run_id])
+        [error_code, error_message, *usage.as_tuple(), cost, run_id],
+    )
 
 
 def set_last_seq(db: Database, run_id: str, seq: int) -> None:
@@ -135,7 +151,9 @@ def request_cancel(tx: Tx, run_id: str, user_id: str, lease_s: float) -> dict[st
                    status = CASE WHEN t.unattended THEN 'cancelled' ELSE r.status END,
                    completed_at = CASE WHEN t.unattended THEN now() ELSE r.completed_at END
               FROM target t WHERE r.id = t.id
-         RETURNING {RUN_COLUMNS}""", [lease_s, run_id, user_id])
+         RETURNING {RUN_COLUMNS}""",
+        [lease_s, run_id, user_id],
+    )
 
 
 def history(db: Database, thread_id: str, before_message_id: str, limit: int) -> list[dict[str, Any]]:
@@ -147,7 +165,8 @@ def history(db: Database, thread_id: str, before_message_id: str, limit: int) ->
             WHERE thread_id = %s AND id <> %s
               AND created_at <= (SELECT created_at FROM messages WHERE id = %s)
             ORDER BY created_at DESC, id DESC LIMIT %s""",
-        [thread_id, before_message_id, before_message_id, limit])
+        [thread_id, before_message_id, before_message_id, limit],
+    )
     return list(reversed(rows))
 
 

@@ -169,8 +169,9 @@ def _litellm(item: dict[str, Any]) -> dict[str, Any]:
     usage = metadata.get("usage_object") or {}
     prompt = _int(item.get("prompt_tokens"))
     completion = _int(item.get("completion_tokens"))
-    cached = _int((usage.get("prompt_tokens_details") or {}).get("cached_tokens")
-                  or usage.get("cache_read_input_tokens"))
+    cached = _int(
+        (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or usage.get("cache_read_input_tokens")
+    )
     written = _int(usage.get("cache_creation_input_tokens"))
     reasoning = _int((usage.get("completion_tokens_details") or {}).get("reasoning_tokens"))
     tags = _json_field(item.get("request_tags"), "request_tags") or []
@@ -206,26 +207,41 @@ def split_usage(usage: dict[str, Any]) -> dict[str, int]:
     """Our five buckets from any provider's usage object (see the module docstring for the conventions)."""
     if "promptTokenCount" in usage or "candidatesTokenCount" in usage:  # Gemini usageMetadata
         cached = _int(usage.get("cachedContentTokenCount"))
-        return {"input_tokens": max(0, _int(usage.get("promptTokenCount")) - cached), "cached_input_tokens": cached,
-                "cache_write_tokens": 0, "output_tokens": _int(usage.get("candidatesTokenCount")),
-                "reasoning_tokens": _int(usage.get("thoughtsTokenCount"))}
+        return {
+            "input_tokens": max(0, _int(usage.get("promptTokenCount")) - cached),
+            "cached_input_tokens": cached,
+            "cache_write_tokens": 0,
+            "output_tokens": _int(usage.get("candidatesTokenCount")),
+            "reasoning_tokens": _int(usage.get("thoughtsTokenCount")),
+        }
     if "cache_read_input_tokens" in usage or "cache_creation_input_tokens" in usage:  # Anthropic
-        return {"input_tokens": _int(usage.get("input_tokens")),
-                "cached_input_tokens": _int(usage.get("cache_read_input_tokens")),
-                "cache_write_tokens": _int(usage.get("cache_creation_input_tokens")),
-                "output_tokens": _int(usage.get("output_tokens")), "reasoning_tokens": 0}
+        return {
+            "input_tokens": _int(usage.get("input_tokens")),
+            "cached_input_tokens": _int(usage.get("cache_read_input_tokens")),
+            "cache_write_tokens": _int(usage.get("cache_creation_input_tokens")),
+            "output_tokens": _int(usage.get("output_tokens")),
+            "reasoning_tokens": 0,
+        }
     if "prompt_tokens" in usage or "completion_tokens" in usage:  # OpenAI chat completions
         cached = _int((usage.get("prompt_tokens_details") or {}).get("cached_tokens"))
         reasoning = _int((usage.get("completion_tokens_details") or {}).get("reasoning_tokens"))
-        return {"input_tokens": max(0, _int(usage.get("prompt_tokens")) - cached), "cached_input_tokens": cached,
-                "cache_write_tokens": 0, "output_tokens": max(0, _int(usage.get("completion_tokens")) - reasoning),
-                "reasoning_tokens": reasoning}
+        return {
+            "input_tokens": max(0, _int(usage.get("prompt_tokens")) - cached),
+            "cached_input_tokens": cached,
+            "cache_write_tokens": 0,
+            "output_tokens": max(0, _int(usage.get("completion_tokens")) - reasoning),
+            "reasoning_tokens": reasoning,
+        }
     if "input_tokens" in usage or "output_tokens" in usage:  # OpenAI Responses API
         cached = _int((usage.get("input_tokens_details") or {}).get("cached_tokens"))
         reasoning = _int((usage.get("output_tokens_details") or {}).get("reasoning_tokens"))
-        return {"input_tokens": max(0, _int(usage.get("input_tokens")) - cached), "cached_input_tokens": cached,
-                "cache_write_tokens": 0, "output_tokens": max(0, _int(usage.get("output_tokens")) - reasoning),
-                "reasoning_tokens": reasoning}
+        return {
+            "input_tokens": max(0, _int(usage.get("input_tokens")) - cached),
+            "cached_input_tokens": cached,
+            "cache_write_tokens": 0,
+            "output_tokens": max(0, _int(usage.get("output_tokens")) - reasoning),
+            "reasoning_tokens": reasoning,
+        }
     raise RowError("usage", "has no token counts this importer knows (OpenAI, Anthropic or Gemini usage)")
 
 
@@ -246,8 +262,13 @@ def _request_fields(request: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     messages = request.get("messages") or request.get("input") or request.get("contents")
     system = request.get("system") or request.get("instructions")
-    if system is None and isinstance(messages, list) and messages and isinstance(messages[0], dict) \
-            and messages[0].get("role") in ("system", "developer"):
+    if (
+        system is None
+        and isinstance(messages, list)
+        and messages
+        and isinstance(messages[0], dict)
+        and messages[0].get("role") in ("system", "developer")
+    ):
         system = messages[0].get("content")
     if system:
         text = _content_text(system)

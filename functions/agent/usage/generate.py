@@ -55,46 +55,201 @@ class Profile:
     workloads: tuple[Workload, ...]
 
 
-PROFILES: dict[str, Profile] = {p.name: p for p in (
-    Profile("support_chatbot", "customer support assistant: chat answers with a long system prompt, an intent "
-            "classifier on the same premium model, nightly ticket summaries", 2000, 3000, (
-                Workload("chat_answer", "openai", "gpt-4o", 0.70, (300, 200), (180, 120), "support-system-v3",
-                         2400, max_tokens=800, duplicate_rate=0.04),
-                Workload("intent_classifier", "openai", "gpt-4o", 0.20, (60, 30), (4, 2), "intent-classifier-v2",
-                         1200, max_tokens=10, duplicate_rate=0.10, base_latency_ms=250),
-                Workload("ticket_summary", "openai", "gpt-4o-mini", 0.10, (1500, 600), (250, 100), None, 0,
-                         interactive=False, max_tokens=400),
-            )),
-    Profile("rag_search", "retrieval-augmented search: long retrieved contexts on a premium model, some above "
-            "the long-context threshold, plus a query rewriter with short answers", 1500, 2000, (
-                Workload("answer", "google", "gemini-2.5-pro", 0.75, (12000, 6000), (400, 200), "rag-instructions-v1",
-                         900, reasoning=(300, 150), max_tokens=2048, long_context_rate=0.02,
-                         ms_per_output_token=8.0, base_latency_ms=900),
-                Workload("query_rewrite", "google", "gemini-2.5-pro", 0.25, (80, 40), (25, 10), "rewrite-v2", 4200,
-                         reasoning=(60, 30), max_tokens=64, duplicate_rate=0.08, base_latency_ms=500),
-            )),
-    Profile("batch_document_processing", "document pipeline: summaries and field extraction with a long "
-            "instruction prefix, all of it background work", 800, 50, (
-                Workload("summarize", "anthropic", "claude-sonnet-4-5", 0.60, (8000, 4000), (900, 300),
-                         "summarize-system-v4", 3000, interactive=False, max_tokens=2000,
-                         ms_per_output_token=15.0, base_latency_ms=1500),
-                Workload("extract_fields", "anthropic", "claude-sonnet-4-5", 0.40, (5000, 2500), (120, 50),
-                         "extract-schema-v2", 1800, interactive=False, max_tokens=512, duplicate_rate=0.03),
-            )),
-    Profile("coding_assistant", "coding assistant: repository context per developer, inline completions on a "
-            "reasoning model, test generation in CI", 1200, 40, (
-                Workload("code_chat", "openai", "gpt-5", 0.50, (1500, 800), (600, 300), "repo-context:user", 6000,
-                         reasoning=(1500, 800), max_tokens=8000, ms_per_output_token=10.0, base_latency_ms=1200),
-                Workload("inline_complete", "openai", "gpt-5", 0.40, (800, 300), (40, 20), "completion-system-v1",
-                         1100, reasoning=(100, 50), max_tokens=256, base_latency_ms=350),
-                Workload("test_generation", "anthropic", "claude-opus-4-5", 0.10, (4000, 1500), (1500, 500),
-                         "test-gen-v1", 2500, interactive=False, max_tokens=4000, base_latency_ms=2000),
-            )),
-)}
+PROFILES: dict[str, Profile] = {
+    p.name: p
+    for p in (
+        Profile(
+            "support_chatbot",
+            "customer support assistant: chat answers with a long system prompt, an intent "
+            "classifier on the same premium model, nightly ticket summaries",
+            2000,
+            3000,
+            (
+                Workload(
+                    "chat_answer",
+                    "openai",
+                    "gpt-4o",
+                    0.70,
+                    (300, 200),
+                    (180, 120),
+                    "support-system-v3",
+                    2400,
+                    max_tokens=800,
+                    duplicate_rate=0.04,
+                ),
+                Workload(
+                    "intent_classifier",
+                    "openai",
+                    "gpt-4o",
+                    0.20,
+                    (60, 30),
+                    (4, 2),
+                    "intent-classifier-v2",
+                    1200,
+                    max_tokens=10,
+                    duplicate_rate=0.10,
+                    base_latency_ms=250,
+                ),
+                Workload(
+                    "ticket_summary",
+                    "openai",
+                    "gpt-4o-mini",
+                    0.10,
+                    (1500, 600),
+                    (250, 100),
+                    None,
+                    0,
+                    interactive=False,
+                    max_tokens=400,
+                ),
+            ),
+        ),
+        Profile(
+            "rag_search",
+            "retrieval-augmented search: long retrieved contexts on a premium model, some above "
+            "the long-context threshold, plus a query rewriter with short answers",
+            1500,
+            2000,
+            (
+                Workload(
+                    "answer",
+                    "google",
+                    "gemini-2.5-pro",
+                    0.75,
+                    (12000, 6000),
+                    (400, 200),
+                    "rag-instructions-v1",
+                    900,
+                    reasoning=(300, 150),
+                    max_tokens=2048,
+                    long_context_rate=0.02,
+                    ms_per_output_token=8.0,
+                    base_latency_ms=900,
+                ),
+                Workload(
+                    "query_rewrite",
+                    "google",
+                    "gemini-2.5-pro",
+                    0.25,
+                    (80, 40),
+                    (25, 10),
+                    "rewrite-v2",
+                    4200,
+                    reasoning=(60, 30),
+                    max_tokens=64,
+                    duplicate_rate=0.08,
+                    base_latency_ms=500,
+                ),
+            ),
+        ),
+        Profile(
+            "batch_document_processing",
+            "document pipeline: summaries and field extraction with a long "
+            "instruction prefix, all of it background work",
+            800,
+            50,
+            (
+                Workload(
+                    "summarize",
+                    "anthropic",
+                    "claude-sonnet-4-5",
+                    0.60,
+                    (8000, 4000),
+                    (900, 300),
+                    "summarize-system-v4",
+                    3000,
+                    interactive=False,
+                    max_tokens=2000,
+                    ms_per_output_token=15.0,
+                    base_latency_ms=1500,
+                ),
+                Workload(
+                    "extract_fields",
+                    "anthropic",
+                    "claude-sonnet-4-5",
+                    0.40,
+                    (5000, 2500),
+                    (120, 50),
+                    "extract-schema-v2",
+                    1800,
+                    interactive=False,
+                    max_tokens=512,
+                    duplicate_rate=0.03,
+                ),
+            ),
+        ),
+        Profile(
+            "coding_assistant",
+            "coding assistant: repository context per developer, inline completions on a "
+            "reasoning model, test generation in CI",
+            1200,
+            40,
+            (
+                Workload(
+                    "code_chat",
+                    "openai",
+                    "gpt-5",
+                    0.50,
+                    (1500, 800),
+                    (600, 300),
+                    "repo-context:user",
+                    6000,
+                    reasoning=(1500, 800),
+                    max_tokens=8000,
+                    ms_per_output_token=10.0,
+                    base_latency_ms=1200,
+                ),
+                Workload(
+                    "inline_complete",
+                    "openai",
+                    "gpt-5",
+                    0.40,
+                    (800, 300),
+                    (40, 20),
+                    "completion-system-v1",
+                    1100,
+                    reasoning=(100, 50),
+                    max_tokens=256,
+                    base_latency_ms=350,
+                ),
+                Workload(
+                    "test_generation",
+                    "anthropic",
+                    "claude-opus-4-5",
+                    0.10,
+                    (4000, 1500),
+                    (1500, 500),
+                    "test-gen-v1",
+                    2500,
+                    interactive=False,
+                    max_tokens=4000,
+                    base_latency_ms=2000,
+                ),
+            ),
+        ),
+    )
+}
 
-FIELDS = ("request_id", "timestamp", "provider", "model", "input_tokens", "cached_input_tokens",
-          "cache_write_tokens", "output_tokens", "reasoning_tokens", "latency_ms", "status", "feature", "end_user",
-          "prefix_hash", "prefix_tokens", "request_hash", "max_tokens", "interactive")
+FIELDS = (
+    "request_id",
+    "timestamp",
+    "provider",
+    "model",
+    "input_tokens",
+    "cached_input_tokens",
+    "cache_write_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "latency_ms",
+    "status",
+    "feature",
+    "end_user",
+    "prefix_hash",
+    "prefix_tokens",
+    "request_hash",
+    "max_tokens",
+    "interactive",
+)
 
 
 def _draw(rng: random.Random, mean: int, spread: int) -> int:
@@ -112,8 +267,9 @@ def _second_of_day(rng: random.Random, interactive: bool) -> int:
     return min(86_399, max(0, round(rng.gauss(centre, 1.6 * 3600))))
 
 
-def generate(profile: str, days: int = 7, requests_per_day: int | None = None, seed: int = 42,
-             start: date | None = None) -> Iterator[dict[str, Any]]:
+def generate(
+    profile: str, days: int = 7, requests_per_day: int | None = None, seed: int = 42, start: date | None = None
+) -> Iterator[dict[str, Any]]:
     """Rows in the project's schema, in time order."""
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
@@ -140,16 +296,23 @@ def generate(profile: str, days: int = 7, requests_per_day: int | None = None, s
         yield row
 
 
-def _row(rng: random.Random, spec: Profile, work: Workload, midnight: datetime,
-         pools: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+def _row(
+    rng: random.Random, spec: Profile, work: Workload, midnight: datetime, pools: dict[str, list[dict[str, Any]]]
+) -> dict[str, Any]:
     user = f"user-{rng.randrange(spec.end_users):05d}"
     repeat = work.duplicate_rate and rng.random() < work.duplicate_rate
     if repeat:
         # A small pool of identical requests (FAQ questions, the same document twice): same tokens, same hash.
         pool = pools.setdefault(work.feature, [])
         if len(pool) < 25:
-            pool.append({"prompt": _draw(rng, *work.prompt), "output": _draw(rng, *work.output),
-                         "reasoning": _draw(rng, *work.reasoning), "hash": short_hash(f"{work.feature}:{len(pool)}")})
+            pool.append(
+                {
+                    "prompt": _draw(rng, *work.prompt),
+                    "output": _draw(rng, *work.output),
+                    "reasoning": _draw(rng, *work.reasoning),
+                    "hash": short_hash(f"{work.feature}:{len(pool)}"),
+                }
+            )
         shape = rng.choice(pool)
         prompt, output, reasoning, request_hash = shape["prompt"], shape["output"], shape["reasoning"], shape["hash"]
     else:
@@ -166,8 +329,8 @@ def _row(rng: random.Random, spec: Profile, work: Workload, midnight: datetime,
     failed = rng.random() < work.error_rate
     latency = work.base_latency_ms + round((output + reasoning) * work.ms_per_output_token) + rng.randrange(0, 300)
     return {
-        "timestamp": midnight + timedelta(seconds=_second_of_day(rng, work.interactive),
-                                          milliseconds=rng.randrange(1000)),
+        "timestamp": midnight
+        + timedelta(seconds=_second_of_day(rng, work.interactive), milliseconds=rng.randrange(1000)),
         "provider": work.provider,
         "model": work.model,
         "input_tokens": work.prefix_tokens + prompt,
@@ -193,8 +356,12 @@ def write(rows: Iterator[dict[str, Any]], out: TextIO, fmt: str) -> int:
         writer = csv.DictWriter(out, fieldnames=FIELDS, lineterminator="\n")
         writer.writeheader()
         for row in rows:
-            writer.writerow({k: ("" if row[k] is None else str(row[k]).lower() if isinstance(row[k], bool)
-                                 else row[k]) for k in FIELDS})
+            writer.writerow(
+                {
+                    k: ("" if row[k] is None else str(row[k]).lower() if isinstance(row[k], bool) else row[k])
+                    for k in FIELDS
+                }
+            )
             count += 1
     else:
         for row in rows:
@@ -204,14 +371,18 @@ def write(rows: Iterator[dict[str, Any]], out: TextIO, fmt: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m functions.agent.usage.generate", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m functions.agent.usage.generate",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--profile", choices=sorted(PROFILES), default="support_chatbot")
     parser.add_argument("--days", type=int, default=7, help="days of traffic (1-366), default 7")
     parser.add_argument("--requests-per-day", type=int, default=None, help="default: the profile's own volume")
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--start", type=date.fromisoformat, default=None,
-                        help="first day, YYYY-MM-DD (default: DAYS days ago, UTC)")
+    parser.add_argument(
+        "--start", type=date.fromisoformat, default=None, help="first day, YYYY-MM-DD (default: DAYS days ago, UTC)"
+    )
     parser.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
     parser.add_argument("-o", "--output", default="-", help="file to write, - for stdout")
     parser.add_argument("--list", action="store_true", help="list the profiles and exit")

@@ -41,13 +41,13 @@ def schema_doc(max_body_bytes: int) -> dict[str, Any]:
             "netra": "JSONL, a JSON array or CSV (header row) with the fields below",
             "litellm": "LiteLLM proxy spend logs (LiteLLM_SpendLogs rows, JSON or CSV export)",
             "openai": "request logs with a provider usage object: OpenAI chat completions / Responses / Batch "
-                      "output, {request, response} pairs, Anthropic messages, Gemini usageMetadata",
+            "output, {request, response} pairs, Anthropic messages, Gemini usageMetadata",
         },
         "fields": FIELD_DOCS,
         "required": list(REQUIRED),
         "limits": {"max_body_bytes": max_body_bytes, "max_rows_per_part": MAX_ROWS_PER_PART},
         "parts": "send larger files as several POST /api/usage requests (?part=N&first_row=R); CSV parts repeat "
-                 "the header; each part is atomic and may be re-sent (rows are idempotent by request_id)",
+        "the header; each part is atomic and may be re-sent (rows are idempotent by request_id)",
     }
 
 
@@ -60,21 +60,35 @@ def register(router: Router, deps: Any) -> None:
         query = ctx.query(UploadQuery)
         body = ctx.request.get_data(cache=False)
         if len(body) > limit:  # a chunked body has no Content-Length for the router to check
-            raise ApiError(413, "payload_too_large", f"request body exceeds {limit} bytes; send the file in parts",
-                           {"limit_bytes": limit})
+            raise ApiError(
+                413,
+                "payload_too_large",
+                f"request body exceeds {limit} bytes; send the file in parts",
+                {"limit_bytes": limit},
+            )
         try:
             checked = store.validate_body(body, ctx.request.content_type or "", query.format, query.first_row)
         except BodyError as exc:
             raise ApiError(400, exc.code, exc.message) from None
         if checked.received > MAX_ROWS_PER_PART:
-            raise ApiError(413, "too_many_rows",
-                           f"a part may hold at most {MAX_ROWS_PER_PART} rows; send the file in parts",
-                           {"rows": checked.received, "limit_rows": MAX_ROWS_PER_PART})
+            raise ApiError(
+                413,
+                "too_many_rows",
+                f"a part may hold at most {MAX_ROWS_PER_PART} rows; send the file in parts",
+                {"rows": checked.received, "limit_rows": MAX_ROWS_PER_PART},
+            )
         if checked.error_count:
-            raise ApiError(422, "invalid_rows",
-                           f"{checked.error_count} problem(s) in {checked.received} row(s); nothing was stored",
-                           {"errors": checked.errors, "error_count": checked.error_count,
-                            "rows_received": checked.received, "format": checked.format})
+            raise ApiError(
+                422,
+                "invalid_rows",
+                f"{checked.error_count} problem(s) in {checked.received} row(s); nothing was stored",
+                {
+                    "errors": checked.errors,
+                    "error_count": checked.error_count,
+                    "rows_received": checked.received,
+                    "format": checked.format,
+                },
+            )
         result = store.insert_rows(deps.db, user["id"], checked.rows, checked.format, query.part)
         return result, 201 if result["rows_inserted"] else 200
 

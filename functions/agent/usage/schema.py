@@ -81,8 +81,9 @@ def _blank(value: Any) -> bool:
     return value is None or (isinstance(value, str) and not value.strip())
 
 
-def parse_int(value: Any, field: str, *, required: bool = False, minimum: int = 0,
-              maximum: int = 2_000_000_000) -> int | None:
+def parse_int(
+    value: Any, field: str, *, required: bool = False, minimum: int = 0, maximum: int = 2_000_000_000
+) -> int | None:
     if _blank(value):
         if required:
             raise RowError(field, "is required")

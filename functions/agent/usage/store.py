@@ -47,8 +47,9 @@ def validate_body(body: bytes, content_type: str, fmt: str, first_row: int = 1) 
         result.error_count += len(problems)
         for problem in problems:
             if len(result.errors) < MAX_ERRORS_REPORTED:
-                result.errors.append({"row": raw.row + offset, "line": raw.line, "field": problem.field,
-                                      "reason": problem.reason})
+                result.errors.append(
+                    {"row": raw.row + offset, "line": raw.line, "field": problem.field, "reason": problem.reason}
+                )
     return result
 
 
@@ -57,10 +58,14 @@ def _arrays(rows: list[UsageRow]) -> list[list[Any]]:
 
 
 def bump_version(tx: Any, user_id: str) -> int:
-    return int(tx.scalar(
-        """INSERT INTO usage_state (user_id, version) VALUES (%s, 1)
+    return int(
+        tx.scalar(
+            """INSERT INTO usage_state (user_id, version) VALUES (%s, 1)
            ON CONFLICT (user_id) DO UPDATE SET version = usage_state.version + 1, updated_at = now()
-           RETURNING version""", [user_id]))
+           RETURNING version""",
+            [user_id],
+        )
+    )
 
 
 def data_version(db: Any, user_id: str) -> int:
@@ -70,19 +75,32 @@ def data_version(db: Any, user_id: str) -> int:
 def insert_rows(db: Any, user_id: str, rows: list[UsageRow], fmt: str, part: int | None = None) -> dict[str, Any]:
     """All rows in one transaction (all or none); rows whose request_id is already stored are skipped."""
     with db.transaction() as tx:
-        upload_id = str(tx.scalar(
-            """INSERT INTO usage_uploads (user_id, format, part, rows_received, rows_inserted, rows_duplicate)
-               VALUES (%s, %s, %s, %s, 0, 0) RETURNING id""", [user_id, fmt, part, len(rows)]))
+        upload_id = str(
+            tx.scalar(
+                """INSERT INTO usage_uploads (user_id, format, part, rows_received, rows_inserted, rows_duplicate)
+               VALUES (%s, %s, %s, %s, 0, 0) RETURNING id""",
+                [user_id, fmt, part, len(rows)],
+            )
+        )
         inserted = 0
         for start in range(0, len(rows), INSERT_CHUNK):
-            chunk = rows[start:start + INSERT_CHUNK]
+            chunk = rows[start : start + INSERT_CHUNK]
             inserted += tx.execute(_INSERT, [user_id, upload_id, *_arrays(chunk)])
         duplicates = len(rows) - inserted
-        tx.execute("UPDATE usage_uploads SET rows_inserted = %s, rows_duplicate = %s WHERE id = %s",
-                   [inserted, duplicates, upload_id])
+        tx.execute(
+            "UPDATE usage_uploads SET rows_inserted = %s, rows_duplicate = %s WHERE id = %s",
+            [inserted, duplicates, upload_id],
+        )
         version = bump_version(tx, user_id) if inserted else None
-    return {"upload_id": upload_id, "format": fmt, "part": part, "rows_received": len(rows),
-            "rows_inserted": inserted, "rows_duplicate": duplicates, "data_version": version}
+    return {
+        "upload_id": upload_id,
+        "format": fmt,
+        "part": part,
+        "rows_received": len(rows),
+        "rows_inserted": inserted,
+        "rows_duplicate": duplicates,
+        "data_version": version,
+    }
 
 
 def _iso(value: Any) -> str | None:
@@ -90,8 +108,9 @@ def _iso(value: Any) -> str | None:
 
 
 def summary(db: Any, user_id: str) -> dict[str, Any]:
-    totals = db.one(
-        """SELECT count(*) AS records, min(ts) AS first_ts, max(ts) AS last_ts,
+    totals = (
+        db.one(
+            """SELECT count(*) AS records, min(ts) AS first_ts, max(ts) AS last_ts,
                   COALESCE(sum(input_tokens), 0) AS input_tokens,
                   COALESCE(sum(cached_input_tokens), 0) AS cached_input_tokens,
                   COALESCE(sum(cache_write_tokens), 0) AS cache_write_tokens,
@@ -101,20 +120,33 @@ def summary(db: Any, user_id: str) -> dict[str, Any]:
                   count(prefix_hash) AS with_prefix_hash, count(prefix_tokens) AS with_prefix_tokens,
                   count(request_hash) AS with_request_hash, count(interactive) AS with_interactive,
                   count(latency_ms) AS with_latency_ms, count(max_tokens) AS with_max_tokens
-             FROM usage_records WHERE user_id = %s""", [user_id]) or {}
+             FROM usage_records WHERE user_id = %s""",
+            [user_id],
+        )
+        or {}
+    )
     models = db.all(
         """SELECT provider, model, count(*) AS records FROM usage_records WHERE user_id = %s
-            GROUP BY 1, 2 ORDER BY 3 DESC, 2""", [user_id])
-    uploads = db.one("SELECT count(*) AS uploads, max(created_at) AS last_upload_at FROM usage_uploads "
-                     "WHERE user_id = %s", [user_id]) or {}
+            GROUP BY 1, 2 ORDER BY 3 DESC, 2""",
+        [user_id],
+    )
+    uploads = (
+        db.one(
+            "SELECT count(*) AS uploads, max(created_at) AS last_upload_at FROM usage_uploads WHERE user_id = %s",
+            [user_id],
+        )
+        or {}
+    )
     records = int(totals.get("records") or 0)
     coverage = {key.removeprefix("with_"): int(value) for key, value in totals.items() if key.startswith("with_")}
     return {
         "records": records,
         "first_ts": _iso(totals.get("first_ts")),
         "last_ts": _iso(totals.get("last_ts")),
-        "tokens": {k: int(totals.get(k) or 0) for k in ("input_tokens", "cached_input_tokens", "cache_write_tokens",
-                                                          "output_tokens", "reasoning_tokens")},
+        "tokens": {
+            k: int(totals.get(k) or 0)
+            for k in ("input_tokens", "cached_input_tokens", "cache_write_tokens", "output_tokens", "reasoning_tokens")
+        },
         "models": [{"provider": m["provider"], "model": m["model"], "records": int(m["records"])} for m in models],
         "field_coverage": coverage,
         "uploads": int(uploads.get("uploads") or 0),
@@ -127,8 +159,9 @@ def delete(db: Any, user_id: str, upload_id: str | None = None) -> dict[str, Any
     """Deletes the user's records (all, or one upload's) with their precomputed analyses."""
     with db.transaction() as tx:
         if upload_id:
-            deleted = tx.execute("DELETE FROM usage_records WHERE user_id = %s AND upload_id = %s",
-                                 [user_id, upload_id])
+            deleted = tx.execute(
+                "DELETE FROM usage_records WHERE user_id = %s AND upload_id = %s", [user_id, upload_id]
+            )
             tx.execute("DELETE FROM usage_uploads WHERE user_id = %s AND id = %s", [user_id, upload_id])
         else:
             deleted = tx.execute("DELETE FROM usage_records WHERE user_id = %s", [user_id])

@@ -22,8 +22,9 @@ DEFAULT_PART_BYTES = 1_000_000  # under the API's default MAX_BODY_BYTES of 1 Mi
 DEFAULT_PART_ROWS = 20_000
 
 
-def split_parts(path: Path, part_bytes: int = DEFAULT_PART_BYTES,
-                part_rows: int = DEFAULT_PART_ROWS) -> Iterator[tuple[int, int, bytes]]:
+def split_parts(
+    path: Path, part_bytes: int = DEFAULT_PART_BYTES, part_rows: int = DEFAULT_PART_ROWS
+) -> Iterator[tuple[int, int, bytes]]:
     """(part number, first data row of the part, body) for a JSONL or CSV file; a JSON array is one part."""
     with path.open("rb") as handle:
         first = handle.readline()
@@ -54,8 +55,15 @@ def _terminated(line: bytes) -> bytes:
     return line if line.endswith(b"\n") else line + b"\n"
 
 
-def upload(path: Path, url: str, token: str, fmt: str = "auto", part_bytes: int = DEFAULT_PART_BYTES,
-           part_rows: int = DEFAULT_PART_ROWS, client: Any = None) -> dict[str, Any]:
+def upload(
+    path: Path,
+    url: str,
+    token: str,
+    fmt: str = "auto",
+    part_bytes: int = DEFAULT_PART_BYTES,
+    part_rows: int = DEFAULT_PART_ROWS,
+    client: Any = None,
+) -> dict[str, Any]:
     import httpx
 
     own = client is None
@@ -64,18 +72,25 @@ def upload(path: Path, url: str, token: str, fmt: str = "auto", part_bytes: int 
     totals = {"parts": 0, "rows_inserted": 0, "rows_duplicate": 0}
     try:
         for part, first_row, body in split_parts(path, part_bytes, part_rows):
-            response = client.post(f"{url.rstrip('/')}/api/usage", content=body,
-                                   params={"format": fmt, "part": part, "first_row": first_row},
-                                   headers={"Authorization": f"Bearer {token}", "Content-Type": content_type})
+            response = client.post(
+                f"{url.rstrip('/')}/api/usage",
+                content=body,
+                params={"format": fmt, "part": part, "first_row": first_row},
+                headers={"Authorization": f"Bearer {token}", "Content-Type": content_type},
+            )
             if response.status_code >= 300:
-                raise RuntimeError(f"part {part} (rows from {first_row}) failed with HTTP {response.status_code}: "
-                                   f"{response.text[:2000]}")
+                raise RuntimeError(
+                    f"part {part} (rows from {first_row}) failed with HTTP {response.status_code}: "
+                    f"{response.text[:2000]}"
+                )
             result = response.json()
             totals["parts"] += 1
             totals["rows_inserted"] += result["rows_inserted"]
             totals["rows_duplicate"] += result["rows_duplicate"]
-            print(f"part {part}: {result['rows_inserted']} stored, {result['rows_duplicate']} already there",
-                  file=sys.stderr)
+            print(
+                f"part {part}: {result['rows_inserted']} stored, {result['rows_duplicate']} already there",
+                file=sys.stderr,
+            )
     finally:
         if own:
             client.close()
@@ -83,8 +98,11 @@ def upload(path: Path, url: str, token: str, fmt: str = "auto", part_bytes: int 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m functions.agent.usage.upload", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m functions.agent.usage.upload",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("file", type=Path)
     parser.add_argument("--url", required=True, help="base URL of the agent API")
     parser.add_argument("--token", default=os.environ.get("NETRA_TOKEN"), help="access token (or NETRA_TOKEN)")

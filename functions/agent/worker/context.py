@@ -45,28 +45,58 @@ class RunLLM:
         self.ctx = ctx
         self.chain = chain
 
-    def complete(self, messages: list[LLMMessage], *, purpose: str = "",
-                 on_token: Callable[[str], None] | None = None, max_tokens: int | None = None,
-                 on_restart: Callable[[], None] | None = None) -> LLMResult:
+    def complete(
+        self,
+        messages: list[LLMMessage],
+        *,
+        purpose: str = "",
+        on_token: Callable[[str], None] | None = None,
+        max_tokens: int | None = None,
+        on_restart: Callable[[], None] | None = None,
+    ) -> LLMResult:
         self.ctx.check_alive()
         outcome = self.chain.complete(messages, on_token=on_token, on_restart=on_restart, max_tokens=max_tokens)
         cost = ledger.price(outcome.model, outcome.usage)
         # Written now, not at the end: the money is spent even if the run later fails or restarts.
-        ledger.record_call(self.ctx.db, user_id=self.ctx.user_id, run_id=self.ctx.run_id,
-                           thread_id=self.ctx.thread_id, provider=outcome.provider, model=outcome.model,
-                           usage=outcome.usage, cost=cost, purpose=purpose, latency_ms=outcome.latency_ms,
-                           attempts=outcome.attempts)
+        ledger.record_call(
+            self.ctx.db,
+            user_id=self.ctx.user_id,
+            run_id=self.ctx.run_id,
+            thread_id=self.ctx.thread_id,
+            provider=outcome.provider,
+            model=outcome.model,
+            usage=outcome.usage,
+            cost=cost,
+            purpose=purpose,
+            latency_ms=outcome.latency_ms,
+            attempts=outcome.attempts,
+        )
         if outcome.fallbacks:
-            self.ctx.emit("agent_thinking", "llm", {"llm_fallback": {"used": f"{outcome.provider}:{outcome.model}",
-                                                                      "skipped": outcome.fallbacks}})
-        return LLMResult(text=outcome.text, provider=outcome.provider, model=outcome.model, usage=outcome.usage,
-                         cost_usd=float(cost))
+            self.ctx.emit(
+                "agent_thinking",
+                "llm",
+                {"llm_fallback": {"used": f"{outcome.provider}:{outcome.model}", "skipped": outcome.fallbacks}},
+            )
+        return LLMResult(
+            text=outcome.text, provider=outcome.provider, model=outcome.model, usage=outcome.usage, cost_usd=float(cost)
+        )
 
 
 class WorkerRunContext:
-    def __init__(self, *, run: RunRef, message: str, history: list[LLMMessage], db: Database, eventlog: EventLog,
-                 chain: FallbackChain, attempt: int, last_seq: int, deadline: float,
-                 heartbeat_interval_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        *,
+        run: RunRef,
+        message: str,
+        history: list[LLMMessage],
+        db: Database,
+        eventlog: EventLog,
+        chain: FallbackChain,
+        attempt: int,
+        last_seq: int,
+        deadline: float,
+        heartbeat_interval_s: float = 1.0,
+    ) -> None:
         self.run = run
         self.message = message
         self.history = history
@@ -142,8 +172,14 @@ class WorkerRunContext:
         with self._emit_lock:
             if not final:
                 self.check_alive()
-            event = AgentEvent(type=type, run_id=self.run_id, thread_id=self.thread_id, seq=self.last_seq + 1,
-                               agent_name=agent_name, data=data)
+            event = AgentEvent(
+                type=type,
+                run_id=self.run_id,
+                thread_id=self.thread_id,
+                seq=self.last_seq + 1,
+                agent_name=agent_name,
+                data=data,
+            )
             try:
                 self.eventlog.append(self.run, event)
             except SeqConflict as exc:
@@ -160,8 +196,9 @@ class WorkerRunContext:
         return event
 
     # -- tools ---------------------------------------------------------------------------------------------
-    def tool(self, agent_name: str, tool_name: str, args: dict[str, Any],
-             fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    def tool(
+        self, agent_name: str, tool_name: str, args: dict[str, Any], fn: Callable[[], dict[str, Any]]
+    ) -> dict[str, Any]:
         self.check_cancelled()
         call_id = uuid.uuid4().hex[:12]
         self.emit("tool_executing", agent_name, {"tool": tool_name, "call_id": call_id, "args": args})
@@ -169,12 +206,24 @@ class WorkerRunContext:
         try:
             result = fn()
         except Exception as exc:
-            self.emit("tool_completed", agent_name, {"tool": tool_name, "call_id": call_id, "ok": False,
-                                                     "error": f"{type(exc).__name__}: {str(exc)[:300]}"})
+            self.emit(
+                "tool_completed",
+                agent_name,
+                {
+                    "tool": tool_name,
+                    "call_id": call_id,
+                    "ok": False,
+                    "error": f"{type(exc).__name__}: {str(exc)[:300]}",
+                },
+            )
             raise
         duration_ms = round((time.perf_counter() - started) * 1000, 1)
-        self.tool_results.append({"tool": tool_name, "call_id": call_id, "agent": agent_name, "args": args,
-                                  "result": result})
-        self.emit("tool_completed", agent_name, {"tool": tool_name, "call_id": call_id, "ok": True,
-                                                 "duration_ms": duration_ms, "result": result})
+        self.tool_results.append(
+            {"tool": tool_name, "call_id": call_id, "agent": agent_name, "args": args, "result": result}
+        )
+        self.emit(
+            "tool_completed",
+            agent_name,
+            {"tool": tool_name, "call_id": call_id, "ok": True, "duration_ms": duration_ms, "result": result},
+        )
         return result

@@ -112,14 +112,19 @@ class RunLock:
             while not self._stop.wait(interval_s):
                 try:
                     cur = conn.cursor()
-                    cur.execute("UPDATE runs SET claimed_at = now() WHERE id = %s AND attempt = %s "
-                                "AND status = 'running'", (run_id, attempt))
+                    cur.execute(
+                        "UPDATE runs SET claimed_at = now() WHERE id = %s AND attempt = %s AND status = 'running'",
+                        (run_id, attempt),
+                    )
                 except Exception as exc:
                     if not self._stop.is_set():
-                        log.warning("run lock connection lost; stopping the run",
-                                    extra={"run_id": run_id, "reason": type(exc).__name__})
+                        log.warning(
+                            "run lock connection lost; stopping the run",
+                            extra={"run_id": run_id, "reason": type(exc).__name__},
+                        )
                         on_lost()
                     return
+
         threading.Thread(target=beat, daemon=True, name=f"heartbeat-{run_id[:8]}").start()
 
     def release(self) -> None:
@@ -164,8 +169,10 @@ class Worker:
             raise
         except Exception as exc:
             if is_infrastructure_error(exc):
-                log.warning("delivery failed on a dependency; Pub/Sub will redeliver",
-                            extra={"run_id": request.run_id, "reason": f"{type(exc).__name__}: {str(exc)[:200]}"})
+                log.warning(
+                    "delivery failed on a dependency; Pub/Sub will redeliver",
+                    extra={"run_id": request.run_id, "reason": f"{type(exc).__name__}: {str(exc)[:200]}"},
+                )
                 raise RetryLater(503, str(exc)) from None
             raise
         finally:
@@ -194,8 +201,12 @@ class Worker:
         lock = RunLock(db, request.run_id)
         if not lock.try_acquire():
             fresh = run_store.get_run(db, request.run_id)
-            if fresh and fresh["status"] == "running" and fresh["claimed_at"] is not None and \
-                    (datetime.now(UTC) - fresh["claimed_at"]).total_seconds() > self.settings.run_lease_s:
+            if (
+                fresh
+                and fresh["status"] == "running"
+                and fresh["claimed_at"] is not None
+                and (datetime.now(UTC) - fresh["claimed_at"]).total_seconds() > self.settings.run_lease_s
+            ):
                 raise RetryLater(503, "run held by a worker that stopped heart-beating; retry after it is released")
             log.info("duplicate delivery of a run in progress acknowledged", extra={"run_id": request.run_id})
             return
@@ -233,34 +244,52 @@ class Worker:
         budget = self.settings.run_time_budget_s
         remaining = budget - (datetime.now(UTC) - claimed["created_at"]).total_seconds()
         message = run_store.message_content(db, claimed["message_id"]) or ""
-        history = [LLMMessage(r["role"], r["content"])
-                   for r in run_store.history(db, ref.thread_id, claimed["message_id"], self.settings.history_messages)]
+        history = [
+            LLMMessage(r["role"], r["content"])
+            for r in run_store.history(db, ref.thread_id, claimed["message_id"], self.settings.history_messages)
+        ]
         from functions.agent.llm.chain import get_chain
 
-        ctx = WorkerRunContext(run=ref, message=message, history=history, db=db, eventlog=self.eventlog,
-                               chain=get_chain(self.settings), attempt=claimed["attempt"], last_seq=last_seq,
-                               deadline=time.monotonic() + remaining)
+        ctx = WorkerRunContext(
+            run=ref,
+            message=message,
+            history=history,
+            db=db,
+            eventlog=self.eventlog,
+            chain=get_chain(self.settings),
+            attempt=claimed["attempt"],
+            last_seq=last_seq,
+            deadline=time.monotonic() + remaining,
+        )
         lock.keep_alive(ref.run_id, claimed["attempt"], self.settings.run_lease_s / 3, ctx.lose)
-        log.info("run claimed", extra={"run_id": ref.run_id, "attempt": claimed["attempt"], "resumed": resumed,
-                                       "last_seq": last_seq})
+        log.info(
+            "run claimed",
+            extra={"run_id": ref.run_id, "attempt": claimed["attempt"], "resumed": resumed, "last_seq": last_seq},
+        )
         if remaining <= 0:
-            outcome = Outcome("failed", error_code="time_budget_exceeded",
-                              error_message=f"the run waited longer than its {budget:g}s time budget before it "
-                                            f"could start")
+            outcome = Outcome(
+                "failed",
+                error_code="time_budget_exceeded",
+                error_message=f"the run waited longer than its {budget:g}s time budget before it could start",
+            )
         else:
             outcome = self._run(ctx, claimed, resumed, last_seq, remaining)
         self.finalize(db, ctx, outcome)
 
-    def _run(self, ctx: WorkerRunContext, claimed: dict[str, Any], resumed: bool, last_seq: int,
-             remaining: float) -> Outcome:
+    def _run(
+        self, ctx: WorkerRunContext, claimed: dict[str, Any], resumed: bool, last_seq: int, remaining: float
+    ) -> Outcome:
         try:
             from functions.agent.worker.loader import load_pipeline
 
             name, pipeline = load_pipeline(self.settings.agent_pipeline)
         except Exception as exc:
             log.exception("pipeline could not be loaded", extra={"run_id": ctx.run_id})
-            return Outcome("failed", error_code="pipeline_unavailable",
-                           error_message=f"the agent pipeline could not be loaded: {type(exc).__name__}")
+            return Outcome(
+                "failed",
+                error_code="pipeline_unavailable",
+                error_message=f"the agent pipeline could not be loaded: {type(exc).__name__}",
+            )
         started: dict[str, Any] = {"attempt": claimed["attempt"], "resumed": resumed, "pipeline": name}
         if resumed:
             started["resumed_after_seq"] = last_seq
@@ -281,58 +310,84 @@ class Worker:
                 box["error"] = exc
 
         # A thread of its own so that a pipeline stuck in a tool or a call cannot outlive the time budget.
-        thread = threading.Thread(target=contextvars.copy_context().run, args=(target,), daemon=True,
-                                  name=f"run-{ctx.run_id[:8]}")
+        thread = threading.Thread(
+            target=contextvars.copy_context().run, args=(target,), daemon=True, name=f"run-{ctx.run_id[:8]}"
+        )
         thread.start()
         thread.join(max(0.0, remaining))
         budget = self.settings.run_time_budget_s
         if thread.is_alive():
             ctx.close()
-            return Outcome("failed", error_code="time_budget_exceeded",
-                           error_message=f"the run did not finish within its {budget:g}s time budget")
+            return Outcome(
+                "failed",
+                error_code="time_budget_exceeded",
+                error_message=f"the run did not finish within its {budget:g}s time budget",
+            )
         error = box.get("error")
         if error is None:
             answer = box.get("answer")
             if isinstance(answer, str):
                 answer = FinalAnswer(content=answer)
             if not isinstance(answer, FinalAnswer):
-                return Outcome("failed", error_code="pipeline_error",
-                               error_message=f"the pipeline returned {type(answer).__name__}, not a FinalAnswer")
+                return Outcome(
+                    "failed",
+                    error_code="pipeline_error",
+                    error_message=f"the pipeline returned {type(answer).__name__}, not a FinalAnswer",
+                )
             return Outcome("completed", answer=answer)
         from functions.agent.llm.chain import LLMUnavailable
 
         if isinstance(error, RunCancelled):
             return Outcome("cancelled", error_message=str(error) or "cancelled by the user")
         if isinstance(error, RunTimedOut):
-            return Outcome("failed", error_code="time_budget_exceeded",
-                           error_message=f"the run did not finish within its {budget:g}s time budget")
+            return Outcome(
+                "failed",
+                error_code="time_budget_exceeded",
+                error_message=f"the run did not finish within its {budget:g}s time budget",
+            )
         if isinstance(error, LostOwnership):
             return Outcome("lost", error_message=str(error))
         if isinstance(error, LLMUnavailable):
-            return Outcome("failed", error_code="llm_unavailable",
-                           error_message=f"no language model could answer: {str(error)[:800]}")
+            return Outcome(
+                "failed",
+                error_code="llm_unavailable",
+                error_message=f"no language model could answer: {str(error)[:800]}",
+            )
         if is_infrastructure_error(error) or not isinstance(error, Exception):
             ctx.close()
             raise error
         log.error("pipeline failed", exc_info=error, extra={"run_id": ctx.run_id})
-        return Outcome("failed", error_code="pipeline_error",
-                       error_message=f"the agent pipeline failed: {type(error).__name__}: {str(error)[:300]}")
+        return Outcome(
+            "failed",
+            error_code="pipeline_error",
+            error_message=f"the agent pipeline failed: {type(error).__name__}: {str(error)[:300]}",
+        )
 
     # -- the outcome, committed before the terminal event -----------------------------------------------
     def finalize(self, db: Database, ctx: WorkerRunContext, outcome: Outcome) -> None:
         ctx.close()
         if outcome.status == "lost":
-            log.warning("run taken over by another attempt; this one stops", extra={"run_id": ctx.run_id,
-                                                                                 "reason": outcome.error_message})
+            log.warning(
+                "run taken over by another attempt; this one stops",
+                extra={"run_id": ctx.run_id, "reason": outcome.error_message},
+            )
             return
         reserved = ctx.last_seq + 1
         with db.transaction() as tx:
             if outcome.status == "completed":
                 assert outcome.answer is not None
-                thread_store.insert_answer(tx, ctx.thread_id, ctx.user_id, ctx.run_id, outcome.answer.content,
-                                           outcome.answer.metadata)
-            row = run_store.finish(tx, ctx.run_id, ctx.attempt, outcome.status, reserved,
-                                   error_code=outcome.error_code, error_message=outcome.error_message)
+                thread_store.insert_answer(
+                    tx, ctx.thread_id, ctx.user_id, ctx.run_id, outcome.answer.content, outcome.answer.metadata
+                )
+            row = run_store.finish(
+                tx,
+                ctx.run_id,
+                ctx.attempt,
+                outcome.status,
+                reserved,
+                error_code=outcome.error_code,
+                error_message=outcome.error_message,
+            )
             if row is None:
                 tx.conn.rollback()
             else:
@@ -346,5 +401,7 @@ class Worker:
             return
         event = terminal_event_for(db, row, reserved)
         ctx.emit_final(event.type, event.agent_name, event.data)
-        log.info("run finished", extra={"run_id": ctx.run_id, "status": row["status"], "seq": reserved,
-                                        "cost_usd": float(row["cost_usd"])})
+        log.info(
+            "run finished",
+            extra={"run_id": ctx.run_id, "status": row["status"], "seq": reserved, "cost_usd": float(row["cost_usd"])},
+        )

@@ -9,8 +9,10 @@ from typing import Any
 
 from functions.agent.pipeline_api import FinalAnswer, LLMMessage, PartialResultStream, RunContext
 
-SYSTEM = ("You are Netra Apex, an assistant that lowers the cost of a team's LLM workloads. "
-          "Answer with concrete, priced recommendations.")
+SYSTEM = (
+    "You are Netra Apex, an assistant that lowers the cost of a team's LLM workloads. "
+    "Answer with concrete, priced recommendations."
+)
 
 
 def _usage_summary(ctx: RunContext) -> dict[str, Any]:
@@ -18,23 +20,30 @@ def _usage_summary(ctx: RunContext) -> dict[str, Any]:
         """SELECT count(*) AS requests, COALESCE(SUM(input_tokens + cached_input_tokens), 0) AS input_tokens,
                   COALESCE(SUM(output_tokens + reasoning_tokens), 0) AS output_tokens,
                   count(DISTINCT model) AS models
-             FROM usage_records WHERE user_id = %s""", [ctx.user_id])
+             FROM usage_records WHERE user_id = %s""",
+        [ctx.user_id],
+    )
     return {k: int(v) for k, v in (row or {}).items()}
 
 
 def _savings(summary: dict[str, Any]) -> dict[str, Any]:
     # A fixed rule of thumb (routing + caching) until the real optimizer lands; every figure is traceable.
     input_tokens, output_tokens = summary.get("input_tokens", 0), summary.get("output_tokens", 0)
-    return {"assumption": "30% of input tokens cacheable, 20% of requests routable to a 10x cheaper model",
-            "cacheable_input_tokens": int(input_tokens * 0.3),
-            "routable_output_tokens": int(output_tokens * 0.2)}
+    return {
+        "assumption": "30% of input tokens cacheable, 20% of requests routable to a 10x cheaper model",
+        "cacheable_input_tokens": int(input_tokens * 0.3),
+        "routable_output_tokens": int(output_tokens * 0.2),
+    }
 
 
 def run(ctx: RunContext) -> FinalAnswer:
     ctx.emit("agent_started", "triage", {"step": "triage"})
     ctx.emit("agent_thinking", "triage", {"thought": "Reading the request and deciding which analysis it needs."})
-    triage = ctx.llm.complete([LLMMessage("system", "Classify the request in one word."),
-                               LLMMessage("user", ctx.message)], purpose="triage", max_tokens=8)
+    triage = ctx.llm.complete(
+        [LLMMessage("system", "Classify the request in one word."), LLMMessage("user", ctx.message)],
+        purpose="triage",
+        max_tokens=8,
+    )
     ctx.check_cancelled()
 
     summary = ctx.tool("triage", "usage_summary", {"user": "self"}, lambda: _usage_summary(ctx))
@@ -49,8 +58,10 @@ def run(ctx: RunContext) -> FinalAnswer:
     ctx.check_cancelled()
 
     savings = ctx.tool("analyst", "estimate_savings", {"from": "usage_summary"}, lambda: _savings(summary))
-    content = (f"{answer.text.strip()}\n\n"
-               f"Usage on file: {summary['requests']} requests across {summary['models']} model(s). "
-               f"Estimated cacheable input tokens: {savings['cacheable_input_tokens']}; "
-               f"output tokens routable to a cheaper model: {savings['routable_output_tokens']}.")
+    content = (
+        f"{answer.text.strip()}\n\n"
+        f"Usage on file: {summary['requests']} requests across {summary['models']} model(s). "
+        f"Estimated cacheable input tokens: {savings['cacheable_input_tokens']}; "
+        f"output tokens routable to a cheaper model: {savings['routable_output_tokens']}."
+    )
     return FinalAnswer(content=content, metadata={"pipeline": "minimal", "model": f"{answer.provider}:{answer.model}"})
