@@ -213,8 +213,11 @@ def sign_access_token(
     now: float | None = None,
 ) -> tuple[str, int]:
     """Return (token, expires_at) signed with the current signing key (see :func:`signing_key`)."""
-    issued = int(now if now is not None else time.time())
-    key = signing_key(keyset, publish_lead_s, issued)
+    moment = now if now is not None else time.time()
+    issued = int(moment)
+    # The key is chosen at the exact moment: with iat's whole second, a key made earlier in the same second
+    # would not be ripe yet and the previous key would sign (seen as a flaky rotation test).
+    key = signing_key(keyset, publish_lead_s, moment)
     claims: dict[str, Any] = {
         "iss": issuer,
         "aud": audience,

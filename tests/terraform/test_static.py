@@ -5,6 +5,7 @@ written reason)."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -226,10 +227,10 @@ def test_alerts_cover_the_issue_and_read_log_lines_the_code_writes() -> None:
     }
     metrics = platform["resource"]["google_logging_metric"]
     startup_source = (TERRAFORM_DIR.parent / "shared" / "startup.py").read_text()
-    assert 'log.info("startup complete", extra={"startup_ms"' in startup_source
+    assert re.search(r'log\.info\(\s*"startup complete",\s*extra=\{"startup_ms"', startup_source), "the line moved"
     assert "startup complete" in metrics["startup_ms"]["filter"]
     assert metrics["startup_ms"]["value_extractor"] == "EXTRACT(jsonPayload.startup_ms)"
-    assert 'Component("database"' in (TERRAFORM_DIR.parent / "shared" / "service.py").read_text()
+    assert re.search(r'Component\(\s*"database"', (TERRAFORM_DIR.parent / "shared" / "service.py").read_text())
     assert 'jsonPayload.component=\\"database\\"' in metrics["db_connection_errors"]["filter"]
     assert "httpRequest.status>=500" in metrics["http_5xx"]["filter"]
     # The dead-letter alert watches the *-dlq-pull subscriptions: one per dead-letter topic.
