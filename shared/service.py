@@ -17,8 +17,9 @@ def init_service(name: str, settings: ServiceSettings) -> StartupManager:
     return StartupManager(name)
 
 
-def database_components(settings: DatabaseSection, application_name: str) -> list[Component]:
+def database_components(settings: DatabaseSection, application_name: str, deferred: bool = False) -> list[Component]:
     """``database`` (a warm pooled connection) and ``schema`` (at least the version this code needs).
+    ``deferred``: see shared.startup.Component.deferred (a service whose first request needs no database).
 
     The schema check keeps retrying: a service that starts before the migration job becomes ready
     once it has run, without a restart (scenarios 1 and 4).
@@ -49,6 +50,7 @@ def database_components(settings: DatabaseSection, application_name: str) -> lis
             timeout_s=30.0,
             retry=RetryPolicy(initial_s=0.5, max_s=10.0),
             breaker_recovery_s=5.0,
+            deferred=deferred,
         ),
         Component(
             "schema",
@@ -58,5 +60,6 @@ def database_components(settings: DatabaseSection, application_name: str) -> lis
             timeout_s=15.0,
             retry=RetryPolicy(initial_s=0.5, max_s=5.0),
             breaker_recovery_s=3.0,
+            deferred=deferred,
         ),
     ]

@@ -277,9 +277,8 @@ class StartupManager:
         return component.deferred or any(self._waits_on_deferred(d) for d in component.depends_on)
 
     def release_deferred(self) -> None:
-        """Let deferred components start now (called after each response; cheap once set)."""
-        if not self._released.is_set():
-            self._released.set()
+        """Let deferred components start now (called after each response; setting a set Event is cheap)."""
+        self._released.set()
 
     def _run(self, state: _State) -> None:
         comp = state.component

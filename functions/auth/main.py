@@ -25,11 +25,6 @@ keys = KeysetSource(settings)
 providers = build_providers(settings)
 
 
-def deferred(component: Component) -> Component:
-    component.deferred = True  # see shared.startup.Component.deferred
-    return component
-
-
 def start_firestore() -> object:
     from functions.auth.store import AuthStore
 
@@ -39,17 +34,16 @@ def start_firestore() -> object:
 
 
 components = [
-    *(deferred(c) for c in database_components(settings, "auth")),
+    *database_components(settings, "auth", deferred=True),
     Component("keyset", keys.get, Priority.CRITICAL, timeout_s=30.0),
-    deferred(
-        Component(
-            "firestore",
-            start_firestore,
-            Priority.CRITICAL,
-            timeout_s=15.0,
-            retry=RetryPolicy(initial_s=0.5, max_s=10.0),
-            breaker_recovery_s=5.0,
-        )
+    Component(
+        "firestore",
+        start_firestore,
+        Priority.CRITICAL,
+        timeout_s=15.0,
+        retry=RetryPolicy(initial_s=0.5, max_s=10.0),
+        breaker_recovery_s=5.0,
+        deferred=True,
     ),
 ]
 app = AuthContext(settings, manager, keys, providers)
@@ -57,15 +51,14 @@ for name, component in app.provider_components.items():
     # Non-critical: a provider whose discovery document is unreachable is reported unavailable while dev
     # login, validation and the other provider keep working (scenario 19).
     components.append(
-        deferred(
-            Component(
-                component,
-                providers[name].discover,
-                Priority.MEDIUM,  # type: ignore[union-attr]
-                timeout_s=settings.provider_timeout_seconds + 1,
-                retry=RetryPolicy(initial_s=1.0, max_s=10.0),
-                breaker_recovery_s=5.0,
-            )
+        Component(
+            component,
+            providers[name].discover,  # type: ignore[union-attr]
+            Priority.MEDIUM,
+            timeout_s=settings.provider_timeout_seconds + 1,
+            retry=RetryPolicy(initial_s=1.0, max_s=10.0),
+            breaker_recovery_s=5.0,
+            deferred=True,
         )
     )
 manager.register_all(components)

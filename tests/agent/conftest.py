@@ -178,3 +178,36 @@ def api(
     )
     yield env
     stop_api_env(env)
+
+
+@pytest.fixture
+def env_factory(
+    migrated_db_url: str, agent_pubsub_host: str, firestore_emulator_host: str, tmp_path: Path
+) -> Iterator[Any]:
+    started: list[ApiEnv] = []
+
+    def make(
+        worker_env: dict[str, str] | None = None,
+        api_env: dict[str, str] | None = None,
+        start_api: bool = True,
+        push: bool = True,
+    ) -> ApiEnv:
+        env = start_api_env(
+            migrated_db_url,
+            agent_pubsub_host,
+            firestore_emulator_host,
+            tmp_path,
+            worker_env or {},
+            api_env,
+            start_api=start_api,
+        )
+        if not push:
+            env.stack.subscriber().delete_subscription(
+                request={"subscription": f"projects/{env.stack.project}/subscriptions/agent-worker"}
+            )
+        started.append(env)
+        return env
+
+    yield make
+    for env in started:
+        stop_api_env(env)

@@ -7,50 +7,14 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 import httpx
-import pytest
 
-from tests.agent.conftest import ApiEnv, Sql, start_api_env, stop_api_env
+from tests.agent.conftest import Sql
 from tests.agent.harness import wait_until
 from tests.agent.tcpproxy import TcpProxy
-
-
-@pytest.fixture
-def env_factory(
-    migrated_db_url: str, agent_pubsub_host: str, firestore_emulator_host: str, tmp_path: Path
-) -> Iterator[Any]:
-    started: list[ApiEnv] = []
-
-    def make(
-        worker_env: dict[str, str] | None = None,
-        api_env: dict[str, str] | None = None,
-        start_api: bool = True,
-        push: bool = True,
-    ) -> ApiEnv:
-        env = start_api_env(
-            migrated_db_url,
-            agent_pubsub_host,
-            firestore_emulator_host,
-            tmp_path,
-            worker_env or {},
-            api_env,
-            start_api=start_api,
-        )
-        if not push:
-            env.stack.subscriber().delete_subscription(
-                request={"subscription": f"projects/{env.stack.project}/subscriptions/agent-worker"}
-            )
-        started.append(env)
-        return env
-
-    yield make
-    for env in started:
-        stop_api_env(env)
 
 
 def _counts(sql: Sql, user_id: str) -> tuple[int, int, int]:

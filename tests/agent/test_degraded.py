@@ -12,11 +12,10 @@ import httpx
 
 from tests.agent.harness import wait_until
 from tests.agent.tcpproxy import TcpProxy
-from tests.agent.test_api_faults import env_factory  # noqa: F401 - the fixture, shared with the other faults
 
 
 def test_scenario_13_event_log_down_api_ready_degraded_core_path_works(
-    env_factory: Any,  # noqa: F811
+    env_factory: Any,
     firestore_emulator_host: str,
 ) -> None:
     host, port = firestore_emulator_host.split(":")

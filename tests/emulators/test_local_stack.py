@@ -14,12 +14,13 @@ from typing import Any
 
 import httpx
 import psutil
+import pytest
 
 from shared.config import REPO_ROOT
 from shared.pubsub_topology import subscription_path, topology
 
 
-def test_scenario_11_whole_stack_up_status_and_clean_stop(tmp_path: Path) -> None:
+def test_scenario_11_whole_stack_up_status_and_clean_stop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Scenario 11: many services start in parallel on dynamic ports with discovery files; a chat turn works
     end to end; Ctrl-C stops everything and no recorded process survives."""
     env = {**os.environ, "NETRA_LOCAL_DIR": str(tmp_path / "local"), "NETRA_DISCOVERY_DIR": str(tmp_path / "disc")}
@@ -62,7 +63,7 @@ def test_scenario_11_whole_stack_up_status_and_clean_stop(tmp_path: Path) -> Non
         assert status.returncode == 0, status.stdout
 
         # The worker's push subscription carries the topology's retry policy, as Terraform sets it in the cloud.
-        worker_sub = pubsub_subscription(f"127.0.0.1:{entries['pubsub']['port']}", "agent-worker")
+        worker_sub = pubsub_subscription(f"127.0.0.1:{entries['pubsub']['port']}", "agent-worker", monkeypatch)
         policy = topology()["subscriptions"]["agent-worker"]["retry_policy"]
         assert worker_sub.retry_policy.minimum_backoff.total_seconds() == policy["minimum_backoff_seconds"]
         assert worker_sub.retry_policy.maximum_backoff.total_seconds() == policy["maximum_backoff_seconds"]
@@ -112,17 +113,10 @@ def test_scenario_11_whole_stack_up_status_and_clean_stop(tmp_path: Path) -> Non
     assert not list((tmp_path / "disc").glob("*.json")), "discovery files are removed on stop"
 
 
-def pubsub_subscription(host: str, name: str) -> Any:
-    """The subscription as the emulator holds it (the real client; the variable is read when it is built)."""
+def pubsub_subscription(host: str, name: str, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The subscription as the emulator holds it (the real client reads the variable when it is built)."""
     from google.cloud import pubsub_v1
 
-    previous = os.environ.get("PUBSUB_EMULATOR_HOST")
-    os.environ["PUBSUB_EMULATOR_HOST"] = host
-    try:
-        with pubsub_v1.SubscriberClient() as subscriber:
-            return subscriber.get_subscription(subscription=subscription_path("netra-local", name))
-    finally:
-        if previous is None:
-            os.environ.pop("PUBSUB_EMULATOR_HOST", None)
-        else:
-            os.environ["PUBSUB_EMULATOR_HOST"] = previous
+    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", host)
+    with pubsub_v1.SubscriberClient() as subscriber:
+        return subscriber.get_subscription(subscription=subscription_path("netra-local", name))

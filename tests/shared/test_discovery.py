@@ -74,8 +74,7 @@ def test_scenario_12_service_serves_once_auth_discovery_file_appears(
     keyset = generate_keyset()
     server = JwksServer(lambda: jwks_from_keyset(keyset))
     try:
-        _, url = start_function(VERIFY_FUNCTION, "verify", VERIFY_ENV, wait_path=None)
-        wait_listening(url)
+        _, url = start_function(VERIFY_FUNCTION, "verify", VERIFY_ENV, wait_path="/")  # 401: no discovery
         assert discovery.read_entry("auth") is None
         writer = write_later(1.5, "auth", server.url.removesuffix("/.well-known/jwks.json"))
         answer = httpx.get(url, headers={"Authorization": f"Bearer {sign(keyset)}"}, timeout=30)
@@ -94,22 +93,9 @@ def test_scenario_12_service_whose_peer_never_appears_answers_503_not_500(
     process stays up for the next request."""
     monkeypatch.setenv("NETRA_DISCOVERY_DIR", str(tmp_path / "discovery"))
     keyset = generate_keyset()
-    _, url = start_function(VERIFY_FUNCTION, "verify", VERIFY_ENV, wait_path=None)
-    wait_listening(url)
+    _, url = start_function(VERIFY_FUNCTION, "verify", VERIFY_ENV, wait_path="/")
     answer = httpx.get(url, headers={"Authorization": f"Bearer {sign(keyset)}"}, timeout=60)
     assert answer.status_code == 503, answer.text
     assert answer.json() == {"error": "keyset_unavailable"}
     assert answer.headers.get("Retry-After")
     assert httpx.get(url, timeout=10).status_code == 401, "still serving: a request without a token gets 401"
-
-
-def wait_listening(url: str, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            httpx.get(url, timeout=2)  # no token: 401 without touching discovery
-            return
-        except httpx.TransportError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
