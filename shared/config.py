@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlparse
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, TypeAdapter, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -47,8 +47,13 @@ def dev_only_switch(description: str) -> Any:
     return Field(False, description=description, json_schema_extra={"dev_only": True})
 
 
-def _truthy(raw: str | None) -> bool:
-    return (raw or "").strip().lower() in {"1", "true", "yes", "on"}
+def dev_only_switches(cls: type[BaseSettings]) -> list[str]:
+    """The fields of ``cls`` declared with :func:`dev_only_switch`."""
+    return [
+        name
+        for name, field in cls.model_fields.items()
+        if isinstance(field.json_schema_extra, dict) and field.json_schema_extra.get("dev_only")
+    ]
 
 
 class CommonSection(BaseSettings):
@@ -208,11 +213,21 @@ def _field_problem(cls: type[BaseSettings], loc: tuple[Any, ...], msg: str) -> s
     return f"{name.upper()}: {msg}{hint}"
 
 
-def _dev_only_problems(cls: type[BaseSettings], env: Mapping[str, str]) -> list[str]:
+def _dev_only_problems(cls: type[BaseSettings], settings: BaseSettings | None, env: Mapping[str, str]) -> list[str]:
+    """Every development-only switch that is on, judged by its PARSED value: pydantic reads "t", "y", "on",
+    "1", " TRUE " and more as true, so comparing the raw string with a list of spellings lets some through."""
     problems = []
-    for name, field in cls.model_fields.items():
-        extra = field.json_schema_extra
-        if isinstance(extra, dict) and extra.get("dev_only") and _truthy(env.get(name.upper())):
+    for name in dev_only_switches(cls):
+        if settings is not None:
+            on = bool(getattr(settings, name))
+        else:
+            # Other fields failed validation: parse this one on its own, the same way pydantic would.
+            raw = env.get(name.upper())
+            try:
+                on = raw is not None and bool(TypeAdapter(cls.model_fields[name].annotation).validate_python(raw))
+            except ValidationError:
+                on = False  # malformed: already reported as that field's validation problem
+        if on:
             problems.append(f"{name.upper()}: is a development-only switch and must be off in staging and production")
     return problems
 
@@ -231,7 +246,7 @@ def load_settings(cls: type[S], environ: Mapping[str, str] | None = None) -> S:
             problems.append(_field_problem(cls, tuple(err["loc"]), err["msg"]))
     environment = (env.get("NETRA_ENV") or "development").lower()
     if environment in ("staging", "production"):
-        problems += _dev_only_problems(cls, env)
+        problems += _dev_only_problems(cls, settings, env)
     for base in cls.__mro__:
         check = base.__dict__.get("cross_checks")
         if check is None:

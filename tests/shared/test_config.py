@@ -11,6 +11,7 @@ from shared.config import (
     ServiceSettings,
     TokenVerifySection,
     dev_only_switch,
+    dev_only_switches,
     load_settings,
 )
 
@@ -83,6 +84,73 @@ def test_scenario_27_dev_only_switches_refused_in_staging_and_production() -> No
         is True
     )
     assert load_settings(ExampleSettings, {**base, "NETRA_ENV": "production"}).dev_login_enabled is False
+
+
+# Every development-only switch of every service, named here by hand (not read from the classes): a switch
+# declared as a plain setting by mistake is then still expected to be refused, and the test fails.
+REAL_DEV_ONLY_SWITCHES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "auth": ("functions.auth.settings:AuthSettings", ("DEV_LOGIN_ENABLED",)),
+    "agent": ("functions.agent.settings:AgentSettings", ()),
+    "ws_bridge": ("functions.ws_bridge.settings:BridgeSettings", ("WS_ALLOW_QUERY_TOKEN",)),
+}
+
+# What each real class needs to load in staging/production with every switch off.
+REAL_BASE_ENV = {
+    "DATABASE_URL": "postgresql://u:p@h:5432/d",
+    "ALLOWED_ORIGINS": "https://app.staging.example.com",
+    "AUTH_PUBLIC_URL": "https://auth.staging.example.com",
+    "TOKEN_KEYSET_SECRET": "projects/p/secrets/auth-signing-keys",
+}
+
+# Spellings pydantic reads as true for a bool (checked below against pydantic itself, so the list cannot
+# hold a spelling pydantic would refuse): the old guard compared the raw string with 1/true/yes/on only.
+TRUE_SPELLINGS = ("1", "true", "yes", "on", "t", "y", "T", "Y", "TRUE", "True", "YES", "On", "ON", "tRuE")
+
+
+def _real_class(path: str) -> type:
+    import importlib
+
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def test_true_spellings_are_what_pydantic_reads_as_true() -> None:
+    from pydantic import TypeAdapter
+
+    assert all(TypeAdapter(bool).validate_python(raw) is True for raw in TRUE_SPELLINGS)
+
+
+@pytest.mark.parametrize("service", sorted(REAL_DEV_ONLY_SWITCHES))
+def test_scenario_27_real_settings_refuse_each_dev_only_switch(service: str) -> None:
+    """Scenario 27, on each service's REAL settings class: every development-only switch, in every spelling
+    pydantic reads as true, is refused in staging and production; off (or any spelling locally) loads."""
+    path, switches = REAL_DEV_ONLY_SWITCHES[service]
+    cls = _real_class(path)
+    assert sorted(dev_only_switches(cls)) == sorted(s.lower() for s in switches), (
+        f"{service}: development-only switches changed; list them in REAL_DEV_ONLY_SWITCHES"
+    )
+    for env_name in ("staging", "production"):
+        assert load_settings(cls, {**REAL_BASE_ENV, "NETRA_ENV": env_name}) is not None
+        for switch in switches:
+            for raw in TRUE_SPELLINGS:
+                with pytest.raises(ConfigError) as info:
+                    load_settings(cls, {**REAL_BASE_ENV, "NETRA_ENV": env_name, switch: raw})
+                assert any(p.startswith(f"{switch}:") and "development-only" in p for p in info.value.problems), (
+                    f"{service} {env_name} {switch}={raw!r}: {info.value.problems}"
+                )
+            # A switch that is on is refused even when another field fails validation at the same time.
+            with pytest.raises(ConfigError) as info:
+                load_settings(cls, {**REAL_BASE_ENV, "NETRA_ENV": env_name, switch: "t", "DB_POOL_SIZE": "x"})
+            assert any(p.startswith(f"{switch}:") and "development-only" in p for p in info.value.problems)
+            # Off in any spelling is fine.
+            for raw in ("0", "false", "f", "n", "off"):
+                assert (
+                    getattr(load_settings(cls, {**REAL_BASE_ENV, "NETRA_ENV": env_name, switch: raw}), switch.lower())
+                    is False
+                )
+    for switch in switches:
+        local = load_settings(cls, {**REAL_BASE_ENV, "NETRA_ENV": "development", switch: "t"})
+        assert getattr(local, switch.lower()) is True
 
 
 def test_wildcard_origins_refused_outside_development() -> None:
