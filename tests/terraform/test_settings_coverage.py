@@ -85,6 +85,7 @@ def samples(environment: str) -> tuple[dict[str, str], list[tuple[re.Pattern[str
         "tostring(var.gemini_vertex)": "false",
         "var.gemini_location": "us-central1",
         'tostring(local.function_sizing["agent-worker"].concurrency)': "4",
+        "tostring(local.trusted_proxy_hops.auth)": str(platform()["locals"]["trusted_proxy_hops"]["auth"]),
     }
     patterns = [
         (re.compile(r"local\.urls\.(\w+)"), rf"https://\1.{suffix}"),

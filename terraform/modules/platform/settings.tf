@@ -9,6 +9,15 @@ locals {
   # when its id is still in oauth_client_ids.
   oauth_client_ids = { for p in var.sign_in_providers : p => var.oauth_client_ids[p] }
 
+  # X-Forwarded-For entries our own proxies append before a request reaches a workload that limits by client
+  # address. auth is a serverless backend of the external HTTPS load balancer (lb.tf) and its ingress admits
+  # internal traffic and the load balancer only (functions.tf), so every outside request passes the load
+  # balancer, which appends "<client address>, <load balancer address>": the client is the 2nd entry from the
+  # right; anything left of it was written by the client. tests/terraform derives this from those two facts.
+  trusted_proxy_hops = {
+    auth = 2
+  }
+
   service_env = {
     auth = {
       NETRA_ENV                   = var.environment
@@ -28,6 +37,7 @@ locals {
       AUTH_ISSUER                 = local.urls.auth
       TOKEN_AUDIENCE              = "netra-apex"
       TOKEN_KEYSET_SECRET         = local.secret_resource["auth-signing-keys"]
+      TRUSTED_PROXY_HOPS          = tostring(local.trusted_proxy_hops.auth)
       # A provider's sign-in is on when its client id is set (its secret comes from secret_env below).
       GOOGLE_CLIENT_ID = lookup(local.oauth_client_ids, "google", "")
       GITHUB_CLIENT_ID = lookup(local.oauth_client_ids, "github", "")
