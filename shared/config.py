@@ -119,6 +119,12 @@ class DatabaseSection(BaseSettings):
     db_pool_size: int = Field(5, ge=1, le=100, description="connections kept per instance, 1-100")
     db_statement_timeout_ms: int = Field(15_000, ge=100, description="statement timeout in ms, e.g. 15000")
     db_connect_timeout_s: float = Field(5.0, gt=0, le=60, description="connect timeout in seconds, e.g. 5")
+    db_connect_budget_s: float = Field(
+        10.0,
+        gt=0,
+        le=120,
+        description="seconds a new connection is retried (jittered backoff) before the caller gets a 503, e.g. 10",
+    )
 
     @field_validator("database_url")
     @classmethod

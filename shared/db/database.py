@@ -96,12 +96,15 @@ class Tx:
 
 class Database:
     def __init__(
-        self, settings: DatabaseSection, application_name: str = "netra", connect_budget_s: float = 10.0
+        self, settings: DatabaseSection, application_name: str = "netra", connect_budget_s: float | None = None
     ) -> None:
         self.settings = settings
         self.connector = Connector(settings, application_name)
         self.size = settings.db_pool_size
-        self.connect_budget_s = connect_budget_s
+        # The inner retry (scenario 6): a connection that cannot be opened is retried for this long before the
+        # caller gets a 503. The database start-up component retries around it, so an outage longer than this
+        # budget still ends in a ready service.
+        self.connect_budget_s = settings.db_connect_budget_s if connect_budget_s is None else connect_budget_s
         self.breaker = CircuitBreaker("database", failure_threshold=3, recovery_s=5.0)
         self._idle: queue.LifoQueue[tuple[Any, float]] = queue.LifoQueue()
         self._slots = threading.BoundedSemaphore(self.size)

@@ -6,12 +6,14 @@ import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import urlparse
 
 import pytest
 
 from emulators.postgres import PASSWORD, EmbeddedPostgres
 from shared.db import Database, DatabaseUnavailable, FatalDatabaseError, get_database
 from shared.db.migrate import MigrateSettings
+from tests.agent.tcpproxy import TcpProxy
 
 
 def settings_for(url: str, **extra: object) -> MigrateSettings:
@@ -35,6 +37,29 @@ def test_scenario_2_many_first_requests_create_one_pool(shared_db_url: str) -> N
     db = get_database(settings)
     assert db.connections_opened <= 4, "never more connections than the pool size"
     db.close()
+
+
+def test_scenario_6_connect_retry_outlasts_a_short_outage(shared_db_url: str) -> None:
+    """Scenario 6, the inner retry on its own: with the default budget (DB_CONNECT_BUDGET_S), opening a connection
+    while the database refuses connections retries with backoff and returns a working connection once the database
+    is back a second later; the caller never sees the outage."""
+    target = urlparse(shared_db_url)
+    proxy = TcpProxy(target.hostname or "127.0.0.1", target.port or 5432).start()
+    proxy.stop()  # the port refuses connections: the database is down
+    db = Database(settings_for(shared_db_url.replace(f":{target.port}/", f":{proxy.port}/")))
+    back = threading.Timer(1.0, proxy.start)
+    back.start()
+    try:
+        conn = db.open()
+        cursor = conn.cursor()
+        cursor.execute("SELECT 1")
+        assert cursor.fetchone()[0] == 1
+        conn.close()
+    finally:
+        back.join()
+        proxy.stop()
+    assert db.last_error != "no attempt yet", "the first attempts met the outage and were retried"
+    assert db.connections_opened == 1
 
 
 def test_scenario_7_wrong_credentials_fail_fast_with_clear_cause(pg_server: EmbeddedPostgres) -> None:

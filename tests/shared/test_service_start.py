@@ -76,14 +76,18 @@ def test_scenarios_1_4_10_not_ready_until_migrated_then_ready_without_restart(
     assert httpx.get(f"{url}/count").json()["users"] == 0
 
 
-def test_scenario_6_database_up_three_seconds_late_requests_wait_and_succeed(start_function, tmp_path) -> None:
-    """Scenario 6: the database comes up 3 s after the service: requests made meanwhile wait (bounded)
-    and then succeed; none gets a 500."""
+def test_scenario_6_outage_longer_than_the_connect_budget_ends_in_200s(start_function, tmp_path) -> None:
+    """Scenario 6: the database comes up about 3 s after the service, longer than the inner connect retry's budget
+    (DB_CONNECT_BUDGET_S=1), so only the database component's own retries carry the start past it. Requests made
+    meanwhile wait (bounded) and then succeed; a request whose wait is shorter than the outage gets 503 with
+    Retry-After; none gets a 500."""
     pg = EmbeddedPostgres(tmp_path / "late-pg").start()
     run_migrations(pg.url)
     pg.stop()
     try:
-        proc, url = start_function(SOURCE, "sample", {"DATABASE_URL": pg.url, "STARTUP_WAIT_SECONDS": "20"})
+        env = {"DATABASE_URL": pg.url, "STARTUP_WAIT_SECONDS": "30", "DB_CONNECT_BUDGET_S": "1"}
+        proc, url = start_function(SOURCE, "sample", env)
+        started = time.monotonic()
         results: list[int] = []
 
         def request() -> None:
@@ -92,13 +96,20 @@ def test_scenario_6_database_up_three_seconds_late_requests_wait_and_succeed(sta
         threads = [threading.Thread(target=request) for _ in range(8)]
         for t in threads:
             t.start()
-        time.sleep(3)
+        short = httpx.get(f"{url}/count", params={"wait_s": "0.5"}, timeout=10)
+        assert short.status_code == 503, short.text
+        assert short.json()["error"]["code"] == "schema_unavailable", short.text
+        assert int(short.headers["Retry-After"]) >= 1
+        time.sleep(max(0.0, 3 - (time.monotonic() - started)))
         assert httpx.get(f"{url}/health/ready").status_code == 503
+        database = httpx.get(f"{url}/health/startup").json()["components"]["database"]
+        assert database["attempts"] >= 2, f"the outage must outlast the inner budget: {database}"
         pg.start()
         for t in threads:
             t.join(60)
         assert results == [200] * 8, results
         body = httpx.get(f"{url}/count").json()
         assert body["pool_opened"] <= 5
+        assert proc.alive()
     finally:
         pg.destroy()

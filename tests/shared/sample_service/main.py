@@ -20,7 +20,8 @@ router = Router("sample", settings.origins, settings.max_body_bytes, health=mana
 
 @router.route("GET", "/count")
 def count(ctx):  # noqa: ANN001, ANN201 - test fixture
-    manager.require("schema", settings.startup_wait_seconds)
+    # ?wait_s= shortens the bounded wait, so a test can see the 503 path while a dependency is still down.
+    manager.require("schema", float(ctx.request.args.get("wait_s", settings.startup_wait_seconds)))
     db = manager.resource("database")
     return {"users": db.scalar("SELECT count(*) FROM users"), "pool_opened": db.connections_opened}
 
