@@ -49,11 +49,25 @@ def test_scenario_12_lookup_waits_for_a_late_discovery_file(tmp_path: Path, monk
 def test_scenario_12_lookup_of_a_peer_that_never_appears_ends_with_a_clear_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Scenario 12: the bound holds: no file, no endless wait; the error names the peer and the folder."""
+    """Scenario 12: the bound holds: no file, no endless wait; the error names the peer and the folder. The test
+    times the lookup itself (a thread it waits for, at most 10 s for a 0.3 s bound), so a lookup that ignores its
+    bound fails here at once, not at pytest-timeout's limit."""
     monkeypatch.setenv("NETRA_DISCOVERY_DIR", str(tmp_path))
-    with pytest.raises(discovery.DiscoveryTimeout) as raised:
-        discovery.lookup_url("ghost", timeout_s=0.3, interval_s=0.05)
-    assert "'ghost'" in str(raised.value) and str(tmp_path) in str(raised.value)
+    outcome: dict[str, BaseException] = {}
+
+    def lookup() -> None:
+        try:
+            discovery.lookup_url("ghost", timeout_s=0.3, interval_s=0.05)
+        except BaseException as exc:  # handed to the test thread
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=lookup, daemon=True)
+    thread.start()
+    thread.join(10)
+    assert not thread.is_alive(), "the lookup ignored its 0.3 s bound"
+    error = outcome.get("error")
+    assert isinstance(error, discovery.DiscoveryTimeout), error
+    assert "'ghost'" in str(error) and str(tmp_path) in str(error)
 
 
 def test_scenario_12_half_written_file_is_not_read_as_an_entry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
