@@ -85,11 +85,6 @@ class Ctx:
     def bearer(self) -> str | None:
         return bearer_token(self.request.headers)
 
-    @property
-    def client_ip(self) -> str:
-        forwarded = self.request.headers.get("X-Forwarded-For", "")
-        return forwarded.split(",")[0].strip() or (self.request.remote_addr or "unknown")
-
 
 @dataclass
 class _Route:

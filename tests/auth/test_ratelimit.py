@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from shared.ratelimit import RateLimited, RateLimiter, Rule, client_ip
+from tests.auth.xff_proxy import XffProxy
 from tests.fixtures.auth import AuthService, start_auth
 
 LOGIN_LIMIT = 4
@@ -177,3 +178,48 @@ def test_client_ip_trusts_only_the_proxies_it_is_told_about() -> None:
     assert client_ip(headers, "10.9.9.9", 0) == "10.9.9.9"
     assert client_ip({}, "10.9.9.9", 1) == "10.9.9.9"
     assert client_ip({"X-Forwarded-For": "203.0.113.9"}, None, 2) == "203.0.113.9"
+
+
+def test_two_hop_chain_limits_each_client_separately(
+    shared_db_url: str, firestore_emulator_host: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Issue 15, finding 2: behind the load balancer (two appending proxies: the front end appends the
+    client's address, the load balancer its own), auth with TRUSTED_PROXY_HOPS=2 counts each client on its
+    own, and a spoofed first X-Forwarded-For entry changes nothing. With the old default of 1 it counted the
+    load balancer, and one client's requests locked out every other client."""
+    limit = 3
+    auth = start_auth(
+        shared_db_url,
+        tmp_path_factory.mktemp("xff"),
+        {
+            "FIRESTORE_COLLECTION_PREFIX": f"xff{uuid.uuid4().hex[:8]}_",
+            "RATE_LIMIT_PER_MINUTE": str(limit),
+            "TRUSTED_PROXY_HOPS": "2",
+        },
+        firestore_host=firestore_emulator_host,
+    )
+    balancer = XffProxy(auth.url, source_address="127.0.0.1").start()  # appends the front end's address
+    front_end = XffProxy(balancer.url, source_address="127.0.0.9").start()  # appends the client's address
+
+    def login(client_address: str, spoofed: str | None = None) -> int:
+        transport = httpx.HTTPTransport(local_address=client_address)
+        with httpx.Client(transport=transport, trust_env=False, timeout=30) as client:
+            headers = {"X-Forwarded-For": spoofed} if spoofed else {}
+            return client.post(
+                f"{front_end.url}/auth/dev/login", json={"email": "chain@example.com"}, headers=headers
+            ).status_code
+
+    def run(_: str) -> None:
+        a, b, c = (f"127.{uuid.uuid4().int % 200 + 20}.{n}.{uuid.uuid4().int % 250 + 2}" for n in (1, 2, 3))
+        assert [login(a, spoofed=f"203.0.113.{i}") for i in range(limit)] == [200] * limit
+        assert login(a) == 429, "client a is over its limit"
+        assert login(a, spoofed="198.51.100.77") == 429, "a new spoofed first entry does not reset the count"
+        assert login(b) == 200, "client b is counted on its own"
+        assert login(c, spoofed=a) == 200, "claiming a's address in X-Forwarded-For does not make c count as a"
+
+    try:
+        in_one_window(run)
+    finally:
+        front_end.stop()
+        balancer.stop()
+        auth.stop()
