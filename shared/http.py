@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import accumulate
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -55,6 +56,61 @@ def validation_details(exc: ValidationError) -> list[dict[str, str]]:
     ]
 
 
+MAX_JSON_DEPTH = 32  # no request body of ours nests deeper; deeper input is refused before it costs anything
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_NOT_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
+_BRACKET_STEP = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")
+
+
+def json_depth_exceeds(raw: bytes | str, limit: int = MAX_JSON_DEPTH) -> bool:
+    """True if the JSON text nests arrays/objects deeper than ``limit``.
+
+    Counted on the text before parsing, so ``[`` x 100,000 is refused in one linear pass instead of reaching
+    the parser's recursion limit (RecursionError) or building a structure every later step walks recursively.
+    Strings are cut out first (brackets inside them do not count); the regexes do the scanning in C, Python
+    only sums the brackets. Hand-written: the json module has no depth option.
+    """
+    data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
+    if data.count(b"[") + data.count(b"{") <= limit:
+        return False
+    brackets = _JSON_STRING.sub(b"", data).translate(_BRACKET_STEP, _NOT_BRACKET)
+    # +1 per opener, -1 per closer as signed bytes; the running sum is the depth (all summed in C).
+    return bool(brackets) and max(accumulate(memoryview(brackets).cast("b"))) > limit
+
+
+def parse_json(raw: bytes | str, limit: int = MAX_JSON_DEPTH) -> Any:
+    """``json.loads`` with a nesting cap: ApiError 400 ``invalid_json`` or ``json_too_deep``, nothing else."""
+    if json_depth_exceeds(raw, limit):
+        raise ApiError(400, "json_too_deep", f"request body nests deeper than {limit} levels")
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise ApiError(400, "invalid_json", "request body is not valid JSON") from None
+
+
+def read_body(request: Any, max_bytes: int) -> bytes:
+    """The request body, reading at most ``max_bytes`` + 1 bytes whatever the framing; 413 ``payload_too_large``
+    past the limit. A chunked body has no Content-Length to check first: Flask's per-request
+    ``max_content_length`` makes werkzeug bound the stream itself (it stops there, silently), so the limit is
+    set one byte higher and a body that fills it is too large."""
+    from werkzeug.exceptions import RequestEntityTooLarge
+
+    too_large = ApiError(
+        413, "payload_too_large", f"request body exceeds {max_bytes} bytes", {"limit_bytes": max_bytes}
+    )
+    if request.content_length is not None and request.content_length > max_bytes:
+        raise too_large
+    try:
+        if getattr(request, "_cached_data", None) is None:
+            request.max_content_length = max_bytes + 1
+        body = request.get_data(cache=True)
+    except RequestEntityTooLarge:
+        raise too_large from None
+    if len(body) > max_bytes:
+        raise too_large
+    return body
+
+
 @dataclass
 class Ctx:
     """What a handler gets: the request, path parameters and helpers."""
@@ -66,10 +122,7 @@ class Ctx:
 
     def json(self, model: type[M]) -> M:
         raw = self.request.get_data(cache=True) or b"{}"
-        try:
-            data = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
-            raise ApiError(400, "invalid_json", "request body is not valid JSON") from None
+        data = parse_json(raw)
         try:
             return model.model_validate(data)
         except ValidationError as exc:
@@ -202,13 +255,8 @@ class Router:
             kind = path.removeprefix("/health/")
             if kind in ("live", "ready", "startup"):
                 return self._health(kind)
-        if request.content_length and request.content_length > self.max_body_bytes:
-            raise ApiError(
-                413,
-                "payload_too_large",
-                f"request body exceeds {self.max_body_bytes} bytes",
-                {"limit_bytes": self.max_body_bytes},
-            )
+        # Read (bounded) before any handler runs: no route can parse an unbounded body, authenticated or not.
+        read_body(request, self.max_body_bytes)
         allowed_methods = []
         for route in self._routes:
             match = route.pattern.match(path)
