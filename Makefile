@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test bench lint loadtest clean reset-local
+.PHONY: run test bench lint loadtest mutate clean reset-local
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,17 @@ bench: $(STAMP)
 
 loadtest: $(STAMP)
 	$(PY) -m tests.loadtest
+
+## Mutation testing of the cold-start and security protections (docs/TESTING.md); not part of `make test`.
+## MODULES="config http" limits the run to some modules of tests/mutation/modules.toml. Runs at low priority.
+MUTATE_STAMP := $(VENV)/.mutation-stamp
+$(MUTATE_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[dev,mutation]'
+	@touch $(MUTATE_STAMP)
+
+mutate: $(MUTATE_STAMP)
+	$(PY) -m tests.setup_system
+	nice -n 10 $(PY) -m tests.mutation $(MODULES)
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

@@ -1,0 +1,1 @@
+"""Mutation testing of the protections (`make mutate`): see __main__.py and docs/TESTING.md."""
