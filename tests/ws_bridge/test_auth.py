@@ -162,3 +162,64 @@ def test_ticket_while_auth_is_unreachable_is_a_retryable_1013(start_bridge, ws_e
         await ws.close()
 
     asyncio.run(run())
+
+
+def test_scenario_9_ready_before_the_key_set_is_reachable_then_verifies(start_bridge, ws_env: WsEnv) -> None:
+    """Scenario 9, as a first `terraform apply` meets it: auth's public host (AUTH_JWKS_URL) does not answer yet
+    because the load balancer in front of it is created after the bridge. The bridge must still become ready (its
+    startup probe gates the apply), serve tickets, refuse a token with the retryable 1013, and verify tokens as
+    soon as the key set answers, without a restart."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from emulators.postgres import free_port
+
+    port = free_port()  # the "public host": nothing listens there yet
+    bridge = start_bridge(wait="", AUTH_JWKS_URL=f"http://127.0.0.1:{port}/.well-known/jwks.json")
+    bridge.process.wait_http(f"{bridge.http}/health/ready", timeout_s=30)
+    ready = httpx.get(f"{bridge.http}/health/ready", timeout=5).json()
+    assert ready["degraded"] is True, ready
+    assert bridge.startup()["components"]["jwks"]["status"] != "up"
+    token, user_id = ws_env.user("keys-late")
+
+    async def refused() -> None:
+        code, reason, got = await closed_code(bridge.url, subprotocols=protocols(token))
+        assert (code, got) == (1013, []) and "token keys unavailable" in reason, (code, reason, got)
+
+    asyncio.run(refused())
+
+    document = httpx.get(ws_env.auth.jwks_url, timeout=5).content
+
+    class Jwks(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(document)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", port), Jwks)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+
+        async def served() -> None:
+            deadline = time.monotonic() + 20
+            while True:  # a refusal just after a failed fetch is fail-fast for 1 s: retry like a client
+                try:
+                    ws, hello = await connect(bridge.url, token)
+                    break
+                except AssertionError:
+                    raise
+                except Exception:
+                    if time.monotonic() > deadline:
+                        raise
+                    await asyncio.sleep(0.5)
+            assert hello["user_id"] == user_id
+            await ws.close()
+
+        asyncio.run(served())
+    finally:
+        server.shutdown()
+        server.server_close()
