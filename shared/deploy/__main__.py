@@ -1,9 +1,11 @@
-"""python -m shared.deploy status|promote|rollback --service NAME --region R --project P | grant-db"""
+"""python -m shared.deploy status|promote|rollback --service NAME --region R --project P | grant-db
+| release start|watch|abort --service NAME --region R --project P --env staging|production"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from shared.deploy.errors import DeployError
@@ -33,7 +35,104 @@ def _parser() -> argparse.ArgumentParser:
     rollback = service_command("rollback", "move all traffic back to the previous ready revision")
     rollback.add_argument("--to", dest="to_revision", help="revision name (default: previous ready one)")
     sub.add_parser("grant-db", help="grant DML to the services' database users (run by the migration job)")
+
+    release = sub.add_parser("release", help="canary release: start, watch or abort (shared/deploy/canary.py)")
+    release_sub = release.add_subparsers(dest="release_command", required=True)
+    for name, help_text in (
+        (
+            "start",
+            "release a revision in steps with a gate at each; exits 0 promoted, 5 rolled back, "
+            "6 not ready or smoke test failed, 7 aborted, 8 too little traffic (held too long)",
+        ),
+        ("watch", "live view of the release in progress: step, traffic split, gate figures"),
+        ("abort", "roll the release in progress back: 100% to the stable revision"),
+    ):
+        p = release_sub.add_parser(name, help=help_text)
+        p.add_argument("--service", required=True, help="Cloud Run service, e.g. netra-ws-bridge or netra-auth")
+        p.add_argument("--region", required=True, help="region, e.g. europe-west1")
+        p.add_argument("--project", required=True, help="project id")
+        p.add_argument("--env", required=True, choices=["staging", "production"], help="selects the policy")
+        if name == "start":
+            p.add_argument("--revision", help="candidate revision (default: the newest)")
+            p.add_argument("--token", action="store_true", help="send an identity token to the smoke test (gcloud)")
+        if name == "watch":
+            p.add_argument("--interval", type=float, default=15.0, help="seconds between refreshes")
+            p.add_argument("--once", action="store_true", help="print one view and exit")
     return parser
+
+
+def _release(args: argparse.Namespace) -> int:
+    import signal
+
+    from shared.deploy.canary import Progress, ReleaseEngine, abort
+    from shared.deploy.clock import SystemClock
+    from shared.deploy.metrics import MonitoringReader, make_monitoring_client
+    from shared.deploy.release_policy import load_policy
+    from shared.deploy.release_watch import watch
+    from shared.deploy.traffic import TrafficManager, make_clients
+    from shared.logging import configure_logging
+
+    # JSON lines in a Cloud Run job, so the rollback entry lands in Cloud Logging as jsonPayload.
+    configure_logging("release", "INFO", "json" if os.environ.get("CLOUD_RUN_JOB") else "auto", args.project)
+    services, revisions = make_clients()
+    manager = TrafficManager(services, revisions, args.project, args.region)
+    if args.release_command == "abort":
+        status = abort(manager, args.service)
+        _print_status(status, False)
+        return 0
+    policy = load_policy(args.service, args.env)
+    reader = MonitoringReader(make_monitoring_client(), args.project)
+    clock = SystemClock()
+    if args.release_command == "watch":
+        watch(
+            manager,
+            reader,
+            policy,
+            clock,
+            args.service,
+            lambda text: print(text + "\n", flush=True),
+            interval_s=args.interval,
+            once=args.once,
+        )
+        return 0
+
+    def show(p: Progress) -> None:
+        figures = ""
+        if p.verdict is not None:
+            c, s = p.verdict.candidate, p.verdict.stable
+            figures = (
+                f" {p.verdict.outcome}: candidate {c.requests} req {c.share_5xx:.2%} 5xx p95 {c.p95_ms} ms"
+                f" | stable {s.requests} req {s.share_5xx:.2%} 5xx p95 {s.p95_ms} ms"
+            )
+        print(f"{p.phase:<12} {p.percent:>3}% {p.split}{figures} {p.note}".rstrip(), flush=True)
+
+    def terminate(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # a cancelled job execution (SIGTERM) rolls back like Ctrl-C
+
+    signal.signal(signal.SIGTERM, terminate)
+    token = _identity_token() if args.token else None
+    engine = ReleaseEngine(manager, reader, policy, clock, on_progress=show)
+    try:
+        result = engine.run(args.service, args.revision, token=token)
+    except KeyboardInterrupt:
+        try:
+            abort(manager, args.service, reason="release process interrupted")
+        except DeployError as exc:
+            if exc.code != "no_release":  # interrupted before any traffic moved: nothing to undo
+                raise
+        print("error: aborted: release interrupted; traffic back on the stable revision", file=sys.stderr)
+        return 7
+    print(f"{result.outcome}: {result.candidate} (previous {result.stable})")
+    return 0
+
+
+def _identity_token() -> str:
+    import subprocess
+
+    out = subprocess.run(["gcloud", "auth", "print-identity-token"], capture_output=True, text=True, timeout=60)
+    if out.returncode != 0:
+        raise DeployError("no_identity_token", "gcloud auth print-identity-token failed")
+    return out.stdout.strip()
 
 
 def _print_status(status: object, as_json: bool) -> None:
@@ -54,6 +153,13 @@ def main(argv: list[str] | None = None) -> int:
         from shared.deploy.db_grants import main as grant_main
 
         return grant_main()
+
+    if args.command == "release":
+        try:
+            return _release(args)
+        except DeployError as exc:
+            print(f"error: {exc.code}: {exc.message}", file=sys.stderr)
+            return exc.exit_code
 
     from shared.deploy.traffic import TrafficManager, make_clients
 

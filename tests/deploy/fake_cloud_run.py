@@ -22,6 +22,7 @@ REVISION = run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_REV
 LATEST = run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST
 SUCCEEDED = run_v2.Condition.State.CONDITION_SUCCEEDED
 FAILED = run_v2.Condition.State.CONDITION_FAILED
+PENDING = run_v2.Condition.State.CONDITION_RECONCILING
 
 
 class FakeCloudRun:
@@ -37,17 +38,23 @@ class FakeCloudRun:
         self.address = ""
 
     # -- test setup ---------------------------------------------------------------------------------
-    def add_service(self, name: str, revisions: list[tuple[str, bool]], serving: str | None = None) -> None:
-        """``revisions``: (short name, ready) oldest first. ``serving``: revision with 100 %, else LATEST."""
+    def add_service(self, name: str, revisions: list[tuple[str, bool | str]], serving: str | None = None) -> None:
+        """``revisions``: (short name, ready) oldest first; ready ``"pending"``: still starting, for ever.
+        ``serving``: revision with 100 %, else LATEST."""
         parent = f"projects/{self.project}/locations/{self.region}"
         full = f"{parent}/services/{name}"
         start = datetime(2025, 1, 1, tzinfo=UTC)
         revs = []
         for i, (rev_name, ready) in enumerate(revisions):
+            state = PENDING if ready == "pending" else SUCCEEDED if ready else FAILED
             cond = run_v2.Condition(
                 type_="Ready",
-                state=SUCCEEDED if ready else FAILED,
-                message="" if ready else "Container failed the startup probe /health/ready",
+                state=state,
+                message={
+                    SUCCEEDED: "",
+                    FAILED: "Container failed the startup probe /health/ready",
+                    PENDING: "Deploying revision: waiting for the startup probe",
+                }[state],
             )
             revs.append(
                 run_v2.Revision(

@@ -60,6 +60,7 @@ OPTIONAL_UNSET = {
     "PUBSUB_EMULATOR_HOST": "local emulator only",
     "SECRET_MANAGER_EMULATOR_HOST": "local emulator only",
     "CLOUD_RUN_API_HOST": "tests of the deploy helper only",
+    "CLOUD_MONITORING_API_HOST": "tests of the release gate only",
     "NETRA_DISCOVERY_DIR": "local discovery files only",
     "NETRA_DOTENV": ".env file, development and test only",
     "DATABASE_URL": "local alternative to CLOUD_SQL_INSTANCE",
