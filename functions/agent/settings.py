@@ -135,5 +135,40 @@ class LLMSection(BaseSettings):
         return problems
 
 
-class AgentSettings(ServiceSettings, DatabaseSection, TokenVerifySection, AgentSection, LLMSection):
+class IngestSection(BaseSettings):
+    """Continuous usage ingestion (POST /v1/traces, POST /v1/litellm): write concurrency and back-pressure."""
+
+    ingest_max_concurrent_writes: int = Field(
+        4,
+        ge=1,
+        le=64,
+        description="ingest batches one API instance writes at once; more wait INGEST_QUEUE_WAIT_S, then get 429",
+    )
+    ingest_queue_wait_s: float = Field(
+        2.0, ge=0, le=30, description="seconds an ingest request waits for a write slot before 429, e.g. 2"
+    )
+    ingest_statement_timeout_ms: int = Field(
+        5000,
+        ge=100,
+        le=60_000,
+        description="statement and lock timeout of an ingest write in ms; a slower database answers 429, e.g. 5000",
+    )
+    ingest_retry_after_s: int = Field(
+        5, ge=1, le=300, description="Retry-After of a 429 from the ingest routes in seconds, e.g. 5"
+    )
+    ingest_max_decompressed_bytes: int = Field(
+        16 * 1024 * 1024,
+        ge=1024,
+        le=256 * 1024 * 1024,
+        description="largest gzip-decompressed ingest body in bytes (413 above), e.g. 16777216",
+    )
+    ingest_rollup_refresh_s: int = Field(
+        20,
+        ge=1,
+        le=3600,
+        description="seconds between two rollup refreshes of one user while records stream in, e.g. 20",
+    )
+
+
+class AgentSettings(ServiceSettings, DatabaseSection, TokenVerifySection, AgentSection, LLMSection, IngestSection):
     """Everything the agent API and the agent worker read from the environment."""

@@ -245,3 +245,31 @@ def test_costs_report_groups_the_ledger(api: ApiEnv) -> None:
         assert len(by_day["groups"]) == 1 and by_day["groups"][0]["calls"] == 4
         past = client.get("/api/costs", params={"from": "2020-01-01", "to": "2020-02-01"}).json()
         assert past["groups"] == [] and past["totals"]["cost_usd"] == 0
+
+
+def test_ingest_key_writes_usage_and_opens_nothing_else(api: ApiEnv) -> None:
+    """Issue 19 on the real agent API process: a key created with an access token ingests OTLP spans for its
+    user, and the key itself opens no thread, run or report route (it is not an access token)."""
+    from tests.ingest.otlp_payloads import chat_attrs, request, span
+
+    stack = api.stack
+    token = api.login()
+    with stack.client(token) as client:
+        thread = client.post("/api/threads", json={}).json()
+        created = client.post("/api/ingest/keys", json={"name": "collector"})
+        assert created.status_code == 201, created.text
+        key = created.json()["key"]
+    with stack.client(key) as as_key:
+        for path in ("/api/threads", f"/api/threads/{thread['id']}", "/api/usage/summary", "/api/ingest/keys"):
+            assert as_key.get(path).status_code == 401, path
+        assert as_key.post("/api/agent/message", json={"content": "hi"}).status_code == 401
+        sent = as_key.post(
+            "/v1/traces",
+            content=request([span(chat_attrs())]).SerializeToString(),
+            headers={"Content-Type": "application/x-protobuf"},
+        )
+        assert sent.status_code == 200, sent.text
+    with stack.client(token) as client:
+        assert client.get("/api/usage/summary").json()["records"] == 1
+        status = client.get("/api/ingest/status").json()
+        assert status["keys"][0]["last_used_at"] is not None

@@ -34,4 +34,7 @@ def build_router(deps: AgentDeps) -> Router:
     runs.register(router, deps)
     costs.register(router, deps)
     register_usage_routes(router, deps)
+    from functions.agent.ingest import routes as ingest_routes
+
+    ingest_routes.register(router, deps)
     return router

@@ -57,15 +57,29 @@ def _arrays(rows: list[UsageRow]) -> list[list[Any]]:
     return [[getattr(r, name) for r in rows] for name in UsageRow.columns()]
 
 
-def bump_version(tx: Any, user_id: str) -> int:
+def bump_version(tx: Any, user_id: str, live: bool = False) -> int:
+    """The user's next data version. ``live``: a live-ingested append (functions/agent/ingest), after which a
+    rollup of an earlier version may still be served for a minute; anything else (an upload, a delete) also
+    raises ``live_floor``, below which no rollup is served again."""
+    floor = "usage_state.live_floor" if live else "usage_state.version + 1"
     return int(
         tx.scalar(
-            """INSERT INTO usage_state (user_id, version) VALUES (%s, 1)
-           ON CONFLICT (user_id) DO UPDATE SET version = usage_state.version + 1, updated_at = now()
+            f"""INSERT INTO usage_state (user_id, version, live_floor) VALUES (%s, 1, %s)
+           ON CONFLICT (user_id) DO UPDATE SET version = usage_state.version + 1, live_floor = {floor},
+                                               updated_at = now()
            RETURNING version""",
-            [user_id],
+            [user_id, 0 if live else 1],
         )
     )
+
+
+def insert_records(tx: Any, user_id: str, upload_id: str | None, rows: list[UsageRow]) -> int:
+    """Rows inserted (multi-row INSERTs of INSERT_CHUNK rows); rows whose request_id is stored are skipped."""
+    inserted = 0
+    for start in range(0, len(rows), INSERT_CHUNK):
+        chunk = rows[start : start + INSERT_CHUNK]
+        inserted += tx.execute(_INSERT, [user_id, upload_id, *_arrays(chunk)])
+    return inserted
 
 
 def data_version(db: Any, user_id: str) -> int:
@@ -82,10 +96,7 @@ def insert_rows(db: Any, user_id: str, rows: list[UsageRow], fmt: str, part: int
                 [user_id, fmt, part, len(rows)],
             )
         )
-        inserted = 0
-        for start in range(0, len(rows), INSERT_CHUNK):
-            chunk = rows[start : start + INSERT_CHUNK]
-            inserted += tx.execute(_INSERT, [user_id, upload_id, *_arrays(chunk)])
+        inserted = insert_records(tx, user_id, upload_id, rows)
         duplicates = len(rows) - inserted
         tx.execute(
             "UPDATE usage_uploads SET rows_inserted = %s, rows_duplicate = %s WHERE id = %s",
@@ -166,6 +177,7 @@ def delete(db: Any, user_id: str, upload_id: str | None = None) -> dict[str, Any
         else:
             deleted = tx.execute("DELETE FROM usage_records WHERE user_id = %s", [user_id])
             tx.execute("DELETE FROM usage_uploads WHERE user_id = %s", [user_id])
+            tx.execute("DELETE FROM usage_ingest_sources WHERE user_id = %s", [user_id])
         tx.execute("DELETE FROM usage_rollups WHERE user_id = %s", [user_id])
         version = bump_version(tx, user_id)
     return {"deleted": deleted, "data_version": version}

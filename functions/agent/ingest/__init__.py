@@ -1,0 +1,1 @@
+"""Continuous usage ingestion: ingest keys, OTLP/HTTP traces and LiteLLM callbacks (docs/INGESTION.md)."""
