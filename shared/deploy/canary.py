@@ -109,7 +109,16 @@ class ReleaseEngine:
         candidate = self.manager._pick(status, revision)
         stable = self._stable(status)
         if candidate.name == stable.name:
+            # Pin the traffic to the revision (a service created with LATEST would otherwise hand every
+            # new revision 100 % at once, before any release judged it).
+            self._apply(service, {stable.name: (100, TAG_STABLE)})
             return ReleaseResult(service, candidate.name, stable.name, "already_serving", self.history)
+        if TAG_ROLLED_BACK in candidate.tags:
+            raise DeployError(
+                "candidate_rolled_back",
+                f"{candidate.name} was rolled back before; deploy a new revision (or remove its "
+                f"{TAG_ROLLED_BACK!r} tag to release it again on purpose)",
+            )
         log.info(
             "release started",
             extra={"event": "release_started", "service": service, "candidate": candidate.name, "stable": stable.name},

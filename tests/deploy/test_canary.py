@@ -420,3 +420,23 @@ def test_cli_watch_abort_and_refused_start(fakes: tuple[FakeCloudRun, FakeMonito
     out = _cli(run, mon, "start")
     assert out.returncode == canary.EXIT_NOT_READY and "error: candidate_not_ready:" in out.stderr
     assert run.serving(SERVICE) == {"stable-1": 100}
+
+
+def test_a_first_deploy_on_latest_is_pinned_and_a_rolled_back_candidate_is_not_released_again(
+    fakes: tuple[FakeCloudRun, FakeMonitoring],
+) -> None:
+    run, _ = fakes
+    run.add_service(SERVICE, [("only-1", True)])  # as Terraform creates it: LATEST 100 %
+    engine, _ = _engine(fakes, _sim(fakes), PRODUCTION)
+    assert engine.run(SERVICE).outcome == "already_serving"
+    assert _splits(run) == [[("only-1", 100, "stable")]]  # later revisions get no traffic by themselves
+
+    run.add_service(SERVICE, [("stable-1", True), ("cand-2", True)], serving="stable-1")
+    sim = _sim(fakes, cand_2=Behaviour(error_rate=lambda p: 0.5))
+    engine, _ = _engine(fakes, sim, PRODUCTION)
+    with pytest.raises(DeployError):
+        engine.run(SERVICE)
+    updates = len(run.updates)
+    with pytest.raises(DeployError) as err:
+        engine.run(SERVICE)  # e.g. the apply run again: the same bad revision must not get traffic again
+    assert err.value.code == "candidate_rolled_back" and len(run.updates) == updates
