@@ -210,7 +210,7 @@ def main() -> None:
                 key = f"{name}:{args['by']}" if "by" in args else name
                 tool_ms.setdefault(key, []).append((time.perf_counter() - t0) * 1000)
             totals.append(time.perf_counter() - started)
-        print("\nall 13 analysis tools, live from the records (3 runs):")
+        print(f"\nall {len(FULL_ANALYSIS)} analysis tools, live from the records (3 runs):")
         print(
             f"  total: {', '.join(f'{t:.2f}s' for t in totals)}  (median {statistics.median(totals):.2f}s, "
             f"{statistics.median(totals) / baseline_s:.1f} x the baseline scan)"

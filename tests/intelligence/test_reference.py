@@ -18,6 +18,7 @@ import pytest
 
 from functions.agent.intelligence import recommendations
 from functions.agent.intelligence.pipeline import run
+from functions.agent.intelligence.plan import savings_plan
 from functions.agent.intelligence.toolbox import FULL_ANALYSIS, Toolbox
 from shared.pricing import cost_usd
 from tests.intelligence import datasets
@@ -331,37 +332,71 @@ def test_ranking_and_what_if(results_a: dict[str, Any]) -> None:
         ("output_trimming:gemini-2.5-pro:rag", 0.11, "low", "medium", 0.06),
         ("batch:gpt-4o-mini", 0.02, "medium", "low", 0.01),
     ]
-    assert ranked["monthly_savings_usd"] == 89.35
+    assert "monthly_savings_usd" not in ranked  # stand-alone figures do not add up: the plan gives the total
 
-    # Per model: cost x (1 - prod(1 - s_i / cost)).
-    # gpt-4o 78.03 with 36.78, 12.00, 5.63, 0.75 -> 45.95; sonnet 32.40 with 16.20, 6.98, 1.35 -> 20.22;
-    # gemini 19.20 with 9.53, 0.11 -> 9.59; 4o-mini 0.05 with 0.02 -> 0.02. Sum 75.78.
-    what_if = recommendations.what_if(results_a["usage_overview"], ranked["recommendations"], None, 10.0, 3)
-    assert {m["model"]: m["monthly_savings_usd"] for m in what_if["by_model"]} == {
-        "gpt-4o": 45.95,
-        "claude-sonnet-4-5": 20.22,
-        "gemini-2.5-pro": 9.59,
+    # The savings plan, hand-computed per segment in ORDER (period figures; monthly = x 15):
+    #   gpt-4o chat      trimming 20,000 out x 10 x 25 % = 0.05; caching 0.80 (input untouched)      -> 0.85
+    #   gpt-4o classify  response cache 3 x 0.1251 = 0.3753; the 17 left move to gpt-5-nano:
+    #                    2.502 - 0.3753 - 17 x 0.002504 (= 0.042568) = 2.084132 (31.26, alone 36.78)  -> 2.459432
+    #   sonnet summarize trimming 0.09; caching 0.465; batch halves the rest (stacks): 1.605 / 2 = 0.8025
+    #                    (12.04, alone 16.20)                                                          -> 1.3575
+    #   gemini rag       long context 0.635; trimming then at the base output rate: 2,000 x 10 x 25 %
+    #                    = 0.005 (0.08, alone 0.11)                                                    -> 0.64
+    #   4o-mini extract  batch 0.00156                                                                 -> 0.00156
+    # total 5.308492 x 15 = 79.62738 -> 79.63; baseline 129.6768 -> optimized 50.04942 -> 50.05; 61.4 %.
+    plan = savings_plan(results_a["plan_segments"], ranked["recommendations"])
+    assert (
+        plan["baseline_monthly_usd"],
+        plan["optimized_monthly_usd"],
+        plan["monthly_savings_usd"],
+        plan["savings_pct"],
+    ) == (129.68, 50.05, 79.63, 61.4)
+    steps = {
+        s["id"]: (s["step"], s["standalone_monthly_usd"], s["marginal_monthly_usd"], s["status"]) for s in plan["steps"]
+    }
+    assert steps == {
+        "response_cache:gpt-4o": (1, 5.63, 5.63, "in plan"),
+        "rightsizing:gpt-4o:classify": (2, 36.78, 31.26, "in plan"),
+        "long_context:gemini-2.5-pro": (3, 9.53, 9.53, "in plan"),
+        "output_trimming:claude-sonnet-4-5:summarize": (4, 1.35, 1.35, "in plan"),
+        "output_trimming:gpt-4o:chat": (4, 0.75, 0.75, "in plan"),
+        "output_trimming:gemini-2.5-pro:rag": (4, 0.11, 0.08, "in plan"),
+        "prompt_caching:gpt-4o": (5, 12.00, 12.00, "in plan"),
+        "prompt_caching:claude-sonnet-4-5": (5, 6.98, 6.98, "in plan"),
+        "batch:claude-sonnet-4-5": (6, 16.20, 12.04, "in plan"),
+        "batch:gpt-4o-mini": (6, 0.02, 0.02, "in plan"),
+    }
+    # Each stand-alone figure of the plan is the tool's own figure.
+    assert {r["id"]: r["monthly_savings_usd"] for r in ranked["recommendations"]} == {k: v[1] for k, v in steps.items()}
+    # gpt-4o 0.85 + 2.459432 = 3.309432 (x15 = 49.64); sonnet 1.3575 (20.36); gemini 0.64 (9.60); 4o-mini 0.02.
+    assert {m["model"]: m["monthly_savings_usd"] for m in plan["by_model"]} == {
+        "gpt-4o": 49.64,
+        "claude-sonnet-4-5": 20.36,
+        "gemini-2.5-pro": 9.60,
         "gpt-4o-mini": 0.02,
     }
+
+    # The what-if grows the plan's figures: month k x 1.1^(k - 1); 79.63 x 1.1 = 87.593, x 1.21 = 96.3523.
+    what_if = recommendations.what_if(results_a["plan_segments"], ranked["recommendations"], None, 10.0, 3)
     assert (
         what_if["baseline_monthly_usd"],
         what_if["optimized_monthly_usd"],
         what_if["monthly_savings_usd"],
         what_if["savings_pct"],
-    ) == (129.68, 53.90, 75.78, 58.4)
+    ) == (129.68, 50.05, 79.63, 61.4)
     assert [(p["month"], p["baseline_usd"], p["optimized_usd"], p["savings_usd"]) for p in what_if["projection"]] == [
-        (1, 129.68, 53.90, 75.78),
-        (2, 142.65, 59.29, 83.36),
-        (3, 156.91, 65.22, 91.69),
+        (1, 129.68, 50.05, 79.63),
+        (2, 142.65, 55.06, 87.59),
+        (3, 156.91, 60.56, 96.35),
     ]
-    assert what_if["horizon_savings_usd"] == 250.83
+    assert what_if["horizon_savings_usd"] == 263.57
 
     only = recommendations.what_if(
-        results_a["usage_overview"], ranked["recommendations"], ["prompt_caching:gpt-4o"], 0.0, 1
+        results_a["plan_segments"], ranked["recommendations"], ["prompt_caching:gpt-4o"], 0.0, 1
     )
     assert only["monthly_savings_usd"] == 12.00 and only["optimized_monthly_usd"] == 117.68
     with pytest.raises(ValueError, match="unknown recommendation"):
-        recommendations.what_if(results_a["usage_overview"], ranked["recommendations"], ["nope"])
+        recommendations.what_if(results_a["plan_segments"], ranked["recommendations"], ["nope"])
 
 
 def test_batch_does_not_stack_with_caching_where_forbidden(intel_db: Any, user_b: str) -> None:
@@ -392,12 +427,26 @@ def test_batch_does_not_stack_with_caching_where_forbidden(intel_db: Any, user_b
     assert results["usage_overview"]["monthly_cost_usd"] == 14.91
 
     recs = recommendations.rank(recommendations.build(results))["recommendations"]
-    both = recommendations.what_if(results["usage_overview"], recs, ["prompt_caching:gpt-4.1", "batch:gpt-4.1"])
-    # Not added: the background caching savings (5.40) and the batch savings (6.48) compete; the larger counts.
+    both = recommendations.what_if(results["plan_segments"], recs, ["prompt_caching:gpt-4.1", "batch:gpt-4.1"])
+    # Alternatives on nightly: caching alone 0.432 - 0.18 = 0.252, batch alone 0.216, both = batch alone (the
+    # cached tokens would be billed at the batch input rate): batch is kept, caching left out.
     assert both["monthly_savings_usd"] == 6.48 and both["optimized_monthly_usd"] == 8.43
-    # With output trimming (0.24): 14.91 x (1 - (1 - 0.24/14.91)(1 - 6.48/14.91)) = 6.6157 -> 6.62
-    every = recommendations.what_if(results["usage_overview"], recs)
-    assert every["monthly_savings_usd"] == 6.62 and every["savings_pct"] == 44.4
+    # With output trimming first: nightly output 4,000 x 8 x 25 % = 0.008 (0.24); the batch then halves
+    # 0.424: 0.212 (6.36). Total 0.22 x 30 = 6.60 of 14.91 (44.3 %).
+    plan = savings_plan(results["plan_segments"], recs)
+    assert (plan["monthly_savings_usd"], plan["savings_pct"]) == (6.60, 44.3)
+    steps = {s["id"]: (s["standalone_monthly_usd"], s["marginal_monthly_usd"], s["status"]) for s in plan["steps"]}
+    assert steps == {
+        "output_trimming:gpt-4.1:nightly": (0.24, 0.24, "in plan"),
+        "prompt_caching:gpt-4.1": (5.40, 0.00, "left out"),
+        "batch:gpt-4.1": (6.48, 6.36, "in plan"),
+    }
+    [note] = next(s["notes"] for s in plan["steps"] if s["id"] == "prompt_caching:gpt-4.1")
+    assert note == (
+        "left out on nightly on gpt-4.1: batch saves more there, and openai gives no cache discount on batch requests"
+    )
+    every = recommendations.what_if(results["plan_segments"], recs)
+    assert every["monthly_savings_usd"] == 6.60 and every["savings_pct"] == 44.3
 
 
 def test_final_report_states_the_reference_figures(intel_db: Any, user_a: str) -> None:
@@ -408,9 +457,11 @@ def test_final_report_states_the_reference_figures(intel_db: Any, user_a: str) -
     for expected in (
         "$8.65",
         "$129.68",
-        "| 1 | Route classify traffic from gpt-4o to gpt-5-nano | $36.78 | low | low |",
-        "| 2 | Cache the repeated prompt prefixes on gpt-4o | $12.00 | low | low |",
-        "from $129.68 to $53.90 (58.4% less)",
+        "| 1 | Route classify traffic from gpt-4o to gpt-5-nano | $36.78 | $31.26 | low | low |",
+        "| 2 | Cache the repeated prompt prefixes on gpt-4o | $12.00 | $12.00 | low | low |",
+        "from $129.68 to $50.05 (61.4% less)",
+        "### The plan: $79.63 per month",
+        "| 2 | Route classify traffic from gpt-4o to gpt-5-nano | $36.78 | $31.26 | in plan |",
         "| `gpt-4o` | 30 | $5.20 | $78.03 | 60.2% |",
         "| chat | 10 | $2.70 | $40.50 | 31.2% |",
         "8 of 10 requests would read a cached prefix (80.0%)",
@@ -419,3 +470,6 @@ def test_final_report_states_the_reference_figures(intel_db: Any, user_a: str) -
     ):
         assert expected in text, expected
     assert answer.metadata["route"] == "report" and answer.metadata["intent"] == "full_analysis"
+    # The only total stated is the plan's: not the sum of the stand-alone figures (89.35), not the old
+    # independent-fractions what-if (75.78).
+    assert "$79.63" in text and "$89.35" not in text and "$75.78" not in text

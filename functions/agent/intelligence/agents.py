@@ -11,6 +11,7 @@ import os
 from typing import Any
 
 from functions.agent.intelligence import actions, figures, recommendations, report, triage
+from functions.agent.intelligence.plan import ORDER, savings_plan
 from functions.agent.intelligence.toolbox import FULL_ANALYSIS, Toolbox
 from functions.agent.pipeline_api import LLMMessage, RunContext
 from functions.agent.usage.schema import FIELD_DOCS, REQUIRED
@@ -28,9 +29,19 @@ TOOLS_BY_INTENT: dict[str, list[tuple[str, dict[str, Any]]]] = {
         ("cost_breakdown", {"by": "day"}),
         ("cost_drivers", {}),
     ],
-    "caching": [("cost_breakdown", {"by": "model"}), ("caching_opportunity", {}), ("duplicate_requests", {})],
-    "batch": [("cost_breakdown", {"by": "model"}), ("batch_opportunity", {})],
-    "model_choice": [("cost_breakdown", {"by": "model"}), ("cost_drivers", {}), ("model_rightsizing", {})],
+    "caching": [
+        ("cost_breakdown", {"by": "model"}),
+        ("caching_opportunity", {}),
+        ("duplicate_requests", {}),
+        ("plan_segments", {}),
+    ],
+    "batch": [("cost_breakdown", {"by": "model"}), ("batch_opportunity", {}), ("plan_segments", {})],
+    "model_choice": [
+        ("cost_breakdown", {"by": "model"}),
+        ("cost_drivers", {}),
+        ("model_rightsizing", {}),
+        ("plan_segments", {}),
+    ],
     "latency": [("cost_breakdown", {"by": "model"}), ("latency_percentiles", {})],
 }
 OPTIMIZING_INTENTS = ("full_analysis", "what_if", "caching", "batch", "model_choice")
@@ -194,28 +205,31 @@ def run_data_agent(
 # -- optimization ---------------------------------------------------------------------------------------------
 def run_optimization(
     ctx: RunContext, results: dict[str, Any], entities: dict[str, Any]
-) -> tuple[dict[str, Any], dict[str, Any]]:
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     start(
         ctx,
         "optimization",
         "optimization",
-        "Turning the savings found into recommendations, ranked by monthly savings, effort and risk.",
+        "Turning the savings found into recommendations, ranked by monthly savings, effort and risk, and one "
+        "plan that applies them together on the traffic each leaves to the next.",
     )
     recs = recommendations.build(results)
     ranked = ctx.tool(
         "optimization", "rank_recommendations", {"from": sorted(results)}, lambda: recommendations.rank(recs)
     )
     ctx.check_cancelled()
+    plan = ctx.tool(
+        "optimization",
+        "savings_plan",
+        {"chosen": "all", "order": list(ORDER)},
+        lambda: savings_plan(results["plan_segments"], ranked["recommendations"]),
+    )
+    ctx.check_cancelled()
     growth = float(entities.get("growth_pct_per_month") or 0.0)
     months = int(entities.get("months") or 6)
-    args = {"chosen": "all", "growth_pct_per_month": growth, "months": months}
-    what_if = ctx.tool(
-        "optimization",
-        "what_if",
-        args,
-        lambda: recommendations.what_if(results["usage_overview"], ranked["recommendations"], None, growth, months),
-    )
-    return ranked, what_if
+    args = {"plan": "savings_plan", "growth_pct_per_month": growth, "months": months}
+    what_if = ctx.tool("optimization", "what_if", args, lambda: recommendations.projection(plan, growth, months))
+    return ranked, plan, what_if
 
 
 def run_actions(ctx: RunContext, ranked: dict[str, Any]) -> dict[str, Any]:
@@ -232,28 +246,38 @@ def run_actions(ctx: RunContext, ranked: dict[str, Any]) -> dict[str, Any]:
 NARRATIVE_PROMPT = (
     "You are Netra Apex, an assistant that lowers the cost of LLM workloads. Write two or three sentences that "
     "explain the findings below to the user and say what to do first. Use only figures that appear in the "
-    "facts, exactly as written; do not compute new ones. No tables, no headings."
+    "facts, exactly as written; do not compute new ones. Each recommendation's savings are stand-alone; the "
+    "only total is the plan's (plan_monthly_savings_usd): never add recommendations up. No tables, no headings."
 )
 
 
-def fallback_narrative(ranked: dict[str, Any] | None) -> str:
+def fallback_narrative(ranked: dict[str, Any] | None, plan: dict[str, Any] | None = None) -> str:
     recs = (ranked or {}).get("recommendations") or []
     if not recs:
         return "Your usage is already lean: none of the checks found a change worth making."
     top = recs[0]
     text = (
-        f"Start with **{top['title'].lower()}**: it saves {report.money(top['monthly_savings_usd'])} per "
-        f"month for {top['effort']} effort and {top['risk']} risk."
+        f"Start with **{top['title'].lower()}**: on its own it saves {report.money(top['monthly_savings_usd'])} "
+        f"per month for {top['effort']} effort and {top['risk']} risk."
     )
-    if len(recs) > 1:
+    if plan is not None and len(recs) > 1:
+        # The plan's total, never the sum of stand-alone figures (they count shared traffic twice).
+        count = plan["in_plan"]
+        what = f"the {report.num(count)} recommendations in the plan below" if count > 1 else "the plan below"
         text += (
-            f" Together the {report.num(ranked['count'])} recommendations below save "
-            f"{report.money(ranked['monthly_savings_usd'])} per month."
+            f" Applied together, each on the traffic the previous ones leave, {what} save "
+            f"{report.money(plan['monthly_savings_usd'])} per month."
         )
     return text
 
 
-def narrative(ctx: RunContext, facts: dict[str, Any], known: set[str], ranked: dict[str, Any] | None) -> str:
+def narrative(
+    ctx: RunContext,
+    facts: dict[str, Any],
+    known: set[str],
+    ranked: dict[str, Any] | None,
+    plan: dict[str, Any] | None = None,
+) -> str:
     """The model's explanation, minus any sentence stating a figure no tool produced; templated if it fails."""
     try:
         # The facts go in the system message and the user's own words last, as in any chat turn.
@@ -265,7 +289,7 @@ def narrative(ctx: RunContext, facts: dict[str, Any], known: set[str], ranked: d
         )
     except Exception as exc:
         log.warning("narrative model call failed; using the template", extra={"reason": type(exc).__name__})
-        return fallback_narrative(ranked)
+        return fallback_narrative(ranked, plan)
     kept, dropped = figures.guard_narrative(answer.text, known)
     if dropped:
         ctx.emit(
@@ -273,7 +297,7 @@ def narrative(ctx: RunContext, facts: dict[str, Any], known: set[str], ranked: d
             "reporting",
             {"thought": "Dropped sentences whose figures no tool produced.", "dropped_figures": dropped[:20]},
         )
-    guided = fallback_narrative(ranked) if ranked is not None else ""
+    guided = fallback_narrative(ranked, plan) if ranked is not None else ""
     return "\n\n".join(part for part in (kept, guided) if part)
 
 

@@ -159,6 +159,8 @@ class Facts:
         self._users: list[dict[str, Any]] = []
         self._coverage: dict[str, int] = {}
         self._period = Period(0, None, None)
+        self._repeats: list[dict[str, Any]] | None = None
+        self._cache_rows: dict[int, list[dict[str, Any]]] = {}
 
     def _scan(self) -> None:
         if self._scanned:
@@ -213,3 +215,77 @@ class Facts:
 
     def priced_models(self) -> dict[str, Any]:
         return {r["model"]: price_of(r["model"]) for r in self.segments}
+
+
+# -- inputs of prompt caching and of the savings plan ------------------------------------------------------------
+# Prefix tokens of a request not already read from or written to a cache (they are billed as uncached input).
+CACHEABLE = "LEAST(GREATEST(u.prefix_tokens - u.cached_input_tokens - u.cache_write_tokens, 0), u.input_tokens)"
+# Exact duplicates: a response cache answers (n - 1) of every n identical requests (same model, request_hash).
+_DUPLICATE_GROUPS = """d AS (SELECT u.model, u.request_hash, count(*) AS n FROM usage_records u
+                             WHERE u.user_id = %s AND u.request_hash IS NOT NULL
+                             GROUP BY 1, 2 HAVING count(*) > 1)"""
+_REPEATS = f"""
+WITH {RATES_CTE}, {_DUPLICATE_GROUPS}
+SELECT u.model, u.feature, u.interactive, {LC} AS lc, sum((d.n - 1)::numeric / d.n) AS n,
+       {
+    ", ".join(
+        f"sum(u.{c} * (d.n - 1)::numeric / d.n) AS {a}"
+        for c, a in (
+            ("input_tokens", "i"),
+            ("cached_input_tokens", "c"),
+            ("cache_write_tokens", "w"),
+            ("output_tokens", "o"),
+            ("reasoning_tokens", "rs"),
+        )
+    )
+}
+  FROM d JOIN usage_records u ON u.user_id = %s AND u.model = d.model AND u.request_hash = d.request_hash
+  LEFT JOIN rates r ON r.model = u.model
+ GROUP BY 1, 2, 3, 4
+"""
+# Requests with a prefix in fixed windows of the cache lifetime per (model, prefix_hash, prefix_tokens): per
+# (segment, prefix) the cacheable tokens and the tokens written (each window writes its prefix once, shared by
+# its requests in proportion to their cacheable tokens), for all requests and for those a response cache keeps
+# (weight 1/n for each of n identical requests). No model limit applies here: the savings plan checks the
+# minimum cacheable prefix of the model the traffic ends on.
+_CACHE_ROWS = f"""
+WITH {RATES_CTE}, {_DUPLICATE_GROUPS},
+x AS (SELECT u.model, u.feature, u.interactive, {LC} AS lc, u.prefix_hash, u.prefix_tokens,
+             floor(date_part('epoch', u.ts) / %s)::bigint AS win, {CACHEABLE} AS s,
+             1::numeric / COALESCE(d.n, 1) AS k
+        FROM usage_records u LEFT JOIN rates r ON r.model = u.model
+        LEFT JOIN d ON d.model = u.model AND d.request_hash = u.request_hash
+       WHERE u.user_id = %s AND u.prefix_hash IS NOT NULL AND u.prefix_tokens IS NOT NULL),
+g AS (SELECT model, feature, interactive, lc, prefix_hash, prefix_tokens, win, count(*) AS n, sum(s) AS s,
+             sum(k) AS nk, sum(s * k) AS sk
+        FROM x GROUP BY 1, 2, 3, 4, 5, 6, 7),
+w AS (SELECT g.*, sum(n) OVER p AS wn, sum(nk) OVER p AS wnk
+        FROM g WINDOW p AS (PARTITION BY model, prefix_hash, prefix_tokens, win))
+SELECT model, feature, interactive, lc, prefix_hash, prefix_tokens, sum(n) AS requests,
+       sum(n::numeric / wn) AS windows, sum(s) AS s, sum(s::numeric / wn) AS writes,
+       sum(nk) AS requests_kept, sum(sk) AS s_kept, sum(sk / wnk) AS writes_kept
+  FROM w GROUP BY 1, 2, 3, 4, 5, 6
+"""
+
+
+def repeats(facts: Facts) -> list[dict[str, Any]]:
+    """Per (model, feature, interactive, lc): the requests and token sums a response cache would answer."""
+    if facts._repeats is None:
+        facts._repeats = facts_query(facts, _REPEATS, [*rates_params(), facts.user_id, facts.user_id])
+    return facts._repeats
+
+
+def cache_rows(facts: Facts, ttl_minutes: int) -> list[dict[str, Any]]:
+    """Per (model, feature, interactive, lc, prefix_hash, prefix_tokens): requests, cache windows, cacheable
+    tokens and tokens written, for all requests and for those a response cache keeps (see _CACHE_ROWS)."""
+    if ttl_minutes not in facts._cache_rows:
+        facts._cache_rows[ttl_minutes] = facts_query(
+            facts, _CACHE_ROWS, [*rates_params(), facts.user_id, ttl_minutes * 60, facts.user_id]
+        )
+    return facts._cache_rows[ttl_minutes]
+
+
+def facts_query(facts: Facts, sql: str, params: list[Any]) -> list[dict[str, Any]]:
+    with facts.db.transaction() as tx:
+        analysis_settings(tx)
+        return tx.all(sql, params)

@@ -9,11 +9,10 @@ import math
 from decimal import Decimal
 from typing import Any
 
-from functions.agent.intelligence.facts import Agg, Facts, group
+from functions.agent.intelligence.facts import Agg, Facts, cache_rows, group
 from functions.agent.intelligence.pricing_sql import (
     BIG,
     COST,
-    LC,
     RATES_CTE,
     bucket_costs,
     pct,
@@ -38,6 +37,13 @@ def _cost(rates: Rates, tokens: dict[str, int]) -> Decimal:
     return sum(bucket_costs(rates, tokens).values(), Decimal(0))
 
 
+def _cache_saving(rates: Rates, cacheable: Decimal, writes: Decimal) -> Decimal:
+    """What caching saves on ``cacheable`` prompt tokens of which ``writes`` are written (the rest read)."""
+    cached_rate = rates.cached_input if rates.cached_input is not None else rates.input
+    new = writes * rates.cache_write_rate() + (cacheable - writes) * cached_rate
+    return (cacheable * rates.input - new) / 1_000_000
+
+
 def _by_lc(rows: list[dict[str, Any]]) -> dict[bool, Agg]:
     return group(rows, lambda r: bool(r["lc"]))
 
@@ -49,50 +55,48 @@ def caching_opportunity(facts: Facts, ttl_minutes: int = 5, limit: int = 5) -> d
     Requests are put in fixed windows of the cache lifetime per (model, prefix): the first request of a window
     writes the prefix (Anthropic bills writes at 1.25x input; OpenAI/Google write at the input rate), the others
     read it at the cached rate. Only the prefix tokens not already read from or written to a cache count.
+    The rows are those the savings plan prices (facts.cache_rows), so both agree.
     """
-    cacheable = "LEAST(GREATEST(u.prefix_tokens - u.cached_input_tokens - u.cache_write_tokens, 0), u.input_tokens)"
-    rows = query(
-        facts.db,
-        f"""
-        WITH {RATES_CTE},
-        w AS (SELECT u.model, {LC} AS lc, u.prefix_hash, floor(date_part('epoch', u.ts) / %s)::bigint AS win,
-                     count(*) AS n, sum({cacheable}) AS s,
-                     sum(CASE WHEN u.interactive IS FALSE THEN {cacheable} ELSE 0 END) AS s_bg,
-                     min(u.prefix_tokens) AS prefix_tokens
-                FROM usage_records u JOIN rates r ON r.model = u.model
-               WHERE u.user_id = %s AND u.prefix_hash IS NOT NULL AND u.prefix_tokens IS NOT NULL AND r.has_cache
-                 AND u.prefix_tokens >= COALESCE(r.min_cache, 0)
-               GROUP BY 1, 2, 3, 4)
-        SELECT model, lc, prefix_hash, count(*) AS windows, sum(n) AS requests, sum(s) AS cacheable,
-               sum(s_bg) AS cacheable_bg, sum(s::numeric / n) AS writes, min(prefix_tokens) AS prefix_tokens
-          FROM w WHERE s > 0 GROUP BY 1, 2, 3""",
-        [*rates_params(), ttl_minutes * 60, facts.user_id],
-    )
-    below = query(
-        facts.db,
-        f"""
-        WITH {RATES_CTE}
-        SELECT u.model, count(*) AS requests, min(r.min_cache) AS min_cacheable_tokens
-          FROM usage_records u JOIN rates r ON r.model = u.model
-         WHERE u.user_id = %s AND u.prefix_hash IS NOT NULL AND u.prefix_tokens IS NOT NULL
-           AND u.prefix_tokens < COALESCE(r.min_cache, 0)
-         GROUP BY 1 ORDER BY 2 DESC, 1""",
-        [*rates_params(), facts.user_id],
-    )
+    groups: dict[tuple[str, bool, str, int], dict[str, Any]] = {}
+    below: dict[str, dict[str, Any]] = {}
+    for r in cache_rows(facts, ttl_minutes):
+        price = price_of(r["model"])
+        if price is None or price.base.cached_input is None:
+            continue
+        minimum = price.min_cacheable_tokens or 0
+        if int(r["prefix_tokens"]) < minimum:
+            b = below.setdefault(r["model"], {"model": r["model"], "requests": 0, "min_cacheable_tokens": minimum})
+            b["requests"] += int(r["requests"])
+            continue
+        g = groups.setdefault(
+            (r["model"], bool(r["lc"]), r["prefix_hash"], int(r["prefix_tokens"])),
+            {"requests": 0, "windows": Decimal(0), "cacheable": Decimal(0), "savings": Decimal(0), "bg": Decimal(0)},
+        )
+        rates = rates_for_group(price, bool(r["lc"]))
+        saving = _cache_saving(rates, Decimal(r["s"]), Decimal(r["writes"]))
+        g["requests"] += int(r["requests"])
+        g["windows"] += Decimal(r["windows"])
+        g["cacheable"] += Decimal(r["s"])
+        g["savings"] += saving
+        if r["interactive"] is False:
+            g["bg"] += saving
+    rows = [
+        {"model": m, "lc": lc, "prefix_hash": h, "prefix_tokens": t, **g}
+        for (m, lc, h, t), g in groups.items()
+        if g["cacheable"] > 0
+    ]
     per_model: dict[str, dict[str, Any]] = {}
     prefixes = []
     for r in rows:
         price = get_price(r["model"])
         rates = rates_for_group(price, r["lc"])
-        tokens = Decimal(r["cacheable"])
-        writes = Decimal(r["writes"])
-        cached_rate = rates.cached_input if rates.cached_input is not None else rates.input
+        tokens = r["cacheable"]
         current = tokens * rates.input / 1_000_000
-        new = (writes * rates.cache_write_rate() + (tokens - writes) * cached_rate) / 1_000_000
-        savings = current - new
+        savings = r["savings"]
+        new = current - savings
         if savings <= 0:  # a prefix that is never re-read within its lifetime only pays the write premium
             continue
-        background = savings * Decimal(r["cacheable_bg"]) / tokens
+        background = r["bg"]
         m = per_model.setdefault(
             r["model"],
             {
@@ -110,7 +114,7 @@ def caching_opportunity(facts: Facts, ttl_minutes: int = 5, limit: int = 5) -> d
                 "background": Decimal(0),
             },
         )
-        requests, windows = int(r["requests"]), int(r["windows"])
+        requests, windows = int(r["requests"]), int(r["windows"].quantize(Decimal(1)))
         m["prefixes"] += 1
         m["requests"] += requests
         m["cache_reads"] += requests - windows
@@ -158,10 +162,7 @@ def caching_opportunity(facts: Facts, ttl_minutes: int = 5, limit: int = 5) -> d
             {**{k: v for k, v in p.items() if k != "savings"}, "monthly_savings_usd": usd(facts.monthly(p["savings"]))}
             for p in top
         ],
-        "below_minimum": [
-            {"model": b["model"], "requests": int(b["requests"]), "min_cacheable_tokens": b["min_cacheable_tokens"]}
-            for b in below
-        ],
+        "below_minimum": sorted(below.values(), key=lambda b: (-b["requests"], b["model"])),
         "savings_usd": usd(total),
         "monthly_savings_usd": usd(facts.monthly(total)),
     }

@@ -88,14 +88,14 @@ def run(ctx: RunContext) -> FinalAnswer:
 
     results: dict[str, Any] = {"usage_overview": overview}
     agents.run_data_agent(ctx, toolbox, intent, entities, results)
-    ranked = what_if = plans = None
+    ranked = savings = what_if = plans = None
     if intent in agents.OPTIMIZING_INTENTS:
-        ranked, what_if = agents.run_optimization(ctx, results, entities)
+        ranked, savings, what_if = agents.run_optimization(ctx, results, entities)
         plans = agents.run_actions(ctx, ranked)
 
     agents.start(ctx, "reporting", "reporting", "Writing the report: tables from the tools, a short explanation.")
     tool_results = [r["result"] for r in getattr(ctx, "tool_results", [])] or [
-        v for v in (*results.values(), ranked, what_if, plans) if v is not None
+        v for v in (*results.values(), ranked, savings, what_if, plans) if v is not None
     ]
     known = figures.known_figures(tool_results)
     facts = {
@@ -105,11 +105,14 @@ def run(ctx: RunContext) -> FinalAnswer:
             for r in (ranked or {}).get("recommendations", [])[:6]
         ],
     }
-    story = agents.narrative(ctx, facts, known, ranked)
+    if savings is not None:
+        facts["plan_monthly_savings_usd"] = savings["monthly_savings_usd"]
+    story = agents.narrative(ctx, facts, known, ranked, savings)
     missing = check["missing"] if check["level"] == "partial" else {}
     content = report.full_report(
         results,
         ranked,
+        savings,
         what_if,
         plans,
         story,
@@ -118,6 +121,7 @@ def run(ctx: RunContext) -> FinalAnswer:
     )
     meta["report"] = {
         "recommendations": (ranked or {}).get("recommendations", []),
+        "savings_plan": savings,
         "what_if": what_if,
         "tools": sorted(results),
     }

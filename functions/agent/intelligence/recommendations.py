@@ -1,11 +1,10 @@
 """Recommendations from the savings tools, ranked by monthly savings, effort and risk, and the what-if
-simulator that applies a chosen set with usage growth.
+projection of a chosen set with usage growth.
 
-Ranking: score = monthly savings / (effort weight x risk weight), weights low 1, medium 2, high 3; ties by
-monthly savings, then id. The simulator works from the figures the tools showed (cents), per model:
-combined savings = model cost x (1 - product of (1 - savings_i / model cost)); where a provider does not
-stack batch and caching discounts, the background part of the caching savings and the batch savings are not
-added: the larger one counts.
+Ranking: score = stand-alone monthly savings / (effort weight x risk weight), weights low 1, medium 2, high 3;
+ties by monthly savings, then id. What the recommendations save together is not their sum: the savings plan
+(plan.py) applies them in one order on the traffic each leaves to the next, and the what-if projection grows
+the plan's monthly figures.
 """
 
 from __future__ import annotations
@@ -13,8 +12,8 @@ from __future__ import annotations
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
+from functions.agent.intelligence.plan import savings_plan
 from functions.agent.intelligence.pricing_sql import usd
-from shared.pricing import get_price
 
 WEIGHTS = {"low": 1, "medium": 2, "high": 3}
 
@@ -163,79 +162,30 @@ def build(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def rank(recs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The recommendations in order of score. No total: stand-alone savings do not add up (see plan.py)."""
+
     def score(rec: dict[str, Any]) -> Decimal:
         weight = WEIGHTS[rec["effort"]] * WEIGHTS[rec["risk"]]
         return (_money(rec["monthly_savings_usd"]) / weight).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
 
     ordered = sorted(recs, key=lambda r: (-score(r), -_money(r["monthly_savings_usd"]), r["id"]))
     ranked = [{"rank": i, **r, "score": float(score(r))} for i, r in enumerate(ordered, start=1)]
-    return {
-        "recommendations": ranked,
-        "count": len(ranked),
-        "monthly_savings_usd": usd(sum((_money(r["monthly_savings_usd"]) for r in ranked), Decimal(0))),
-    }
+    return {"recommendations": ranked, "count": len(ranked)}
 
 
-def _stacks(model: str) -> bool:
-    try:
-        return get_price(model).batch_stacks_with_cache
-    except KeyError:
-        return True
-
-
-def what_if(
-    overview: dict[str, Any],
-    recs: list[dict[str, Any]],
-    chosen: list[str] | None = None,
-    growth_pct_per_month: float = 0.0,
-    months: int = 6,
-) -> dict[str, Any]:
-    """Monthly cost with the chosen recommendations (all when ``chosen`` is None), over ``months`` months where
-    usage grows by ``growth_pct_per_month`` each month (month 1 is today's volume)."""
+def projection(plan: dict[str, Any], growth_pct_per_month: float = 0.0, months: int = 6) -> dict[str, Any]:
+    """The plan's monthly cost with and without it over ``months`` months where usage grows by
+    ``growth_pct_per_month`` each month (month 1 is today's volume)."""
     if months < 1 or months > 36:
         raise ValueError("months must be between 1 and 36")
-    by_id = {r["id"]: r for r in recs}
-    unknown = [c for c in (chosen or []) if c not in by_id]
-    if unknown:
-        raise ValueError(f"unknown recommendation ids: {', '.join(unknown)}")
-    selected = [by_id[c] for c in chosen] if chosen is not None else list(recs)
-    model_cost = {m["model"]: _money(m["monthly_cost_usd"]) for m in overview.get("models", [])}
-    baseline = _money(overview.get("monthly_cost_usd"))
-    per_model: dict[str, list[Decimal]] = {}
-    for model in sorted({r["model"] for r in selected}):
-        cost = model_cost.get(model, Decimal(0))
-        mine = [r for r in selected if r["model"] == model]
-        amounts = [_money(r["monthly_savings_usd"]) for r in mine if r["kind"] not in ("prompt_caching", "batch")]
-        cache = next((r for r in mine if r["kind"] == "prompt_caching"), None)
-        batch = next((r for r in mine if r["kind"] == "batch"), None)
-        if cache and batch and not _stacks(model):
-            background = _money(cache["details"]["monthly_savings_background_usd"])
-            amounts.append(
-                _money(cache["monthly_savings_usd"])
-                - background
-                + max(background, _money(batch["monthly_savings_usd"]))
-            )
-        else:
-            amounts += [_money(r["monthly_savings_usd"]) for r in (cache, batch) if r]
-        per_model[model] = [cost, *amounts]
-    savings = Decimal(0)
-    model_rows = []
-    for model, (cost, *amounts) in per_model.items():
-        if cost <= 0:
-            continue
-        remaining = Decimal(1)
-        for amount in amounts:
-            remaining *= max(Decimal(0), 1 - amount / cost)
-        saved = cost * (1 - remaining)
-        savings += saved
-        model_rows.append({"model": model, "monthly_cost_usd": usd(cost), "monthly_savings_usd": usd(saved)})
-    savings = Decimal(str(usd(savings)))
-    optimized = baseline - savings
+    baseline = _money(plan["baseline_monthly_usd"])
+    savings = _money(plan["monthly_savings_usd"])
+    optimized = _money(plan["optimized_monthly_usd"])
     growth = Decimal(str(growth_pct_per_month)) / 100
-    projection = []
+    rows = []
     for month in range(1, months + 1):
         scale = (1 + growth) ** (month - 1)
-        projection.append(
+        rows.append(
             {
                 "month": month,
                 "baseline_usd": usd(baseline * scale),
@@ -244,16 +194,28 @@ def what_if(
             }
         )
     return {
-        "chosen": [r["id"] for r in selected],
+        "chosen": plan["chosen"],
+        "in_plan": plan["in_plan"],
         "growth_pct_per_month": float(growth_pct_per_month),
         "months": months,
-        "baseline_monthly_usd": usd(baseline),
-        "optimized_monthly_usd": usd(optimized),
-        "monthly_savings_usd": usd(savings),
-        "savings_pct": float((savings * 100 / baseline).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP))
-        if baseline
-        else 0.0,
-        "by_model": model_rows,
-        "projection": projection,
-        "horizon_savings_usd": usd(sum((_money(p["savings_usd"]) for p in projection), Decimal(0))),
+        "baseline_monthly_usd": plan["baseline_monthly_usd"],
+        "optimized_monthly_usd": plan["optimized_monthly_usd"],
+        "monthly_savings_usd": plan["monthly_savings_usd"],
+        "savings_pct": plan["savings_pct"],
+        "by_model": plan["by_model"],
+        "projection": rows,
+        "horizon_savings_usd": usd(sum((_money(p["savings_usd"]) for p in rows), Decimal(0))),
     }
+
+
+def what_if(
+    inputs: dict[str, Any],
+    recs: list[dict[str, Any]],
+    chosen: list[str] | None = None,
+    growth_pct_per_month: float = 0.0,
+    months: int = 6,
+) -> dict[str, Any]:
+    """The projection of the savings plan of the chosen recommendations (all when ``chosen`` is None)."""
+    if months < 1 or months > 36:
+        raise ValueError("months must be between 1 and 36")
+    return projection(savings_plan(inputs, recs, chosen), growth_pct_per_month, months)

@@ -121,16 +121,61 @@ def latency_section(result: dict[str, Any]) -> str:
     return "### Latency by model\n\n" + table(["Model", "Measured", "p50", "p90", "p95", "p99", "Errors"], rows)
 
 
-def recommendations_section(ranked: dict[str, Any]) -> str:
+def recommendations_section(ranked: dict[str, Any], plan: dict[str, Any] | None = None) -> str:
     if not ranked["recommendations"]:
         return "### Recommendations\n\nNo change saves at least a cent a month on this data."
+    steps = {s["id"]: s for s in (plan or {}).get("steps", [])}
+    if not steps:
+        rows = [
+            [num(r["rank"]), r["title"], money(r["monthly_savings_usd"]), r["effort"], r["risk"]]
+            for r in ranked["recommendations"]
+        ]
+        return "### Recommendations\n\nRanked by monthly savings weighed by effort and risk.\n\n" + table(
+            ["Rank", "Recommendation", "Saves per month", "Effort", "Risk"], rows
+        )
     rows = [
-        [num(r["rank"]), r["title"], money(r["monthly_savings_usd"]), r["effort"], r["risk"]]
+        [
+            num(r["rank"]),
+            r["title"],
+            money(steps[r["id"]]["standalone_monthly_usd"]),
+            money(steps[r["id"]]["marginal_monthly_usd"]),
+            r["effort"],
+            r["risk"],
+        ]
         for r in ranked["recommendations"]
     ]
-    return "### Recommendations\n\nRanked by monthly savings weighed by effort and risk.\n\n" + table(
-        ["Rank", "Recommendation", "Saves per month", "Effort", "Risk"], rows
+    return (
+        "### Recommendations\n\nRanked by monthly savings weighed by effort and risk. *Alone* is what a change "
+        "saves by itself; *in the plan* is what it adds when all of them are applied in the plan's order "
+        "(next section). Changes to the same traffic share their savings, so only the second column adds up "
+        "to the plan's total.\n\n"
+        + table(["Rank", "Recommendation", "Saves alone", "Saves in the plan", "Effort", "Risk"], rows)
     )
+
+
+def plan_section(plan: dict[str, Any]) -> str:
+    rows = [
+        [
+            num(s["step"]),
+            s["title"],
+            money(s["standalone_monthly_usd"]),
+            money(s["marginal_monthly_usd"]),
+            s["status"],
+        ]
+        for s in plan["steps"]
+    ]
+    text = (
+        f"### The plan: {money(plan['monthly_savings_usd'])} per month\n\n"
+        "The recommendations are applied in this order, each on the traffic the previous ones leave and at the "
+        "prices and limits of the model that traffic ends on: " + ", ".join(plan["order"]) + ". "
+        f"The monthly cost goes from {money(plan['baseline_monthly_usd'])} to "
+        f"{money(plan['optimized_monthly_usd'])} ({pct(plan['savings_pct'])} less).\n\n"
+        + table(["Step", "Recommendation", "Saves alone", "Adds in the plan", "Status"], rows)
+    )
+    notes = [f"{s['title']}: {note}." for s in plan["steps"] for note in s["notes"][:3]]
+    if notes:
+        text += "\n\nWhere the plan chose between alternatives:\n\n" + "\n".join(f"- {n}" for n in notes)
+    return text
 
 
 def opportunity_notes(results: dict[str, Any]) -> list[str]:
@@ -176,10 +221,8 @@ def what_if_section(result: dict[str, Any]) -> str:
         [num(p["month"]), money(p["baseline_usd"]), money(p["optimized_usd"]), money(p["savings_usd"])]
         for p in result["projection"]
     ]
-    count = len(result["chosen"])
-    chosen = f"all {num(count)} recommendations" if count > 1 else f"the {num(count)} recommendation"
     return (
-        f"### What if you apply them\n\nWith {chosen}, the monthly "
+        f"### What if you apply them\n\nWith the plan, the monthly "
         f"cost goes from {money(result['baseline_monthly_usd'])} to {money(result['optimized_monthly_usd'])} "
         f"({pct(result['savings_pct'])} less). Usage growth assumed: {pct(result['growth_pct_per_month'])} "
         f"per month; over {num(result['months'])} months that saves {money(result['horizon_savings_usd'])}."
@@ -249,6 +292,7 @@ BREAKDOWN_SECTIONS = (
 def full_report(
     results: dict[str, Any],
     ranked: dict[str, Any] | None,
+    plan: dict[str, Any] | None,
     what_if: dict[str, Any] | None,
     plans: dict[str, Any] | None,
     narrative: str,
@@ -260,7 +304,9 @@ def full_report(
     if narrative:
         parts.append(narrative)
     if ranked is not None:
-        parts.append(recommendations_section(ranked))
+        parts.append(recommendations_section(ranked, plan))
+    if plan is not None and ranked and ranked["recommendations"]:
+        parts.append(plan_section(plan))
     if what_if is not None and ranked and ranked["recommendations"]:
         parts.append(what_if_section(what_if))
     latency = results.get("latency_percentiles")

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from functions.agent.intelligence import analysis, opportunities
+from functions.agent.intelligence import analysis, opportunities, plan
 from functions.agent.intelligence.facts import Facts
 
 log = logging.getLogger("agent.intelligence.tools")
@@ -28,6 +28,7 @@ ANALYSIS_TOOLS: dict[str, ToolFn] = {
     "model_rightsizing": opportunities.model_rightsizing,
     "output_trimming": opportunities.output_trimming,
     "long_context": opportunities.long_context,
+    "plan_segments": plan.plan_segments,
 }
 
 # Arguments each tool accepts, with their allowed range: tools are called with model-chosen arguments too.
@@ -39,6 +40,7 @@ ARGUMENTS: dict[str, dict[str, tuple[type, Any]]] = {
     "batch_opportunity": {"limit": (int, (1, 20))},
     "model_rightsizing": {"min_requests": (int, (1, 1_000_000)), "limit": (int, (1, 50))},
     "output_trimming": {"reduction_pct": (int, (1, 90)), "limit": (int, (1, 50))},
+    "plan_segments": {"ttl_minutes": (int, (1, 60))},
 }
 
 # What the rollup job precomputes and a full analysis runs.
@@ -56,6 +58,7 @@ FULL_ANALYSIS: list[tuple[str, dict[str, Any]]] = [
     ("model_rightsizing", {}),
     ("output_trimming", {}),
     ("long_context", {}),
+    ("plan_segments", {}),
 ]
 
 

@@ -68,8 +68,10 @@ export function costBreakdown(rows, { title = "Cost by model", period = "" } = {
   return node;
 }
 
-/** Monthly savings per recommendation: [{title, monthly_savings_usd, effort?, risk?}] from rank_recommendations. */
-export function savings(recommendations, { title = "Monthly savings per recommendation" } = {}) {
+/** Monthly savings per recommendation, each on its own: [{title, monthly_savings_usd, effort?, risk?}] from
+ * rank_recommendations. They do not add up (changes to the same traffic share savings): the report's plan gives
+ * the total. */
+export function savings(recommendations, { title = "Monthly savings per recommendation, each on its own" } = {}) {
   const recs = recommendations.filter((r) => Number(r.monthly_savings_usd) > 0);
   if (!recs.length) return null;
   const largest = Math.max(...recs.map((r) => Number(r.monthly_savings_usd)));
