@@ -64,6 +64,7 @@ class EmbeddedPostgres:
         self.port = port or free_port(host)
         self.process: subprocess.Popen[bytes] | None = None
         self.user: str | None = None
+        self.socket_dir: Path | None = None  # where the server's Unix socket is, once started
 
     @property
     def url(self) -> str:
@@ -71,6 +72,12 @@ class EmbeddedPostgres:
 
     def url_for(self, database: str, password: str = PASSWORD) -> str:
         return f"postgresql://{SUPERUSER}:{password}@{self.host}:{self.port}/{database}"
+
+    def socket_url_for(self, database: str) -> str:
+        """The URL of ``database`` over the server's Unix socket (local connections are trusted)."""
+        if self.socket_dir is None:
+            raise RuntimeError("the server has not been started")
+        return f"postgresql://{SUPERUSER}@localhost:{self.port}/{database}?host={self.socket_dir}"
 
     def _initdb(self) -> None:
         if (self.data_dir / "PG_VERSION").exists():
@@ -108,7 +115,7 @@ class EmbeddedPostgres:
         stale = self.data_dir / "postmaster.pid"
         if stale.exists():
             stale.unlink()
-        sock_dir = Path(tempfile.mkdtemp(prefix="netra-pg-"))
+        sock_dir = self.socket_dir = Path(tempfile.mkdtemp(prefix="netra-pg-"))
         if self.user:
             shutil.chown(sock_dir, self.user, self.user)
         log = open(self.base / "postgres.log", "ab")  # noqa: SIM115 - handed to the child process

@@ -24,6 +24,13 @@ class DirectTarget:
     database: str
     unix_sock: str | None = None
 
+    @property
+    def local(self) -> bool:
+        """A Unix socket or loopback address. pg8000's default (None) asks the server for TLS first and builds a
+        default SSL context for it, which loads the system CA store: ~0.2 s of CPU per connection, for nothing on
+        a socket (PostgreSQL has no TLS there) or loopback. Other hosts keep that default."""
+        return self.unix_sock is not None or self.host in {"localhost", "127.0.0.1", "::1"}
+
     def with_database(self, name: str) -> DirectTarget:
         return DirectTarget(self.user, self.password, self.host, self.port, name, self.unix_sock)
 
@@ -46,12 +53,42 @@ def parse_database_url(url: str) -> DirectTarget:
     )
 
 
-def sqlstate(exc: BaseException) -> str | None:
-    """The SQLSTATE of a pg8000 error, if it carries one."""
+def _fields(exc: BaseException | None) -> dict[str, str] | None:
     args = getattr(exc, "args", ())
-    if args and isinstance(args[0], dict):
-        return args[0].get("C")
+    return args[0] if args and isinstance(args[0], dict) else None
+
+
+def server_error(exc: BaseException) -> dict[str, str] | None:
+    """The server's error fields of a pg8000 error (``C`` SQLSTATE, ``M`` message, ``S`` severity), if any.
+
+    When the server refuses a connection with a FATAL error (database missing, bad password), pg8000 closes
+    its socket while handling it, and that close can fail with ``InterfaceError("network error")`` (the server
+    has already closed its end; more often under load and over a Unix socket). The FATAL error is then only the
+    network error's ``__context__``. It is taken from there only if it is FATAL: the server ended the session,
+    so the network error is its consequence, not a separate fault (scenarios 1, 3 and 7)."""
+    fields = _fields(exc)
+    if fields is not None:
+        return fields
+    if not type(exc).__module__.startswith("pg8000"):
+        return None
+    # The chain is InterfaceError <- OSError (broken pipe, reset) <- the server's FATAL DatabaseError.
+    link: BaseException | None = exc.__context__
+    for _ in range(4):
+        if link is None:
+            return None
+        fields = _fields(link)
+        if fields is not None:
+            return fields if fields.get("S") == "FATAL" else None
+        if not isinstance(link, OSError):
+            return None
+        link = link.__context__
     return None
+
+
+def sqlstate(exc: BaseException) -> str | None:
+    """The SQLSTATE of a pg8000 error, if it carries one (see :func:`server_error`)."""
+    fields = server_error(exc)
+    return fields.get("C") if fields else None
 
 
 class Connector:
@@ -99,6 +136,7 @@ class Connector:
                 port=target.port,
                 database=target.database,
                 unix_sock=target.unix_sock,
+                ssl_context=False if target.local else None,
                 timeout=timeout,
                 application_name=self.application_name,
                 startup_params=self._startup_params(),

@@ -18,7 +18,7 @@ from typing import Any
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random_exponential
 
 from shared.config import DatabaseSection
-from shared.db.connect import FATAL_SQLSTATES, MISSING_DATABASE, Connector, sqlstate
+from shared.db.connect import FATAL_SQLSTATES, MISSING_DATABASE, Connector, server_error, sqlstate
 from shared.errors import ServiceUnavailable
 from shared.startup import CircuitBreaker
 
@@ -38,7 +38,7 @@ def classify(exc: BaseException) -> BaseException:
     """Turn a driver error into FatalDatabaseError where the cause is final; keep it otherwise."""
     state = sqlstate(exc)
     if state in FATAL_SQLSTATES:
-        detail = exc.args[0].get("M", "") if exc.args and isinstance(exc.args[0], dict) else ""
+        detail = (server_error(exc) or {}).get("M", "")
         cause = {
             "28P01": "wrong database password",
             "28000": "database login refused (role or pg_hba)",
@@ -54,7 +54,7 @@ def describe(exc: BaseException, database: str) -> str:
     if state == MISSING_DATABASE:
         return f"database {database!r} does not exist yet: run the migration job (python -m shared.db.migrate)"
     if state is not None:
-        return f"SQLSTATE {state}: {exc.args[0].get('M', '')}"
+        return f"SQLSTATE {state}: {(server_error(exc) or {}).get('M', '')}"
     return f"{type(exc).__name__}: {exc}"[:300]
 
 

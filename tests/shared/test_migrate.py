@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import uuid
+from pathlib import Path
 
 import pg8000.dbapi
 import pytest
 
+from emulators.postgres import EmbeddedPostgres
 from shared.config import REPO_ROOT
-from shared.db.connect import Connector, parse_database_url
+from shared.db.connect import Connector, parse_database_url, sqlstate
 from shared.db.migrate import MigrateSettings, SchemaTooOld, available_migrations, check_schema, migrate
 
 
@@ -19,32 +23,51 @@ def connect(url: str):  # noqa: ANN201
     return pg8000.dbapi.connect(user=t.user, password=t.password, host=t.host, port=t.port, database=t.database)
 
 
-def test_scenario_3_eight_concurrent_migrators_apply_each_migration_once(fresh_db_url: str) -> None:
-    """Scenario 3 (and 1): 8 copies of the migration job on an empty server: the database is created
-    once, each migration is applied exactly once, all 8 exit 0."""
-    env = {**os.environ, "DATABASE_URL": fresh_db_url, "NETRA_ENV": "test", "LOG_FORMAT": "json"}
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "shared.db.migrate"],
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        for _ in range(8)
-    ]
-    outputs = [p.communicate(timeout=120)[0] for p in procs]
-    assert [p.returncode for p in procs] == [0] * 8, outputs
-    combined = "\n".join(outputs)
+@pytest.mark.parametrize("transport", ["tcp", "unix"])
+@pytest.mark.parametrize("copies", [8, 32])
+def test_scenarios_1_3_racing_migrators_on_a_fresh_server_apply_each_migration_once(
+    pg_server: EmbeddedPostgres, tmp_path: Path, copies: int, transport: str
+) -> None:
+    """Scenarios 1 and 3: COPIES migration jobs released together by a start barrier (so they always race)
+    against a server where the database does not exist yet: it is created once, each migration is applied
+    exactly once, and every copy exits 0. Over TCP, where a refused connection's FATAL was hidden by pg8000's
+    "network error" from close(), and over the server's Unix socket."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    url = pg_server.url_for(name) if transport == "tcp" else pg_server.socket_url_for(name)
+    env = {**os.environ, "DATABASE_URL": url, "NETRA_ENV": "test", "LOG_FORMAT": "json"}
+    fleet = subprocess.run(
+        [sys.executable, "-m", "tests.shared.migrator_fleet", str(copies), str(tmp_path)],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    logs = [path.read_text() for path in sorted(tmp_path.glob("*.log"))]
+    assert fleet.returncode == 0, fleet.stderr
+    assert json.loads(fleet.stdout)["exit_codes"] == [0] * copies, "\n".join(logs)
+    combined = "\n".join(logs)
     assert combined.count('"created database"') == 1, combined
     for migration in available_migrations():
         assert combined.count(f'"migration": "{migration.label}"') == 1, combined
-    conn = connect(fresh_db_url)
+    conn = connect(pg_server.url_for(name))
     cur = conn.cursor()
     cur.execute("SELECT version FROM schema_migrations ORDER BY version")
     assert [r[0] for r in cur.fetchall()] == [m.version for m in available_migrations()]
     conn.close()
+
+
+def test_scenarios_1_3_refused_connection_keeps_its_sqlstate_when_close_fails(pg_server: EmbeddedPostgres) -> None:
+    """Scenarios 1 and 3: the server refuses a connection to a missing database with FATAL 3D000 and closes its
+    end; pg8000's close() then often fails with InterfaceError("network error") (over the Unix socket in most
+    tries here), hiding the FATAL. The SQLSTATE must still be found, or the migrator never creates the database."""
+    connector = Connector(MigrateSettings.model_validate({"database_url": pg_server.socket_url_for("t_missing")}))
+    states = []
+    for _ in range(30):
+        with pytest.raises(Exception) as info:
+            connector.connect()
+        states.append(sqlstate(info.value))
+    assert states == ["3D000"] * 30
 
 
 def test_rerun_is_a_no_op(migrated_db_url: str) -> None:
