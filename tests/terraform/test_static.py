@@ -174,14 +174,15 @@ def test_checkov_passes_with_reasoned_suppressions(tmp_path: Path) -> None:
 
 
 def test_every_google_resource_uses_only_attributes_of_the_pinned_provider() -> None:
-    """What `terraform validate` would say about names, without the provider binary (see provider_schema)."""
-    from tests.terraform.provider_schema import PROVIDER_VERSION, unknown_attributes
+    """What `terraform validate` would say about names, without the provider binary (see provider_schema);
+    time_sleep (hashicorp/time) is checked the same way."""
+    from tests.terraform.provider_schema import PROVIDER_VERSION, TIME_PROVIDER_VERSION, unknown_attributes
 
     problems, checked = [], 0
     for path in tf_files():
         for block in load(path).get("resource", []):
             for rtype, named in block.items():
-                if not rtype.startswith("google_"):
+                if not rtype.startswith(("google_", "time_")):
                     continue
                 for name, body in named.items():
                     checked += 1
@@ -197,6 +198,13 @@ def test_every_google_resource_uses_only_attributes_of_the_pinned_provider() -> 
         if "google" in b.get("required_providers", [{}])[0]
     }
     assert versions == {"~> 6.50"}, f"the schema checked is {PROVIDER_VERSION}; pin google to it: {versions}"
+    time_versions = {
+        b["required_providers"][0]["time"]["version"]
+        for p in tf_files()
+        for b in load(p).get("terraform", [])
+        if "time" in b.get("required_providers", [{}])[0]
+    }
+    assert time_versions == {"~> 0.13"}, f"the time schema checked is {TIME_PROVIDER_VERSION}: {time_versions}"
 
 
 def test_migration_job_runs_on_every_apply_before_new_revisions() -> None:

@@ -18,6 +18,7 @@ module "netra" {
   max_instances = var.max_instances
 
   db_tier              = var.db_tier
+  db_password_version  = var.db_password_version
   db_availability_type = "REGIONAL"
   db_backup_retention  = 30
   db_max_connections   = 400

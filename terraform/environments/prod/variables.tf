@@ -89,3 +89,9 @@ variable "app_image" {
   type        = string
   default     = ""
 }
+
+variable "db_password_version" {
+  description = "Bump (2, 3, ...) to write a new migration-user password to Cloud SQL and Secret Manager: a rotation, or the repair after a first apply that stopped between the two (docs/DEPLOY.md)."
+  type        = number
+  default     = 1
+}

@@ -17,6 +17,7 @@ module "netra" {
   max_instances = var.max_instances
 
   db_tier              = var.db_tier
+  db_password_version  = var.db_password_version
   db_availability_type = "ZONAL"
   db_backup_retention  = 7
   firestore_location   = var.firestore_location

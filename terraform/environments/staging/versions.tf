@@ -13,6 +13,11 @@ terraform {
       source  = "hashicorp/archive"
       version = "~> 2.7"
     }
+    # time_sleep: the waits a first apply needs (API enablement, IAM propagation, new log-based metrics).
+    time = {
+      source  = "hashicorp/time"
+      version = "~> 0.13"
+    }
   }
   # State in GCS; the bucket and prefix come from backend.hcl (see backend.hcl.example):
   #   terraform init -backend-config=backend.hcl

@@ -115,7 +115,11 @@ resource "google_sql_database_instance" "main" {
     }
   }
 
-  depends_on = [google_service_networking_connection.private_services]
+  # The peering cleanup is destroyed (it removes the peering) after this instance and before the network.
+  depends_on = [
+    google_service_networking_connection.private_services,
+    terraform_data.private_services_peering,
+  ]
 }
 
 resource "google_sql_database" "netra" {
@@ -126,20 +130,27 @@ resource "google_sql_database" "netra" {
   deletion_policy = var.deletion_protection ? "ABANDON" : "DELETE"
 }
 
-# Built-in user of the migration job: owns the schema. Its password exists only in Secret Manager.
+# Built-in user of the migration job: owns the schema. Its password exists only in Secret Manager; the secret
+# version (secrets.tf) is written right after this user, from the same ephemeral value of the same apply.
+#
+# deletion_policy ABANDON (both users): PostgreSQL refuses to drop a role that owns objects (the migrator owns
+# the schema) or holds grants (grant-db gives the IAM users DML), so a destroy would fail here. Deleting the
+# instance removes them; with deletion protection the instance stays and so do they.
 resource "google_sql_user" "migrator" {
   project             = var.project_id
   instance            = google_sql_database_instance.main.name
   name                = local.db_migrate_user
   password_wo         = ephemeral.random_password.db_migrator.result
   password_wo_version = var.db_password_version
+  deletion_policy     = "ABANDON"
 }
 
 # One IAM user per service account that logs in with IAM database authentication.
 resource "google_sql_user" "iam" {
-  for_each = local.db_iam_users
-  project  = var.project_id
-  instance = google_sql_database_instance.main.name
-  name     = each.value
-  type     = "CLOUD_IAM_SERVICE_ACCOUNT"
+  for_each        = local.db_iam_users
+  project         = var.project_id
+  instance        = google_sql_database_instance.main.name
+  name            = each.value
+  type            = "CLOUD_IAM_SERVICE_ACCOUNT"
+  deletion_policy = "ABANDON"
 }

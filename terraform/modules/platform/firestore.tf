@@ -26,7 +26,7 @@ resource "google_firestore_database" "main" {
   point_in_time_recovery_enablement = var.deletion_protection ? "POINT_IN_TIME_RECOVERY_ENABLED" : "POINT_IN_TIME_RECOVERY_DISABLED"
   delete_protection_state           = var.deletion_protection ? "DELETE_PROTECTION_ENABLED" : "DELETE_PROTECTION_DISABLED"
   deletion_policy                   = var.deletion_protection ? "ABANDON" : "DELETE"
-  depends_on                        = [google_project_service.api]
+  depends_on                        = [time_sleep.apis]
 }
 
 resource "google_firestore_field" "ttl" {

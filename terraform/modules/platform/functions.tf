@@ -66,12 +66,12 @@ module "function" {
   ingress                        = local.function_sizing[each.key].ingress
   all_traffic_on_latest_revision = var.promote_automatically
 
+  # The builds need their account's grants in effect (time_sleep.build_grants), the revisions their own
+  # identities' (time_sleep.runtime_grants) and the current schema (terraform_data.migrations).
   depends_on = [
     terraform_data.migrations,
-    google_secret_manager_secret_iam_member.accessor,
-    google_project_iam_member.build,
-    google_storage_bucket_iam_member.build_sources,
-    google_artifact_registry_repository_iam_member.build_writer,
+    time_sleep.build_grants,
+    time_sleep.runtime_grants,
   ]
 }
 

@@ -7,28 +7,28 @@ resource "google_service_account" "workload" {
   project      = var.project_id
   account_id   = "${var.name_prefix}-${each.key}"
   display_name = "Netra ${each.key} (${var.environment})"
-  depends_on   = [google_project_service.api]
+  depends_on   = [time_sleep.apis]
 }
 
 resource "google_service_account" "pubsub_push" {
   project      = var.project_id
   account_id   = "${var.name_prefix}-pubsub-push"
   display_name = "Pub/Sub push identity (invokes the agent worker)"
-  depends_on   = [google_project_service.api]
+  depends_on   = [time_sleep.apis]
 }
 
 resource "google_service_account" "scheduler" {
   project      = var.project_id
   account_id   = "${var.name_prefix}-scheduler"
   display_name = "Cloud Scheduler identity (warm-up pings, rollup job)"
-  depends_on   = [google_project_service.api]
+  depends_on   = [time_sleep.apis]
 }
 
 resource "google_service_account" "build" {
   project      = var.project_id
   account_id   = "${var.name_prefix}-build"
   display_name = "Builds function images and the app image"
-  depends_on   = [google_project_service.api]
+  depends_on   = [time_sleep.apis]
 }
 
 locals {
@@ -111,6 +111,8 @@ resource "google_project_iam_custom_role" "ws_bridge_subscriptions" {
     "pubsub.subscriptions.delete",
     "pubsub.subscriptions.get",
   ]
+  # Custom roles live in the IAM API, which a new project does not have enabled.
+  depends_on = [time_sleep.apis]
 }
 
 resource "google_project_iam_member" "ws_bridge_subscriptions" {
@@ -136,9 +138,23 @@ resource "google_secret_manager_secret_iam_member" "accessor" {
 }
 
 # Pub/Sub service agent: mints the push identity's OIDC tokens, and forwards undeliverable messages to
-# the dead-letter topics (publisher there, subscriber on the source subscriptions).
+# the dead-letter topics (publisher there, subscriber on the source subscriptions). On a new project it may not
+# exist yet when the first binding names it ("Service account ... does not exist"): create it first.
+# google_project_service_identity would do this but exists only in the google-beta provider; the documented
+# gcloud command is idempotent (it returns the agent when it exists). Every binding takes the member from this
+# resource's output, so none can be created before it.
+resource "terraform_data" "pubsub_service_agent" {
+  input = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
+
+  provisioner "local-exec" {
+    command = "gcloud beta services identity create --service=pubsub.googleapis.com --project=${var.project_id}"
+  }
+
+  depends_on = [time_sleep.apis]
+}
+
 locals {
-  pubsub_agent = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
+  pubsub_agent = terraform_data.pubsub_service_agent.output
 }
 
 resource "google_service_account_iam_member" "pubsub_push_token" {
@@ -148,12 +164,31 @@ resource "google_service_account_iam_member" "pubsub_push_token" {
 }
 
 # The build account: builds function images (Cloud Functions) and the app image (Cloud Build). The minimum
-# a user-specified build account needs: write build logs, read the sources bucket, push to the repository.
+# a user-specified build account needs: write build logs, read the sources, push to the repository.
 resource "google_project_iam_member" "build" {
   for_each = toset(["roles/logging.logWriter"])
   project  = var.project_id
   role     = each.value
   member   = "serviceAccount:${google_service_account.build.email}"
+}
+
+# Cloud Functions gen2 copies each function's source from our bucket into its own
+# gcf-v2-sources-<project number>-<region> bucket and builds from there ("Access to bucket gcf-v2-sources-...
+# denied", Cloud Functions troubleshooting page). That bucket is not ours to grant on, so: object viewer at
+# project level, conditioned on that bucket (the bucket itself for listing, its objects for reading).
+locals {
+  gcf_sources_bucket = "gcf-v2-sources-${data.google_project.this.number}-${var.region}"
+}
+
+resource "google_project_iam_member" "build_gcf_sources" {
+  project = var.project_id
+  role    = "roles/storage.objectViewer"
+  member  = "serviceAccount:${google_service_account.build.email}"
+  condition {
+    title       = "gcf-v2-sources-only"
+    description = "The bucket Cloud Functions gen2 stages function sources in."
+    expression  = "resource.name.startsWith(\"projects/_/buckets/${local.gcf_sources_bucket}\")"
+  }
 }
 
 resource "google_artifact_registry_repository_iam_member" "build_writer" {
@@ -168,6 +203,23 @@ resource "google_storage_bucket_iam_member" "build_sources" {
   bucket = google_storage_bucket.sources.name
   role   = "roles/storage.objectViewer"
   member = "serviceAccount:${google_service_account.build.email}"
+}
+
+# IAM grants take effect after a delay (typically under two minutes): the first build would otherwise run
+# seconds after its account's grants and fail with a permission error. Waited for once, and again whenever a
+# grant is replaced.
+resource "time_sleep" "build_grants" {
+  create_duration = "120s"
+  triggers = {
+    grants = jsonencode(concat(
+      [for g in google_project_iam_member.build : g.id],
+      [
+        google_project_iam_member.build_gcf_sources.id,
+        google_artifact_registry_repository_iam_member.build_writer.id,
+        google_storage_bucket_iam_member.build_sources.id,
+      ],
+    ))
+  }
 }
 
 # Workload images are pulled by the Cloud Run service agent; functions' images by their own agent.
@@ -185,4 +237,29 @@ resource "google_project_iam_member" "worker_vertex" {
   project = var.project_id
   role    = "roles/aiplatform.user"
   member  = "serviceAccount:${google_service_account.workload["agent-worker"].email}"
+}
+
+# The same delay for what the workloads' own identities need at start: a ws_bridge revision whose database
+# login or subscription creation is refused (not propagated yet) fails its startup probe, and the migration job
+# would fail its first login. Created early (nothing here waits for Cloud SQL), so on a first apply this wait
+# overlaps the instance's creation.
+resource "time_sleep" "runtime_grants" {
+  create_duration = "120s"
+  triggers = {
+    grants = jsonencode(concat(
+      [for g in google_project_iam_member.telemetry : g.id],
+      [for g in google_project_iam_member.sql_client : g.id],
+      [for g in google_project_iam_member.sql_instance_user : g.id],
+      [for g in google_project_iam_member.firestore_user : g.id],
+      [for g in google_project_iam_member.worker_vertex : g.id],
+      [for g in google_pubsub_topic_iam_member.publisher : g.id],
+      [for g in google_secret_manager_secret_iam_member.accessor : g.id],
+      [
+        google_project_iam_member.ws_bridge_subscriptions.id,
+        google_pubsub_topic_iam_member.ws_bridge_attach.id,
+        google_service_account_iam_member.pubsub_push_token.id,
+        google_artifact_registry_repository_iam_member.run_agent_reader.id,
+      ],
+    ))
+  }
 }

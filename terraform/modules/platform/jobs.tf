@@ -70,9 +70,8 @@ resource "google_cloud_run_v2_job" "job" {
 
   depends_on = [
     terraform_data.app_image,
-    google_secret_manager_secret_iam_member.accessor,
     google_secret_manager_secret_version.db_migrator_password,
-    google_artifact_registry_repository_iam_member.run_agent_reader,
+    time_sleep.runtime_grants,
   ]
 }
 
@@ -100,7 +99,7 @@ resource "terraform_data" "migrations" {
     google_sql_user.migrator,
     google_sql_user.iam,
     google_sql_database.netra,
-    google_project_iam_member.sql_client,
+    time_sleep.runtime_grants,
   ]
 }
 

@@ -31,7 +31,7 @@ resource "google_storage_bucket" "web" {
     main_page_suffix = "index.html"
     not_found_page   = "index.html"
   }
-  depends_on = [google_project_service.api]
+  depends_on = [time_sleep.apis]
 }
 
 resource "google_storage_bucket_iam_member" "web_public" {
@@ -64,7 +64,7 @@ module "lb" {
     app = { hosts = [local.hosts.app], bucket = google_storage_bucket.web.name }
   }
   default_backend = "app"
-  depends_on      = [google_project_service.api]
+  depends_on      = [time_sleep.apis]
 }
 
 resource "google_dns_record_set" "hosts" {

@@ -15,7 +15,7 @@ resource "google_monitoring_notification_channel" "email" {
   labels = {
     email_address = each.value
   }
-  depends_on = [google_project_service.api]
+  depends_on = [time_sleep.apis]
 }
 
 resource "google_logging_metric" "http_5xx" {
@@ -36,7 +36,7 @@ resource "google_logging_metric" "http_5xx" {
   label_extractors = {
     service = "EXTRACT(resource.labels.service_name)"
   }
-  depends_on = [google_project_service.api]
+  depends_on = [time_sleep.apis]
 }
 
 resource "google_logging_metric" "startup_ms" {
@@ -65,7 +65,7 @@ resource "google_logging_metric" "startup_ms" {
       scale              = 10
     }
   }
-  depends_on = [google_project_service.api]
+  depends_on = [time_sleep.apis]
 }
 
 resource "google_logging_metric" "db_connection_errors" {
@@ -81,11 +81,26 @@ resource "google_logging_metric" "db_connection_errors" {
     value_type  = "INT64"
     unit        = "1"
   }
-  depends_on = [google_project_service.api]
+  depends_on = [time_sleep.apis]
 }
 
 locals {
   notification_channels = [for c in google_monitoring_notification_channel.email : c.id]
+}
+
+# A new log-based metric is unknown to Cloud Monitoring for up to ten minutes: an alert policy on it is refused
+# with "Cannot find metric(s) ... could take up to 10 minutes", which the provider does not retry (provider issue
+# 11102). The policies wait here. On a first apply the metrics are created within two minutes and Cloud SQL
+# takes about as long as this wait, so it adds little; it runs again only when a metric is replaced.
+resource "time_sleep" "log_metrics" {
+  create_duration = "600s"
+  triggers = {
+    metrics = jsonencode([
+      google_logging_metric.http_5xx.id,
+      google_logging_metric.startup_ms.id,
+      google_logging_metric.db_connection_errors.id,
+    ])
+  }
 }
 
 resource "google_monitoring_alert_policy" "http_5xx" {
@@ -112,6 +127,7 @@ resource "google_monitoring_alert_policy" "http_5xx" {
       }
     }
   }
+  depends_on = [time_sleep.log_metrics]
 }
 
 resource "google_monitoring_alert_policy" "cold_start" {
@@ -138,6 +154,7 @@ resource "google_monitoring_alert_policy" "cold_start" {
       }
     }
   }
+  depends_on = [time_sleep.log_metrics]
 }
 
 resource "google_monitoring_alert_policy" "dead_letters" {
@@ -188,4 +205,5 @@ resource "google_monitoring_alert_policy" "db_connection_errors" {
       }
     }
   }
+  depends_on = [time_sleep.log_metrics]
 }

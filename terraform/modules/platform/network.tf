@@ -4,7 +4,7 @@ resource "google_compute_network" "vpc" {
   project                 = var.project_id
   name                    = "${var.name_prefix}-vpc"
   auto_create_subnetworks = false
-  depends_on              = [google_project_service.api]
+  depends_on              = [time_sleep.apis]
 }
 
 resource "google_compute_subnetwork" "connector" {
@@ -47,10 +47,32 @@ resource "google_compute_global_address" "private_services" {
   network       = google_compute_network.vpc.id
 }
 
+# On destroy, Service Networking refuses to delete the connection while Cloud SQL still holds resources behind
+# it, which it keeps for a while after the instance is gone (provider issues 16275, 18834, 19908): ABANDON drops
+# it from the state instead. That leaves the VPC peering the connection created, which blocks deleting the
+# network: terraform_data.private_services_peering removes it. update_on_creation_fail: Service Networking
+# still tracks an abandoned connection, so a new apply in the same project updates it instead of failing.
 resource "google_service_networking_connection" "private_services" {
   network                 = google_compute_network.vpc.id
   service                 = "servicenetworking.googleapis.com"
   reserved_peering_ranges = [google_compute_global_address.private_services.name]
+  deletion_policy         = "ABANDON"
+  update_on_creation_fail = true
+}
+
+# Removes the connection's peering on destroy, after the Cloud SQL instance (which depends on this) and before
+# the network (which this depends on). Destroy-time commands may only read self, hence the input. A peering
+# that is already gone is not an error.
+resource "terraform_data" "private_services_peering" {
+  input = {
+    project = var.project_id
+    network = google_compute_network.vpc.name
+  }
+
+  provisioner "local-exec" {
+    when    = destroy
+    command = "gcloud compute networks peerings delete servicenetworking-googleapis-com --network=${self.output.network} --project=${self.output.project} --quiet || echo 'peering already removed'"
+  }
 }
 
 resource "google_vpc_access_connector" "serverless" {

@@ -20,7 +20,7 @@ resource "google_pubsub_topic" "topic" {
   name                       = each.key
   labels                     = local.labels
   message_retention_duration = "86400s"
-  depends_on                 = [google_project_service.api]
+  depends_on                 = [time_sleep.apis]
 }
 
 resource "google_pubsub_subscription" "subscription" {

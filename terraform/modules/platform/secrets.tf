@@ -43,7 +43,7 @@ resource "google_secret_manager_secret" "secret" {
   replication {
     auto {}
   }
-  depends_on = [google_project_service.api]
+  depends_on = [time_sleep.apis]
 }
 
 ephemeral "random_password" "db_migrator" {
@@ -52,8 +52,14 @@ ephemeral "random_password" "db_migrator" {
   override_special = "-_.~"
 }
 
+# The ephemeral password is generated anew in every run, so the user and this version must be written in the
+# same run. This version is written right after the SQL user (depends_on), not minutes before it (the instance
+# takes ~10 minutes): an apply that fails in between would otherwise have stored a password that the next
+# apply never gives the user. After a failed first apply whose migration then reports "password authentication
+# failed" for the migrator, bump db_password_version: both are rewritten, in this order (docs/DEPLOY.md).
 resource "google_secret_manager_secret_version" "db_migrator_password" {
   secret                 = google_secret_manager_secret.secret["db-migrator-password"].id
   secret_data_wo         = ephemeral.random_password.db_migrator.result
   secret_data_wo_version = var.db_password_version
+  depends_on             = [google_sql_user.migrator]
 }

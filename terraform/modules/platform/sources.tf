@@ -63,7 +63,7 @@ resource "google_storage_bucket" "sources" {
       type = "Delete"
     }
   }
-  depends_on = [google_project_service.api]
+  depends_on = [time_sleep.apis]
 }
 
 resource "google_artifact_registry_repository" "images" {
@@ -87,7 +87,7 @@ resource "google_artifact_registry_repository" "images" {
       older_than = "2592000s"
     }
   }
-  depends_on = [google_project_service.api]
+  depends_on = [time_sleep.apis]
 }
 
 module "function_source" {
@@ -134,9 +134,6 @@ resource "terraform_data" "app_image" {
     ])
   }
 
-  depends_on = [
-    google_artifact_registry_repository_iam_member.build_writer,
-    google_storage_bucket_iam_member.build_sources,
-    google_project_iam_member.build,
-  ]
+  # `gcloud builds submit` seconds after the grants would be refused: wait until they are in effect.
+  depends_on = [time_sleep.build_grants]
 }

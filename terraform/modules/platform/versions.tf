@@ -14,5 +14,10 @@ terraform {
       source  = "hashicorp/archive"
       version = "~> 2.7"
     }
+    # time_sleep: the waits a first apply needs (API enablement, IAM propagation, new log-based metrics).
+    time = {
+      source  = "hashicorp/time"
+      version = "~> 0.13"
+    }
   }
 }

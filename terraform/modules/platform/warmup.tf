@@ -42,5 +42,5 @@ resource "google_cloud_scheduler_job" "warmup" {
     }
   }
 
-  depends_on = [google_project_service.api]
+  depends_on = [time_sleep.apis]
 }

@@ -9,7 +9,11 @@ resource "google_cloud_run_v2_service" "ws_bridge" {
   name                = "${var.name_prefix}-ws-bridge"
   ingress             = "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER"
   deletion_protection = var.deletion_protection
-  labels              = local.labels
+  # Public WebSocket endpoint: the invoker IAM check is off rather than granting run.invoker to allUsers, which
+  # organizations with domain-restricted sharing (the default policy of new organizations) refuse. Ingress is
+  # limited to the load balancer, and every connection must present a valid ticket or token.
+  invoker_iam_disabled = true
+  labels               = local.labels
 
   template {
     service_account                  = google_service_account.workload["ws-bridge"].email
@@ -100,19 +104,13 @@ resource "google_cloud_run_v2_service" "ws_bridge" {
     ignore_changes = [traffic]
   }
 
+  # The startup probe gates the creation of a revision on the critical components (database, schema,
+  # agent_events): everything they need at start must exist and be in effect before, and none of it may depend
+  # on this service (tests/terraform/test_first_apply.py walks this). The jwks key set is not critical: auth's
+  # public host comes from the load balancer, which is created after this service.
   depends_on = [
     terraform_data.migrations,
     terraform_data.app_image,
-    google_secret_manager_secret_iam_member.accessor,
-    google_artifact_registry_repository_iam_member.run_agent_reader,
+    time_sleep.runtime_grants,
   ]
-}
-
-resource "google_cloud_run_v2_service_iam_member" "ws_bridge_public" {
-  # checkov:skip=CKV_GCP_102: the WebSocket endpoint of the product; ingress is limited to the load balancer and every connection must present a valid ticket or token.
-  project  = var.project_id
-  location = var.region
-  name     = google_cloud_run_v2_service.ws_bridge.name
-  role     = "roles/run.invoker"
-  member   = "allUsers"
 }
