@@ -49,6 +49,24 @@ class StartupGraphError(ValueError):
 class FatalStartupError(Exception):
     """Raise from a start function when retrying cannot help (wrong credentials, missing permission)."""
 
+    reason_code = "misconfigured"
+
+
+def failure_reason(exc: BaseException) -> tuple[str, dict[str, Any]]:
+    """A stable public code (and safe details) for why a start attempt failed: health answers and 503 bodies
+    carry these; the exception's text, which may hold hosts, SQLSTATE messages or provider answers, goes to
+    the log only. An exception names its own code with ``reason_code`` (and ``public_details``)."""
+    code = getattr(exc, "reason_code", None)
+    if isinstance(code, str):
+        details = getattr(exc, "public_details", None)
+        return code, dict(details) if isinstance(details, dict) else {}
+    name = type(exc).__name__
+    if isinstance(exc, TimeoutError) or "Timeout" in name:  # httpx's and Google's timeouts are not TimeoutError
+        return "timeout", {}
+    if isinstance(exc, OSError) or "Connect" in name:
+        return "unreachable", {}
+    return "start_failed", {}
+
 
 @dataclass
 class RetryPolicy:
@@ -156,7 +174,9 @@ class _State:
     breaker: CircuitBreaker
     status: Status = Status.PENDING
     attempts: int = 0
-    last_error: str | None = None
+    last_error: str | None = None  # the detail, for logs and in-process inspection only
+    error_code: str | None = None  # what health answers and 503 bodies say
+    error_details: dict[str, Any] = field(default_factory=dict)
     started_at: float | None = None
     up_at: float | None = None
     duration_ms: float | None = None
@@ -290,6 +310,7 @@ class StartupManager:
                 if dep_state.status is Status.FAILED:
                     state.status = Status.FAILED
                     state.last_error = f"dependency {dep!r} failed: {dep_state.last_error}"
+                    state.error_code, state.error_details = "dependency_failed", {"dependency": dep}
                     state.done_event.set()
                     return
         if comp.deferred:
@@ -306,6 +327,7 @@ class StartupManager:
             except FatalStartupError as exc:
                 state.breaker.record_failure()
                 state.last_error = str(exc)
+                state.error_code, state.error_details = failure_reason(exc)
                 state.status = Status.FAILED
                 state.done_event.set()
                 log.error(
@@ -315,6 +337,7 @@ class StartupManager:
             except Exception as exc:  # any start failure is retried with backoff
                 state.breaker.record_failure()
                 state.last_error = f"{type(exc).__name__}: {exc}"
+                state.error_code, state.error_details = failure_reason(exc)
                 limit = comp.retry.max_attempts
                 if limit is not None and state.attempts >= limit:
                     state.status = Status.FAILED
@@ -342,6 +365,7 @@ class StartupManager:
             state.duration_ms = round((state.up_at - self._created) * 1000, 1)
             state.status = Status.UP
             state.last_error = None
+            state.error_code, state.error_details = None, {}
             state.up_event.set()
             state.done_event.set()
             log.info(
@@ -405,9 +429,14 @@ class StartupManager:
         if state.up_event.wait(timeout_s):
             return state.resource
         retry_after = max(1, round(state.breaker.retry_after() or 2))
-        reason = state.last_error or f"{name} is still starting"
+        # The public answer names the component and a stable reason; last_error (hosts, SQLSTATE texts,
+        # provider answers) was logged when the attempt failed.
+        reason = state.error_code or "starting"
         raise ServiceUnavailable(
-            f"{name} is not available yet: {reason}", retry_after=retry_after, code=f"{name}_unavailable"
+            f"{name} is not available yet ({reason})",
+            retry_after=retry_after,
+            code=f"{name}_unavailable",
+            details={"component": name, "reason": reason, **state.error_details},
         )
 
     def require_ready(self, timeout_s: float = 10.0) -> None:
@@ -434,6 +463,7 @@ class StartupManager:
                 "attempts": s.attempts,
                 "duration_ms": s.duration_ms,
                 "last_error": s.last_error,
+                "error": {"code": s.error_code, **s.error_details} if s.error_code else None,
                 "breaker": s.breaker.snapshot(),
             }
         if self.is_ready():
@@ -458,13 +488,16 @@ class StartupManager:
         if kind == "live":
             return 200, {"status": "alive", "service": self.service}, {}
         snap = self.snapshot()
+        # Health answers are public (the load balancer serves them): stable codes only, never last_error.
+        for component in snap["components"].values():
+            component.pop("last_error")
         if kind == "startup":
             return (200 if snap["ready"] else 503), snap, {}
         # ready
         if snap["ready"]:
             return 200, {"status": snap["status"], "service": self.service, "degraded": snap["degraded"]}, {}
         waiting = {
-            n: c["last_error"] or c["status"]
+            n: c["error"] or {"code": c["status"]}
             for n, c in snap["components"].items()
             if c["priority"] == "critical" and c["status"] != "up"
         }

@@ -26,12 +26,17 @@ log = logging.getLogger("db")
 
 
 class FatalDatabaseError(Exception):
-    """Retrying cannot help: wrong credentials, missing permission. The message names the cause."""
+    """Retrying cannot help: wrong credentials, missing permission. The message names the cause (for the log)."""
+
+    reason_code = "database_access_refused"
 
 
 class DatabaseUnavailable(ServiceUnavailable):
-    def __init__(self, message: str, retry_after: int = 2) -> None:
-        super().__init__(message, retry_after=retry_after, code="database_unavailable")
+    """503 ``database_unavailable``; ``reason_code`` says why in a stable word (the detail is logged)."""
+
+    def __init__(self, message: str, retry_after: int = 2, reason_code: str = "unreachable") -> None:
+        super().__init__(message, retry_after=retry_after, code="database_unavailable", details={"reason": reason_code})
+        self.reason_code = reason_code
 
 
 def classify(exc: BaseException) -> BaseException:
@@ -56,6 +61,29 @@ def describe(exc: BaseException, database: str) -> str:
     if state is not None:
         return f"SQLSTATE {state}: {(server_error(exc) or {}).get('M', '')}"
     return f"{type(exc).__name__}: {exc}"[:300]
+
+
+# SQLSTATEs of a connection the server ended: admin_shutdown, crash_shutdown, cannot_connect_now; class 08 is
+# "connection exception".
+_CONNECTION_ENDED = {"57P01", "57P02", "57P03"}
+
+
+def connection_lost(exc: BaseException) -> bool:
+    """The connection under a statement is gone (server restarted or unreachable, socket cut): a dependency
+    failure to answer with 503 + Retry-After, not a bug. pg8000 reports socket failures as InterfaceError."""
+    state = sqlstate(exc)
+    if state is not None:
+        return state.startswith("08") or state in _CONNECTION_ENDED
+    if isinstance(exc, (ConnectionError, TimeoutError)):
+        return True
+    return type(exc).__name__ == "InterfaceError" and type(exc).__module__.startswith("pg8000")
+
+
+def reason_code_of(exc: BaseException) -> str:
+    """The stable public word for a failed connect (the detail is describe()'s, for the log)."""
+    if isinstance(exc, FatalDatabaseError):
+        return FatalDatabaseError.reason_code
+    return "database_missing" if sqlstate(exc) == MISSING_DATABASE else "unreachable"
 
 
 def _transient(exc: BaseException) -> bool:
@@ -110,20 +138,24 @@ class Database:
         self._slots = threading.BoundedSemaphore(self.size)
         self.connections_opened = 0
         self.last_error = "no attempt yet"
+        self.last_reason_code = "unreachable"  # the stable word for last_error, for public answers
         self._count_lock = threading.Lock()
 
     # -- connecting ----------------------------------------------------------------------------------
     def _open_once(self) -> Any:
         if not self.breaker.allow():
+            # The cause (self.last_error) went to the log when it happened; the answer says what, not why.
             raise DatabaseUnavailable(
-                f"database unreachable ({self.last_error}); circuit breaker open after repeated failures",
+                "the database is unreachable; retrying after repeated failures",
                 retry_after=max(1, round(self.breaker.retry_after())),
+                reason_code=self.last_reason_code,
             )
         try:
             conn = self.connector.connect()
         except Exception as exc:
             final = classify(exc)
             self.last_error = describe(final, self.connector.database_name)
+            self.last_reason_code = reason_code_of(final)
             self.breaker.record_failure()
             if final is not exc:
                 raise final from None
@@ -149,14 +181,21 @@ class Database:
         except (FatalDatabaseError, DatabaseUnavailable):
             raise
         except Exception as exc:
-            raise DatabaseUnavailable(f"database unreachable: {describe(exc, self.connector.database_name)}") from None
+            log.warning("database unreachable", extra={"reason": describe(exc, self.connector.database_name)})
+            if reason_code_of(exc) == "database_missing":
+                raise DatabaseUnavailable(
+                    "the database does not exist yet (the migration job creates it)", reason_code="database_missing"
+                ) from None
+            raise DatabaseUnavailable("the database is unreachable; retry shortly") from None
         raise AssertionError("unreachable")
 
     # -- pool ----------------------------------------------------------------------------------------
     @contextmanager
     def connection(self, wait_s: float = 10.0) -> Iterator[Any]:
         if not self._slots.acquire(timeout=wait_s):
-            raise DatabaseUnavailable(f"all {self.size} database connections are busy", retry_after=1)
+            raise DatabaseUnavailable(
+                f"all {self.size} database connections are busy", retry_after=1, reason_code="pool_busy"
+            )
         conn = None
         try:
             try:
@@ -167,15 +206,36 @@ class Database:
             except queue.Empty:
                 conn = self.open()
             yield conn
-        except BaseException:
+        except BaseException as exc:
             if conn is not None:
                 self._discard(conn)
                 conn = None
+            if isinstance(exc, Exception) and not isinstance(exc, DatabaseUnavailable) and connection_lost(exc):
+                # The server went away: the idle connections are as dead as this one. Drop them so the next
+                # requests open fresh ones (the pool recovers) instead of each meeting a dead socket.
+                dropped = self._drain_idle()
+                log.warning(
+                    "database connection lost",
+                    extra={"reason": describe(exc, self.connector.database_name), "idle_dropped": dropped},
+                )
+                raise DatabaseUnavailable(
+                    "the database connection was lost; retry shortly", retry_after=1, reason_code="connection_lost"
+                ) from None
             raise
         finally:
             if conn is not None:
                 self._idle.put((conn, time.monotonic()))
             self._slots.release()
+
+    def _drain_idle(self) -> int:
+        dropped = 0
+        while True:
+            try:
+                conn, _ = self._idle.get_nowait()
+            except queue.Empty:
+                return dropped
+            self._discard(conn)
+            dropped += 1
 
     def _discard(self, conn: Any) -> None:
         try:

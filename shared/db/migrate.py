@@ -64,8 +64,12 @@ def required_version() -> int:
 
 
 class SchemaTooOld(Exception):
+    reason_code = "schema_too_old"
+
     def __init__(self, current: int, required: int, missing: list[str]) -> None:
         self.current, self.required, self.missing = current, required, missing
+        # Migration labels are part of the shipped code, not internals: health answers name them (scenario 4).
+        self.public_details = {"missing_migrations": list(missing)}
         super().__init__(
             f"database schema is at version {current}, this code needs {required}: "
             f"missing migration(s) {', '.join(missing)}; run the migration job (python -m shared.db.migrate)"

@@ -9,6 +9,7 @@ import json
 
 import httpx
 
+from functions.agent.worker.handler import PIPELINE_FAILED
 from shared.models.events import AgentEvent
 from tests.agent.conftest import Sql, worker_log
 from tests.agent.harness import AgentStack, assert_gapless, wait_until
@@ -160,7 +161,11 @@ def test_provider_fallback_and_total_failure(stack: AgentStack, sql: Sql) -> Non
         stack.publish_request(failing)
         tapped = _finish(stack, failing.run_id)
         assert tapped[-1].type == "agent_error"
-        assert tapped[-1].data["code"] == "llm_unavailable" and "openai:gpt-fail" in tapped[-1].data["message"]
+        assert tapped[-1].data["code"] == "llm_unavailable"
+        # Issue 15, finding 6: the user reads a stable message; the providers' answers go to the log only.
+        assert tapped[-1].data["message"] == "no language model could answer right now; try again in a few minutes"
+        assert "openai:gpt-fail" not in tapped[-1].data["message"]
+        assert "openai:gpt-fail" in stack.worker.output()
         run = sql.run(failing.run_id)
         assert run["status"] == "failed" and run["error_code"] == "llm_unavailable"
         assert sql.answers(failing.run_id) == []
@@ -183,7 +188,10 @@ def test_time_budget_ends_stuck_and_careless_pipelines(stack: AgentStack, sql: S
         assert tapped[-1].data["code"] == expected, name
         assert sql.run(request.run_id)["status"] == "failed"
         assert_gapless(stack.log_events(request.run_id))
-    assert "KeyError" in sql.run(runs["crash"].run_id)["error_message"]
+    # Issue 15, finding 6: the exception's text is in the worker's log, not in what the user reads.
+    crash_message = sql.run(runs["crash"].run_id)["error_message"]
+    assert crash_message == PIPELINE_FAILED and "KeyError" not in crash_message
+    assert "KeyError" in stack.worker.output()
 
 
 def test_bad_deliveries_are_acknowledged(stack: AgentStack, sql: Sql) -> None:

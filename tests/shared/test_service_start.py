@@ -39,14 +39,17 @@ def test_scenarios_1_4_10_not_ready_until_migrated_then_ready_without_restart(
         response = httpx.get(f"{url}/health/ready")
         assert response.status_code == 503
         body = response.json()
-        if "does not exist" in str(body):
+        if "database_missing" in str(body):
             break
         time.sleep(0.2)
-    assert "does not exist yet" in str(body["waiting_for"]), body
+    # Issue 15, finding 6: public answers carry stable codes; the database's own text goes to the log.
+    assert body["waiting_for"]["database"] == {"code": "database_missing"}, body
+    assert "SQLSTATE" not in str(body) and "does not exist" not in str(body)
     assert response.headers["Retry-After"]
     assert httpx.get(f"{url}/health/live").status_code == 200
     count = httpx.get(f"{url}/count", timeout=30)
     assert count.status_code == 503 and count.json()["error"]["code"].endswith("_unavailable")
+    assert "SQLSTATE" not in count.text and "does not exist" not in count.text
     assert count.headers["Retry-After"]
 
     # The database exists but holds no migrations: the missing one is named (scenario 4).
@@ -63,7 +66,8 @@ def test_scenarios_1_4_10_not_ready_until_migrated_then_ready_without_restart(
         if "0001_initial" in str(body):
             break
         time.sleep(0.2)
-    assert "missing migration(s) 0001_initial" in str(body), body
+    schema = body["waiting_for"]["schema"]
+    assert schema["code"] == "schema_too_old" and schema["missing_migrations"][0] == "0001_initial", body
     assert "missing migration" in proc.output(), "the reason is logged too"
 
     pid = proc.pid

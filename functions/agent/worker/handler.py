@@ -42,6 +42,10 @@ class RetryLater(Exception):
         self.status = status
 
 
+# What a user reads about a failed run: fixed per error_code. Exception texts stay in the worker's log.
+PIPELINE_FAILED = "the analysis failed unexpectedly; the details are in the service log"
+
+
 @dataclass
 class Outcome:
     status: str  # completed | cancelled | failed | lost
@@ -283,12 +287,10 @@ class Worker:
             from functions.agent.worker.loader import load_pipeline
 
             name, pipeline = load_pipeline(self.settings.agent_pipeline)
-        except Exception as exc:
+        except Exception:
             log.exception("pipeline could not be loaded", extra={"run_id": ctx.run_id})
             return Outcome(
-                "failed",
-                error_code="pipeline_unavailable",
-                error_message=f"the agent pipeline could not be loaded: {type(exc).__name__}",
+                "failed", error_code="pipeline_unavailable", error_message="the agent pipeline could not be loaded"
             )
         started: dict[str, Any] = {"attempt": claimed["attempt"], "resumed": resumed, "pipeline": name}
         if resumed:
@@ -329,11 +331,10 @@ class Worker:
             if isinstance(answer, str):
                 answer = FinalAnswer(content=answer)
             if not isinstance(answer, FinalAnswer):
-                return Outcome(
-                    "failed",
-                    error_code="pipeline_error",
-                    error_message=f"the pipeline returned {type(answer).__name__}, not a FinalAnswer",
+                log.error(
+                    "pipeline returned no FinalAnswer", extra={"run_id": ctx.run_id, "type": type(answer).__name__}
                 )
+                return Outcome("failed", error_code="pipeline_error", error_message=PIPELINE_FAILED)
             return Outcome("completed", answer=answer)
         from functions.agent.llm.chain import LLMUnavailable
 
@@ -348,20 +349,19 @@ class Worker:
         if isinstance(error, LostOwnership):
             return Outcome("lost", error_message=str(error))
         if isinstance(error, LLMUnavailable):
+            # The providers' own answers (which may quote the request, an account or a key prefix) go to the
+            # log; the user sees a stable code and message.
+            log.warning("no language model could answer", extra={"run_id": ctx.run_id, "reason": str(error)[:2000]})
             return Outcome(
                 "failed",
                 error_code="llm_unavailable",
-                error_message=f"no language model could answer: {str(error)[:800]}",
+                error_message="no language model could answer right now; try again in a few minutes",
             )
         if is_infrastructure_error(error) or not isinstance(error, Exception):
             ctx.close()
             raise error
         log.error("pipeline failed", exc_info=error, extra={"run_id": ctx.run_id})
-        return Outcome(
-            "failed",
-            error_code="pipeline_error",
-            error_message=f"the agent pipeline failed: {type(error).__name__}: {str(error)[:300]}",
-        )
+        return Outcome("failed", error_code="pipeline_error", error_message=PIPELINE_FAILED)
 
     # -- the outcome, committed before the terminal event -----------------------------------------------
     def finalize(self, db: Database, ctx: WorkerRunContext, outcome: Outcome) -> None:
