@@ -2,7 +2,8 @@
 source, ephemeral resource and module it references (through locals and variables, which are transparent) and on
 everything in its depends_on. Resource-level, instance keys ignored: a reference to one instance of a for_each
 resource is a dependency on all of them, which can only add edges (a cycle found here may be conservative; a
-missing dependency is never hidden).
+missing dependency is never hidden). A module call is one node (it waits for everything its inputs and
+depends_on name, and whoever reads one of its outputs waits for it): again conservative.
 
 Used by tests/terraform/test_first_apply.py to check creation order against what the services need at start."""
 

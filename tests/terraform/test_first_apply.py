@@ -385,6 +385,8 @@ def test_destroy_can_finish() -> None:
     graph = platform_graph()
     for node in graph.of_type("google_sql_user"):
         assert graph.bodies[node].get("deletion_policy") == "ABANDON", f"{node}: DROP ROLE fails on owned objects"
+    database = graph.bodies["google_sql_database.netra"]
+    assert database.get("deletion_policy") == "ABANDON", "DROP DATABASE fails while a connection lingers"
     connection = graph.bodies["google_service_networking_connection.private_services"]
     assert connection.get("deletion_policy") == "ABANDON", "Service Networking refuses while Cloud SQL holds it"
     assert connection.get("update_on_creation_fail") is True, "a new apply must update the abandoned connection"

@@ -126,8 +126,10 @@ resource "google_sql_database" "netra" {
   project  = var.project_id
   name     = "netra"
   instance = google_sql_database_instance.main.name
-  # With deletion protection, keep the database if Terraform ever stops managing it.
-  deletion_policy = var.deletion_protection ? "ABANDON" : "DELETE"
+  # Never dropped on its own: DROP DATABASE fails while a connection of a just-deleted service lingers
+  # ("database is being accessed by other users", provider issue 12968), and deleting the instance removes it.
+  # With deletion protection this also keeps it if Terraform ever stops managing it.
+  deletion_policy = "ABANDON"
 }
 
 # Built-in user of the migration job: owns the schema. Its password exists only in Secret Manager; the secret
