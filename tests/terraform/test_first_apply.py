@@ -8,7 +8,8 @@ IAM grants among it must have had time to take effect:
 - the ws_bridge service: Cloud Run creates a revision only once its startup probe (/health/ready) passes, i.e.
   once the service's critical startup components (declared in the code) are up;
 - the migration run (`gcloud run jobs execute --wait`): the job logs in and grants;
-- the builds (functions, the app image): the build account reads the sources and pushes images.
+- the builds (functions, the app image): the build account reads the sources and pushes images;
+- the functions and jobs: Cloud Run refuses a revision whose account cannot read a secret it references.
 
 A Cloud Function's creation waits only for its port (no startup probe on /health/ready): its critical components
 are not creation needs, and this module checks that no startup probe was added to them silently.
@@ -75,6 +76,7 @@ MIGRATION_NEEDS = [
     "google_project_iam_member.sql_client",
     "google_vpc_access_connector.serverless",
 ]
+SECRET_ACCESS = "google_secret_manager_secret_iam_member.accessor"
 BUILD_NEEDS = [
     "google_project_iam_member.build",
     "google_project_iam_member.build_gcf_sources",
@@ -166,6 +168,9 @@ def gated_creations(graph: Graph) -> dict[str, dict[str, str]]:
     migration = "the migration job (login as the migrator, grant-db)"
     gated["terraform_data.migrations"] = {n: migration for n in MIGRATION_NEEDS}
     gated["module.function"] = {n: "the functions' builds" for n in BUILD_NEEDS}
+    # Cloud Run refuses a revision (function or job) whose runtime account cannot read a secret it references.
+    for node in ("module.function", "google_cloud_run_v2_job.job"):
+        gated.setdefault(node, {})[SECRET_ACCESS] = "the secrets its revisions reference"
     gated["terraform_data.app_image"] = {n: "the app image's build" for n in BUILD_NEEDS}
     return gated
 
