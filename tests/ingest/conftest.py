@@ -51,6 +51,7 @@ class IngestServer:
     db: Database
     settings: Any
     rollup_requests: list[str] = field(default_factory=list)
+    statuses: list[tuple[str, int]] = field(default_factory=list)  # (path, status) of every answer
 
     def user(self) -> str:
         user_id = str(uuid.uuid4())
@@ -79,6 +80,12 @@ def serve(db: Database, **settings: Any) -> tuple[IngestServer, Any]:
     routes.register(router, StubDeps(db, config), request_rollup=server_info.rollup_requests.append)
     app = Flask("ingest-test")
     app.add_url_rule("/<path:path>", "all", lambda path: router(request), methods=["GET", "POST", "DELETE"])
+
+    @app.after_request
+    def keep_status(response: Any) -> Any:
+        server_info.statuses.append((request.path, response.status_code))
+        return response
+
     server = make_server("127.0.0.1", 0, app, threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     server_info.url = f"http://127.0.0.1:{server.server_port}"
