@@ -12,6 +12,9 @@ TOPOLOGY_FILE = Path(__file__).with_name("pubsub_topology.json")
 AGENT_REQUESTS = "agent-requests"
 AGENT_EVENTS = "agent-events"
 WORKER_SUBSCRIPTION = "agent-worker"
+# Rollup refresh requests of live ingestion (functions/agent/ingest), pushed to the agent worker.
+USAGE_ROLLUPS = "usage-rollups"
+ROLLUP_SUBSCRIPTION = "rollup-refresh"
 
 
 @cache

@@ -1,7 +1,8 @@
 """Entry points of the agent service (one source, two functions):
 
 - ``agent_api`` (HTTP): the REST API (threads, messages, runs, events, costs, usage).
-- ``agent_worker`` (CloudEvent, Pub/Sub push of ``agent-requests``): executes runs.
+- ``agent_worker`` (CloudEvent, Pub/Sub push of ``agent-requests``): executes runs; also takes the pushes of
+  ``usage-rollups`` (rollup refreshes asked by live ingestion), told apart by the message's ``kind`` attribute.
 
 Only light modules are imported here; Google clients, the LLM SDKs and the pipeline load in the background
 after the fork (startup components) or on first use. The role comes from FUNCTION_TARGET, which
@@ -50,10 +51,14 @@ def agent_api(request: Any) -> Any:
 
 @functions_framework.cloud_event
 def agent_worker(event: Any) -> None:
+    from functions.agent.worker import rollups
     from functions.agent.worker.handler import RetryLater
 
     try:
-        worker.handle(event.data)
+        if rollups.is_rollup_request(event.data):
+            rollups.handle(worker, event.data)
+        else:
+            worker.handle(event.data)
     except RetryLater as exc:
         import flask
 

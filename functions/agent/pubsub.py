@@ -13,7 +13,9 @@ import time
 from typing import Any
 
 from shared.models.events import AgentEvent, AgentRequest
-from shared.pubsub_topology import AGENT_EVENTS, AGENT_REQUESTS, topic_path
+from shared.models.rollups import KIND as ROLLUP_KIND
+from shared.models.rollups import RollupRequest
+from shared.pubsub_topology import AGENT_EVENTS, AGENT_REQUESTS, USAGE_ROLLUPS, topic_path
 from shared.startup import CircuitBreaker
 
 log = logging.getLogger("agent.pubsub")
@@ -78,6 +80,26 @@ def publish_request(project: str, request: AgentRequest, timeout_s: float) -> st
         raise PublishFailed(f"publishing to {AGENT_REQUESTS} failed: {type(exc).__name__}") from None
     request_breaker.record_success()
     return str(message_id)
+
+
+def publish_rollup(project: str, request: RollupRequest, timeout_s: float) -> str:
+    """Ask the worker to refresh one user's rollups; PublishFailed after ``timeout_s`` (the records are stored
+    already: a failure only delays the refresh to a later batch or the hourly rollup job)."""
+    from google.api_core.retry import Retry
+
+    retry = Retry(initial=0.1, maximum=1.0, multiplier=2.0, timeout=timeout_s)
+    try:
+        future = _client("requests").publish(
+            topic_path(project, USAGE_ROLLUPS),
+            request.to_bytes(),
+            retry=retry,
+            timeout=timeout_s,
+            kind=ROLLUP_KIND,
+            user_id=request.user_id,
+        )
+        return str(future.result(timeout=timeout_s + 1.0))
+    except Exception as exc:
+        raise PublishFailed(f"publishing to {USAGE_ROLLUPS} failed: {type(exc).__name__}") from None
 
 
 def publish_event(project: str, event: AgentEvent, user_id: str, timeout_s: float = 15.0) -> str:

@@ -62,6 +62,32 @@ def rollup_user(db: Any, user_id: str) -> dict[str, Any]:
     }
 
 
+ROLLUP_LOCK_KEY = 7_270_101  # with hashtext(user id): one refresh of a user at a time, across instances
+
+
+def refresh_user(db: Any, user_id: str, at_least: int) -> dict[str, Any] | None:
+    """Recompute one user's rollups unless another refresh of that user is running or a refresh already covered
+    version ``at_least`` (a redelivered or overtaken request); the summary when computed, else None. Used by the
+    agent worker for the refresh requests of live ingestion (functions/agent/ingest)."""
+    with db.connection() as conn:
+        cursor = conn.cursor()
+        cursor.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))", [ROLLUP_LOCK_KEY, user_id])
+        locked = bool(cursor.fetchone()[0])
+        conn.commit()
+        if not locked:
+            return None
+        try:
+            covered = db.scalar(
+                "SELECT count(*) FROM usage_rollups WHERE user_id = %s AND data_version >= %s", [user_id, at_least]
+            )
+            if int(covered) >= len(FULL_ANALYSIS):
+                return None
+            return rollup_user(db, user_id)
+        finally:
+            cursor.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", [ROLLUP_LOCK_KEY, user_id])
+            conn.commit()
+
+
 def main(argv: list[str] | None = None) -> int:
     from shared.db.database import Database
     from shared.logging import configure_logging

@@ -22,7 +22,15 @@ from emulators.postgres import free_port
 from emulators.process import ManagedProcess, functions_framework_argv
 from shared.config import REPO_ROOT
 from shared.models.events import AgentEvent, AgentRequest
-from shared.pubsub_topology import AGENT_EVENTS, AGENT_REQUESTS, WORKER_SUBSCRIPTION, subscription_path, topic_path
+from shared.pubsub_topology import (
+    AGENT_EVENTS,
+    AGENT_REQUESTS,
+    ROLLUP_SUBSCRIPTION,
+    USAGE_ROLLUPS,
+    WORKER_SUBSCRIPTION,
+    subscription_path,
+    topic_path,
+)
 
 SOURCE = REPO_ROOT / "functions/agent/main.py"
 TAP = "events-tap"
@@ -127,17 +135,18 @@ class AgentStack:
 
     def create_topology(self, push: bool = True) -> None:
         publisher, subscriber = self.publisher(), self.subscriber()
-        for topic in (AGENT_REQUESTS, AGENT_EVENTS):
+        for topic in (AGENT_REQUESTS, AGENT_EVENTS, USAGE_ROLLUPS):
             publisher.create_topic(name=topic_path(self.project, topic))
         if push:
-            subscriber.create_subscription(
-                request={
-                    "name": subscription_path(self.project, WORKER_SUBSCRIPTION),
-                    "topic": topic_path(self.project, AGENT_REQUESTS),
-                    "ack_deadline_seconds": 600,
-                    "push_config": {"push_endpoint": f"http://127.0.0.1:{self.worker_port}/"},
-                }
-            )
+            for name, topic in ((WORKER_SUBSCRIPTION, AGENT_REQUESTS), (ROLLUP_SUBSCRIPTION, USAGE_ROLLUPS)):
+                subscriber.create_subscription(
+                    request={
+                        "name": subscription_path(self.project, name),
+                        "topic": topic_path(self.project, topic),
+                        "ack_deadline_seconds": 600,
+                        "push_config": {"push_endpoint": f"http://127.0.0.1:{self.worker_port}/"},
+                    }
+                )
         subscriber.create_subscription(
             request={
                 "name": subscription_path(self.project, TAP),

@@ -273,3 +273,27 @@ def test_ingest_key_writes_usage_and_opens_nothing_else(api: ApiEnv) -> None:
         assert client.get("/api/usage/summary").json()["records"] == 1
         status = client.get("/api/ingest/status").json()
         assert status["keys"][0]["last_used_at"] is not None
+
+    # The batches ask for a rollup refresh (usage-rollups, pushed to the worker): the user's analyses are
+    # precomputed at the latest version without the hourly job. The first batch may come before the API's
+    # deferred Pub/Sub client is up, so batches are sent until one asks.
+    from functions.agent.intelligence.toolbox import FULL_ANALYSIS
+    from tests.agent.conftest import Sql
+
+    sql = Sql(stack.db_url)
+    user_id = api.user_id(token)
+
+    def refreshed() -> bool:
+        with stack.client(key) as as_key:
+            as_key.post(
+                "/v1/traces",
+                content=request([span(chat_attrs())]).SerializeToString(),
+                headers={"Content-Type": "application/x-protobuf"},
+            )
+        rows = sql.all("SELECT count(*) AS n FROM usage_rollups WHERE user_id = %s", (user_id,))
+        return rows[0]["n"] == len(FULL_ANALYSIS)
+
+    try:
+        wait_until(refreshed, 60, "rollups refreshed by the worker", interval_s=1.0)
+    finally:
+        sql.close()

@@ -70,3 +70,35 @@ def test_job_without_arguments_picks_the_users_with_stale_rollups(intel_db: Any,
 def test_job_reports_configuration_errors() -> None:
     bad = job("mysql://nope")
     assert bad.returncode == 2 and "DATABASE_URL" in bad.stderr
+
+
+def test_live_ingested_appends_keep_a_young_rollup_served_uploads_do_not(intel_db: Any) -> None:
+    """Issue 19: while records stream in (store.bump_version(live=True)), a rollup at most
+    LIVE_ROLLUP_MAX_AGE_S old is still served; an upload (or one older than that) is never served across."""
+    from functions.agent.intelligence.toolbox import LIVE_ROLLUP_MAX_AGE_S
+    from functions.agent.rollup_job import refresh_user
+    from functions.agent.usage.schema import build_row
+
+    user = make_user(intel_db)
+    datasets.load(intel_db, user, datasets.dataset_a())
+    assert refresh_user(intel_db, user, at_least=1) is not None
+    assert refresh_user(intel_db, user, at_least=1) is None  # already covered: no second computation
+
+    streamed = build_row(datasets.row("live-1", "2025-03-02T18:00:00Z", "gpt-4o", 1000, 10))
+    with intel_db.transaction() as tx:
+        assert store.insert_records(tx, user, None, [streamed]) == 1
+        store.bump_version(tx, user, live=True)
+    young = Toolbox(intel_db, user)
+    assert young.call("usage_overview")["records"] == 41 and young.rollup_hits == 1  # served, a minute behind
+
+    intel_db.execute(
+        "UPDATE usage_rollups SET computed_at = now() - %s * interval '1 second' WHERE user_id = %s",
+        [LIVE_ROLLUP_MAX_AGE_S + 1, user],
+    )
+    old = Toolbox(intel_db, user)
+    assert old.call("usage_overview")["records"] == 42 and old.rollup_hits == 0  # too old: computed live
+
+    assert refresh_user(intel_db, user, at_least=2) is not None
+    datasets.load(intel_db, user, [datasets.row("upload-1", "2025-03-02T19:00:00Z", "gpt-4o", 1000, 10)])
+    uploaded = Toolbox(intel_db, user)
+    assert uploaded.call("usage_overview")["records"] == 43 and uploaded.rollup_hits == 0  # an upload: never

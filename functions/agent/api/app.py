@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import logging
+from typing import Any
 
 from functions.agent.api import costs, messages, runs, threads
 from functions.agent.deps import AgentDeps
@@ -36,5 +37,23 @@ def build_router(deps: AgentDeps) -> Router:
     register_usage_routes(router, deps)
     from functions.agent.ingest import routes as ingest_routes
 
-    ingest_routes.register(router, deps)
+    ingest_routes.register(router, deps, request_rollup=rollup_requester(deps))
     return router
+
+
+def rollup_requester(deps: AgentDeps) -> Any:
+    """Publishes a rollup refresh to ``usage-rollups`` (pushed to the agent worker) once the Pub/Sub client is
+    up; an ingest request never waits for the deferred client to start (False: the next batch asks again)."""
+
+    def request(user_id: str, data_version: int) -> bool:
+        if not deps.manager.is_up("pubsub"):
+            return False
+        from functions.agent import pubsub
+        from shared.models.rollups import RollupRequest
+
+        settings = deps.settings
+        message = RollupRequest(user_id=user_id, data_version=data_version)
+        pubsub.publish_rollup(settings.google_cloud_project, message, settings.publish_timeout_s)
+        return True
+
+    return request

@@ -76,7 +76,9 @@ def read_body(ctx: Ctx, max_body: int, max_decompressed: int) -> bytes:
 
 
 def register(router: Router, deps: Any, request_rollup: Any = None) -> None:
-    """``request_rollup(user_id)`` is called after a batch when the user's rollups are due for a refresh."""
+    """``request_rollup(user_id, data_version) -> bool`` is called after a batch that made the user's rollups due
+    for a refresh (at most every INGEST_ROLLUP_REFRESH_S); False or an exception leaves the request to the next
+    batch."""
     max_body = router.max_body_bytes
 
     def settings() -> Any:
@@ -103,11 +105,15 @@ def register(router: Router, deps: Any, request_rollup: Any = None) -> None:
 
     def store(key: keys.IngestKey, source: str, mapped: otlp.Mapped) -> writer.Written:
         written = writer.write(deps.db, settings(), key.user_id, source, mapped)
-        if written.rollup_due and request_rollup is not None:
-            try:
-                request_rollup(key.user_id)
-            except Exception as exc:  # the batch is stored; the rollups refresh on a later batch or the job
-                log.warning("rollup refresh request failed", extra={"reason": type(exc).__name__})
+        if written.rollup_due and written.data_version is not None:
+            asked = False
+            if request_rollup is not None:
+                try:
+                    asked = bool(request_rollup(key.user_id, written.data_version))
+                except Exception as exc:  # the batch is stored; only the refresh waits
+                    log.warning("rollup refresh request failed", extra={"reason": type(exc).__name__})
+            if not asked:  # let the next batch ask again instead of waiting out the interval
+                writer.forget_rollup_request(deps.db, key.user_id)
         return written
 
     @router.route("POST", "/v1/traces")

@@ -109,3 +109,7 @@ def _write(db: Any, settings: Any, user_id: str, source: str, mapped: Mapped) ->
             version = store.bump_version(tx, user_id, live=True)
             due = tx.scalar(_REQUEST_ROLLUP, [user_id, int(settings.ingest_rollup_refresh_s)]) is not None
     return Written(inserted, duplicates, version, due)
+
+
+def forget_rollup_request(db: Any, user_id: str) -> None:
+    db.execute("UPDATE usage_state SET rollup_requested_at = NULL WHERE user_id = %s", [user_id])

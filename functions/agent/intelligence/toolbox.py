@@ -43,6 +43,10 @@ ARGUMENTS: dict[str, dict[str, tuple[type, Any]]] = {
     "plan_segments": {"ttl_minutes": (int, (1, 60))},
 }
 
+# A rollup older than the user's data version is served only when the records added since were live-ingested
+# appends and it is at most this old (seconds): the chat then sees new records within about a minute.
+LIVE_ROLLUP_MAX_AGE_S = 40
+
 # What the rollup job precomputes and a full analysis runs.
 FULL_ANALYSIS: list[tuple[str, dict[str, Any]]] = [
     ("usage_overview", {}),
@@ -92,25 +96,31 @@ class Toolbox:
         self.facts = Facts(db, user_id)
         self.use_rollups = use_rollups
         self._version: int | None = None
+        self._live_floor = 0
         self.rollup_hits = 0
 
     @property
     def data_version(self) -> int:
         if self._version is None:
-            self._version = int(
-                self.db.scalar(
-                    "SELECT COALESCE((SELECT version FROM usage_state WHERE user_id = %s), 0)", [self.user_id]
-                )
-            )
+            row = self.db.one("SELECT version, live_floor FROM usage_state WHERE user_id = %s", [self.user_id])
+            self._version = int(row["version"]) if row else 0
+            self._live_floor = int(row["live_floor"]) if row else 0
         return self._version
 
     def call(self, name: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
         args = check_args(name, dict(args or {}))
         if self.use_rollups:
+            version = self.data_version
+            # The rollup of the current version; or, while records stream in (live ingestion moves the version
+            # but not live_floor), one at most LIVE_ROLLUP_MAX_AGE_S old: it lacks only the newest records,
+            # and the worker refreshes it (functions/agent/worker/rollups.py).
             cached = self.db.scalar(
                 """SELECT result FROM usage_rollups
-                    WHERE user_id = %s AND tool = %s AND args_key = %s AND data_version = %s""",
-                [self.user_id, name, args_key(args), self.data_version],
+                    WHERE user_id = %s AND tool = %s AND args_key = %s
+                      AND (data_version = %s
+                           OR (data_version >= %s AND computed_at > now() - %s * interval '1 second'))
+""",
+                [self.user_id, name, args_key(args), version, self._live_floor, LIVE_ROLLUP_MAX_AGE_S],
             )
             if cached is not None:
                 self.rollup_hits += 1

@@ -21,10 +21,10 @@ locals {
   # What each workload touches; IAM below is derived from it, so nothing gets a grant it does not use.
   # database: "iam" = logs in as its service account (IAM database authentication), "password" = the
   # migration user, whose password is in Secret Manager. publishes: topics it publishes to (the agent API
-  # publishes requests, and the terminal event of a run whose worker died).
+  # publishes requests, the terminal event of a run whose worker died, and rollup refreshes of live ingestion).
   workloads = {
     auth           = { database = "iam", firestore = true, publishes = [] }
-    "agent-api"    = { database = "iam", firestore = true, publishes = ["agent-requests", "agent-events"] }
+    "agent-api"    = { database = "iam", firestore = true, publishes = ["agent-requests", "agent-events", "usage-rollups"] }
     "agent-worker" = { database = "iam", firestore = true, publishes = ["agent-events"] }
     "ws-bridge"    = { database = "iam", firestore = true, publishes = [] }
     migrate        = { database = "password", firestore = false, publishes = [] }
