@@ -190,7 +190,7 @@ def test_every_google_resource_uses_only_attributes_of_the_pinned_provider() -> 
                         f"{path.relative_to(TERRAFORM_DIR)}: {p} ({name})" for p in unknown_attributes(rtype, body)
                     ]
     assert checked >= 60
-    assert not problems, f"not in google provider {PROVIDER_VERSION}:\n" + "\n".join(problems)
+    assert not problems, f"not in google {PROVIDER_VERSION} or time {TIME_PROVIDER_VERSION}:\n" + "\n".join(problems)
     versions = {
         b["required_providers"][0]["google"]["version"]
         for p in tf_files()
