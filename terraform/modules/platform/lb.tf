@@ -57,7 +57,7 @@ module "lb" {
 
   serverless_backends = {
     auth = { hosts = [local.hosts.auth], cloud_run_service = module.function["auth"].name }
-    api  = { hosts = [local.hosts.api], cloud_run_service = module.function["agent-api"].name }
+    api  = { hosts = [local.hosts.api, local.hosts.ingest], cloud_run_service = module.function["agent-api"].name }
     ws   = { hosts = [local.hosts.ws], cloud_run_service = google_cloud_run_v2_service.ws_bridge.name }
   }
   bucket_backends = {

@@ -6,6 +6,8 @@ locals {
     api  = "api.${var.hostname_suffix}"
     ws   = "ws.${var.hostname_suffix}"
     app  = "app.${var.hostname_suffix}"
+    # Usage ingestion (OTLP POST /v1/traces, LiteLLM POST /v1/litellm): served by the agent API (docs/INGESTION.md).
+    ingest = "ingest.${var.hostname_suffix}"
   }
   urls = { for k, h in local.hosts : k => "https://${h}" }
 
