@@ -207,3 +207,35 @@ def test_phone_width_dark_mode_and_keyboard_only_sign_in(web_stack: WebStack, br
         shot(page, "10-phone-dark-signed-in")
     finally:
         context.close()
+
+
+def test_live_ingestion_panel_creates_shows_and_revokes_keys(web_stack: WebStack, page: Any) -> None:
+    """Issue 19: the data panel creates an ingest key (shown once), lists it with its last use, shows the last
+    ingested record's time and the per-source counts, and revokes it (the key is then refused)."""
+    from tests.ingest.otlp_payloads import chat_attrs, request, span
+
+    sign_in(page, web_stack.url)
+    page.get_by_label("Key name").fill("prod collector")
+    page.get_by_role("button", name="Create key").click()
+    shown = page.locator("#ingest-new-key")
+    shown.wait_for()
+    key = shown.text_content() or ""
+    assert key.startswith("nik_")
+    assert page.locator("#ingest-otlp-url").text_content() == f"{web_stack.api.stack.api_url}/v1/traces"
+    page.get_by_text("prod collector (nik_").wait_for()
+    assert page.get_by_text("last used never").count() == 1
+
+    otlp = f"{web_stack.api.stack.api_url}/v1/traces"
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/x-protobuf"}
+    body = request([span(chat_attrs()), span(chat_attrs()), span({"http.route": "/x"})]).SerializeToString()
+    assert httpx.post(otlp, content=body, headers=headers, trust_env=False).status_code == 200
+    page.reload()
+    page.locator("#ingest-sources[data-last-ingested-at^='20']").wait_for()
+    sources = page.locator("#ingest-sources").text_content() or ""
+    assert "OpenTelemetry: 2 records (1 other span ignored)" in sources, sources
+    assert page.get_by_text("last used never").count() == 0
+    shot(page, "ingest-panel")
+
+    page.get_by_role("button", name="Revoke prod collector").click()
+    page.locator("#ingest-keys li[data-active='false']").wait_for()
+    assert httpx.post(otlp, content=body, headers=headers, trust_env=False).status_code == 401

@@ -217,6 +217,9 @@ export class Api {
                         { json: { content, client_message_id: clientMessageId, ...(threadId ? { thread_id: threadId } : {}) } });
   }
   usageSummary() { return this.request("GET", "/api/usage/summary"); }
+  ingestStatus() { return this.request("GET", "/api/ingest/status"); }
+  createIngestKey(name) { return this.request("POST", "/api/ingest/keys", { json: { name } }); }
+  revokeIngestKey(id) { return this.request("DELETE", `/api/ingest/keys/${encodeURIComponent(id)}`); }
   upload(body, contentType, part, firstRow) {
     const query = part ? `?part=${part}&first_row=${firstRow}` : "";
     return this.request("POST", `/api/usage${query}`, { body, contentType });

@@ -86,7 +86,13 @@ async function signedIn() {
   // On a phone the conversation comes first; the data panel opens with a tap.
   if (window.matchMedia("(max-width: 760px)").matches) $("data-panel").open = false;
   state.socket.start();
-  await Promise.all([loadThreads(), loadUsage()]);
+  await Promise.all([loadThreads(), loadUsage(), loadIngest().catch(() => {})]);
+  // Live ingestion moves the counts without any action on this page: refresh them while the panel is open.
+  if (!state.ingestTimer) {
+    state.ingestTimer = setInterval(() => {
+      if ($("data-panel").open && !document.hidden && state.session.accessToken) loadIngest().catch(() => {});
+    }, 30_000);
+  }
   $("composer-input").focus();
 }
 
@@ -328,6 +334,7 @@ async function loadUsage() {
   const last = (summary.last_ts || "").slice(0, 10);
   const models = summary.models.slice(0, 4).map((m) => m.model).join(", ");
   node.textContent = `${summary.records.toLocaleString("en-US")} records, ${first} to ${last}; models: ${models}.`;
+  loadIngest().catch(() => {});
 }
 
 function contentType(name) {
@@ -388,6 +395,62 @@ async function upload(file) {
   await loadUsage().catch(() => {});
 }
 
+// -- live ingestion (docs/INGESTION.md) ------------------------------------------------------------------------
+const SOURCE_NAMES = { otlp: "OpenTelemetry", litellm: "LiteLLM", upload: "uploads" };
+
+function when(iso) {
+  return iso ? `${iso.slice(0, 16).replace("T", " ")} UTC` : "never";
+}
+
+async function loadIngest() {
+  const status = await state.api.ingestStatus();
+  const counts = status.sources
+    .filter((s) => s.records || s.source !== "upload")
+    .map((s) => `${SOURCE_NAMES[s.source] || s.source}: ${s.records.toLocaleString("en-US")} records`
+      + (s.ignored ? ` (${s.ignored.toLocaleString("en-US")} other span${s.ignored === 1 ? "" : "s"} ignored)` : ""));
+  const node = $("ingest-sources");
+  node.textContent = status.last_ingested_at
+    ? `Last record ingested ${when(status.last_ingested_at)}. ${counts.join("; ")}.`
+    : `Nothing ingested yet. ${counts.join("; ")}.`;
+  node.dataset.lastIngestedAt = status.last_ingested_at || "";
+  const list = $("ingest-keys");
+  clear(list);
+  for (const key of status.keys) {
+    const label = `${key.name} (${key.prefix}…), last used ${when(key.last_used_at)}`;
+    list.append(h("li", { dataset: { keyId: key.id, active: String(key.active) } },
+      h("span", {}, key.active ? label : `${label}, revoked ${when(key.revoked_at)}`),
+      key.active ? h("button", { type: "button", "aria-label": `Revoke ${key.name}`, onclick: () => revokeKey(key) },
+        "Revoke") : null));
+  }
+}
+
+async function createKey(name) {
+  showError("ingest-error", null);
+  try {
+    const created = await state.api.createIngestKey(name);
+    $("ingest-new-key").textContent = created.key;
+    $("ingest-otlp-url").textContent = `${state.api.apiUrl}/v1/traces`;
+    $("ingest-litellm-url").textContent = `${state.api.apiUrl}/v1/litellm`;
+    show($("ingest-new"), true);
+    $("ingest-name").value = "";
+  } catch (error) {
+    showError("ingest-error", error);
+  }
+  await loadIngest().catch(() => {});
+}
+
+async function revokeKey(key) {
+  showError("ingest-error", null);
+  try {
+    await state.api.revokeIngestKey(key.id);
+    show($("ingest-new"), false);
+    announce(`Key ${key.name} revoked.`);
+  } catch (error) {
+    showError("ingest-error", error);
+  }
+  await loadIngest().catch(() => {});
+}
+
 // -- start -----------------------------------------------------------------------------------------------------
 function wire() {
   $("dev-login").addEventListener("submit", (event) => {
@@ -413,6 +476,13 @@ function wire() {
     if (file) upload(file).finally(() => { event.target.value = ""; });
   });
   $("generate").addEventListener("click", () => send(`/generate ${$("sample-profile").value}`));
+  $("ingest-create").addEventListener("submit", (event) => {
+    event.preventDefault();
+    createKey($("ingest-name").value.trim());
+  });
+  $("data-panel").addEventListener("toggle", () => {
+    if ($("data-panel").open) loadIngest().catch(() => {});
+  });
 }
 
 async function boot() {
