@@ -103,6 +103,9 @@ def test_without_data_the_data_helper_asks_for_it(intel_db: Any, user_id: str) -
     assert "your account has none yet" in text and "POST /api/usage" in text
     for fmt in ("**netra**", "**litellm**", "**openai**", "`/generate support_chatbot`", "```json"):
         assert fmt in text
+    # live ingestion instead of files (issue 19)
+    for live in ("`POST /v1/traces`", "`POST /v1/litellm`", "POST /api/ingest/keys", "`docs/INGESTION.md`"):
+        assert live in text
 
 
 def test_with_data_the_full_pipeline_runs(intel_db: Any, data_user: str) -> None:

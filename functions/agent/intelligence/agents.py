@@ -119,6 +119,12 @@ def accepted_formats() -> dict[str, Any]:
         "upload_command": "python -m functions.agent.usage.upload usage.jsonl --url API_URL --token TOKEN",
         "sample_command": "/generate support_chatbot",
         "profiles": list(triage.PROFILES),
+        "live": {
+            "keys": "an ingest key from the data panel (Live ingestion) or POST /api/ingest/keys",
+            "otlp": "POST /v1/traces",
+            "litellm": "POST /v1/litellm",
+            "docs": "docs/INGESTION.md",
+        },
     }
 
 
@@ -153,6 +159,15 @@ def run_data_helper(ctx: RunContext, intent: str, overview: dict[str, Any], miss
     lines.append(
         f"A request may carry up to {report.num(doc['max_body_bytes'])} bytes; {doc['parts']}. "
         f"`{doc['upload_command']}` does the splitting for you."
+    )
+    live = doc["live"]
+    lines.append("")
+    lines.append(
+        "Or skip the files and stream your calls live: create "
+        f"{live['keys']}, then point your OpenTelemetry exporter at `{live['otlp']}` (OTLP/HTTP, protobuf or JSON; "
+        "spans that follow the GenAI semantic conventions, as the official OpenAI, Anthropic and Google "
+        f"instrumentations write them) or LiteLLM's `generic_api` logging callback at `{live['litellm']}`. "
+        f"New records reach the analysis within a minute; the copy-paste setup is in `{live['docs']}`."
     )
     lines.append("")
     lines.append(
