@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test bench lint loadtest mutate clean reset-local
+.PHONY: run test bench lint loadtest mutate clean reset-local release-check release-start release-run release-watch release-abort
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -42,6 +42,32 @@ mutate: $(MUTATE_STAMP)
 lint: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+
+## Canary releases of a deployed service (docs/DEPLOY.md, step 8), e.g.
+##   make release-watch SERVICE=netra-auth ENV=staging PROJECT=my-project REGION=europe-west1
+## release-start: runs the release in the cloud (the netra-release job; its rollback log entry alerts);
+## release-run: the same engine in this terminal; release-watch: live step, split and gate figures;
+## release-abort: all traffic back to the stable revision (a running release stops at its next check).
+NAME_PREFIX ?= netra
+RELEASE_ARGS = --service $(SERVICE) --region $(REGION) --project $(PROJECT) --env $(ENV)
+release-check:
+	@test -n "$(SERVICE)" -a -n "$(ENV)" -a -n "$(PROJECT)" -a -n "$(REGION)" || { \
+	  echo "usage: make release-<start|run|watch|abort> SERVICE=netra-auth ENV=staging|production PROJECT=id REGION=europe-west1"; \
+	  exit 2; }
+
+release-start: release-check
+	gcloud run jobs execute $(NAME_PREFIX)-release --project=$(PROJECT) --region=$(REGION) --async \
+	  --args=release,start,--service,$(SERVICE),--region,$(REGION),--project,$(PROJECT),--env,$(ENV)
+	@echo "follow it with: make release-watch SERVICE=$(SERVICE) ENV=$(ENV) PROJECT=$(PROJECT) REGION=$(REGION)"
+
+release-run: $(STAMP) release-check
+	$(PY) -m shared.deploy release start $(RELEASE_ARGS)
+
+release-watch: $(STAMP) release-check
+	$(PY) -m shared.deploy release watch $(RELEASE_ARGS)
+
+release-abort: $(STAMP) release-check
+	$(PY) -m shared.deploy release abort $(RELEASE_ARGS)
 
 reset-local:
 	rm -rf .local .service_discovery

@@ -79,7 +79,7 @@ def test_production_protects_data_and_staging_does_not() -> None:
     staging = module(TERRAFORM_DIR / "environments" / "staging")["module"]["netra"]
     assert prod["deletion_protection"] is True and staging["deletion_protection"] is False
     assert prod["environment"] == "production" and staging["environment"] == "staging"
-    assert prod["promote_automatically"] is False
+    assert prod["release_on_apply"] is True and staging["release_on_apply"] is True  # canary in both
     assert staging["hostname_suffix"] == "staging.${var.domain}"
     sql = module(PLATFORM_DIR)["resource"]["google_sql_database_instance"]["main"]
     assert sql["deletion_protection"] == "${var.deletion_protection}"
@@ -232,6 +232,7 @@ def test_alerts_cover_the_issue_and_read_log_lines_the_code_writes() -> None:
         "cold_start",
         "dead_letters",
         "db_connection_errors",
+        "release_rolled_back",  # canary releases: tests/terraform/test_delivery.py
     }
     metrics = platform["resource"]["google_logging_metric"]
     startup_source = (TERRAFORM_DIR.parent / "shared" / "startup.py").read_text()

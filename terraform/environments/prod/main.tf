@@ -24,8 +24,8 @@ module "netra" {
   db_max_connections   = 400
   firestore_location   = var.firestore_location
 
-  deletion_protection   = true
-  promote_automatically = false
+  deletion_protection = true
+  release_on_apply    = true
 
   alert_emails     = var.alert_emails
   dns_managed_zone = var.dns_managed_zone

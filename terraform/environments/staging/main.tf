@@ -22,8 +22,8 @@ module "netra" {
   db_backup_retention  = 7
   firestore_location   = var.firestore_location
 
-  deletion_protection   = false
-  promote_automatically = true
+  deletion_protection = false
+  release_on_apply    = true
 
   alert_emails     = var.alert_emails
   dns_managed_zone = var.dns_managed_zone

@@ -64,7 +64,7 @@ module "function" {
   concurrency                    = local.function_sizing[each.key].concurrency
   timeout_seconds                = local.function_sizing[each.key].timeout
   ingress                        = local.function_sizing[each.key].ingress
-  all_traffic_on_latest_revision = var.promote_automatically
+  all_traffic_on_latest_revision = false # a new revision gets traffic from its canary release (delivery.tf)
 
   # The builds need their account's grants in effect (time_sleep.build_grants), the revisions their own
   # identities' (time_sleep.runtime_grants) and the current schema (terraform_data.migrations).

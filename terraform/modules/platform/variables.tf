@@ -162,8 +162,8 @@ variable "firestore_collection_prefix" {
   default     = ""
 }
 
-variable "promote_automatically" {
-  description = "true: new revisions take traffic as soon as they are ready; false: traffic moves with `python -m shared.deploy promote`."
+variable "release_on_apply" {
+  description = "true: an apply that creates a new revision starts its canary release (the netra-release job, delivery.tf); false: revisions are created without traffic and an operator starts each release (`make release-start`)."
   type        = bool
   default     = true
 }

@@ -99,8 +99,8 @@ resource "google_cloud_run_v2_service" "ws_bridge" {
   }
 
   lifecycle {
-    # After the first deploy, traffic belongs to `python -m shared.deploy promote|rollback`; until someone
-    # pins a revision with it, LATEST keeps sending traffic to each new ready revision.
+    # After the first deploy, traffic belongs to the canary releases (delivery.tf): the first one pins it to
+    # the serving revision, so later revisions get traffic only through their own release.
     ignore_changes = [traffic]
   }
 
