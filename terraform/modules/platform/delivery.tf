@@ -33,7 +33,7 @@ resource "google_service_account" "release" {
   project      = var.project_id
   account_id   = local.release_job_name
   display_name = "Canary releases: traffic of the Netra services, read-only metrics"
-  depends_on   = [google_project_service.api]
+  depends_on   = [time_sleep.apis]
 }
 
 resource "google_cloud_run_service_iam_member" "release_functions" {
@@ -145,6 +145,10 @@ resource "terraform_data" "release" {
     google_cloud_run_service_iam_member.release_smoke_worker,
     google_service_account_iam_member.release_act_as,
     google_project_iam_member.release_metrics,
+    # The gate queries the log-based metrics below; Monitoring knows a new one only after up to 10 minutes.
+    google_logging_metric.instance_start_failures,
+    google_logging_metric.error_logs,
+    time_sleep.log_metrics,
   ]
 }
 
@@ -159,7 +163,7 @@ resource "google_logging_metric" "instance_start_failures" {
     value_type  = "INT64"
     unit        = "1"
   }
-  depends_on = [google_project_service.api]
+  depends_on = [time_sleep.apis]
 }
 
 resource "google_logging_metric" "error_logs" {
@@ -172,7 +176,7 @@ resource "google_logging_metric" "error_logs" {
     value_type  = "INT64"
     unit        = "1"
   }
-  depends_on = [google_project_service.api]
+  depends_on = [time_sleep.apis]
 }
 
 # One notification per rolled-back or refused release, from the engine's structured log entry.
