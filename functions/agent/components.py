@@ -42,6 +42,20 @@ def _tokens(settings: Any) -> Any:
     return start
 
 
+def _prices(settings: Any) -> Any:
+    def start() -> Any:
+        # Loading the price data takes about a second: done here, after the start, not on a request. With
+        # PRICES_REFRESH the package's updater then fetches newer data in its own daemon thread (no wait).
+        from shared.pricing import known_models, refresh
+
+        known_models()
+        if settings.prices_refresh:
+            return refresh.start_refresh(settings.prices_refresh_interval_s, settings.prices_refresh_url)
+        return True
+
+    return start
+
+
 def components(role: str, settings: Any) -> list[Component]:
     """``role`` is "api" or "worker"."""
     name = "agent-api" if role == "api" else "agent-worker"
@@ -70,6 +84,16 @@ def components(role: str, settings: Any) -> list[Component]:
             depends_on=("pubsub",) if api else (),
             timeout_s=30.0,
             retry=RetryPolicy(initial_s=0.5, max_s=10.0),
+            deferred=api,
+        )
+    )
+    found.append(
+        Component(
+            "prices",
+            _prices(settings),
+            Priority.LOW,
+            timeout_s=60.0,
+            retry=RetryPolicy(initial_s=1.0, max_s=30.0),
             deferred=api,
         )
     )

@@ -62,6 +62,17 @@ class AgentSection(BaseSettings):
     history_messages: int = Field(
         20, ge=0, le=200, description="earlier messages of the thread given to the pipeline, e.g. 20"
     )
+    prices_refresh: bool = Field(
+        False,
+        description="fetch newer list prices (genai-prices' published data) in a background thread; never blocks "
+        "a request or a start. Off: the prices bundled with the installed genai-prices",
+    )
+    prices_refresh_interval_s: float = Field(
+        86400.0, ge=600, le=604800, description="seconds between two price fetches when PRICES_REFRESH is on"
+    )
+    prices_refresh_url: str = Field(
+        "", description="where the price data is fetched from; empty: the genai-prices project's published file"
+    )
 
     @field_validator("agent_pipeline")
     @classmethod

@@ -1,22 +1,26 @@
-"""The price catalog: list prices of LLM models (``catalog.json`` beside this file) and exact cost arithmetic.
+"""The price catalog: list prices of LLM models and exact cost arithmetic.
 
-Prices are per 1,000,000 tokens, held as ``Decimal`` so that costs add up to the cent. A usage object is
-anything with the five token attributes of ``functions.agent.pipeline_api.TokenUsage`` (shared/ must not
-import functions/): ``input_tokens`` (uncached input), ``cached_input_tokens`` (cache reads),
+List prices come from the ``genai-prices`` package; ``overlay.json`` beside this file adds what the package lacks
+(capability tier, legacy flag, limits, minimum cacheable prefix, batch stacking where it does not say; see
+source.py). Prices are per 1,000,000 tokens, held as ``Decimal`` so that costs add up to the cent. A model has
+one ``Price`` per price period (``since`` .. ``until``); ``get_price(model, day)`` is the one in force on a day.
+A usage object is anything with the five token attributes of ``functions.agent.pipeline_api.TokenUsage``
+(shared/ must not import functions/): ``input_tokens`` (uncached input), ``cached_input_tokens`` (cache reads),
 ``cache_write_tokens``, ``output_tokens`` (visible output, reasoning excluded) and ``reasoning_tokens``.
 """
 
 from __future__ import annotations
 
-import json
+import logging
 import re
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from decimal import Decimal
-from functools import cache
-from pathlib import Path
 from typing import Any, Protocol
 
-CATALOG_PATH = Path(__file__).with_name("catalog.json")
+from shared.pricing import source
+
+log = logging.getLogger("shared.pricing")
 MTOK = Decimal(1_000_000)
 TIERS = ("economy", "standard", "premium", "frontier")
 DEFAULT_CACHE_TTL = "5m"
@@ -83,8 +87,16 @@ class Price:
     cache_mode: str  # automatic | explicit | none
     cache_storage_per_mtok_hour: Decimal | None
     source_url: str
-    date_read: str
+    date_read: str  # the date of the price data (source.data_date)
     notes: str
+    since: date | None = None  # first day of this price period (None: since ever)
+    until: date | None = None  # first day of the next period (None: still in force)
+    max_input_tokens: int | None = None  # input limit below the context window (GPT-5: 272,000 of 400,000)
+
+    @property
+    def input_limit(self) -> int:
+        """The largest prompt the model takes."""
+        return min(self.context_window, self.max_input_tokens or self.context_window)
 
     @property
     def tier_rank(self) -> int:
@@ -99,73 +111,139 @@ class Price:
         return chosen
 
 
-def _dec(value: Any) -> Decimal | None:
-    return None if value is None else Decimal(str(value))
+def _field(price: Any, key: str) -> Any:
+    return price.__dict__.get(key)
 
 
-def _rates(raw: dict[str, Any], fallback_reasoning: Decimal | None = None) -> Rates:
-    output = Decimal(str(raw["output_per_mtok"]))
-    writes = raw.get("cache_write_per_mtok")
-    return Rates(
-        input=Decimal(str(raw["input_per_mtok"])),
-        cached_input=_dec(raw.get("cached_input_per_mtok")),
-        cache_write={k: Decimal(str(v)) for k, v in writes.items()} if writes else None,
-        output=output,
-        reasoning=_dec(raw.get("reasoning_per_mtok")) or fallback_reasoning or output,
-    )
+def _build(entry: dict[str, Any], snap: Any, since: date | None, until: date | None) -> Price:
+    """One price period of an overlay model, from the package's prices in force on ``since``."""
+    provider, info = source.package_model(snap, entry["package"]["provider"], entry["package"]["model"])
+    prices = source.prices_on(info, since)
+    inp, in_t = source.base_and_tiers(_field(prices, "input_mtok"))
+    read, read_t = source.base_and_tiers(_field(prices, "cache_read_mtok"))
+    write, write_t = source.base_and_tiers(_field(prices, "cache_write_mtok"))
+    write_1h, write_1h_t = source.base_and_tiers(_field(prices, "cache_write_1h_mtok"))
+    out, out_t = source.base_and_tiers(_field(prices, "output_mtok"))
+    if inp is None or out is None:
+        raise ValueError(f"genai-prices has no token prices for {info.id!r}")
 
+    def rates(tier: int | None) -> Rates:
+        def at(base: Decimal | None, tiers: dict[int, Decimal]) -> Decimal | None:
+            return tiers.get(tier, base) if tier is not None and base is not None else base
 
-def _price(raw: dict[str, Any]) -> Price:
-    base = _rates(raw)
-    batch_raw = raw.get("batch")
+        o = at(out, out_t)
+        w, w1 = at(write, write_t), at(write_1h, write_1h_t)
+        writes = {k: v for k, v in (("5m", w), ("1h", w1)) if v is not None} or None
+        return Rates(input=at(inp, in_t), cached_input=at(read, read_t), cache_write=writes, output=o, reasoning=o)
+
+    base = rates(None)
+    starts = sorted(set(in_t) | set(out_t))
+    long_context = tuple(LongContextTier(start, rates(start)) for start in starts)
+    variant = source.batch_variant(info)
+    if variant is not None:
+        # The variant's discount, measured against the standard price in force when the variant was recorded.
+        variant_input = source.base_and_tiers(_field(variant, "input_mtok"))[0]
+        reference = source.base_and_tiers(_field(source.prices_on(info, None), "input_mtok"))[0]
+        for v in info.price_variants or ():
+            if v.when == source.BATCH_WHEN and isinstance(v.constraint, source._gp().StartDateConstraint):
+                reference = source.base_and_tiers(
+                    _field(source.prices_on(info, v.constraint.start_date), "input_mtok")
+                )[0]
+        discount: Decimal | None = (variant_input / reference) if variant_input is not None and reference else None
+        says_stacking = _field(variant, "cache_read_mtok") is not None
+        stacks = True if says_stacking else bool(entry.get("batch_stacks_with_cache"))
+    else:
+        discount = Decimal(str(entry["batch_discount"])) if entry.get("batch_discount") else None
+        stacks = bool(entry.get("batch_stacks_with_cache"))
     batch = None
-    if batch_raw:
-        batch = _rates({**batch_raw, "cache_write_per_mtok": None})
-        # Batch reasoning is billed like batch output.
-        batch = Rates(batch.input, batch.cached_input, None, batch.output, batch.output)
+    if discount is not None:
+        cached = base.cached_input * discount if stacks and base.cached_input is not None else None
+        batch = Rates(base.input * discount, cached, None, base.output * discount, base.output * discount)
+    context = info.context_window or entry.get("context_window")
+    if not context:
+        raise ValueError(f"no context window for {entry['model']!r} (package or overlay)")
     return Price(
-        model=raw["model"],
-        provider=raw["provider"],
-        host=raw["host"],
-        tier=raw["tier"],
-        open_weights=bool(raw.get("open_weights")),
-        legacy=bool(raw.get("legacy")),
-        aliases=tuple(raw.get("aliases") or ()),
+        model=entry["model"],
+        provider=entry["provider"],
+        host=entry.get("host", entry["provider"]),
+        tier=entry["tier"],
+        open_weights=bool(entry.get("open_weights")),
+        legacy=bool(entry.get("legacy")),
+        aliases=tuple(entry.get("aliases") or ()),
         base=base,
         batch=batch,
-        batch_discount=_dec(raw.get("batch_discount")),
-        batch_stacks_with_cache=bool(raw.get("batch_stacks_with_cache")),
-        long_context=tuple(
-            LongContextTier(int(t["above_input_tokens"]), _rates(t)) for t in raw.get("long_context") or ()
+        batch_discount=discount,
+        batch_stacks_with_cache=stacks,
+        long_context=long_context,
+        context_window=int(context),
+        max_output_tokens=int(entry["max_output_tokens"]),
+        min_cacheable_tokens=entry.get("min_cacheable_tokens"),
+        cache_mode=entry.get("cache_mode") or "none",
+        cache_storage_per_mtok_hour=(
+            Decimal(str(entry["cache_storage_per_mtok_hour"])) if entry.get("cache_storage_per_mtok_hour") else None
         ),
-        context_window=int(raw["context_window"]),
-        max_output_tokens=int(raw["max_output_tokens"]),
-        min_cacheable_tokens=raw.get("min_cacheable_tokens"),
-        cache_mode=raw.get("cache_mode") or "none",
-        cache_storage_per_mtok_hour=_dec(raw.get("cache_storage_per_mtok_hour")),
-        source_url=raw["source_url"],
-        date_read=raw["date_read"],
-        notes=raw.get("notes", ""),
+        source_url=(provider.pricing_urls or [""])[0],
+        date_read=source.data_date(snap),
+        notes=entry.get("notes", ""),
+        since=since,
+        until=until,
+        max_input_tokens=entry.get("max_input_tokens"),
     )
 
 
-@cache
-def catalog() -> dict[str, Any]:
-    """The raw catalog document (read once per process)."""
-    with CATALOG_PATH.open(encoding="utf-8") as f:
-        return json.load(f)
+def _periods(entry: dict[str, Any], snap: Any) -> tuple[Price, ...]:
+    _, info = source.package_model(snap, entry["package"]["provider"], entry["package"]["model"])
+    starts: list[date | None] = [None, *source.start_dates(info)]
+    ends: list[date | None] = [*starts[1:], None]
+    return tuple(_build(entry, snap, since, until) for since, until in zip(starts, ends, strict=True))
 
 
-@cache
-def _index() -> tuple[dict[str, Price], dict[str, str]]:
-    prices: dict[str, Price] = {}
+_INDEX: tuple[Any, dict[str, tuple[Price, ...]], dict[str, str], Any] | None = None
+
+
+def _build_index(snap: Any) -> tuple[dict[str, tuple[Price, ...]], dict[str, str]]:
+    prices: dict[str, tuple[Price, ...]] = {}
     names: dict[str, str] = {}
-    for raw in catalog()["models"]:
-        price = _price(raw)
-        prices[price.model] = price
-        for name in (price.model, *price.aliases):
-            names[name.lower()] = price.model
+    for entry in source.overlay():
+        periods = _periods(entry, snap)
+        prices[entry["model"]] = periods
+        for name in (entry["model"], *periods[0].aliases):
+            names[name.lower()] = entry["model"]
     return prices, names
+
+
+def _index() -> tuple[dict[str, tuple[Price, ...]], dict[str, str]]:
+    """Price periods by model id and names to ids, rebuilt when the price data changes (operator refresh).
+
+    Refreshed data that lacks an overlay model (or its token prices) is not used: the bundled data keeps
+    pricing, and the report says which data priced it (snapshot_in_use)."""
+    global _INDEX
+    snap = source.snapshot()
+    if _INDEX is None or _INDEX[0] is not snap:
+        used = snap
+        try:
+            prices, names = _build_index(snap)
+        except (LookupError, ValueError) as exc:
+            if not snap.from_auto_update:
+                raise
+            log.warning("refreshed price data not used: %s", exc)
+            used = source.bundled_snapshot()
+            prices, names = _build_index(used)
+        _INDEX = (snap, prices, names, used)
+    return _INDEX[1], _INDEX[2]
+
+
+def snapshot_in_use() -> source.Snapshot:
+    """The package version and data date of the prices in use."""
+    _index()
+    assert _INDEX is not None
+    return source.describe_snapshot(_INDEX[3])
+
+
+def data_version() -> int:
+    """Changes when the price data changes (a cache key for anything derived from prices)."""
+    _index()
+    return id(_INDEX[0]) if _INDEX else 0
 
 
 # Provider prefixes seen in exports (LiteLLM "openai/gpt-4o", Vertex "models/gemini-2.5-flash", Bedrock ids).
@@ -180,7 +258,7 @@ _SNAPSHOT = re.compile(r"(?:-\d{4}-\d{2}-\d{2}|[-@]\d{8}|-\d{3}|-v\d+:\d+|-lates
 
 def resolve_model(name: str) -> str | None:
     """The catalog id for a model name as it appears in logs, or None if the catalog does not know it."""
-    _, names = _index()
+    names = _index()[1]
     candidate = name.strip().lower()
     for _ in range(3):
         if candidate in names:
@@ -192,8 +270,22 @@ def resolve_model(name: str) -> str | None:
     return names.get(candidate)
 
 
-def get_price(model: str) -> Price:
-    """The price entry of a model (exact id, alias, or a provider-prefixed / dated snapshot name)."""
+def get_price(model: str, day: date | None = None) -> Price:
+    """The price of a model (exact id, alias, or a provider-prefixed / dated snapshot name) in force on ``day``
+    (UTC; today when None)."""
+    resolved = resolve_model(model)
+    if resolved is None:
+        raise UnknownModel(model)
+    periods = _index()[0][resolved]
+    day = day or datetime.now(UTC).date()
+    for price in reversed(periods):
+        if price.since is None or price.since <= day:
+            return price
+    return periods[0]
+
+
+def price_periods(model: str) -> tuple[Price, ...]:
+    """Every price period of a model, oldest first."""
     resolved = resolve_model(model)
     if resolved is None:
         raise UnknownModel(model)
@@ -209,13 +301,20 @@ def prompt_tokens(usage: UsageLike) -> int:
     return int(usage.input_tokens) + int(usage.cached_input_tokens) + int(usage.cache_write_tokens)
 
 
-def cost_usd(model: str, usage: UsageLike, *, batch: bool = False, cache_ttl: str = DEFAULT_CACHE_TTL) -> Decimal:
-    """Exact list-price cost of one call (unrounded Decimal).
+def cost_usd(
+    model: str,
+    usage: UsageLike,
+    *,
+    batch: bool = False,
+    cache_ttl: str = DEFAULT_CACHE_TTL,
+    day: date | None = None,
+) -> Decimal:
+    """Exact list-price cost of one call (unrounded Decimal) at the price in force on ``day`` (today if None).
 
     The long-context tier is chosen from the prompt size. With ``batch=True`` the batch rates apply; where the
     provider does not stack batch and caching discounts, cache reads are billed at the batch input rate.
     """
-    price = get_price(model)
+    price = get_price(model, day)
     rates = price.rates_for(prompt_tokens(usage))
     if batch:
         if price.batch is None:
@@ -237,17 +336,18 @@ def cost_usd(model: str, usage: UsageLike, *, batch: bool = False, cache_ttl: st
 
 
 __all__ = [
-    "CATALOG_PATH",
     "TIERS",
     "LongContextTier",
     "Price",
     "Rates",
     "UnknownModel",
     "UsageLike",
-    "catalog",
     "cost_usd",
+    "data_version",
     "get_price",
     "known_models",
+    "price_periods",
+    "snapshot_in_use",
     "prompt_tokens",
     "resolve_model",
 ]

@@ -80,5 +80,5 @@ def test_instrumented_openai_calls_arrive_as_priced_records(ingest: IngestServer
         assert (row["output_tokens"], row["reasoning_tokens"]) == (350, 0)
         assert len(row["request_id"]) == 16  # the span id
     spent = sum((cost_usd("gpt-4o-mini", Usage(r)) for r in rows), Decimal(0))
-    # gpt-4o-mini list prices (shared/pricing/catalog.json): 0.15 $/M input, 0.60 $/M output
+    # gpt-4o-mini list prices (genai-prices, shared/pricing): 0.15 $/M input, 0.60 $/M output
     assert spent == 3 * (2400 * Decimal("0.15") + 350 * Decimal("0.60")) / Decimal(1_000_000)

@@ -1,5 +1,5 @@
 """Reference datasets small enough to price by hand (the arithmetic is in test_reference.py next to the
-expected figures). All list prices per million tokens, from shared/pricing/catalog.json:
+expected figures). All list prices per million tokens, from genai-prices 0.2.3 (shared/pricing):
 
     gpt-4o             input 2.50  cached 1.25  output 10.00            (OpenAI: cache writes at input price)
     gpt-5-nano         input 0.05  cached 0.005 output 0.40

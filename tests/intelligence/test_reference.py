@@ -21,6 +21,7 @@ from functions.agent.intelligence.pipeline import run
 from functions.agent.intelligence.plan import savings_plan
 from functions.agent.intelligence.toolbox import FULL_ANALYSIS, Toolbox
 from shared.pricing import cost_usd
+from shared.pricing.source import current_snapshot
 from tests.intelligence import datasets
 from tests.intelligence.conftest import make_user
 from tests.intelligence.harness import TestRunContext
@@ -454,6 +455,7 @@ def test_final_report_states_the_reference_figures(intel_db: Any, user_a: str) -
     ctx = TestRunContext(intel_db, user_a, "How can we cut our LLM costs?")
     answer = run(ctx)
     text = answer.content
+    snapshot = current_snapshot()
     for expected in (
         "$8.65",
         "$129.68",
@@ -466,10 +468,56 @@ def test_final_report_states_the_reference_figures(intel_db: Any, user_a: str) -
         "| chat | 10 | $2.70 | $40.50 | 31.2% |",
         "8 of 10 requests would read a cached prefix (80.0%)",
         "| `gpt-4o` | 10 | 550.0 ms | 910.0 ms | 955.0 ms | 991.0 ms | 0.0% |",
-        "Not in the price catalog (tokens counted, cost unknown): `acme-llm-1`.",
+        "1 record(s) had no known price (tokens counted, cost unknown): `acme-llm-1`.",
+        f"Prices: list prices from genai-prices {snapshot.version}, price data of {snapshot.data_date}; each call "
+        "is priced at the price in force on its day (UTC).",
     ):
         assert expected in text, expected
     assert answer.metadata["route"] == "report" and answer.metadata["intent"] == "full_analysis"
     # The only total stated is the plan's: not the sum of the stand-alone figures (89.35), not the old
     # independent-fractions what-if (75.78).
     assert "$79.63" in text and "$89.35" not in text and "$75.78" not in text
+
+
+def test_each_call_is_priced_at_the_price_in_force_on_its_day(intel_db: Any, user_id: str) -> None:
+    """o3 (genai-prices): 10 / 40 per million until 2025-06-09, 2 / 8 from 2025-06-10. Two identical background
+    calls of 1,000,000 input tokens, one each side of the change: 10.00 + 2.00 = 12.00 (x15 a month = 180.00),
+    in SQL (overview, by day) and in Python (batch: half of each, 6.00 -> 90.00; the response cache answers half
+    of the pair at each day's price, 6.00 -> 90.00). Plan: the response cache leaves 5.00 + 1.00, batch halves
+    it: 6.00 + 3.00 = 9.00 (135.00), where the stand-alone figures add up to the whole bill (180.00)."""
+    rows = [
+        datasets.row(f"o3-{d}", f"2025-06-{d}T12:00:00Z", "o3", 1_000_000, 0, interactive=False, request_hash="same")
+        for d in ("09", "10")
+    ]
+    datasets.load(intel_db, user_id, rows)
+    toolbox = Toolbox(intel_db, user_id, use_rollups=False)
+    results = {(f"{n}:{a['by']}" if "by" in a else n): toolbox.call(n, a) for n, a in FULL_ANALYSIS}
+    assert results["usage_overview"]["total_cost_usd"] == 12.00
+    assert results["usage_overview"]["monthly_cost_usd"] == 180.00
+    assert [(r["key"], r["cost_usd"]) for r in results["cost_breakdown:day"]["rows"]] == [
+        ("2025-06-09", 10.00),
+        ("2025-06-10", 2.00),
+    ]
+    assert results["batch_opportunity"]["monthly_savings_usd"] == 90.00
+    assert results["duplicate_requests"]["monthly_savings_usd"] == 90.00
+    ranked = recommendations.rank(recommendations.build(results))
+    plan = savings_plan(results["plan_segments"], ranked["recommendations"])
+    assert {s["id"]: (s["standalone_monthly_usd"], s["marginal_monthly_usd"]) for s in plan["steps"]} == {
+        "response_cache:o3": (90.00, 90.00),
+        "batch:o3": (90.00, 45.00),
+    }
+    assert plan["monthly_savings_usd"] == 135.00
+
+
+def test_rightsizing_fits_the_input_limit_not_the_window(intel_db: Any, user_id: str) -> None:
+    """gpt-4.1 classification with 300,000-token prompts: the GPT-5 family's 400,000-token window is input plus
+    output and takes at most 272,000 input tokens (overlay max_input_tokens), so the economy target is
+    gpt-4.1-nano, not the cheaper gpt-5-nano. 10 x (300,000 x 2.00 + 10 x 8.00) = 6.0008 on gpt-4.1, 10 x
+    (300,000 x 0.10 + 10 x 0.40) = 0.30004 on gpt-4.1-nano: saves 5.70076 (x30 = 171.02)."""
+    rows = [
+        datasets.row(f"big-{k}", f"2025-05-01T10:{k:02d}:00Z", "gpt-4.1", 300_000, 10, feature="triage")
+        for k in range(10)
+    ]
+    datasets.load(intel_db, user_id, rows)
+    [candidate] = Toolbox(intel_db, user_id, use_rollups=False).call("model_rightsizing")["candidates"]
+    assert (candidate["target_model"], candidate["monthly_savings_usd"]) == ("gpt-4.1-nano", 171.02)

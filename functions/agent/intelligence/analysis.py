@@ -19,6 +19,7 @@ from functions.agent.intelligence.pricing_sql import (
     rates_for_group,
     usd,
 )
+from shared.pricing.source import current_snapshot
 
 BREAKDOWN_DIMENSIONS = ("model", "feature", "end_user", "day", "provider")
 NONE_KEY = "(none)"
@@ -34,6 +35,8 @@ def usage_overview(facts: Facts) -> dict[str, Any]:
             "monthly_cost_usd": 0.0,
             "models": [],
             "unpriced_models": [],
+            "unpriced_records": 0,
+            "prices": current_snapshot().describe(),
             "coverage_pct": {f: 0.0 for f in COVERAGE_FIELDS},
         }
     counts = facts.coverage
@@ -58,6 +61,9 @@ def usage_overview(facts: Facts) -> dict[str, Any]:
         "monthly_cost_usd": usd(facts.monthly(total.cost)),
         "models": models,
         "unpriced_models": [m["model"] for m in models if not m["priced"]],
+        "unpriced_records": sum(m["requests"] for m in models if not m["priced"]),
+        # The price data that priced this result: a rollup keeps the snapshot it was computed with.
+        "prices": current_snapshot().describe(),
         "coverage_pct": {f: pct(counts.get(f, 0), period.records) for f in COVERAGE_FIELDS},
     }
 
@@ -135,7 +141,7 @@ def cost_drivers(facts: Facts, limit: int = 5) -> dict[str, Any]:
     total = facts.total().cost
     buckets = {k: Decimal(0) for k in TOKEN_COLUMNS}
     for row in facts.segments:
-        price = price_of(row["model"])
+        price = price_of(row["model"], row["pday"])
         if price is None:
             continue
         tokens = {k: int(row[s]) for k, s in zip(TOKEN_COLUMNS, ("i", "c", "w", "o", "rs"), strict=True)}

@@ -17,7 +17,9 @@ from typing import Any
 
 from functions.agent.intelligence.pricing_sql import (
     COST,
+    GROUP_RATE_JOIN,
     LC,
+    RATE_JOIN,
     RATES_CTE,
     Period,
     analysis_settings,
@@ -38,31 +40,31 @@ COVERAGE_FIELDS = (
 TOP_USERS = 50  # end users kept by cost; the breakdown tool shows at most this many
 SUMS = """count(*) AS n, sum(u.input_tokens) AS i, sum(u.cached_input_tokens) AS c, sum(u.cache_write_tokens) AS w,
           sum(u.output_tokens) AS o, sum(u.reasoning_tokens) AS rs"""
-SEGMENT_KEY = ("feature", "interactive", "ok", "model", "provider", "lc")
-DAY_KEY = ("day", "model", "provider", "lc")
+SEGMENT_KEY = ("feature", "interactive", "ok", "model", "provider", "lc", "pday")
+DAY_KEY = ("day", "model", "provider", "lc", "pday")
 
 _SEGMENTS_BY_DAY = f"""
 WITH {RATES_CTE},
 g AS (SELECT u.feature, u.interactive, (u.status = 'ok') AS ok, (u.ts AT TIME ZONE 'UTC')::date AS day, u.model,
-             u.provider, {LC} AS lc, {SUMS},
+             u.provider, {LC} AS lc, r.pday, {SUMS},
              max(u.input_tokens + u.cached_input_tokens + u.cache_write_tokens) AS max_prompt,
              max(u.output_tokens) AS max_output, COALESCE(sum(u.max_tokens), 0) AS sum_max_tokens,
              min(u.ts) AS first_ts, max(u.ts) AS last_ts,
              {", ".join(f"count(u.{f}) AS has_{f}" for f in COVERAGE_FIELDS)}
-        FROM usage_records u LEFT JOIN rates r ON r.model = u.model
+        FROM usage_records u LEFT JOIN rates r ON {RATE_JOIN}
        WHERE u.user_id = %s
-       GROUP BY 1, 2, 3, 4, 5, 6, 7)
-SELECT g.*, {COST} AS cost FROM g LEFT JOIN rates r ON r.model = g.model
+       GROUP BY 1, 2, 3, 4, 5, 6, 7, 8)
+SELECT g.*, {COST} AS cost FROM g LEFT JOIN rates r ON {GROUP_RATE_JOIN}
 """
 _TOP_USERS = f"""
 WITH {RATES_CTE},
-g AS (SELECT u.end_user, u.model, {LC} AS lc, {SUMS}
-        FROM usage_records u LEFT JOIN rates r ON r.model = u.model
+g AS (SELECT u.end_user, u.model, {LC} AS lc, r.pday, {SUMS}
+        FROM usage_records u LEFT JOIN rates r ON {RATE_JOIN}
        WHERE u.user_id = %s
-       GROUP BY 1, 2, 3)
+       GROUP BY 1, 2, 3, 4)
 SELECT g.end_user AS key, sum(g.n) AS n, sum(g.i) AS i, sum(g.c) AS c, sum(g.w) AS w, sum(g.o) AS o,
        sum(g.rs) AS rs, COALESCE(sum({COST}), 0) AS cost, count(*) OVER () AS keys
-  FROM g LEFT JOIN rates r ON r.model = g.model
+  FROM g LEFT JOIN rates r ON {GROUP_RATE_JOIN}
  GROUP BY g.end_user ORDER BY COALESCE(sum({COST}), 0) DESC, g.end_user NULLS LAST LIMIT {TOP_USERS}
 """
 _SUMMED = ("n", "i", "c", "w", "o", "rs", "sum_max_tokens", *(f"has_{f}" for f in COVERAGE_FIELDS))
@@ -214,7 +216,7 @@ class Facts:
         return self.period.monthly(amount)
 
     def priced_models(self) -> dict[str, Any]:
-        return {r["model"]: price_of(r["model"]) for r in self.segments}
+        return {r["model"]: price_of(r["model"], r["pday"]) for r in self.segments}
 
 
 # -- inputs of prompt caching and of the savings plan ------------------------------------------------------------
@@ -226,7 +228,7 @@ _DUPLICATE_GROUPS = """d AS (SELECT u.model, u.request_hash, count(*) AS n FROM 
                              GROUP BY 1, 2 HAVING count(*) > 1)"""
 _REPEATS = f"""
 WITH {RATES_CTE}, {_DUPLICATE_GROUPS}
-SELECT u.model, u.feature, u.interactive, {LC} AS lc, sum((d.n - 1)::numeric / d.n) AS n,
+SELECT u.model, u.feature, u.interactive, {LC} AS lc, r.pday, sum((d.n - 1)::numeric / d.n) AS n,
        {
     ", ".join(
         f"sum(u.{c} * (d.n - 1)::numeric / d.n) AS {a}"
@@ -240,8 +242,8 @@ SELECT u.model, u.feature, u.interactive, {LC} AS lc, sum((d.n - 1)::numeric / d
     )
 }
   FROM d JOIN usage_records u ON u.user_id = %s AND u.model = d.model AND u.request_hash = d.request_hash
-  LEFT JOIN rates r ON r.model = u.model
- GROUP BY 1, 2, 3, 4
+  LEFT JOIN rates r ON {RATE_JOIN}
+ GROUP BY 1, 2, 3, 4, 5
 """
 # Requests with a prefix in fixed windows of the cache lifetime per (model, prefix_hash, prefix_tokens): per
 # (segment, prefix) the cacheable tokens and the tokens written (each window writes its prefix once, shared by
@@ -250,21 +252,21 @@ SELECT u.model, u.feature, u.interactive, {LC} AS lc, sum((d.n - 1)::numeric / d
 # minimum cacheable prefix of the model the traffic ends on.
 _CACHE_ROWS = f"""
 WITH {RATES_CTE}, {_DUPLICATE_GROUPS},
-x AS (SELECT u.model, u.feature, u.interactive, {LC} AS lc, u.prefix_hash, u.prefix_tokens,
+x AS (SELECT u.model, u.feature, u.interactive, {LC} AS lc, r.pday, u.prefix_hash, u.prefix_tokens,
              floor(date_part('epoch', u.ts) / %s)::bigint AS win, {CACHEABLE} AS s,
              1::numeric / COALESCE(d.n, 1) AS k
-        FROM usage_records u LEFT JOIN rates r ON r.model = u.model
+        FROM usage_records u LEFT JOIN rates r ON {RATE_JOIN}
         LEFT JOIN d ON d.model = u.model AND d.request_hash = u.request_hash
        WHERE u.user_id = %s AND u.prefix_hash IS NOT NULL AND u.prefix_tokens IS NOT NULL),
-g AS (SELECT model, feature, interactive, lc, prefix_hash, prefix_tokens, win, count(*) AS n, sum(s) AS s,
-             sum(k) AS nk, sum(s * k) AS sk
-        FROM x GROUP BY 1, 2, 3, 4, 5, 6, 7),
+g AS (SELECT model, feature, interactive, lc, pday, prefix_hash, prefix_tokens, win, count(*) AS n,
+             sum(s) AS s, sum(k) AS nk, sum(s * k) AS sk
+        FROM x GROUP BY 1, 2, 3, 4, 5, 6, 7, 8),
 w AS (SELECT g.*, sum(n) OVER p AS wn, sum(nk) OVER p AS wnk
         FROM g WINDOW p AS (PARTITION BY model, prefix_hash, prefix_tokens, win))
-SELECT model, feature, interactive, lc, prefix_hash, prefix_tokens, sum(n) AS requests,
+SELECT model, feature, interactive, lc, pday, prefix_hash, prefix_tokens, sum(n) AS requests,
        sum(n::numeric / wn) AS windows, sum(s) AS s, sum(s::numeric / wn) AS writes,
        sum(nk) AS requests_kept, sum(sk) AS s_kept, sum(sk / wnk) AS writes_kept
-  FROM w GROUP BY 1, 2, 3, 4, 5, 6
+  FROM w GROUP BY 1, 2, 3, 4, 5, 6, 7
 """
 
 

@@ -11,8 +11,10 @@ from typing import Any
 
 from functions.agent.intelligence.facts import Agg, Facts, cache_rows, group
 from functions.agent.intelligence.pricing_sql import (
-    BIG,
     COST,
+    GROUP_RATE_JOIN,
+    LC,
+    RATE_JOIN,
     RATES_CTE,
     bucket_costs,
     pct,
@@ -44,8 +46,17 @@ def _cache_saving(rates: Rates, cacheable: Decimal, writes: Decimal) -> Decimal:
     return (cacheable * rates.input - new) / 1_000_000
 
 
-def _by_lc(rows: list[dict[str, Any]]) -> dict[bool, Agg]:
-    return group(rows, lambda r: bool(r["lc"]))
+def _by_lc(rows: list[dict[str, Any]]) -> dict[tuple[bool, Any], Agg]:
+    """Sums per (long-context tier, price period): each part is priced with its own rates."""
+    return group(rows, lambda r: (bool(r["lc"]), r["pday"]))
+
+
+def _rates(model: str, part: tuple[bool, Any]) -> Rates:
+    """The rates of a part of a model's traffic: its price period, its long-context tier."""
+    lc, pday = part
+    price = price_of(model, pday)
+    assert price is not None
+    return rates_for_group(price, lc)
 
 
 # -- prompt caching ----------------------------------------------------------------------------------------------
@@ -60,7 +71,7 @@ def caching_opportunity(facts: Facts, ttl_minutes: int = 5, limit: int = 5) -> d
     groups: dict[tuple[str, bool, str, int], dict[str, Any]] = {}
     below: dict[str, dict[str, Any]] = {}
     for r in cache_rows(facts, ttl_minutes):
-        price = price_of(r["model"])
+        price = price_of(r["model"], r["pday"])
         if price is None or price.base.cached_input is None:
             continue
         minimum = price.min_cacheable_tokens or 0
@@ -69,7 +80,7 @@ def caching_opportunity(facts: Facts, ttl_minutes: int = 5, limit: int = 5) -> d
             b["requests"] += int(r["requests"])
             continue
         g = groups.setdefault(
-            (r["model"], bool(r["lc"]), r["prefix_hash"], int(r["prefix_tokens"])),
+            (r["model"], bool(r["lc"]), r["pday"], r["prefix_hash"], int(r["prefix_tokens"])),
             {"requests": 0, "windows": Decimal(0), "cacheable": Decimal(0), "savings": Decimal(0), "bg": Decimal(0)},
         )
         rates = rates_for_group(price, bool(r["lc"]))
@@ -81,14 +92,14 @@ def caching_opportunity(facts: Facts, ttl_minutes: int = 5, limit: int = 5) -> d
         if r["interactive"] is False:
             g["bg"] += saving
     rows = [
-        {"model": m, "lc": lc, "prefix_hash": h, "prefix_tokens": t, **g}
-        for (m, lc, h, t), g in groups.items()
+        {"model": m, "lc": lc, "pday": pday, "prefix_hash": h, "prefix_tokens": t, **g}
+        for (m, lc, pday, h, t), g in groups.items()
         if g["cacheable"] > 0
     ]
     per_model: dict[str, dict[str, Any]] = {}
     prefixes = []
     for r in rows:
-        price = get_price(r["model"])
+        price = get_price(r["model"], r["pday"])
         rates = rates_for_group(price, r["lc"])
         tokens = r["cacheable"]
         current = tokens * rates.input / 1_000_000
@@ -174,16 +185,19 @@ def duplicate_requests(facts: Facts, limit: int = 5) -> dict[str, Any]:
     n identical requests = its cost x (n - 1) / n (an upper bound: the cache keeps answers for the period)."""
     groups = f"""
         WITH {RATES_CTE},
-        d AS (SELECT u.model, u.request_hash, count(*) AS n, sum(u.input_tokens) AS i,
-                     sum(u.cached_input_tokens) AS c, sum(u.cache_write_tokens) AS w, sum(u.output_tokens) AS o,
-                     sum(u.reasoning_tokens) AS rs,
-                     max(u.input_tokens + u.cached_input_tokens + u.cache_write_tokens) AS max_prompt
+        d AS (SELECT u.model, u.request_hash, count(*) AS n
                 FROM usage_records u
                WHERE u.user_id = %s AND u.request_hash IS NOT NULL
                GROUP BY 1, 2 HAVING count(*) > 1),
-        g AS (SELECT d.*, d.max_prompt > COALESCE(r.lc_above, {BIG}) AS lc FROM d LEFT JOIN rates r USING (model)),
-        s AS MATERIALIZED (SELECT g.model, g.request_hash, g.n, {COST} * (g.n - 1) / g.n AS savings
-                             FROM g JOIN rates r ON r.model = g.model)
+        g AS (SELECT d.model, d.request_hash, d.n, r.pday, {LC} AS lc, sum(u.input_tokens) AS i,
+                     sum(u.cached_input_tokens) AS c, sum(u.cache_write_tokens) AS w, sum(u.output_tokens) AS o,
+                     sum(u.reasoning_tokens) AS rs
+                FROM d JOIN usage_records u
+                  ON u.user_id = %s AND u.model = d.model AND u.request_hash = d.request_hash
+                JOIN rates r ON {RATE_JOIN}
+               GROUP BY 1, 2, 3, 4, 5),
+        s AS MATERIALIZED (SELECT g.model, g.request_hash, g.n, sum({COST}) * (g.n - 1) / g.n AS savings
+                             FROM g JOIN rates r ON {GROUP_RATE_JOIN} GROUP BY 1, 2, 3)
         SELECT 'model' AS kind, model, NULL AS request_hash, count(*) AS groups, sum(n) AS requests,
                sum(n - 1) AS repeats, sum(savings) AS savings FROM s GROUP BY model
         UNION ALL
@@ -191,7 +205,8 @@ def duplicate_requests(facts: Facts, limit: int = 5) -> dict[str, Any]:
           ORDER BY savings DESC, model, request_hash LIMIT %s)"""
     # The index (user_id, model, request_hash) INCLUDE (tokens) hands the rows over already grouped: streaming
     # them beats hashing a million mostly-single-row groups (the planner prefers the hash when work_mem allows).
-    rows = query(facts.db, groups, [*rates_params(), facts.user_id, limit], hash_aggregate=False)
+    # Each repeated request is then priced at the rates of its own day (the groups are few: index lookups).
+    rows = query(facts.db, groups, [*rates_params(), facts.user_id, facts.user_id, limit], hash_aggregate=False)
     per_model = sorted((r for r in rows if r["kind"] == "model"), key=lambda r: (-r["savings"], r["model"]))
     top = [{**r, "n": r["requests"]} for r in rows if r["kind"] == "group"]
     top.sort(key=lambda r: (-r["savings"], r["model"], r["request_hash"]))
@@ -254,10 +269,15 @@ def batch_opportunity(facts: Facts, limit: int = 5) -> dict[str, Any]:
         current = Decimal(0)
         batch = Decimal(0)
         n = 0
-        for lc, agg in _by_lc(rows).items():
-            rates = rates_for_group(price, lc)
+        for part, agg in _by_lc(rows).items():
+            period = price_of(model, part[1]) or price
+            rates = rates_for_group(period, part[0])
             current += _cost(rates, _tokens(agg))
-            batch += _cost(batch_rates(price, rates), _tokens(agg))
+            batch += (
+                _cost(batch_rates(period, rates), _tokens(agg))
+                if period.batch is not None
+                else _cost(rates, _tokens(agg))
+            )
             n += agg.n
         savings = current - batch
         if savings <= 0:  # cache reads cheaper than batch input outweigh the discount
@@ -329,7 +349,7 @@ def choose_target(price: Price, kind: str, max_prompt: int, max_output: int, cos
             other.provider != price.provider
             or other.legacy
             or other.tier_rank >= rank
-            or other.context_window < max_prompt
+            or other.input_limit < max_prompt
             or other.max_output_tokens < max_output
         ):
             continue
@@ -370,13 +390,20 @@ def model_rightsizing(facts: Facts, min_requests: int = 10, limit: int = 10) -> 
         max_prompt = max(int(r["max_prompt"]) for r in rows)
         max_output = max(int(r["max_output"]) for r in rows)
 
-        def cost_on(target: Price, parts: dict[bool, Agg] = parts) -> Decimal:
-            return sum((_cost(_target_rates(target, lc), _tokens(a)) for lc, a in parts.items()), Decimal(0))
+        def cost_on(target: Price, parts: dict[tuple[bool, Any], Agg] = parts) -> Decimal:
+            # The target at the price it had in each part's price period.
+            return sum(
+                (
+                    _cost(_target_rates(get_price(target.model, pday), lc), _tokens(a))
+                    for (lc, pday), a in parts.items()
+                ),
+                Decimal(0),
+            )
 
         target = choose_target(price, kind, max_prompt, max_output, cost_on)
         if target is None:
             continue
-        current = sum((_cost(rates_for_group(price, lc), _tokens(a)) for lc, a in parts.items()), Decimal(0))
+        current = sum((_cost(_rates(model, part), _tokens(a)) for part, a in parts.items()), Decimal(0))
         new = cost_on(target)
         if new >= current:
             continue
@@ -432,7 +459,7 @@ def output_trimming(facts: Facts, reduction_pct: int = 25, limit: int = 10) -> d
         if not n or Decimal(output) / n < TRIM_MIN_AVG_OUTPUT:
             continue
         output_cost = sum(
-            (bucket_costs(rates_for_group(price, lc), _tokens(a))["output_tokens"] for lc, a in parts.items()),
+            (bucket_costs(_rates(model, part), _tokens(a))["output_tokens"] for part, a in parts.items()),
             Decimal(0),
         )
         savings = output_cost * share
@@ -473,8 +500,11 @@ def long_context(facts: Facts) -> dict[str, Any]:
     for model, rows in _split([r for r in facts.segments if r["lc"]], lambda r: r["model"]).items():
         price = get_price(model)
         agg = group(rows, lambda r: None)[None]
-        current = _cost(price.long_context[0].rates, _tokens(agg))
-        base = _cost(price.base, _tokens(agg))
+        current = base = Decimal(0)
+        for pday, part in group(rows, lambda r: r["pday"]).items():
+            period = get_price(model, pday)
+            current += _cost(period.long_context[0].rates, _tokens(part))
+            base += _cost(period.base, _tokens(part))
         total += current - base
         models.append(
             {

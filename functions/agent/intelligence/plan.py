@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
@@ -56,14 +57,15 @@ def plan_segments(facts: Facts, ttl_minutes: int = 5) -> dict[str, Any]:
     written as strings (they hold fractions of repeated requests)."""
     units: dict[tuple[Any, ...], dict[str, Any]] = {}
 
-    def unit(model: str, feature: str | None, interactive: bool | None, lc: bool) -> dict[str, Any]:
-        key = (model, feature or NONE_FEATURE, interactive, bool(lc))
+    def unit(model: str, feature: str | None, interactive: bool | None, lc: bool, pday: date) -> dict[str, Any]:
+        key = (model, feature or NONE_FEATURE, interactive, bool(lc), pday.isoformat())
         if key not in units:
             units[key] = {
                 "model": key[0],
                 "feature": key[1],
                 "interactive": interactive,
                 "lc": key[3],
+                "price_period": key[4],
                 "requests": 0,
                 "tokens": [ZERO] * 5,
                 "repeats": [ZERO] * 6,
@@ -72,24 +74,26 @@ def plan_segments(facts: Facts, ttl_minutes: int = 5) -> dict[str, Any]:
         return units[key]
 
     for r in facts.segments:
-        if price_of(r["model"]) is None:
+        if price_of(r["model"], r["pday"]) is None:
             continue
-        u = unit(r["model"], r["feature"], r["interactive"], r["lc"])
+        u = unit(r["model"], r["feature"], r["interactive"], r["lc"], r["pday"])
         u["requests"] += int(r["n"])
         u["tokens"] = [a + Decimal(r[k]) for a, k in zip(u["tokens"], ("i", "c", "w", "o", "rs"), strict=True)]
     for r in repeats(facts):
-        if price_of(r["model"]) is None:
+        if price_of(r["model"], r["pday"]) is None:
             continue
-        u = unit(r["model"], r["feature"], r["interactive"], r["lc"])
+        u = unit(r["model"], r["feature"], r["interactive"], r["lc"], r["pday"])
         u["repeats"] = [a + Decimal(r[k]) for a, k in zip(u["repeats"], ("n", "i", "c", "w", "o", "rs"), strict=True)]
     for r in cache_rows(facts, ttl_minutes):
-        if price_of(r["model"]) is None:
+        if price_of(r["model"], r["pday"]) is None:
             continue
-        unit(r["model"], r["feature"], r["interactive"], r["lc"])["cache"].append(
+        unit(r["model"], r["feature"], r["interactive"], r["lc"], r["pday"])["cache"].append(
             [str(r["prefix_hash"]), int(r["prefix_tokens"])]
             + [str(Decimal(r[k])) for k in ("s", "writes", "s_kept", "writes_kept")]
         )
-    ordered = sorted(units.values(), key=lambda u: (u["model"], u["feature"], str(u["interactive"]), u["lc"]))
+    ordered = sorted(
+        units.values(), key=lambda u: (u["model"], u["feature"], str(u["interactive"]), u["lc"], u["price_period"])
+    )
     for u in ordered:
         u["tokens"] = [str(v) for v in u["tokens"]]
         u["repeats"] = [str(v) for v in u["repeats"]]
@@ -119,6 +123,7 @@ class Segment:
     feature: str
     interactive: bool | None
     lc: bool
+    pday: date  # first day of the price period its records were priced in
     requests: int
     tokens: tuple[Decimal, ...]  # i, c, w, o, rs
     repeats: tuple[Decimal, ...]  # i, c, w, o, rs of the repeats a response cache answers
@@ -149,6 +154,7 @@ def _segments(inputs: dict[str, Any]) -> list[Segment]:
                 feature=u["feature"],
                 interactive=u["interactive"],
                 lc=bool(u["lc"]),
+                pday=date.fromisoformat(u["price_period"]),
                 requests=int(u["requests"]),
                 tokens=tuple(Decimal(v) for v in u["tokens"]),
                 repeats=tuple(Decimal(v) for v in u["repeats"][1:]),
@@ -177,7 +183,8 @@ def _applies(rec: dict[str, Any], seg: Segment) -> bool:
 
 def _price(seg: Segment, choice: Choice) -> Price:
     rec = choice.recs.get("rightsizing")
-    price = price_of(rec["details"]["target_model"] if rec else seg.model)
+    # The model the traffic ends on, at the price it had in the segment's price period.
+    price = price_of(rec["details"]["target_model"] if rec else seg.model, seg.pday)
     assert price is not None  # plan_segments keeps priced models; targets come from the catalog
     return price
 
@@ -292,7 +299,7 @@ def savings_plan(inputs: dict[str, Any], recs: list[dict[str, Any]], chosen: lis
             decided[id(seg)] = choice
         if cost_with >= cost_without:
             rec = by_id[rec_id]
-            target = price_of(rec["details"]["target_model"])
+            target = price_of(rec["details"]["target_model"], segs[0].pday)
             why = (
                 f"left out: keeping {rec['model']} for {rec['feature']} with the rest of the plan costs "
                 f"{_money(monthly(cost_without))} a month, moving it to {rec['details']['target_model']} "

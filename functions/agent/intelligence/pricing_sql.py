@@ -8,12 +8,12 @@ Also the period of a user's data (monthly projections) and the rounding used eve
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from functools import cache
 from typing import Any
 
-from shared.pricing import Price, Rates, get_price, known_models
+from shared.pricing import Price, Rates, data_version, get_price, known_models, price_periods
 
 BIG = 9_000_000_000_000_000_000  # "no long-context tier": a threshold no prompt reaches
 DAYS_PER_MONTH = Decimal(30)
@@ -21,6 +21,8 @@ CENT = Decimal("0.01")
 TOKEN_COLUMNS = ("input_tokens", "cached_input_tokens", "cache_write_tokens", "output_tokens", "reasoning_tokens")
 RATES_COLUMNS = (
     "model",
+    "pday",
+    "until",
     "lc_above",
     "min_cache",
     "has_cache",
@@ -77,16 +79,22 @@ def _bucket_rates(rates: Rates) -> list[Decimal]:
     return [rates.input, cached, rates.cache_write_rate(), rates.output, rates.reasoning]
 
 
-@cache
 def rates_params() -> tuple[list[Any], ...]:
-    """One array per RATES_COLUMNS entry, for every catalog model (33 rows: cheaper than asking which occur)."""
+    """One array per RATES_COLUMNS entry, for every catalog model (a few dozen rows: cheaper than asking which
+    occur); rebuilt when the price data changes (operator refresh)."""
+    return _rates_params(data_version())
+
+
+@cache
+def _rates_params(version: int) -> tuple[list[Any], ...]:
     columns: list[list[Any]] = [[] for _ in RATES_COLUMNS]
-    for model in known_models():
-        price = get_price(model)
+    for price in (p for model in known_models() for p in price_periods(model)):
         long = price.long_context[0] if price.long_context else None
         base = _bucket_rates(price.base)
         values = [
-            model,
+            price.model,
+            price.since or EVER,
+            price.until,
             long.above_input_tokens if long else BIG,
             price.min_cacheable_tokens,
             price.base.cached_input is not None,
@@ -98,13 +106,20 @@ def rates_params() -> tuple[list[Any], ...]:
     return tuple(columns)
 
 
+# One row per (model, price period): pday is the period's first day (EVER: since ever), until the first day of
+# the next one (NULL: still in force). A record takes the rates of the period its UTC day falls in (RATE_JOIN);
+# grouped rows keep pday so that Python prices them with the same period (price_of(model, pday)).
 RATES_CTE = (
-    "rates AS (SELECT * FROM unnest(%s::text[], %s::bigint[], %s::int[], %s::bool[], "
+    "rates AS (SELECT * FROM unnest(%s::text[], %s::date[], %s::date[], %s::bigint[], %s::int[], %s::bool[], "
     + ", ".join(["%s::numeric[]"] * 10)
     + ") AS r("
     + ", ".join(RATES_COLUMNS)
     + "))"
 )
+EVER = date(1970, 1, 1)
+DAY = "(u.ts AT TIME ZONE 'UTC')::date"
+RATE_JOIN = f"r.model = u.model AND {DAY} >= r.pday AND ({DAY} < r.until OR r.until IS NULL)"
+GROUP_RATE_JOIN = "r.model = g.model AND r.pday = g.pday"
 PROMPT = "(u.input_tokens + u.cached_input_tokens + u.cache_write_tokens)"
 LC = f"({PROMPT} > COALESCE(r.lc_above, {BIG}))"
 COST = """(CASE WHEN g.lc
@@ -143,9 +158,10 @@ class Period:
         }
 
 
-def price_of(model: str) -> Price | None:
+def price_of(model: str, pday: date | None = None) -> Price | None:
+    """The price of a model in the period starting on ``pday`` (a grouped row's pday; today's when None)."""
     try:
-        return get_price(model)
+        return get_price(model, pday)
     except KeyError:
         return None
 

@@ -269,9 +269,18 @@ def prices_section(result: dict[str, Any]) -> str:
 
 def data_notes(overview: dict[str, Any], missing: dict[str, str]) -> str:
     notes = []
-    if overview.get("unpriced_models"):
+    prices = overview.get("prices")
+    if prices:
         notes.append(
-            "Not in the price catalog (tokens counted, cost unknown): "
+            f"Prices: list prices from {prices['source']} {prices['version']}, price data of {prices['data_date']}"
+            + (" (refreshed at run time)" if prices["refreshed"] else "")
+            + "; each call is priced at the price in force on its day (UTC)."
+        )
+    if overview.get("unpriced_models"):
+        count = overview.get("unpriced_records")
+        notes.append(
+            (f"{num(count)} record(s) had no known price" if count else "No known price")
+            + " (tokens counted, cost unknown): "
             + ", ".join(f"`{m}`" for m in overview["unpriced_models"])
             + "."
         )
