@@ -54,7 +54,7 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--env", required=True, choices=["staging", "production"], help="selects the policy")
         if name == "start":
             p.add_argument("--revision", help="candidate revision (default: the newest)")
-            p.add_argument("--token", action="store_true", help="send an identity token to the smoke test (gcloud)")
+            p.add_argument("--no-token", action="store_true", help="smoke test without an identity token")
         if name == "watch":
             p.add_argument("--interval", type=float, default=15.0, help="seconds between refreshes")
             p.add_argument("--once", action="store_true", help="print one view and exit")
@@ -110,7 +110,7 @@ def _release(args: argparse.Namespace) -> int:
         raise KeyboardInterrupt  # a cancelled job execution (SIGTERM) rolls back like Ctrl-C
 
     signal.signal(signal.SIGTERM, terminate)
-    token = _identity_token() if args.token else None
+    token = None if args.no_token else _identity_token(manager.status(args.service).uri)
     engine = ReleaseEngine(manager, reader, policy, clock, on_progress=show)
     try:
         result = engine.run(args.service, args.revision, token=token)
@@ -126,13 +126,19 @@ def _release(args: argparse.Namespace) -> int:
     return 0
 
 
-def _identity_token() -> str:
-    import subprocess
+def _identity_token(audience: str) -> str | None:
+    """An identity token for the smoke test of a private service (the agent worker): from the metadata
+    server in the release job, or service-account credentials locally. None where there is none (a user's
+    own login cannot mint one this way); public services need none."""
+    if not (os.environ.get("CLOUD_RUN_JOB") or os.environ.get("GOOGLE_APPLICATION_CREDENTIALS")):
+        return None  # probing for a metadata server elsewhere costs seconds and finds none
+    try:
+        import google.auth.transport.requests
+        from google.oauth2 import id_token
 
-    out = subprocess.run(["gcloud", "auth", "print-identity-token"], capture_output=True, text=True, timeout=60)
-    if out.returncode != 0:
-        raise DeployError("no_identity_token", "gcloud auth print-identity-token failed")
-    return out.stdout.strip()
+        return id_token.fetch_id_token(google.auth.transport.requests.Request(), audience)
+    except Exception:  # any failure means: smoke test without a token
+        return None
 
 
 def _print_status(status: object, as_json: bool) -> None:

@@ -28,7 +28,7 @@ from shared.deploy.traffic import TrafficManager, make_clients
 from tests.deploy.fake_cloud_run import FakeCloudRun
 from tests.deploy.fake_monitoring import FakeMonitoring, Point
 from tests.deploy.health_server import HealthServer
-from tests.deploy.traffic_sim import ERROR_LOGS, Behaviour, TrafficSim
+from tests.deploy.traffic_sim import ERROR_LOGS, START_FAILURES, Behaviour, TrafficSim
 
 SERVICE = "netra-auth"
 REVISION = "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION"
@@ -53,6 +53,12 @@ def fakes(servers: tuple[FakeCloudRun, FakeMonitoring, HealthServer]) -> tuple[F
     mon.points.clear()
     mon.queries.clear()
     mon.now = None
+    mon.known_metrics = {
+        "run.googleapis.com/request_count",
+        "run.googleapis.com/request_latencies",
+        START_FAILURES,
+        ERROR_LOGS,
+    }
     mon.visibility_delay_s = 180.0  # Cloud Run metrics: visible up to 180 s after sampling
     health.status = 200
     health.paths.clear()
@@ -337,7 +343,6 @@ def test_a_missing_log_based_metric_stops_the_release_instead_of_passing(
     with pytest.raises(DeployError) as err:
         engine.run(SERVICE)
     assert err.value.code == "metric_missing" and ERROR_LOGS in err.value.message
-    mon.known_metrics.add(ERROR_LOGS)
 
 
 def test_watch_shows_step_split_and_gate_figures_while_the_release_runs(
