@@ -7,6 +7,7 @@ import signal
 import sys
 import threading
 
+from emulators.implementation import ImplementationError
 from emulators.stack import ALL_NAMES, Stack, status
 
 
@@ -26,7 +27,11 @@ def main(argv: list[str] | None = None) -> int:
         unknown = only - set(ALL_NAMES)
         if unknown:
             parser.error(f"unknown component(s) {', '.join(sorted(unknown))}; choose from {', '.join(ALL_NAMES)}")
-    stack = Stack(only)
+    try:
+        stack = Stack(only)
+    except ImplementationError as exc:
+        print(f"emulators: {exc}", file=sys.stderr)
+        return 2
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

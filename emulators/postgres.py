@@ -16,6 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from emulators.lifeline import with_parent_death
+
 SUPERUSER = "netra"
 PASSWORD = "netra-local-password"  # noqa: S105 - embedded local default, never used in the cloud
 SYSTEM_USER = "embedded_postgres"
@@ -120,25 +122,28 @@ class EmbeddedPostgres:
             shutil.chown(sock_dir, self.user, self.user)
         log = open(self.base / "postgres.log", "ab")  # noqa: SIM115 - handed to the child process
         self.process = subprocess.Popen(
-            [
-                str(bin_dir() / "postgres"),
-                "-D",
-                str(self.data_dir),
-                "-p",
-                str(self.port),
-                "-h",
-                self.host,
-                "-k",
-                str(sock_dir),
-                "-c",
-                "max_connections=300",
-                "-c",
-                "fsync=off",
-                "-c",
-                "synchronous_commit=off",
-                "-c",
-                "full_page_writes=off",
-            ],
+            with_parent_death(
+                [
+                    str(bin_dir() / "postgres"),
+                    "-D",
+                    str(self.data_dir),
+                    "-p",
+                    str(self.port),
+                    "-h",
+                    self.host,
+                    "-k",
+                    str(sock_dir),
+                    "-c",
+                    "max_connections=300",
+                    "-c",
+                    "fsync=off",
+                    "-c",
+                    "synchronous_commit=off",
+                    "-c",
+                    "full_page_writes=off",
+                ],
+                signal.SIGINT,  # a launcher killed hard must not leave the server running (SIGINT: fast shutdown)
+            ),
             stdout=log,
             stderr=subprocess.STDOUT,
             user=self.user,

@@ -14,13 +14,17 @@ from typing import IO
 
 import httpx
 
+from emulators.lifeline import with_parent_death
 from shared.config import REPO_ROOT
 
 COLORS = ["36", "33", "35", "32", "34", "31", "96", "93"]
 
 
 class ManagedProcess:
-    """A command in its own process group whose output lines are prefixed with its name."""
+    """A command in its own process group whose output lines are prefixed with its name.
+
+    The command gets SIGTERM if this process dies without stopping it (even by SIGKILL; see emulators.lifeline).
+    """
 
     def __init__(
         self,
@@ -49,7 +53,7 @@ class ManagedProcess:
 
     def start(self) -> ManagedProcess:
         self.proc = subprocess.Popen(
-            self.argv,
+            with_parent_death(self.argv, signal.SIGTERM),
             cwd=self.cwd,
             env=self.env,
             stdout=subprocess.PIPE,

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -19,6 +18,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import IO
 
+from emulators.implementation import OFFICIAL, Choice, choose
 from emulators.postgres import EmbeddedPostgres, free_port
 from emulators.process import ManagedProcess, functions_framework_argv
 from shared import discovery
@@ -72,8 +72,10 @@ def _port_open(host: str, port: int) -> bool:
         return False
 
 
-def _official_emulators() -> bool:
-    return os.environ.get("NETRA_OFFICIAL_EMULATORS") == "1" and shutil.which("gcloud") is not None
+EMULATOR_NAMES = {
+    "pubsub": {OFFICIAL: "Google's Pub/Sub emulator", "own": "own Pub/Sub emulator"},
+    "firestore": {OFFICIAL: "Google's Firestore emulator", "own": "own (npm) Firestore emulator"},
+}
 
 
 class Stack:
@@ -91,6 +93,7 @@ class Stack:
         self.database_url = os.environ.get("DATABASE_URL")
         self.env_overrides = env_overrides or {}
         self.env: dict[str, str] = {}
+        self.emulators: Choice = choose()
 
     def wanted(self, name: str) -> bool:
         return self.only is None or name in self.only
@@ -132,14 +135,8 @@ class Stack:
         self.say(f"postgres: {result.stdout.strip()}")
 
     def _start_emulator(self, name: str, module: str, color: int) -> int:
-        argv = [sys.executable, "-m", module, "--host", "127.0.0.1", "--port", "0"]
-        proc = ManagedProcess(
-            name,
-            argv,
-            sink=self.sink,
-            color=color,
-            env={"NETRA_OFFICIAL_EMULATORS": "1" if _official_emulators() else "0"},
-        ).start()
+        argv = [sys.executable, "-m", module, "--host", "127.0.0.1", "--port", "0", "--kind", self.emulators.kind]
+        proc = ManagedProcess(name, argv, sink=self.sink, color=color).start()
         self.procs[name] = proc
         port: dict[str, int] = {}
 
@@ -244,6 +241,8 @@ class Stack:
         local_dir().mkdir(parents=True, exist_ok=True)
         (local_dir() / "logs").mkdir(exist_ok=True)
         started = time.monotonic()
+        if self.wanted("pubsub") or self.wanted("firestore"):
+            self.say(f"emulators: {self.emulators.describe()}")
         if self.wanted("pubsub"):
             self._start_emulator("pubsub", "emulators.pubsub", 4)
         if self.wanted("firestore"):
@@ -279,14 +278,16 @@ class Stack:
                     "postgres",
                     self.postgres.url.split("@")[1] if self.postgres else "DATABASE_URL",
                     str(self.postgres.process.pid if self.postgres and self.postgres.process else "-"),
+                    "embedded PostgreSQL" if self.postgres else "DATABASE_URL",
                 )
             )
         for name, proc in self.procs.items():
-            rows.append((name, self.urls.get(name, "?"), str(proc.pid)))
+            what = EMULATOR_NAMES[name][self.emulators.kind] if name in EMULATOR_NAMES else "service"
+            rows.append((name, self.urls.get(name, "?"), str(proc.pid), what))
         width = max(len(r[1]) for r in rows) if rows else 10
-        self.say(f"{'component':<14}{'address':<{width + 2}}pid")
-        for name, url, pid in rows:
-            self.say(f"{name:<14}{url:<{width + 2}}{pid}")
+        self.say(f"{'component':<14}{'address':<{width + 2}}{'pid':<9}implementation")
+        for name, url, pid, what in rows:
+            self.say(f"{name:<14}{url:<{width + 2}}{pid:<9}{what}")
         if "ws-bridge" in self.urls:
             self.say(f"open {self.urls['ws-bridge']}/ in a browser for the chat page")
 

@@ -7,6 +7,7 @@ os.environ.setdefault("NETRA_ENV", "test")
 os.environ.setdefault("NETRA_DOTENV", "/nonexistent/.env")
 
 pytest_plugins = [
+    "tests.fixtures.emulators",
     "tests.fixtures.postgres",
     "tests.fixtures.processes",
     "tests.fixtures.firestore",

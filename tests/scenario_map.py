@@ -55,6 +55,11 @@ def render() -> str:
         "`tests/test_scenario_coverage.py` fails when a scenario has no test or this page is stale.",
         "The scenarios themselves are listed in `shared/COLD_START_SCENARIOS.md` beside the repository.",
         "",
+        "Every test that needs Pub/Sub or Firestore runs on Google's official emulators wherever `gcloud` with the",
+        "emulator components and Java is installed (as in CI), and on the project's own emulators elsewhere",
+        "(`NETRA_EMULATORS`, see the README); the pytest header names which. The scenario 11 tests of the emulator",
+        "launchers and of a killed stack run on both implementations in the same run.",
+        "",
         "| # | scenario | tests |",
         "|---|---|---|",
     ]

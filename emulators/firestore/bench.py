@@ -1,7 +1,7 @@
 """`python -m emulators.firestore.bench [N]`: emulator start time and get/set latency through the real client.
 
-Prints figures only (no thresholds). Start time is spawn to first successful read, with node_modules
-already installed.
+Prints figures only (no thresholds) for both implementations in the same run (Google's where installed, and
+the project's own). Start time is spawn to first successful read, with node_modules already installed.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 
 from emulators.firestore.launcher import start_firestore
+from emulators.implementation import OFFICIAL, OWN, official_parts
 
 
 @dataclass
@@ -37,8 +38,8 @@ def _p95(samples: list[float]) -> float:
     return statistics.quantiles(samples, n=20)[-1]
 
 
-def measure(n: int = 200, official: bool | None = None) -> Figures:
-    emulator = start_firestore("127.0.0.1", 0, official=official)
+def measure(n: int = 200, kind: str | None = None) -> Figures:
+    emulator = start_firestore("127.0.0.1", 0, kind=kind)
     previous = os.environ.get("FIRESTORE_EMULATOR_HOST")
     os.environ["FIRESTORE_EMULATOR_HOST"] = emulator.address
     try:
@@ -72,8 +73,12 @@ def measure(n: int = 200, official: bool | None = None) -> Figures:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     n = int(args[0]) if args else 200
-    for line in measure(n).lines():
-        print(line, flush=True)
+    missing = official_parts()[1]
+    if missing:
+        print(f"Google's Firestore emulator not measured: {missing}", flush=True)
+    for kind in [OWN] if missing else [OFFICIAL, OWN]:
+        for line in measure(n, kind).lines():
+            print(line, flush=True)
     return 0
 
 

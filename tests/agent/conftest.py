@@ -1,4 +1,4 @@
-"""Fixtures of the agent tests: a Pub/Sub emulator of their own (not parametrized), a stack per test."""
+"""Fixtures of the agent tests: the session's Pub/Sub emulator (not parametrized), a stack per test."""
 
 from __future__ import annotations
 
@@ -17,12 +17,8 @@ from tests.fixtures.auth import AuthService, start_auth
 
 
 @pytest.fixture(scope="session")
-def agent_pubsub_host() -> Iterator[str]:
-    from tests.fixtures.pubsub import start_emulator_process
-
-    proc, host = start_emulator_process("embedded")
-    yield host
-    proc.stop()
+def agent_pubsub_host(pubsub_host: str) -> str:
+    return pubsub_host  # the session's emulator; each stack has a project of its own
 
 
 @pytest.fixture

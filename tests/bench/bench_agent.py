@@ -7,8 +7,9 @@
 3. Cold start of the agent API, spawn to first successful POST (202), as a ratio to the empty
    functions-framework function (tests/bench/empty_function/main.py, target ``empty``) measured in the same run.
 
-Everything runs locally: embedded PostgreSQL, the embedded Pub/Sub and Firestore emulators, the auth function
-(tokens), the agent worker and API as functions-framework processes. BENCH_AGENT_N scales the sample sizes.
+Everything runs locally: embedded PostgreSQL, the Pub/Sub and Firestore emulators (as NETRA_EMULATORS
+chooses), the auth function (tokens), the agent worker and API as functions-framework processes.
+BENCH_AGENT_N scales the sample sizes.
 """
 
 from __future__ import annotations
@@ -172,7 +173,7 @@ def main() -> None:
         connector = Connector(MigrateSettings.model_validate({"database_url": url}))
         migrate(connector)
         connector.close()
-        pubsub_proc, pubsub_host = start_pubsub("embedded")
+        pubsub_proc, pubsub_host = start_pubsub()
         firestore_proc, firestore_host = start_firestore()
         procs += [pubsub_proc, firestore_proc]
         auth = start_auth(url, work / "auth", firestore_host=firestore_host)

@@ -6,8 +6,8 @@ same process, so a message's latency is its callback time minus its publish() ca
 The same-run baseline hands the same messages from one thread to another through a queue.Queue, so
 the emulator's figures can be read as a ratio on a noisy machine.
 
-``python -m tests.bench.bench_pubsub`` (BENCH_PUBSUB_MESSAGES=5000 by default; with
-NETRA_OFFICIAL_EMULATORS=1 gcloud's emulator is measured too).
+``python -m tests.bench.bench_pubsub`` (BENCH_PUBSUB_MESSAGES=5000 by default; the project's own emulator,
+and Google's in the same run where gcloud's component and Java are installed).
 """
 
 from __future__ import annotations
@@ -147,16 +147,18 @@ def print_table(results: list[Result]) -> None:
             f"{r.name:<56} {r.messages:>6} {r.per_second:>10.0f} {r.percentile(0.5):>9.3f} {r.percentile(0.99):>9.3f}"
         )
     burst_queue, burst_emulator = results[0], results[1]
-    print(f"embedded burst throughput = 1/{burst_queue.per_second / burst_emulator.per_second:.0f} of the queue's")
+    print(
+        f"own emulator's burst throughput = 1/{burst_queue.per_second / burst_emulator.per_second:.0f} of the queue's"
+    )
 
 
 def main() -> dict[str, dict[str, float]]:
-    from emulators.pubsub import official
+    from emulators.implementation import OFFICIAL, OWN, official_parts
     from tests.fixtures.pubsub import start_emulator_process
 
-    kinds = ["embedded"]
-    if official.wanted() and official.unavailable_reason() is None:
-        kinds.append("official")
+    kinds = [OWN]
+    if official_parts()[0] is not None:
+        kinds.append(OFFICIAL)
     paced = f"paced {PACED_MESSAGES} at {1 / PACED_INTERVAL_S:.0f}/s"
     results = [measure_queue("queue.Queue hand-off, burst (baseline)", MESSAGES)]
     previous = os.environ.get("PUBSUB_EMULATOR_HOST")

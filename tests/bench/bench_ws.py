@@ -12,9 +12,9 @@
 3. Cold start: spawn -> first accepted WebSocket (connection_established received), median of 3, against the bare
    echo app (spawn -> first accepted WebSocket) in the same run.
 
-Local stack: embedded PostgreSQL, the embedded Pub/Sub and Firestore emulators, the auth function (its JWKS;
-tokens are signed with its local keys, users and threads inserted with SQL in bulk). Every process shares the
-machine's cores with the clients, so the figures are a floor, not a capacity plan.
+Local stack: embedded PostgreSQL, the Pub/Sub and Firestore emulators (as NETRA_EMULATORS chooses), the auth
+function (its JWKS; tokens are signed with its local keys, users and threads inserted with SQL in bulk). Every
+process shares the machine's cores with the clients, so the figures are a floor, not a capacity plan.
 
 Knobs: BENCH_WS_IDLE=1000,5000  BENCH_WS_CLIENTS=1000  BENCH_WS_EVENTS=3000 (burst)  BENCH_WS_RATE=50 (paced,
 for 10 s)  BENCH_WS_PUBLISHERS=2  BENCH_WS_PARTS=cold,idle,delivery.
@@ -127,7 +127,7 @@ class Stack:
         connector = Connector(MigrateSettings.model_validate({"database_url": self.db_url}))
         migrate(connector)
         connector.close()
-        pubsub_proc, self.pubsub_host = start_pubsub("embedded")
+        pubsub_proc, self.pubsub_host = start_pubsub()
         firestore_proc, self.firestore_host = start_firestore()
         self.procs += [pubsub_proc, firestore_proc]
         os.environ["PUBSUB_EMULATOR_HOST"] = self.pubsub_host

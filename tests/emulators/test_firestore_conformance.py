@@ -1,13 +1,15 @@
-"""Conformance of the local Firestore emulator for every operation the project uses.
+"""Conformance of the project's own Firestore emulator for every operation the project uses.
 
-Runs the unmodified google-cloud-firestore client against the emulator process. The same tests pass
-against gcloud's emulator (NETRA_OFFICIAL_EMULATORS=1), which is how their expectations were checked.
+Runs the unmodified google-cloud-firestore client against both implementations in the same run: Google's
+emulator (``[official]``) is the reference, the npm one (``[own]``) must behave the same. A test that passes
+on ours and fails on Google's is a bug in ours or in the test.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -16,7 +18,23 @@ from google.cloud import firestore
 from google.cloud.firestore import Client
 from google.cloud.firestore_v1.base_query import FieldFilter
 
+from emulators.implementation import OFFICIAL, OWN
 from shared.firestore import TTL_FIELD, collection_name, ttl_expiry
+from tests.fixtures.emulators import EmulatorPool, skip_unless_available
+
+
+@pytest.fixture(params=[OFFICIAL, OWN])
+def firestore_client(
+    request: pytest.FixtureRequest, emulator_pool: EmulatorPool, firestore_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Client]:
+    """The shared client (shared.firestore.get_client) on the session's emulator of each implementation."""
+    from shared.firestore import get_client, reset_client
+
+    skip_unless_available(request.param)
+    monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", emulator_pool.host("firestore", request.param))
+    reset_client()
+    yield get_client()
+    reset_client()
 
 
 def col(client: Client, name: str) -> firestore.CollectionReference:

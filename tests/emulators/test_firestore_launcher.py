@@ -1,4 +1,8 @@
-"""`python -m emulators.firestore` and `start_firestore`: ready line, dynamic ports, clean stop, Node choice."""
+"""`python -m emulators.firestore` and `start_firestore`: ready line, dynamic ports, clean stop, Node choice.
+
+Each test names the implementation it tests (``--kind official`` / ``--kind own``), whatever NETRA_EMULATORS
+says; the ones about Node and npm are about the own one.
+"""
 
 from __future__ import annotations
 
@@ -18,8 +22,12 @@ from google.cloud.firestore_v1.services.firestore.transports import FirestoreGrp
 
 from emulators.firestore import launcher
 from emulators.firestore.launcher import EmulatorError, ensure_node_modules, find_node, start_firestore
+from emulators.implementation import OFFICIAL, OWN
 from emulators.postgres import free_port
 from shared.config import REPO_ROOT
+from tests.fixtures.emulators import skip_unless_available
+
+KINDS = pytest.mark.parametrize("kind", [OFFICIAL, OWN])
 
 DATABASE = "projects/launcher-test/databases/(default)"
 
@@ -66,17 +74,21 @@ def wait_gone(pids: list[int], bound_s: float = 15) -> list[int]:
     return alive
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_cli_prints_ready_line_and_stops_node_on_signal(sig: signal.Signals) -> None:
-    proc = spawn_cli("--host", "127.0.0.1", "--port", "0")
+@pytest.mark.parametrize(
+    ("kind", "sig"), [(OFFICIAL, signal.SIGTERM), (OWN, signal.SIGTERM), (OWN, signal.SIGINT)]
+)  # SIGINT takes the launcher's same path; Google's emulator is too slow to start to try it twice
+def test_cli_prints_ready_line_and_stops_the_emulator_on_signal(kind: str, sig: signal.Signals) -> None:
+    skip_unless_available(kind)
+    proc = spawn_cli("--host", "127.0.0.1", "--port", "0", "--kind", kind)
     try:
         ready = ready_line(proc)
-        assert ready["ready"] is True and ready["host"] == "127.0.0.1" and ready["kind"] == "npm"
+        assert ready["ready"] is True and ready["host"] == "127.0.0.1" and ready["kind"] == kind
         port = ready["port"]
         assert isinstance(port, int) and port > 0
         assert read_once(f"127.0.0.1:{port}") is False
-        children = [c.pid for c in psutil.Process(proc.pid).children(recursive=True)]
-        assert children, "node should run under the launcher"
+        children = psutil.Process(proc.pid).children(recursive=True)
+        assert [c.name() for c in children] == ["java" if kind == OFFICIAL else "node"], "one direct child"
+        children = [c.pid for c in children]
         proc.send_signal(sig)
         assert proc.wait(20) == 0
         assert wait_gone(children) == []
@@ -87,8 +99,9 @@ def test_cli_prints_ready_line_and_stops_node_on_signal(sig: signal.Signals) -> 
 
 
 def test_node_follows_a_killed_launcher() -> None:
-    """SIGKILL leaves the launcher no chance to clean up; node notices its stdin closing and exits."""
-    proc = spawn_cli("--port", "0")
+    """SIGKILL leaves the launcher no chance to clean up; node notices its stdin closing and exits.
+    (Both implementations, and every launcher above this one: tests/emulators/test_no_orphans.py.)"""
+    proc = spawn_cli("--port", "0", "--kind", OWN)
     ready_line(proc)
     children = [c.pid for c in psutil.Process(proc.pid).children(recursive=True)]
     proc.kill()
@@ -96,9 +109,11 @@ def test_node_follows_a_killed_launcher() -> None:
     assert wait_gone(children) == []
 
 
-def test_parallel_starts_get_distinct_ports() -> None:
+@KINDS
+def test_scenario_11_parallel_starts_get_distinct_ports(kind: str) -> None:
     """Scenario 11: emulators started together on --port 0 never collide, and each serves."""
-    procs = [spawn_cli("--port", "0") for _ in range(3)]
+    skip_unless_available(kind)
+    procs = [spawn_cli("--port", "0", "--kind", kind) for _ in range(3)]
     try:
         ports = [int(ready_line(p)["port"]) for p in procs]  # type: ignore[call-overload]
         assert len(set(ports)) == 3
@@ -111,9 +126,11 @@ def test_parallel_starts_get_distinct_ports() -> None:
             assert p.wait(20) == 0
 
 
-def test_cli_fixed_port() -> None:
+@KINDS
+def test_cli_fixed_port(kind: str) -> None:
+    skip_unless_available(kind)
     port = free_port()
-    proc = spawn_cli("--port", str(port))
+    proc = spawn_cli("--port", str(port), "--kind", kind)
     try:
         assert ready_line(proc)["port"] == port
     finally:
@@ -130,10 +147,12 @@ def test_cli_rejects_a_bad_port(bad: str) -> None:
     assert "port must be an integer 0..65535" in err
 
 
-def test_busy_port_is_a_clear_error() -> None:
-    with start_firestore("127.0.0.1", 0) as first:
+@KINDS
+def test_busy_port_is_a_clear_error(kind: str) -> None:
+    skip_unless_available(kind)
+    with start_firestore("127.0.0.1", 0, kind=kind) as first:
         with pytest.raises(EmulatorError) as info:
-            start_firestore("127.0.0.1", first.port, timeout_s=30)
+            start_firestore("127.0.0.1", first.port, timeout_s=60, kind=kind)
         assert info.value.code == "emulator_exited"
 
 
@@ -142,9 +161,9 @@ def test_start_firestore_with_the_wheel_node() -> None:
     runtime = find_node(search_path="")
     assert runtime.source == "wheel"
     assert Path(runtime.npm[1]).name == "npm-cli.js"
-    emulator = start_firestore("127.0.0.1", 0, runtime=runtime)
+    emulator = start_firestore("127.0.0.1", 0, runtime=runtime, kind=OWN)
     try:
-        assert emulator.kind == "npm" and emulator.startup_s > 0
+        assert emulator.kind == OWN and emulator.startup_s > 0
         pid = emulator.process.pid
         assert Path(psutil.Process(pid).exe()).resolve() == runtime.node.resolve()
         assert read_once(emulator.address) is False
@@ -158,13 +177,6 @@ def test_start_firestore_rejects_bad_port() -> None:
     with pytest.raises(EmulatorError) as info:
         start_firestore("127.0.0.1", 99999)
     assert info.value.code == "bad_port"
-
-
-def test_default_is_the_npm_emulator(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("NETRA_OFFICIAL_EMULATORS", raising=False)
-    assert launcher.official_emulator_available() is False
-    monkeypatch.setenv("NETRA_OFFICIAL_EMULATORS", "0")
-    assert launcher.official_emulator_available() is False
 
 
 def test_ensure_node_modules_is_idempotent() -> None:
@@ -182,7 +194,7 @@ def test_fresh_checkout_installs_from_the_lockfile(tmp_path: Path) -> None:
         shutil.copy(launcher.PACKAGE_DIR / name, tmp_path / name)
     lock = json.loads((tmp_path / "package-lock.json").read_text())
     pinned = lock["packages"]["node_modules/@firestore-emulator/server"]["version"]
-    emulator = start_firestore("127.0.0.1", 0, package_dir=tmp_path)
+    emulator = start_firestore("127.0.0.1", 0, package_dir=tmp_path, kind=OWN)
     try:
         installed = json.loads((tmp_path / "node_modules/@firestore-emulator/server/package.json").read_text())
         assert installed["version"] == pinned

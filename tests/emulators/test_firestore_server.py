@@ -14,6 +14,7 @@ from google.cloud.firestore_v1.services.firestore import FirestoreClient
 from google.cloud.firestore_v1.services.firestore.transports import FirestoreGrpcTransport
 
 from emulators.firestore.launcher import FirestoreEmulator, start_firestore
+from emulators.implementation import OWN
 
 PROJECT = "server-test"
 DATABASE = f"projects/{PROJECT}/databases/(default)"
@@ -21,7 +22,7 @@ DATABASE = f"projects/{PROJECT}/databases/(default)"
 
 @pytest.fixture(scope="module")
 def npm_emulator() -> Iterator[FirestoreEmulator]:
-    emulator = start_firestore("127.0.0.1", 0, official=False)
+    emulator = start_firestore("127.0.0.1", 0, kind=OWN)
     yield emulator
     emulator.stop()
 

@@ -1,4 +1,8 @@
-"""`python -m emulators.pubsub` as a command: the ready line, a clean stop on signals, clear start-up errors."""
+"""`python -m emulators.pubsub` as a command: the ready line, a clean stop on signals, clear start-up errors.
+
+These name the implementation they test (``--kind own``); Google's emulator behind the same command is
+tested in test_no_orphans.py and, through the client, in test_pubsub_conformance.py.
+"""
 
 from __future__ import annotations
 
@@ -9,15 +13,18 @@ import socket
 import subprocess
 import sys
 
+import psutil
 import pytest
 from google.cloud import pubsub_v1
 
+from emulators.implementation import OFFICIAL, OWN
 from shared.config import REPO_ROOT
+from tests.fixtures.emulators import skip_unless_available
 
 
-def start(*args: str) -> subprocess.Popen[str]:
+def start(*args: str, kind: str = OWN) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "emulators.pubsub", "--kind", "embedded", *args],
+        [sys.executable, "-m", "emulators.pubsub", "--kind", kind, *args],
         cwd=REPO_ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -25,15 +32,18 @@ def start(*args: str) -> subprocess.Popen[str]:
     )
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize(
+    ("kind", "sig"), [(OFFICIAL, signal.SIGTERM), (OWN, signal.SIGTERM), (OWN, signal.SIGINT)]
+)  # SIGINT takes the launcher's same path; Google's emulator is too slow to start to try it twice
 def test_prints_one_ready_line_serves_and_exits_cleanly_on_signal(
-    sig: signal.Signals, monkeypatch: pytest.MonkeyPatch
+    kind: str, sig: signal.Signals, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    proc = start("--host", "127.0.0.1", "--port", "0")
+    skip_unless_available(kind)
+    proc = start("--host", "127.0.0.1", "--port", "0", kind=kind)
     try:
         assert proc.stdout is not None
         ready = json.loads(proc.stdout.readline())
-        assert ready == {"ready": True, "host": "127.0.0.1", "port": ready["port"]}
+        assert ready == {"ready": True, "host": "127.0.0.1", "port": ready["port"], "kind": kind}
         assert isinstance(ready["port"], int) and ready["port"] > 0
 
         monkeypatch.setenv("PUBSUB_EMULATOR_HOST", f"127.0.0.1:{ready['port']}")
@@ -44,10 +54,12 @@ def test_prints_one_ready_line_serves_and_exits_cleanly_on_signal(
         ]
         publisher.stop()
 
+        children = [c.pid for c in psutil.Process(proc.pid).children(recursive=True)]
         proc.send_signal(sig)
         out, err = proc.communicate(timeout=20)
         assert proc.returncode == 0, err
         assert out == ""  # the ready line was the only stdout output
+        assert [p for p in children if psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"] == []
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -17,17 +17,17 @@ from functions.agent.usage.generate import generate
 
 
 @pytest.fixture(scope="module")
-def platform(pg_server: Any, firestore_emulator_host: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+def platform(
+    pg_server: Any, firestore_emulator_host: str, pubsub_host: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Any]:
     from shared.db.connect import Connector
     from shared.db.migrate import MigrateSettings, migrate
     from tests.agent.conftest import start_api_env, stop_api_env
-    from tests.fixtures.pubsub import start_emulator_process
 
     url = pg_server.url_for(f"intel_{uuid.uuid4().hex[:10]}")
     connector = Connector(MigrateSettings.model_validate({"database_url": url}))
     migrate(connector)
     connector.close()
-    pubsub, pubsub_host = start_emulator_process("embedded")
     env = None
     try:
         env = start_api_env(
@@ -41,7 +41,6 @@ def platform(pg_server: Any, firestore_emulator_host: str, tmp_path_factory: pyt
     finally:
         if env is not None:
             stop_api_env(env)
-        pubsub.stop()
 
 
 def ask(env: Any, token: str, content: str) -> tuple[dict[str, Any], str]:

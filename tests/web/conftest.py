@@ -25,6 +25,7 @@ import pytest
 from emulators.postgres import free_port
 from emulators.process import ManagedProcess
 from shared.config import REPO_ROOT
+from tests.fixtures.emulators import EmulatorPool
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 ARTIFACTS = REPO_ROOT / "test-artifacts" / "web"
@@ -85,7 +86,7 @@ class WebStack:
 
 @pytest.fixture(scope="package")
 def web_stack(
-    pg_server: Any, firestore_emulator_host: str, tmp_path_factory: pytest.TempPathFactory
+    pg_server: Any, firestore_emulator_host: str, emulator_pool: EmulatorPool, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[WebStack]:
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: run `python -m tests.setup_system` (as root) to install Debian's chromium")
@@ -95,7 +96,6 @@ def web_stack(
     from tests.agent.harness import AgentStack
     from tests.auth.github_standin import start_github
     from tests.fixtures.auth import start_auth
-    from tests.fixtures.pubsub import start_emulator_process
 
     url = pg_server.url_for(f"web_{uuid.uuid4().hex[:10]}")
     workdir = Path(tmp_path_factory.mktemp("web"))
@@ -104,7 +104,7 @@ def web_stack(
     pool = ThreadPoolExecutor(4, thread_name_prefix="web-stack")
     # What tests.agent.conftest.start_api_env does, with auth configured for a provider, and what does not depend
     # on each other started at once: the package's setup is most of its time.
-    emulator = pool.submit(start_emulator_process, "embedded")
+    emulator = pool.submit(emulator_pool.get, "pubsub")  # the session's, shared (this stack has its own project)
 
     def start_auth_service() -> Any:
         connector = Connector(MigrateSettings.model_validate({"database_url": url}))
@@ -123,9 +123,9 @@ def web_stack(
         )
 
     auth_started = pool.submit(start_auth_service)
-    api = stack = pubsub = None
+    api = stack = None
     try:
-        pubsub, pubsub_host = emulator.result()
+        _, pubsub_host = emulator.result()
         auth = auth_started.result()
         agent = AgentStack(
             db_url=url,
@@ -156,10 +156,6 @@ def web_stack(
         elif auth_started.done() and auth_started.exception() is None:
             auth_started.result().stop()
         github.stop()
-        if pubsub is not None:
-            pubsub.stop()
-        elif emulator.done() and emulator.exception() is None:
-            emulator.result()[0].stop()
 
 
 @pytest.fixture(scope="package")

@@ -22,12 +22,8 @@ from tests.ws_bridge.helpers import Bridge, EventSource, make_thread
 
 
 @pytest.fixture(scope="session")
-def ws_pubsub_host() -> Iterator[str]:
-    from tests.fixtures.pubsub import start_emulator_process
-
-    proc, host = start_emulator_process("embedded")
-    yield host
-    proc.stop()
+def ws_pubsub_host(pubsub_host: str) -> str:
+    return pubsub_host  # the session's emulator; each test has a project of its own
 
 
 @dataclass
