@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
-## Run the whole platform locally (Postgres, Pub/Sub, Firestore, every service).
+## Run the whole platform locally (Postgres, Pub/Sub, Firestore, every service); local data starts empty.
 run: $(STAMP)
 	$(PY) -m emulators up
 
@@ -70,7 +70,7 @@ release-abort: $(STAMP) release-check
 	$(PY) -m shared.deploy release abort $(RELEASE_ARGS)
 
 reset-local:
-	rm -rf .local .service_discovery
+	rm -rf "$${NETRA_LOCAL_DIR:-.local}" "$${NETRA_DISCOVERY_DIR:-.service_discovery}"
 
 clean: reset-local
 	rm -rf $(VENV)

@@ -19,6 +19,7 @@ from pathlib import Path
 from emulators.lifeline import with_parent_death
 
 SUPERUSER = "netra"
+DATABASE = "netra"  # the database of ``url``
 PASSWORD = "netra-local-password"  # noqa: S105 - embedded local default, never used in the cloud
 SYSTEM_USER = "embedded_postgres"
 
@@ -70,7 +71,7 @@ class EmbeddedPostgres:
 
     @property
     def url(self) -> str:
-        return self.url_for("netra")
+        return self.url_for(DATABASE)
 
     def url_for(self, database: str, password: str = PASSWORD) -> str:
         return f"postgresql://{SUPERUSER}:{password}@{self.host}:{self.port}/{database}"
@@ -169,6 +170,19 @@ class EmbeddedPostgres:
             return True
         except Exception:
             return False
+
+    def drop_database(self, name: str) -> None:
+        """DROP DATABASE ``name`` (if it exists), ending its sessions first."""
+        import pg8000.dbapi
+
+        conn = pg8000.dbapi.connect(
+            user=SUPERUSER, password=PASSWORD, host=self.host, port=self.port, database="postgres", timeout=10
+        )
+        try:
+            conn.autocommit = True
+            conn.cursor().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            conn.close()
 
     def stop(self, fast: bool = True) -> None:
         if self.process is None or self.process.poll() is not None:

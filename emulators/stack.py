@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import IO
 
 from emulators.implementation import OFFICIAL, Choice, choose
-from emulators.postgres import EmbeddedPostgres, free_port
+from emulators.postgres import DATABASE, EmbeddedPostgres, free_port
 from emulators.process import ManagedProcess, functions_framework_argv
 from shared import discovery
 from shared.config import REPO_ROOT
@@ -113,6 +113,10 @@ class Stack:
             if port is not None and _port_open("127.0.0.1", port):
                 port = None  # taken by something else now
             self.postgres = EmbeddedPostgres(local_dir() / "postgres", port=port).start()
+            # Local state starts empty on every `up`: the emulators keep nothing between runs, so a database kept
+            # from the last run would hold threads and runs whose events and tickets are gone. The server's data
+            # directory stays (no initdb each time); the database is dropped and the migrations re-create it.
+            self.postgres.drop_database(DATABASE)
             state_file.write_text(str(self.postgres.port))
             self.database_url = self.postgres.url
             discovery.write_entry(
@@ -122,7 +126,10 @@ class Stack:
                 self.postgres.process.pid if self.postgres.process else None,
                 scheme="postgresql",
             )
-            self.say(f"postgres: embedded server on 127.0.0.1:{self.postgres.port}, data in {self.postgres.base}")
+            self.say(
+                f"postgres: embedded server on 127.0.0.1:{self.postgres.port} ({self.postgres.base}); "
+                f"database {DATABASE} emptied, as the emulators start empty"
+            )
         result = subprocess.run(
             [sys.executable, "-m", "shared.db.migrate"],
             cwd=REPO_ROOT,
