@@ -121,3 +121,39 @@ def test_busy_write_slots_answer_429_at_once(ingest_db: Any) -> None:
     assert "writing as many batches" in status_pb2.Status.FromString(second.content).message
     assert first[0].status_code == 200
     assert len(server.records(user)) == 2
+
+
+def test_litellm_gets_a_503_its_logger_retries(slow_db_server: IngestServer) -> None:
+    """LiteLLM's GenericAPILogger retries 5xx answers but drops a batch answered 429, so its route answers
+    back-pressure with 503 + Retry-After; LiteLLM's own retry decision accepts it."""
+    server = slow_db_server
+    user = server.user()
+    key = server.new_key(user)
+    payload = {
+        "id": "bp-litellm-1",
+        "model": "gpt-4o-mini",
+        "custom_llm_provider": "openai",
+        "prompt_tokens": 10,
+        "completion_tokens": 2,
+        "startTime": 1764000000.0,
+        "endTime": 1764000000.5,
+        "status": "success",
+    }
+    url = f"{server.url}/v1/litellm"
+    headers = {"Authorization": f"Bearer {key}"}
+    assert httpx.post(url, json=[payload], headers=headers, trust_env=False).status_code == 200
+    release, held = threading.Event(), threading.Event()
+    holder = hold_user_row(server.db, user, release, held)
+    try:
+        refused = httpx.post(url, json=[{**payload, "id": "bp-litellm-2"}], headers=headers, trust_env=False)
+    finally:
+        release.set()
+        holder.join(10)
+    assert refused.status_code == 503 and refused.headers["Retry-After"] == "1"
+    assert refused.json()["error"]["code"] == "ingest_busy"
+
+    from litellm.integrations.generic_api.generic_api_callback import GenericAPILogger
+
+    error = httpx.HTTPStatusError("busy", request=refused.request, response=refused)
+    assert GenericAPILogger._should_retry_exception(object.__new__(GenericAPILogger), error)
+    assert len(server.records(user)) == 1

@@ -145,7 +145,14 @@ def register(router: Router, deps: Any, request_rollup: Any = None) -> None:
             mapped, received = map_body(body)
         except otlp.PayloadError as exc:
             raise ApiError(exc.status, exc.code, exc.message) from None
-        written = store(key, "litellm", mapped)
+        try:
+            written = store(key, "litellm", mapped)
+        except ApiError as exc:
+            if exc.status != 429:
+                raise
+            # LiteLLM's logger retries 5xx answers (with its max_retries) but drops a batch answered 429, so
+            # back-pressure is a 503 here: same Retry-After, same meaning, and the batch is sent again.
+            raise ApiError(503, exc.code, exc.message, headers=exc.headers) from None
         return {
             "received": received,
             "inserted": written.inserted,
