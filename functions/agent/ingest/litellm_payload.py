@@ -16,7 +16,7 @@ from typing import Any
 
 from functions.agent.ingest.otlp import Mapped, PayloadError
 from functions.agent.usage.formats import CONVERTERS
-from functions.agent.usage.schema import RowError, build_row, collect_errors
+from functions.agent.usage.schema import RowError, build_row
 
 
 def _iso(value: Any) -> Any:
@@ -91,9 +91,8 @@ def map_body(body: bytes) -> tuple[Mapped, int]:
         except RowError as exc:
             mapped.reject(what, f"{exc.field}: {exc.reason}")
             continue
-        problems = collect_errors(raw)
-        if problems:
-            mapped.reject(what, f"{problems[0].field}: {problems[0].reason}")
-            continue
-        mapped.rows.append(build_row(raw))
+        try:  # build_row validates every field and raises the first problem (one is all we report)
+            mapped.rows.append(build_row(raw))
+        except RowError as exc:
+            mapped.reject(what, f"{exc.field}: {exc.reason}")
     return mapped, len(items)

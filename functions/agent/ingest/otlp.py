@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from functions.agent.usage.schema import RowError, UsageRow, build_row, collect_errors
+from functions.agent.usage.schema import RowError, UsageRow, build_row
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
@@ -302,11 +302,10 @@ def map_request(
                 if not raw["request_id"]:
                     mapped.reject(what, "span_id is required (it is the idempotency key)")
                     continue
-                problems = collect_errors(raw)
-                if problems:
-                    mapped.reject(what, f"{problems[0].field}: {problems[0].reason}")
-                    continue
-                mapped.rows.append(build_row(raw))
+                try:  # build_row validates every field and raises the first problem (one is all we report)
+                    mapped.rows.append(build_row(raw))
+                except RowError as exc:
+                    mapped.reject(what, f"{exc.field}: {exc.reason}")
     return mapped, total
 
 
