@@ -53,7 +53,8 @@ def rollup_requester(deps: AgentDeps) -> Any:
 
         settings = deps.settings
         message = RollupRequest(user_id=user_id, data_version=data_version)
-        pubsub.publish_rollup(settings.google_cloud_project, message, settings.publish_timeout_s)
+        # The exporter waits for this answer: a slow Pub/Sub delays the refresh, not the ingest request.
+        pubsub.publish_rollup(settings.google_cloud_project, message, min(settings.publish_timeout_s, 2.0))
         return True
 
     return request
