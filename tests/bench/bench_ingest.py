@@ -9,8 +9,9 @@
    it, for an account that already holds the throughput phase's records and whose rollups the worker refreshes.
    Same-run baseline: one row uploaded with POST /api/usage until the same tool counts it.
 
-Everything runs locally: embedded PostgreSQL, the embedded Pub/Sub and Firestore emulators, auth (tokens), the
-agent API and worker as functions-framework processes. BENCH_INGEST_N scales the sample sizes.
+Everything runs locally: embedded PostgreSQL, the Pub/Sub and Firestore emulators (as NETRA_EMULATORS
+chooses), auth (tokens), the agent API and worker as functions-framework processes. BENCH_INGEST_N scales the
+sample sizes.
 """
 
 from __future__ import annotations
@@ -140,7 +141,7 @@ def main() -> None:
         connector = Connector(MigrateSettings.model_validate({"database_url": url}))
         migrate(connector)
         connector.close()
-        pubsub_proc, pubsub_host = start_pubsub("embedded")
+        pubsub_proc, pubsub_host = start_pubsub()
         firestore_proc, firestore_host = start_firestore()
         procs += [pubsub_proc, firestore_proc]
         auth = start_auth(url, work / "auth", firestore_host=firestore_host)
