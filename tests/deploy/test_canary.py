@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -445,3 +446,31 @@ def test_a_first_deploy_on_latest_is_pinned_and_a_rolled_back_candidate_is_not_r
     with pytest.raises(DeployError) as err:
         engine.run(SERVICE)  # e.g. the apply run again: the same bad revision must not get traffic again
     assert err.value.code == "candidate_rolled_back" and len(run.updates) == updates
+
+
+def test_cli_release_interrupted_by_sigterm_rolls_back(
+    fakes: tuple[FakeCloudRun, FakeMonitoring], servers: tuple[FakeCloudRun, FakeMonitoring, HealthServer]
+) -> None:
+    """A cancelled job execution (SIGTERM) or Ctrl-C mid-release: traffic back on stable, exit 7."""
+    run, mon = fakes
+    env = {**os.environ, "CLOUD_RUN_API_HOST": run.address, "CLOUD_MONITORING_API_HOST": mon.address}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "shared.deploy", "release", "start", "--service", SERVICE, "--region", run.region,
+         "--project", run.project, "--env", "production"],
+        cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while run.serving(SERVICE).get("cand-2") != 5 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert run.serving(SERVICE) == {"stable-1": 95, "cand-2": 5}, proc.stderr.read() if proc.poll() else ""
+        assert servers[2].paths == ["/candidate/health/ready"]  # smoke test of the tagged URL came first
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == canary.EXIT_ABORTED, stderr
+    assert run.serving(SERVICE) == {"stable-1": 100}
+    assert _splits(run)[-1] == [("stable-1", 100, "stable"), ("cand-2", 0, "rolled-back")]
+    assert "event=release_rolled_back" in stderr
