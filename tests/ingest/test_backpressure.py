@@ -52,7 +52,9 @@ def post(server: IngestServer, key: str, body: bytes) -> httpx.Response:
     )
 
 
-def test_slow_database_answers_429_and_the_exporter_retry_stores_everything(slow_db_server: IngestServer) -> None:
+def test_scenario_8_slow_database_gets_429_and_the_exporter_retry_stores_all(slow_db_server: IngestServer) -> None:
+    """Scenario 8 for ingestion: the statement and lock timeouts end a stalled write cleanly (rolled back, 429),
+    and the exporter's retry stores the batch once the database answers again."""
     server = slow_db_server
     user = server.user()
     key = server.new_key(user)

@@ -153,9 +153,20 @@ def test_unreadable_bodies_get_400_with_a_message(ingest: IngestServer) -> None:
     assert bad_gzip.status_code == 400
     wrong_type = post(ingest, key, b"a,b", {"Content-Type": "text/csv"})
     assert wrong_type.status_code == 415
-    bomb = gzip.compress(b"\0" * (ingest.settings.ingest_max_decompressed_bytes + 10))
+    assert ingest.records(user) == []
+
+
+def test_scenario_29_a_gzip_bomb_is_refused_without_being_inflated(ingest: IngestServer) -> None:
+    """A small compressed body that inflates past INGEST_MAX_DECOMPRESSED_BYTES: 413, and at most that many bytes
+    (plus one) are ever inflated (zlib's max_length), so the instance's memory stays bounded."""
+    user = ingest.user()
+    key = ingest.new_key(user)
+    limit = ingest.settings.ingest_max_decompressed_bytes
+    bomb = gzip.compress(b"\0" * (limit * 4))
+    assert len(bomb) < 100_000  # well under the body limit: only the inflated size can refuse it
     too_big = post(ingest, key, bomb, {**PROTO, "Content-Encoding": "gzip"})
     assert too_big.status_code == 413
+    assert "decompressed" in status_pb2.Status.FromString(too_big.content).message
     assert ingest.records(user) == []
 
 
