@@ -10,6 +10,7 @@ and is listed, with the reason, under [[equivalent]] in the configuration. docs/
     python -m tests.mutation config ratelimit      # some modules, by name
     python -m tests.mutation --list                # modules, their tests and mutant counts; runs nothing
     python -m tests.mutation --resume config       # continue an interrupted session
+    python -m tests.mutation --survivors config    # after adding tests: run again what survived last time
 
 Mutation happens in place (cosmic-ray's way, so test subprocesses see the mutant): the runner keeps the original
 text and writes it back when it ends, also on Ctrl-C or SIGTERM.
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import hashlib
 import shlex
 import signal
 import sys
@@ -246,17 +248,53 @@ def summarise(module: Module, db: WorkDB) -> Score:
     return score
 
 
-def run_module(config: Config, module: Module, resume: bool, stream: Any = sys.stdout) -> Score:
+def _fingerprint(module: Module) -> str:
+    digest = hashlib.sha256()
+    for path in module_files(module):
+        digest.update(str(path).encode() + b"\0" + (REPO_ROOT / path).read_bytes())
+    return digest.hexdigest()
+
+
+def _pending(config: Config, module: Module, db: WorkDB, mode: str) -> list[WorkItem]:
+    """What to run: every mutant (fresh), those without a result (resume), or those that survived last time
+    (survivors: after adding tests; entries newly listed as equivalent are recorded as such first)."""
+    if mode != "survivors":
+        return list(db.pending_work_items)
+    items = []
+    for item, result in db.completed_work_items:
+        if result.test_outcome is not TestOutcome.SURVIVED or result.worker_outcome is WorkerOutcome.SKIPPED:
+            continue
+        equivalent = equivalent_for(config, item)
+        if equivalent is not None:
+            equivalent.used += 1
+            db.set_result(
+                item.job_id, WorkResult(worker_outcome=WorkerOutcome.SKIPPED, output=f"equivalent: {equivalent.why}")
+            )
+        else:
+            items.append(item)
+    return items
+
+
+def run_module(config: Config, module: Module, mode: str, stream: Any = sys.stdout) -> Score:
+    """``mode``: "fresh", "resume" or "survivors" (see _pending)."""
     session = REPO_ROOT / ".local" / "mutation" / f"{module.name}.sqlite"
+    stamp = session.with_suffix(".fingerprint")
     session.parent.mkdir(parents=True, exist_ok=True)
-    if not resume:
+    if mode != "fresh":
+        if not session.exists() or not stamp.exists():
+            raise SystemExit(f"{module.name}: no earlier session to {mode}; run without --{mode} first")
+        if stamp.read_text() != _fingerprint(module):
+            # The mutants are addressed by position: a changed file would get different ones.
+            raise SystemExit(f"{module.name}: the module changed since its session was made; run it afresh")
+    else:
         session.unlink(missing_ok=True)
     command = test_command(config, module)
     originals = {f: (REPO_ROOT / f).read_text() for f in module_files(module)}
     with use_db(str(session)) as db:
-        if not resume or db.num_work_items == 0:
+        if mode == "fresh":
             initialise(config, module, db)
-        pending = list(db.pending_work_items)
+            stamp.write_text(_fingerprint(module))
+        pending = _pending(config, module, db, mode)
         took = baseline(command, 1800)
         timeout = module.timeout_s or max(config.timeout_min_s, took * config.timeout_factor)
         print(
@@ -313,7 +351,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.mutation", description=__doc__.split("\n")[0])
     parser.add_argument("modules", nargs="*", help="module names from tests/mutation/modules.toml (default: all)")
     parser.add_argument("--list", action="store_true", help="show modules and their tests; run nothing")
-    parser.add_argument("--resume", action="store_true", help="continue the last session of each module")
+    again = parser.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true", help="continue the last session of each module")
+    again.add_argument(
+        "--survivors", action="store_true", help="run again only the mutants that survived last time (after new tests)"
+    )
     args = parser.parse_args(argv)
     config = load_config()
     known = {m.name: m for m in config.modules}
@@ -325,7 +367,8 @@ def main(argv: list[str] | None = None) -> int:
         list_modules(config, chosen)
         return 0
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally blocks that restore the files
-    scores = [run_module(config, module, args.resume) for module in chosen]
+    mode = "resume" if args.resume else "survivors" if args.survivors else "fresh"
+    scores = [run_module(config, module, mode) for module in chosen]
     report(scores)
     unused = [e for e in config.equivalents if e.used == 0 and any(e.path in map(str, module_files(m)) for m in chosen)]
     for e in unused:
