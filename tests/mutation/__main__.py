@@ -150,7 +150,8 @@ def mutated_line(item: WorkItem) -> tuple[int, str, str]:
     old = before[line - 1] if line <= len(before) else ""
     new = after[line - 1] if line <= len(after) else ""
     if len(before) != len(after):  # a mutation that adds or removes lines (a decorator): show the change
-        changed = [d for d in difflib.unified_diff(before, after, lineterm="", n=0) if d[:1] in "+-"][2:]
+        diff = difflib.unified_diff(before, after, lineterm="", n=0)
+        changed = [d for d in diff if d[:1] in "+-" and not d.startswith(("---", "+++")) and d[1:].strip()]
         new = " / ".join(changed) or new
     return line, old.strip(), new.strip()
 
@@ -332,7 +333,10 @@ def report(scores: list[Score], stream: Any = sys.stdout) -> None:
         )
     for s in scores:
         if s.survived:
-            print(f"\nsurvivors in {s.module} (a test is missing, or the mutant is equivalent: see docs/TESTING.md):")
+            print(
+                f"\nsurvivors in {s.module} (a test is missing, or the mutant is equivalent: see docs/TESTING.md):",
+                file=stream,
+            )
             for survivor in s.survived:
                 print(f"  {survivor}", file=stream)
 

@@ -12,6 +12,7 @@ from shared.config import (
     TokenVerifySection,
     dev_only_switch,
     dev_only_switches,
+    effective_env,
     load_settings,
 )
 
@@ -183,3 +184,127 @@ def test_dotenv_read_only_locally(tmp_path) -> None:
         {"NETRA_ENV": "production", "NETRA_DOTENV": str(dotenv), "ALLOWED_ORIGINS": "https://app.example.com"}
     )
     assert any(p.startswith("WORKER_COUNT:") for p in problems), ".env must be ignored in production"
+
+
+# Each number's documented range, written out here (not read from the classes): a bound moved in the code is
+# then a failing test, not a silently different range. (variable, refused values, accepted values)
+NUMBER_RANGES = [
+    ("STARTUP_WAIT_SECONDS", ("0", "120.5"), ("0.5", "120")),
+    ("MAX_BODY_BYTES", ("0",), ("1",)),
+    ("DB_POOL_SIZE", ("0", "101"), ("1", "100")),
+    ("DB_STATEMENT_TIMEOUT_MS", ("99",), ("100",)),
+    ("DB_CONNECT_TIMEOUT_S", ("0", "60.5"), ("0.5", "60")),
+    ("DB_CONNECT_BUDGET_S", ("0", "120.5"), ("0.5", "120")),
+    ("JWKS_REFRESH_MIN_INTERVAL_S", ("-0.5",), ("0",)),
+]
+
+
+@pytest.mark.parametrize(("variable", "refused", "accepted"), NUMBER_RANGES)
+def test_scenario_25_numbers_outside_their_range_are_refused_by_name(
+    variable: str, refused: tuple[str, ...], accepted: tuple[str, ...]
+) -> None:
+    """Scenario 25: a number outside its range is refused with the variable's name; each bound itself is
+    accepted or refused as documented."""
+    base = {"NETRA_ENV": "test", "LLM_API_KEY": "k", "WORKER_COUNT": "1", "DATABASE_URL": "postgresql://u:p@h/d"}
+    for raw in refused:
+        assert any(p.startswith(f"{variable}:") for p in problems_of({**base, variable: raw})), (variable, raw)
+    for raw in accepted:
+        settings = load_settings(ExampleSettings, {**base, variable: raw})
+        assert getattr(settings, variable.lower()) == float(raw), (variable, raw)
+
+
+def test_dotenv_comments_blank_and_malformed_lines_are_skipped(tmp_path) -> None:
+    """A .env file's comments, blank lines and lines without '=' are skipped, and the lines after them read."""
+    dotenv = tmp_path / ".env"
+    dotenv.write_text(
+        "# COMMENTED=1\n\nGARBAGE\n#WORKER_COUNT=9\nLLM_API_KEY='quoted'\nWORKER_COUNT=3\n"
+        'DATABASE_URL="postgresql://u:p@h:5432/d"\n'
+    )
+    env = effective_env({"NETRA_ENV": "test", "NETRA_DOTENV": str(dotenv)})
+    assert {k for k in env if k not in ("NETRA_ENV", "NETRA_DOTENV")} == {"LLM_API_KEY", "WORKER_COUNT", "DATABASE_URL"}
+    settings = load_settings(ExampleSettings, {"NETRA_ENV": "test", "NETRA_DOTENV": str(dotenv)})
+    assert (settings.worker_count, settings.llm_api_key.get_secret_value()) == (3, "quoted")
+    assert settings.database_url is not None
+    assert settings.database_url.get_secret_value() == "postgresql://u:p@h:5432/d"
+
+
+def test_a_problem_names_the_expected_form_only_when_the_field_describes_it() -> None:
+    """The hint ``(expected: ...)`` comes from the field's description; a field without one gets no hint
+    rather than ``(expected: None)``."""
+
+    class Undescribed(ServiceSettings):
+        count: int = Field()
+
+    with pytest.raises(ConfigError) as info:
+        load_settings(Undescribed, {"NETRA_ENV": "test", "COUNT": "many"})
+    (problem,) = info.value.problems
+    assert problem.startswith("COUNT:") and "expected" not in problem, problem
+
+
+def test_a_check_that_needs_valid_fields_does_not_hide_the_checks_after_it() -> None:
+    """When fields fail validation, a class's own cross-check that needs them is passed over, and the checks of
+    the sections after it in the class hierarchy still run: DATABASE_URL's absence is reported together with the
+    malformed number (scenario 24: every problem in one error)."""
+
+    class Checked(ServiceSettings, DatabaseSection):
+        worker_count: int = Field(description="number of workers, a whole number such as 4")
+
+        def cross_checks(self, env: object) -> list[str]:
+            return [] if self.worker_count > 0 else ["WORKER_COUNT: must be positive"]
+
+    with pytest.raises(ConfigError) as info:
+        load_settings(Checked, {"NETRA_ENV": "test", "WORKER_COUNT": "four"})
+    text = "\n".join(info.value.problems)
+    assert "WORKER_COUNT:" in text and "DATABASE_URL or CLOUD_SQL_INSTANCE" in text, text
+
+
+def test_scenario_25_words_outside_their_set_are_refused_by_name() -> None:
+    """Scenario 25: LOG_LEVEL, LOG_FORMAT and DB_IP_TYPE take one word of a fixed set; another word is refused
+    with the variable's name and the choices, and the accepted spellings are normalised."""
+    base = {"NETRA_ENV": "test", "LLM_API_KEY": "k", "WORKER_COUNT": "1", "DATABASE_URL": "postgresql://u:p@h/d"}
+    problems = problems_of({**base, "LOG_LEVEL": "loud", "LOG_FORMAT": "xml", "DB_IP_TYPE": "ipv6"})
+    by_var = {p.split(":", 1)[0]: p for p in problems}
+    # The validator's own words follow the name (pydantic's "Value error, " prefix is dropped).
+    assert by_var["LOG_LEVEL"].startswith("LOG_LEVEL: must be DEBUG, INFO, WARNING or ERROR")
+    assert by_var["LOG_FORMAT"].startswith("LOG_FORMAT: must be json, text or auto")
+    assert by_var["DB_IP_TYPE"].startswith("DB_IP_TYPE: must be public, private or psc")
+    settings = load_settings(ExampleSettings, {**base, "LOG_LEVEL": "debug", "LOG_FORMAT": "json", "DB_IP_TYPE": "PSC"})
+    assert (settings.log_level, settings.log_format, settings.db_ip_type) == ("DEBUG", "json", "psc")
+
+
+def test_scenario_25_cloud_sql_instance_is_three_parts() -> None:
+    """Scenario 25: CLOUD_SQL_INSTANCE is project:region:instance, exactly three parts; a valid one is kept."""
+    base = {"NETRA_ENV": "test", "LLM_API_KEY": "k", "WORKER_COUNT": "1"}
+    for raw in ("project:region", "a:b:c:d"):
+        assert any(p.startswith("CLOUD_SQL_INSTANCE:") for p in problems_of({**base, "CLOUD_SQL_INSTANCE": raw})), raw
+    settings = load_settings(ExampleSettings, {**base, "CLOUD_SQL_INSTANCE": "proj:europe-west1:main"})
+    assert settings.cloud_sql_instance == "proj:europe-west1:main"
+
+
+def test_scenario_25_auth_jwks_url_must_be_http_and_is_kept() -> None:
+    """Scenario 25: AUTH_JWKS_URL must be an http(s) URL; a valid one is kept as given."""
+    base = {"NETRA_ENV": "test", "LLM_API_KEY": "k", "WORKER_COUNT": "1", "DATABASE_URL": "postgresql://u:p@h/d"}
+    assert any(p.startswith("AUTH_JWKS_URL:") for p in problems_of({**base, "AUTH_JWKS_URL": "ftp://h/jwks.json"}))
+    url = "https://auth.example.com/.well-known/jwks.json"
+    assert load_settings(ExampleSettings, {**base, "AUTH_JWKS_URL": url}).auth_jwks_url == url
+
+
+def test_scenario_27_switch_judged_on_its_own_value_when_other_fields_fail() -> None:
+    """Scenario 27: in production, with another field malformed (so the settings cannot be built), each
+    development-only switch is still judged by its own value: on is refused, off is not, and a malformed value
+    is reported once, as malformed, not also as a switch that is on."""
+    base = {
+        "NETRA_ENV": "production",
+        "LLM_API_KEY": "k",
+        "WORKER_COUNT": "four",  # malformed: the fallback path
+        "DATABASE_URL": "postgresql://u:p@h:5432/d",
+        "ALLOWED_ORIGINS": "https://app.example.com",
+    }
+
+    def switch_problems(raw: str) -> list[str]:
+        return [p for p in problems_of({**base, "DEV_LOGIN_ENABLED": raw}) if p.startswith("DEV_LOGIN_ENABLED:")]
+
+    assert [("development-only" in p) for p in switch_problems("yes")] == [True]
+    assert switch_problems("false") == []
+    (malformed,) = switch_problems("maybe")
+    assert "development-only" not in malformed, malformed
