@@ -23,6 +23,7 @@ sends the same span ids, and the store skips ids it already holds.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import math
 from dataclasses import dataclass, field
@@ -190,8 +191,12 @@ def _value(any_value: Any) -> Any:
     return getattr(any_value, kind)
 
 
-def attributes(key_values: Any) -> dict[str, Any]:
-    return {kv.key: _value(kv.value) for kv in key_values}
+def attributes(key_values: Any, wanted: frozenset[str] | None = None) -> dict[str, Any]:
+    """The attributes as a dict; with ``wanted``, only those keys and ``gen_ai.*``: most spans of an instrumented
+    app (HTTP, database) are not model calls, and their attributes need no conversion to be ignored."""
+    if wanted is None:
+        return {kv.key: _value(kv.value) for kv in key_values}
+    return {kv.key: _value(kv.value) for kv in key_values if kv.key in wanted or kv.key.startswith("gen_ai.")}
 
 
 def _first(attrs: dict[str, Any], keys: tuple[str, ...]) -> Any:
@@ -232,6 +237,11 @@ def is_model_call(attrs: dict[str, Any], error: bool) -> bool:
     return has_usage or error
 
 
+@functools.lru_cache(maxsize=64)
+def _wanted(feature_key: str, end_user_key: str) -> frozenset[str]:
+    return frozenset(("error.type", feature_key, end_user_key))
+
+
 def span_row(
     span: Any,
     resource: dict[str, Any],
@@ -240,7 +250,9 @@ def span_row(
 ) -> dict[str, Any] | None:
     """The span as a dict in the project's usage schema; None when it is not a model call. RowError when it is
     one but cannot be read."""
-    attrs = attributes(span.attributes)
+    feature_key = feature_attribute or DEFAULT_FEATURE_ATTRIBUTE
+    end_user_key = end_user_attribute or DEFAULT_END_USER_ATTRIBUTE
+    attrs = attributes(span.attributes, _wanted(feature_key, end_user_key))
     error = span.status.code == STATUS_CODE_ERROR or bool(attrs.get("error.type"))
     if not is_model_call(attrs, error):
         return None
@@ -259,8 +271,6 @@ def span_row(
         timestamp = datetime.fromtimestamp(started / 1e9, UTC).isoformat()
     except (OverflowError, OSError, ValueError):
         raise RowError("start_time_unix_nano", f"is not a time, got {started}") from None
-    feature_key = feature_attribute or DEFAULT_FEATURE_ATTRIBUTE
-    end_user_key = end_user_attribute or DEFAULT_END_USER_ATTRIBUTE
     return {
         "request_id": span.span_id.hex() or None,
         "timestamp": timestamp,
