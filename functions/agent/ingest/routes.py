@@ -113,7 +113,10 @@ def register(router: Router, deps: Any, request_rollup: Any = None) -> None:
                 except Exception as exc:  # the batch is stored; only the refresh waits
                     log.warning("rollup refresh request failed", extra={"reason": type(exc).__name__})
             if not asked:  # let the next batch ask again instead of waiting out the interval
-                writer.forget_rollup_request(deps.db, key.user_id)
+                try:
+                    writer.forget_rollup_request(deps.db, key.user_id)
+                except Exception as exc:  # the batch is stored: answer 200, the refresh waits out the interval
+                    log.warning("rollup request not reset", extra={"reason": type(exc).__name__})
         return written
 
     @router.route("POST", "/v1/traces")
