@@ -11,6 +11,8 @@ class ApiError(Exception):
     Rendered as ``{"error": {"code", "message", "details"}}``; never put secrets in any field.
     """
 
+    log_reason: str | None = None  # detail for the log only, never in the answer
+
     def __init__(
         self,
         status: int,
@@ -75,3 +77,16 @@ def transient_dependency_error(exc: BaseException) -> ServiceUnavailable | None:
             code="dependency_unavailable",
         )
     return None
+
+
+def unstorable_value_error(exc: BaseException) -> ApiError | None:
+    """422 ``invalid_value`` for a database "data exception" (SQLSTATE class 22: a NUL character, an invalid
+    encoding, a number out of range, a malformed date...) that input validation let through; None otherwise.
+    The answer names neither the SQLSTATE nor the database's message (it may quote the value); the log does."""
+    args = getattr(exc, "args", ())
+    state = args[0].get("C") if args and isinstance(args[0], dict) else None
+    if not isinstance(state, str) or not state.startswith("22"):
+        return None
+    error = ApiError(422, "invalid_value", "a value in the request cannot be stored")
+    error.log_reason = f"SQLSTATE {state}"
+    return error

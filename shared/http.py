@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from itertools import accumulate
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
-from shared.errors import ApiError, transient_dependency_error
+from shared.errors import ApiError, transient_dependency_error, unstorable_value_error
 from shared.logging import parse_trace_header, request_id_var, trace_var
 
 log = logging.getLogger("http")
@@ -83,9 +83,56 @@ def parse_json(raw: bytes | str, limit: int = MAX_JSON_DEPTH) -> Any:
     if json_depth_exceeds(raw, limit):
         raise ApiError(400, "json_too_deep", f"request body nests deeper than {limit} levels")
     try:
-        return json.loads(raw)
+        data = json.loads(raw)
     except (ValueError, UnicodeDecodeError, RecursionError):
         raise ApiError(400, "invalid_json", "request body is not valid JSON") from None
+    if _UNSTORABLE_ESCAPE.search(raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw):
+        problems = unstorable_strings(data)
+        if problems:
+            raise ApiError(
+                422,
+                "validation_error",
+                "request body is invalid",
+                [{"field": f, "message": UNSTORABLE_MESSAGE} for f in problems[:20]],
+            )
+    return data
+
+
+# A NUL character or an unpaired surrogate can be written in JSON (as an escape) but stored nowhere: PostgreSQL
+# refuses both in text and jsonb (SQLSTATE 22021 / 22P05), and UTF-8 cannot encode a lone surrogate.
+UNSTORABLE_MESSAGE = "must not contain NUL characters (\\u0000) or unpaired surrogates"
+_UNSTORABLE_ESCAPE = re.compile(rb"\\u(?:0000|[dD][89a-fA-F][0-9a-fA-F]{2})")
+
+
+def _unstorable(text: str) -> bool:
+    if "\x00" in text:
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def unstorable_strings(data: Any, path: str = "") -> list[str]:
+    """Paths (``metadata.k``, ``items.0``) of keys and strings that cannot be stored; walked iteratively."""
+    found: list[str] = []
+    stack: list[tuple[Any, str]] = [(data, path)]
+    while stack:
+        value, where = stack.pop()
+        if isinstance(value, str):
+            if _unstorable(value):
+                found.append(where or "body")
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                child = f"{where}.{key}" if where else str(key)
+                if _unstorable(key):
+                    found.append(where or "body")
+                    continue
+                stack.append((item, child))
+        elif isinstance(value, list):
+            stack.extend((item, f"{where}.{i}" if where else str(i)) for i, item in enumerate(value))
+    return sorted(found)
 
 
 def read_body(request: Any, max_bytes: int) -> bytes:
@@ -111,6 +158,25 @@ def read_body(request: Any, max_bytes: int) -> bytes:
     return body
 
 
+class StrictBody(BaseModel):
+    """A JSON request body in which null is never a value: an optional field is left out, not sent as null.
+
+    One rule for every body instead of "null means absent" here and "null is invalid" there, so the OpenAPI
+    documents can say ``type: string`` and mean it (schemathesis sends nulls to check exactly that). Unknown
+    fields are refused too (``additionalProperties: false`` in the documents)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nulls(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            nulls = sorted(k for k, v in data.items() if v is None and k in cls.model_fields)
+            if nulls:
+                raise ValueError(f"null is not a value for {', '.join(nulls)}; leave the field out instead")
+        return data
+
+
 @dataclass
 class Ctx:
     """What a handler gets: the request, path parameters and helpers."""
@@ -122,6 +188,11 @@ class Ctx:
 
     def json(self, model: type[M]) -> M:
         raw = self.request.get_data(cache=True) or b"{}"
+        media_type = (self.request.mimetype or "").lower()
+        if raw.strip() and media_type and media_type != "application/json" and not media_type.endswith("+json"):
+            raise ApiError(
+                415, "unsupported_media_type", "send the request body as JSON (Content-Type: application/json)"
+            )
         data = parse_json(raw)
         try:
             return model.model_validate(data)
@@ -195,7 +266,13 @@ class Router:
             status, body, headers = exc.status, exc.body(), dict(exc.headers)
         except Exception as exc:
             unavailable = transient_dependency_error(exc)
-            if unavailable is None:
+            refused = None if unavailable is not None else unstorable_value_error(exc)
+            if refused is not None:
+                # The database refused a value the request brought (SQLSTATE class 22): the caller's input,
+                # not our failure. The database's own text stays in the log.
+                log.info("value refused by the database", extra={"path": request.path, "reason": refused.log_reason})
+                status, body, headers = refused.status, refused.body(), {}
+            elif unavailable is None:
                 log.exception("unhandled error", extra={"path": request.path})
                 status, body = (
                     500,
@@ -251,10 +328,12 @@ class Router:
                     "Access-Control-Max-Age": "600",
                 },
             )
-        if path.startswith("/health/") and self._health is not None and request.method == "GET":
-            kind = path.removeprefix("/health/")
-            if kind in ("live", "ready", "startup"):
-                return self._health(kind)
+        if self._health is not None and path in ("/health/live", "/health/ready", "/health/startup"):
+            if request.method not in ("GET", "HEAD"):
+                raise ApiError(
+                    405, "method_not_allowed", f"{request.method} is not allowed here", headers={"Allow": "GET"}
+                )
+            return self._health(path.removeprefix("/health/"))
         # Read (bounded) before any handler runs: no route can parse an unbounded body, authenticated or not.
         read_body(request, self.max_body_bytes)
         allowed_methods = []

@@ -40,6 +40,11 @@ class AuthContext:
             "token": Rule("token", per_minute),
             "refresh": Rule("refresh", per_minute),
             "validate": Rule("validate", settings.validate_rate_limit_per_minute),
+            "logout": Rule("logout", per_minute),
+            # A browser mints a ticket per (re)connect and a bridge instance redeems all of its users' tickets
+            # from one address: the higher validate limit, not the sign-in one.
+            "ws_ticket": Rule("ws_ticket", settings.validate_rate_limit_per_minute),
+            "redeem": Rule("redeem", settings.validate_rate_limit_per_minute),
         }
         # Auth verifies its own tokens from the keyset directly: no HTTP round trip to itself, and a
         # rotated-in key is known as soon as the keyset is re-read.

@@ -6,37 +6,37 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from functions.auth.context import AuthContext
 from functions.auth.store import TICKETS, new_secret
 from functions.auth.users import get_user, identities_of, public_user, upsert_by_email
 from shared.errors import ApiError, unauthorized
-from shared.http import Ctx, Router
+from shared.http import Ctx, Router, StrictBody
 from shared.tokens import TokenInvalid
 
 log = logging.getLogger("auth")
 
 
-class DevLogin(BaseModel):
+class DevLogin(StrictBody):
     # A plain pattern, not EmailStr: email-validator would add its import time to every cold start.
     email: str = Field("dev@example.com", max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
     name: str | None = Field(None, max_length=200)
 
 
-class RefreshBody(BaseModel):
+class RefreshBody(StrictBody):
     refresh_token: str = Field(min_length=20, max_length=200)
 
 
-class LogoutBody(BaseModel):
+class LogoutBody(StrictBody):
     refresh_token: str | None = Field(None, min_length=20, max_length=200)
 
 
-class ValidateBody(BaseModel):
+class ValidateBody(StrictBody):
     token: str = Field(min_length=1, max_length=8192)
 
 
-class TicketBody(BaseModel):
+class TicketBody(StrictBody):
     ticket: str = Field(min_length=10, max_length=200)
 
 
@@ -82,6 +82,7 @@ def register(router: Router, app: AuthContext) -> None:
 
     @router.route("POST", "/auth/logout")
     def logout(ctx: Ctx) -> Any:
+        app.limit(ctx, "logout")
         body = ctx.json(LogoutBody)
         store = app.store()
         if body.refresh_token:
@@ -166,20 +167,28 @@ def register(router: Router, app: AuthContext) -> None:
 
     @router.route("POST", "/auth/ws-ticket")
     def ws_ticket(ctx: Ctx) -> Any:
+        app.limit(ctx, "ws_ticket")
         claims = app.bearer_claims(ctx)
         ticket = new_secret(24)
         app.store().put(
             TICKETS,
             ticket,
-            {"user_id": claims.sub, "email": claims.email, "permissions": claims.permissions},
+            # token_exp: the connection the ticket opens must not outlive the token that minted it.
+            {"user_id": claims.sub, "email": claims.email, "permissions": claims.permissions, "token_exp": claims.exp},
             settings.ws_ticket_ttl_seconds,
         )
         return {"ticket": ticket, "expires_in": settings.ws_ticket_ttl_seconds}
 
     @router.route("POST", "/auth/ws-ticket/redeem")
     def redeem(ctx: Ctx) -> Any:
+        app.limit(ctx, "redeem")
         body = ctx.json(TicketBody)
         data = app.store().take(TICKETS, body.ticket)
         if data is None:
             raise unauthorized("ticket unknown, expired or already used", "invalid_ticket")
-        return {"user_id": data["user_id"], "email": data["email"], "permissions": list(data["permissions"])}
+        return {
+            "user_id": data["user_id"],
+            "email": data["email"],
+            "permissions": list(data["permissions"]),
+            "token_expires_at": data.get("token_exp"),
+        }

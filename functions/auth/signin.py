@@ -3,9 +3,9 @@
 - ``state``: random, single use, TTL, stored only hashed; it carries return_to, the PKCE verifier and the
   nonce, so nothing the browser brings back is trusted except the state itself.
 - A cookie scoped to /auth/callback binds the state to the browser that started the sign-in (login CSRF).
-- PKCE S256 towards the provider; optionally also towards the front end: a ``code_challenge`` given to
-  /auth/login must be answered with its ``code_verifier`` at /auth/token, so an intercepted one-time code is
-  useless.
+- PKCE S256 towards the provider, and required towards the front end (a public client): the ``code_challenge``
+  given to /auth/login must be answered with its ``code_verifier`` at /auth/token, so an intercepted one-time
+  code is useless.
 - Tokens never appear in a URL: the front end gets a one-time code (single use, 60 s) and exchanges it.
 """
 
@@ -25,7 +25,7 @@ from functions.auth.providers import SignInError, pkce_challenge
 from functions.auth.store import CODES, STATES, digest, new_secret
 from functions.auth.users import get_user, link_identity
 from shared.errors import ApiError
-from shared.http import Ctx, Router, origin_allowed
+from shared.http import Ctx, Router, StrictBody, origin_allowed
 
 log = logging.getLogger("auth.signin")
 
@@ -35,8 +35,10 @@ PKCE_VALUE = r"^[A-Za-z0-9._~-]{43,128}$"
 class LoginQuery(BaseModel):
     provider: Literal["google", "github"]
     return_to: str = Field(min_length=1, max_length=2048)
-    code_challenge: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]{43}$")
-    code_challenge_method: Literal["S256"] | None = None
+    # PKCE is required: every front end of auth is a public client (a page in a browser), which has no secret
+    # to bind the one-time code to, so an intercepted code would otherwise be enough to get tokens.
+    code_challenge: str = Field(pattern=r"^[A-Za-z0-9_-]{43}$")
+    code_challenge_method: Literal["S256"]
     login_hint: str | None = Field(None, max_length=254)
 
 
@@ -46,9 +48,9 @@ class CallbackQuery(BaseModel):
     error: str | None = Field(None, max_length=200)
 
 
-class TokenBody(BaseModel):
+class TokenBody(StrictBody):
     code: str = Field(min_length=20, max_length=200)
-    code_verifier: str | None = Field(None, pattern=PKCE_VALUE)
+    code_verifier: str = Field(pattern=PKCE_VALUE)
 
 
 def return_to_allowed(url: str, origins: list[str]) -> bool:
@@ -59,12 +61,16 @@ def return_to_allowed(url: str, origins: list[str]) -> bool:
     """
     if re.search(r"[\x00-\x20\\\x7f]", url):
         return False
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname or "@" in parts.netloc:
-        return False
     try:
+        # urlsplit raises ValueError for a netloc that changes under NFKC normalisation (fullwidth ／ or ＠,
+        # which a browser would read as / or @) and for a malformed port.
+        parts = urlsplit(url)
         port = parts.port
     except ValueError:
+        return False
+    if not parts.netloc.isascii():
+        return False  # an internationalised host must come as punycode (xn--), like the allow-list holds it
+    if parts.scheme not in ("http", "https") or not parts.hostname or "@" in parts.netloc:
         return False
     origin = f"{parts.scheme}://{parts.hostname}" + (f":{port}" if port else "")
     return origin_allowed(origin, origins)
@@ -106,8 +112,6 @@ def register(router: Router, app: AuthContext) -> None:
             raise ApiError(400, "provider_not_enabled", f"{query.provider} sign-in is not configured here")
         if not return_to_allowed(query.return_to, settings.origins):
             raise ApiError(400, "invalid_return_to", "return_to must be a URL on an allowed front-end origin")
-        if query.code_challenge and query.code_challenge_method != "S256":
-            raise ApiError(400, "invalid_code_challenge", "code_challenge_method must be S256")
         app.require_provider(query.provider)
         public_url = app.public_url(ctx)
         redirect_uri = f"{public_url}/auth/callback"
@@ -181,11 +185,11 @@ def register(router: Router, app: AuthContext) -> None:
         data = app.store().take(CODES, body.code)  # taken even if the verifier is wrong: one try per code
         if data is None:
             raise ApiError(400, "invalid_grant", "code unknown, expired or already used")
-        challenge = data.get("client_challenge")
-        if challenge:
-            if not body.code_verifier or not hmac.compare_digest(pkce_challenge(body.code_verifier), challenge):
-                log.warning("one-time code presented with a wrong PKCE verifier", extra={"user_id": data["user_id"]})
-                raise ApiError(400, "invalid_grant", "code_verifier does not match the code_challenge")
+        challenge = data.get("client_challenge") or ""
+        # A code without a challenge (issued before PKCE became required) is refused like a wrong verifier.
+        if not hmac.compare_digest(pkce_challenge(body.code_verifier), challenge):
+            log.warning("one-time code presented with a wrong PKCE verifier", extra={"user_id": data["user_id"]})
+            raise ApiError(400, "invalid_grant", "code_verifier does not match the code_challenge")
         user = get_user(app.db(), data["user_id"])
         if user is None:
             raise ApiError(400, "invalid_grant", "the user of this code no longer exists")

@@ -68,7 +68,13 @@ async def redeem_ticket(settings: BridgeSettings, ticket: str) -> Identity:
         raise Refused(CLOSE_POLICY, "invalid ticket: unknown, expired or already used")
     if response.status_code != 200:
         raise Refused(CLOSE_TRY_AGAIN, f"auth answered {response.status_code}; retry shortly")
-    return Identity(response.json()["user_id"], None, time.time() + settings.ticket_connection_ttl_s, "ticket")
+    redeemed = response.json()
+    expires_at = time.time() + settings.ticket_connection_ttl_s
+    # Bounded by the access token that minted the ticket too: a connection must not outlive it (issue 15).
+    token_exp = redeemed.get("token_expires_at")
+    if isinstance(token_exp, int | float) and not isinstance(token_exp, bool):
+        expires_at = min(expires_at, float(token_exp))
+    return Identity(redeemed["user_id"], None, expires_at, "ticket")
 
 
 async def authenticate(headers: Any, query: Any, settings: BridgeSettings, verifier: TokenVerifier) -> Identity:

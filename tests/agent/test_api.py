@@ -4,6 +4,7 @@ functions-framework processes, PostgreSQL, the Pub/Sub emulator (push to the wor
 
 from __future__ import annotations
 
+import json
 import threading
 import uuid
 from typing import Any
@@ -297,3 +298,82 @@ def test_ingest_key_writes_usage_and_opens_nothing_else(api: ApiEnv) -> None:
         wait_until(refreshed, 60, "rollups refreshed by the worker", interval_s=1.0)
     finally:
         sql.close()
+
+
+def test_bad_input_is_a_4xx_with_a_code_never_a_500(api: ApiEnv) -> None:
+    """Issue 15, finding 5: inputs that reached PostgreSQL or the parser and came back as 500s. Each is now a
+    4xx with a stable code, and nothing was stored for it."""
+    token = api.login()
+    with api.stack.client(token) as client:
+        thread_id = client.post("/api/threads", json={"title": "kept"}).json()["id"]
+        json_headers = {"Content-Type": "application/json"}
+        cases: list[tuple[str, str, Any, int, str]] = [
+            # NUL characters and unpaired surrogates: SQLSTATE 22P05 / 22021 / 22P02 before.
+            ("POST", "/api/threads", '{"title": "a\\u0000b"}', 422, "validation_error"),
+            ("POST", "/api/threads", '{"metadata": {"k": "\\u0000"}}', 422, "validation_error"),
+            ("POST", "/api/threads", '{"metadata": {"\\u0000": 1}}', 422, "validation_error"),
+            ("POST", "/api/threads", '{"title": "\\udc00"}', 422, "validation_error"),
+            ("PATCH", f"/api/threads/{thread_id}", '{"title": "a\\u0000b"}', 422, "validation_error"),
+            ("PATCH", f"/api/threads/{thread_id}", '{"metadata": {"k": "\\ud800x"}}', 422, "validation_error"),
+            ("POST", "/api/agent/message", '{"content": "a\\u0000b"}', 422, "validation_error"),
+            # Nesting past the cap: a RecursionError before.
+            ("POST", "/api/agent/message", "[" * 100_000, 400, "json_too_deep"),
+            ("POST", "/api/threads", '{"metadata": ' + '{"a": ' * 40 + "1" + "}" * 41, 400, "json_too_deep"),
+            # null is not a value (the documents say string / uuid); unknown media types are refused.
+            ("POST", "/api/agent/message", '{"content": "hi", "thread_id": null}', 422, "validation_error"),
+        ]
+        for method, path, body, status, code in cases:
+            response = client.request(method, path, content=body, headers=json_headers)
+            assert response.status_code == status, (path, body[:60], response.text)
+            assert response.json()["error"]["code"] == code, (path, body[:60], response.text)
+        not_json = client.post("/api/threads", content=b"{}", headers={"Content-Type": "text/csv"})
+        assert not_json.status_code == 415 and not_json.json()["error"]["code"] == "unsupported_media_type"
+        # A sequence number past bigint: SQLSTATE 22003 before.
+        run_id = _post(client)["run_id"]
+        huge = client.get(f"/api/runs/{run_id}/events", params={"after_seq": 10**30})
+        assert huge.status_code == 422 and huge.json()["error"]["code"] == "validation_error"
+        # ?cursor= is the first page (it was refused while POST with no body was accepted).
+        first = client.get("/api/threads", params={"cursor": ""})
+        assert first.status_code == 200 and first.json()["items"]
+        assert client.get(f"/api/threads/{thread_id}").json()["title"] == "kept", "nothing was changed"
+        # Health routes answer 405 to methods they do not serve (404 before).
+        health = client.post("/health/ready")
+        assert health.status_code == 405 and health.headers["Allow"] == "GET"
+
+
+def test_usage_inputs_that_were_500s_are_4xx(api: ApiEnv) -> None:
+    """Issue 15, finding 5, on POST /api/usage: a CSV field over the csv module's 128 KiB limit (csv.Error), a
+    LiteLLM row with "inf" tokens (OverflowError), a non-object usage_object or prompt_tokens_details
+    (AttributeError), nesting past the cap (RecursionError), a NUL in a text field: each answers a 4xx that names
+    the problem, and nothing is stored."""
+    token = api.login()
+    litellm = {"request_id": "r1", "startTime": "2025-11-03T14:05:00Z", "model": "gpt-4o", "completion_tokens": 1}
+    rows = [
+        {**litellm, "prompt_tokens": "inf"},
+        {**litellm, "prompt_tokens": 5, "metadata": {"usage_object": [1, 2]}},
+        {**litellm, "prompt_tokens": 5, "metadata": {"usage_object": {"prompt_tokens_details": "x"}}},
+    ]
+    netra = {"request_id": "n1", "timestamp": "2025-11-03T14:05:00Z", "model": "gpt-4o", "input_tokens": 1}
+    with api.stack.client(token) as client:
+
+        def upload(body: str | bytes, content_type: str, fmt: str = "auto") -> httpx.Response:
+            return client.post(
+                "/api/usage", params={"format": fmt}, content=body, headers={"Content-Type": content_type}
+            )
+
+        big_field = "request_id,timestamp,model,input_tokens,output_tokens\n" + "x" * 140_000 + ",2025,m,1,1\n"
+        csv_answer = upload(big_field, "text/csv")
+        assert csv_answer.status_code == 400 and csv_answer.json()["error"]["code"] == "invalid_csv", csv_answer.text
+        for row in rows:
+            answer = upload(json.dumps(row) + "\n", "application/x-ndjson", "litellm")
+            assert answer.status_code == 422, (row, answer.text)
+            assert answer.json()["error"]["code"] == "invalid_rows"
+        deep = upload("[" * 100_000, "application/json")
+        assert deep.status_code == 400 and deep.json()["error"]["code"] == "json_too_deep"
+        deep_line = upload('{"a":' * 50 + "1" + "}" * 50 + "\n", "application/x-ndjson")
+        assert deep_line.status_code == 422 and "nests deeper" in deep_line.text
+        nul = upload(json.dumps({**netra, "output_tokens": 1, "feature": "a\u0000b"}) + "\n", "application/x-ndjson")
+        assert nul.status_code == 422 and "NUL" in nul.text
+        header_only = upload("request_id,timestamp,model,input_tokens,output_tokens\n", "text/csv")
+        assert header_only.status_code == 400 and header_only.json()["error"]["code"] == "empty_body"
+        assert client.get("/api/usage/summary").json()["records"] == 0, "nothing was stored"

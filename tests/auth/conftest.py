@@ -3,6 +3,7 @@ local stand-in), one per test module."""
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,10 +13,16 @@ import httpx
 import pytest
 
 from emulators.postgres import free_port
+from functions.auth.providers import pkce_challenge
 from tests.auth.browser import FRONTEND, Browser, Journey
 from tests.auth.github_standin import GitHubStandIn, start_github
 from tests.fixtures.auth import AuthService, start_auth
 from tests.fixtures.oidc.launcher import OidcProvider, start_oidc_provider
+
+# The PKCE pair a test's front end uses unless it brings its own (PKCE is required: issue 15, finding 7).
+VERIFIER = secrets.token_urlsafe(48)
+CHALLENGE = pkce_challenge(VERIFIER)
+PKCE = {"code_challenge": CHALLENGE, "code_challenge_method": "S256"}
 
 
 @dataclass
@@ -24,8 +31,10 @@ class SignInStack:
     oidc: OidcProvider
     github: GitHubStandIn
 
-    def login_url(self, provider: str, email: str, return_to: str = f"{FRONTEND}/signed-in", **extra: str) -> str:
-        query = {"provider": provider, "return_to": return_to, "login_hint": email, **extra}
+    def login_url(
+        self, provider: str, email: str, return_to: str = f"{FRONTEND}/signed-in", pkce: bool = True, **extra: str
+    ) -> str:
+        query = {"provider": provider, "return_to": return_to, "login_hint": email, **(PKCE if pkce else {}), **extra}
         return f"{self.auth.url}/auth/login?{urlencode(query)}"
 
     def sign_in(self, provider: str, email: str, browser: Browser | None = None, **extra: str) -> Journey:
@@ -37,7 +46,7 @@ class SignInStack:
             if own:
                 browser.close()
 
-    def exchange(self, code: str, verifier: str | None = None) -> httpx.Response:
+    def exchange(self, code: str, verifier: str | None = VERIFIER) -> httpx.Response:
         body = {"code": code, **({"code_verifier": verifier} if verifier else {})}
         return httpx.post(f"{self.auth.url}/auth/token", json=body, timeout=30)
 

@@ -96,7 +96,11 @@ def test_refresh_and_token_are_limited(pair: Pair) -> None:
         ]
         assert statuses == [401] * LOGIN_LIMIT + [429]
         statuses = [
-            httpx.post(f"{pair.b.url}/auth/token", json={"code": "c" * 43}, headers={"X-Forwarded-For": ip}).status_code
+            httpx.post(
+                f"{pair.b.url}/auth/token",
+                json={"code": "c" * 43, "code_verifier": "v" * 43},
+                headers={"X-Forwarded-For": ip},
+            ).status_code
             for _ in range(LOGIN_LIMIT + 1)
         ]
         assert statuses == [400] * LOGIN_LIMIT + [429]
@@ -223,3 +227,25 @@ def test_two_hop_chain_limits_each_client_separately(
         front_end.stop()
         balancer.stop()
         auth.stop()
+
+
+def test_logout_and_tickets_are_rate_limited(pair: Pair) -> None:
+    """Issue 15, finding 7: /auth/logout, /auth/ws-ticket and /auth/ws-ticket/redeem had no limit. logout
+    counts like sign-in (RATE_LIMIT_PER_MINUTE); tickets like validate (VALIDATE_RATE_LIMIT_PER_MINUTE: a
+    bridge instance redeems every user's tickets from one address)."""
+
+    def run(ip: str) -> None:
+        headers = {"X-Forwarded-For": ip}
+        logouts = [
+            httpx.post(f"{pair.a.url}/auth/logout", json={"refresh_token": "r" * 43}, headers=headers).status_code
+            for _ in range(LOGIN_LIMIT + 1)
+        ]
+        assert logouts == [200] * LOGIN_LIMIT + [429], logouts
+        for path, body in (("/auth/ws-ticket", None), ("/auth/ws-ticket/redeem", {"ticket": "t" * 32})):
+            statuses = [
+                httpx.post(f"{pair.b.url}{path}", json=body, headers=headers).status_code
+                for _ in range(VALIDATE_LIMIT + 1)
+            ]
+            assert statuses[:VALIDATE_LIMIT] == [401] * VALIDATE_LIMIT and statuses[-1] == 429, (path, statuses)
+
+    in_one_window(run)

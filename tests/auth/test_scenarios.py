@@ -20,7 +20,7 @@ from emulators.secretmanager import start_secret_manager
 from shared import discovery
 from shared.tokens import TokenInvalid, TokenVerifier, generate_key
 from tests.auth.browser import FRONTEND
-from tests.auth.conftest import SignInStack
+from tests.auth.conftest import PKCE, SignInStack
 from tests.fixtures.auth import AuthService, start_auth
 from tests.fixtures.oidc.launcher import start_oidc_provider
 
@@ -115,10 +115,12 @@ def test_scenario_19_unreachable_provider_discovery(
         assert "ConnectError" not in str(body) and "ConnectError" in service.process.output()
         providers = {p["name"]: p["available"] for p in httpx.get(f"{url}/auth/config").json()["providers"]}
         assert providers == {"google": False, "github": True}
-        login = httpx.get(f"{url}/auth/login", params={"provider": "google", "return_to": f"{FRONTEND}/"})
+        login = httpx.get(f"{url}/auth/login", params={"provider": "google", "return_to": f"{FRONTEND}/", **PKCE})
         assert login.status_code == 503 and login.json()["error"]["code"] == "provider_google_unavailable"
         assert int(login.headers["Retry-After"]) >= 1
-        github_login = httpx.get(f"{url}/auth/login", params={"provider": "github", "return_to": f"{FRONTEND}/"})
+        github_login = httpx.get(
+            f"{url}/auth/login", params={"provider": "github", "return_to": f"{FRONTEND}/", **PKCE}
+        )
         assert github_login.status_code == 302, "the other provider is unaffected"
         tokens = service.login("still-works@example.com")
         assert httpx.post(f"{url}/auth/validate", json={"token": tokens["access_token"]}).json()["valid"] is True

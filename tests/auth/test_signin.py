@@ -13,7 +13,7 @@ import pytest
 
 from functions.auth.store import digest
 from tests.auth.browser import FRONTEND, Browser
-from tests.auth.conftest import SignInStack
+from tests.auth.conftest import CHALLENGE, SignInStack
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -127,20 +127,34 @@ def test_replayed_one_time_code_is_refused(signin: SignInStack) -> None:
 
 
 def test_front_end_pkce_wrong_verifier_is_refused(signin: SignInStack) -> None:
-    """Security: a code issued for a code_challenge needs the matching code_verifier; a wrong or missing
-    verifier burns the code."""
+    """Security: a code issued for a code_challenge needs the matching code_verifier; a wrong verifier burns
+    the code, a missing one is refused before the code is looked at (PKCE is required)."""
     verifier, challenge = pkce_pair()
-    for wrong in (pkce_pair()[0], None):
-        code = signin.sign_in(
-            "google", "pkce@example.com", code_challenge=challenge, code_challenge_method="S256"
-        ).params["code"]
-        refused = signin.exchange(code, wrong)
-        assert refused.status_code == 400 and refused.json()["error"]["code"] == "invalid_grant"
-        assert signin.exchange(code, verifier).status_code == 400, "the code was burnt by the wrong attempt"
     code = signin.sign_in("google", "pkce@example.com", code_challenge=challenge, code_challenge_method="S256").params[
         "code"
     ]
+    refused = signin.exchange(code, pkce_pair()[0])
+    assert refused.status_code == 400 and refused.json()["error"]["code"] == "invalid_grant"
+    assert signin.exchange(code, verifier).status_code == 400, "the code was burnt by the wrong attempt"
+    code = signin.sign_in("google", "pkce@example.com", code_challenge=challenge, code_challenge_method="S256").params[
+        "code"
+    ]
+    missing = signin.exchange(code, None)
+    assert missing.status_code == 422 and missing.json()["error"]["details"][0]["field"] == "code_verifier"
     assert signin.exchange(code, verifier).status_code == 200
+
+
+def test_pkce_is_required_for_the_public_client(signin: SignInStack) -> None:
+    """Issue 15, finding 7: every front end of auth is a public client (a page in a browser), so a sign-in
+    without a code_challenge is refused at /auth/login, and /auth/token needs the code_verifier."""
+    for missing in ({}, {"code_challenge": CHALLENGE}, {"code_challenge_method": "S256"}):
+        url = signin.login_url("google", "nopkce@example.com", pkce=False, **missing)
+        response = httpx.get(url, follow_redirects=False)
+        assert response.status_code == 422, (missing, response.status_code)
+        fields = {d["field"] for d in response.json()["error"]["details"]}
+        assert fields & {"code_challenge", "code_challenge_method"}, fields
+    no_verifier = httpx.post(f"{signin.auth.url}/auth/token", json={"code": "c" * 43})
+    assert no_verifier.status_code == 422
 
 
 def test_provider_refuses_a_wrong_pkce_verifier(signin: SignInStack, firestore_client) -> None:  # noqa: ANN001
@@ -170,6 +184,10 @@ def test_provider_refuses_a_wrong_pkce_verifier(signin: SignInStack, firestore_c
         "javascript:alert(1)//app.test.local:8080",
         "http://app.test.local.evil.example:8080/",
         "http://app.test.local:8080 /x",
+        # Issue 15, finding 5: fullwidth solidus / commercial at made urlsplit raise (a 500 before).
+        "http://app.test.local:8080\uff0f@evil.example/",
+        "http://app.test.local:8080\uff20evil.example/",
+        "http://app.test.local:99999/",
     ],
 )
 def test_return_to_outside_the_allow_list_is_refused(signin: SignInStack, return_to: str) -> None:

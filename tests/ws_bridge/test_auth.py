@@ -223,3 +223,29 @@ def test_scenario_9_ready_before_the_key_set_is_reachable_then_verifies(start_br
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_ticket_connection_ends_with_the_token_that_minted_the_ticket(start_bridge, ws_env: WsEnv) -> None:
+    """Issue 15, finding 7: a connection opened with a ticket lived TICKET_CONNECTION_TTL_S (15 min) whatever
+    the access token that minted the ticket; now it closes (4001) when that token expires, like a token
+    connection does. The ticket comes from the real auth service, minted with a 3 s token."""
+    bridge = start_bridge()
+    _, user_id = ws_env.user("ticket-expiry")
+    short = ws_env.short_token(user_id, ttl_s=3)
+    minted = httpx.post(f"{ws_env.auth.url}/auth/ws-ticket", headers={"Authorization": f"Bearer {short}"})
+    assert minted.status_code == 200, minted.text
+    ticket = minted.json()["ticket"]
+
+    async def run() -> None:
+        ws, hello = await connect(f"{bridge.url}?ticket={ticket}")
+        assert hello["user_id"] == user_id
+        started = time.monotonic()
+        try:
+            while True:
+                await recv(ws, 15)
+        except websockets.ConnectionClosed:
+            pass
+        assert ws.close_code == 4001 and "expired" in ws.close_reason, (ws.close_code, ws.close_reason)
+        print(f"ticket connection closed {time.monotonic() - started:.1f}s after connecting (token: 3 s)")
+
+    asyncio.run(run())

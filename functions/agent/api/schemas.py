@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from datetime import date, datetime
 from typing import Any, Literal
@@ -10,6 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from shared.errors import not_found
+from shared.http import StrictBody
 
 MAX_METADATA_BYTES = 16_384
 
@@ -28,7 +30,7 @@ def path_uuid(value: str, what: str) -> str:
         raise not_found(what) from None
 
 
-class ThreadIn(BaseModel):
+class ThreadIn(StrictBody):
     model_config = ConfigDict(extra="forbid")
 
     title: str | None = Field(None, min_length=1, max_length=200)
@@ -37,7 +39,7 @@ class ThreadIn(BaseModel):
     _meta = field_validator("metadata")(_small)
 
 
-class ThreadPatch(BaseModel):
+class ThreadPatch(StrictBody):
     model_config = ConfigDict(extra="forbid")
 
     title: str | None = Field(None, min_length=1, max_length=200)
@@ -56,10 +58,16 @@ class PageQuery(BaseModel):
     model_config = ConfigDict(extra="ignore")  # query strings often carry cache busters
 
     limit: int = Field(20, ge=1, le=100)
-    cursor: str | None = Field(None, min_length=1, max_length=500)
+    cursor: str | None = Field(None, max_length=500, description="next_cursor of the previous page; empty: first page")
+
+    @field_validator("cursor")
+    @classmethod
+    def _empty_is_first_page(cls, value: str | None) -> str | None:
+        # ?cursor= is what a client sends when it has no cursor yet: the first page, not an error.
+        return value or None
 
 
-class MessageIn(BaseModel):
+class MessageIn(StrictBody):
     model_config = ConfigDict(extra="forbid")
 
     thread_id: uuid.UUID | None = None
@@ -77,7 +85,7 @@ class MessageIn(BaseModel):
 class EventsQuery(BaseModel):
     model_config = ConfigDict(extra="ignore")  # query strings often carry cache busters
 
-    after_seq: int = Field(0, ge=0)
+    after_seq: int = Field(0, ge=0, le=2**53 - 1)  # beyond any sequence number; bigint overflowed before (500)
     limit: int = Field(500, ge=1, le=1000)
 
 
@@ -87,3 +95,11 @@ class CostsQuery(BaseModel):
     from_: datetime | date | None = Field(None, alias="from")
     to: datetime | date | None = None
     group_by: Literal["model", "day", "thread"] = "model"
+
+    @field_validator("from_", "to", mode="before")
+    @classmethod
+    def _iso_only(cls, value: Any) -> Any:
+        # pydantic would also read "0.5" as an epoch time; the document promises ISO 8601 dates only.
+        if isinstance(value, str) and not re.match(r"^\d{4}-\d{2}-\d{2}", value):
+            raise ValueError("must be an ISO 8601 date or date-time, e.g. 2025-11-03 or 2025-11-03T14:05:00Z")
+        return value

@@ -18,12 +18,14 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from functions.agent.usage.schema import RowError, short_hash
+from shared.http import MAX_JSON_DEPTH, json_depth_exceeds
 
 FORMATS = ("auto", "netra", "litellm", "openai")
 
@@ -55,10 +57,14 @@ def _records(text: str, content_type: str) -> Iterator[tuple[int, int | None, An
         yield from _csv_records(text)
         return
     if stripped.startswith("["):
+        if json_depth_exceeds(stripped, MAX_JSON_DEPTH + 1):  # + 1: the array that holds the rows
+            raise BodyError("json_too_deep", f"the body nests deeper than {MAX_JSON_DEPTH} levels")
         try:
             items = json.loads(stripped)
-        except ValueError as exc:
-            raise BodyError("invalid_json", f"the body is not a valid JSON array: {exc}") from None
+        except (ValueError, RecursionError) as exc:
+            raise BodyError("invalid_json", f"the body is not a valid JSON array: {str(exc)[:120]}") from None
+        if not isinstance(items, list):
+            raise BodyError("invalid_json", "the body is not a JSON array")
         for index, item in enumerate(items, start=1):
             yield index, None, item
         return
@@ -67,27 +73,40 @@ def _records(text: str, content_type: str) -> Iterator[tuple[int, int | None, An
         if not line.strip():
             continue
         row += 1
-        try:
-            yield row, line_no, json.loads(line)
-        except ValueError as exc:
-            yield row, line_no, RowError("(line)", f"not valid JSON: {exc.args[0][:80]}")
+        yield row, line_no, _json_line(line)
+
+
+def _json_line(line: str) -> Any:
+    """One JSONL row, or the RowError that says why it cannot be read."""
+    if json_depth_exceeds(line):
+        return RowError("(line)", f"nests deeper than {MAX_JSON_DEPTH} levels")
+    try:
+        return json.loads(line)
+    except (ValueError, RecursionError) as exc:
+        return RowError("(line)", f"not valid JSON: {str(exc)[:80]}")
 
 
 def _csv_records(text: str) -> Iterator[tuple[int, int | None, Any]]:
     reader = csv.DictReader(io.StringIO(text))
-    if not reader.fieldnames:
-        raise BodyError("invalid_csv", "the CSV has no header row")
-    header = [h.strip() for h in reader.fieldnames]
-    if len(set(header)) != len(header):
-        raise BodyError("invalid_csv", "the CSV header repeats a column name")
-    reader.fieldnames = header
-    row = 0
-    for record in reader:
-        row += 1
-        if None in record:
-            yield row, reader.line_num, RowError("(line)", "has more values than the header has columns")
-            continue
-        yield row, reader.line_num, {k: v for k, v in record.items() if v is not None}
+    try:
+        fieldnames = reader.fieldnames
+        if not fieldnames:
+            raise BodyError("invalid_csv", "the CSV has no header row")
+        header = [h.strip() for h in fieldnames]
+        if len(set(header)) != len(header):
+            raise BodyError("invalid_csv", "the CSV header repeats a column name")
+        reader.fieldnames = header
+        row = 0
+        for record in reader:
+            row += 1
+            if None in record:
+                yield row, reader.line_num, RowError("(line)", "has more values than the header has columns")
+                continue
+            yield row, reader.line_num, {k: v for k, v in record.items() if v is not None}
+    except csv.Error as exc:
+        # A field longer than the csv module's limit (128 KiB), a NUL in unquoted text...: the rest of the body
+        # cannot be split into rows reliably, so the body as a whole is refused.
+        raise BodyError("invalid_csv", f"the CSV cannot be read near line {reader.line_num}: {exc}") from None
 
 
 def parse_body(body: bytes, content_type: str = "", fmt: str = "auto") -> tuple[str, list[RawRow]]:
@@ -113,6 +132,12 @@ def parse_body(body: bytes, content_type: str = "", fmt: str = "auto") -> tuple[
             rows.append(RawRow(row, line, CONVERTERS[kind](item)))
         except RowError as exc:
             rows.append(RawRow(row, line, None, exc))
+        except (TypeError, AttributeError, ValueError, OverflowError, RecursionError):
+            # A value of a shape no converter expects (a list where an object belongs, a huge number...):
+            # the row's problem, reported as such, never the request's 500.
+            rows.append(RawRow(row, line, None, RowError("(row)", f"has a value of an unexpected type for {kind}")))
+    if not rows:
+        raise BodyError("empty_body", "the upload has no rows")  # e.g. a CSV header alone
     return ("+".join(sorted(used)) or fmt), rows
 
 
@@ -135,18 +160,32 @@ def _netra(item: dict[str, Any]) -> dict[str, Any]:
 
 def _json_field(value: Any, field: str) -> Any:
     if isinstance(value, str) and value.strip().startswith(("{", "[")):
+        if json_depth_exceeds(value):
+            raise RowError(field, f"nests deeper than {MAX_JSON_DEPTH} levels")
         try:
             return json.loads(value)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise RowError(field, "is not valid JSON") from None
+    return value
+
+
+def _obj(value: Any, field: str) -> dict[str, Any]:
+    """A nested object of a provider log ({} when absent); RowError when it is something else."""
+    if value is None or value == "":
+        return {}
+    if not isinstance(value, dict):
+        raise RowError(field, "must be a JSON object")
     return value
 
 
 def _int(value: Any) -> int:
     try:
-        return int(float(value or 0))
+        number = float(value or 0)
     except (TypeError, ValueError):
         return 0
+    if not math.isfinite(number) or abs(number) > 1e15:
+        raise RowError("tokens", f"token counts must be finite whole numbers, got {str(value)[:40]!r}")
+    return int(number)
 
 
 def _latency_ms(start: Any, end: Any) -> int | None:
@@ -166,14 +205,19 @@ def _litellm(item: dict[str, Any]) -> dict[str, Any]:
     metadata = _json_field(item.get("metadata"), "metadata") or {}
     if not isinstance(metadata, dict):
         raise RowError("metadata", "must be a JSON object")
-    usage = metadata.get("usage_object") or {}
+    usage = _obj(metadata.get("usage_object"), "metadata.usage_object")
     prompt = _int(item.get("prompt_tokens"))
     completion = _int(item.get("completion_tokens"))
     cached = _int(
-        (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or usage.get("cache_read_input_tokens")
+        _obj(usage.get("prompt_tokens_details"), "metadata.usage_object.prompt_tokens_details").get("cached_tokens")
+        or usage.get("cache_read_input_tokens")
     )
     written = _int(usage.get("cache_creation_input_tokens"))
-    reasoning = _int((usage.get("completion_tokens_details") or {}).get("reasoning_tokens"))
+    reasoning = _int(
+        _obj(usage.get("completion_tokens_details"), "metadata.usage_object.completion_tokens_details").get(
+            "reasoning_tokens"
+        )
+    )
     tags = _json_field(item.get("request_tags"), "request_tags") or []
     if isinstance(tags, str):
         tags = [tags]
@@ -223,8 +267,10 @@ def split_usage(usage: dict[str, Any]) -> dict[str, int]:
             "reasoning_tokens": 0,
         }
     if "prompt_tokens" in usage or "completion_tokens" in usage:  # OpenAI chat completions
-        cached = _int((usage.get("prompt_tokens_details") or {}).get("cached_tokens"))
-        reasoning = _int((usage.get("completion_tokens_details") or {}).get("reasoning_tokens"))
+        cached = _int(_obj(usage.get("prompt_tokens_details"), "usage.prompt_tokens_details").get("cached_tokens"))
+        reasoning = _int(
+            _obj(usage.get("completion_tokens_details"), "usage.completion_tokens_details").get("reasoning_tokens")
+        )
         return {
             "input_tokens": max(0, _int(usage.get("prompt_tokens")) - cached),
             "cached_input_tokens": cached,
@@ -233,8 +279,10 @@ def split_usage(usage: dict[str, Any]) -> dict[str, int]:
             "reasoning_tokens": reasoning,
         }
     if "input_tokens" in usage or "output_tokens" in usage:  # OpenAI Responses API
-        cached = _int((usage.get("input_tokens_details") or {}).get("cached_tokens"))
-        reasoning = _int((usage.get("output_tokens_details") or {}).get("reasoning_tokens"))
+        cached = _int(_obj(usage.get("input_tokens_details"), "usage.input_tokens_details").get("cached_tokens"))
+        reasoning = _int(
+            _obj(usage.get("output_tokens_details"), "usage.output_tokens_details").get("reasoning_tokens")
+        )
         return {
             "input_tokens": max(0, _int(usage.get("input_tokens")) - cached),
             "cached_input_tokens": cached,

@@ -113,7 +113,18 @@ def parse_text(value: Any, field: str, *, required: bool = False, limit: int = M
     text = str(value).strip()
     if len(text) > limit:
         raise RowError(field, f"must be at most {limit} characters")
+    if "\x00" in text or not _encodable(text):
+        # PostgreSQL stores neither a NUL nor an unpaired surrogate (SQLSTATE 22021 / 22P05).
+        raise RowError(field, "must not contain NUL characters or unpaired surrogates")
     return text
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def parse_bool(value: Any, field: str) -> bool | None:
@@ -164,7 +175,8 @@ def parse_status(value: Any) -> str:
 
 
 def short_hash(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()[:24]
+    # surrogatepass: a log may carry an unpaired surrogate; it is hashed, never stored.
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:24]
 
 
 def build_row(raw: dict[str, Any]) -> UsageRow:
