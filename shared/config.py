@@ -111,6 +111,11 @@ class DatabaseSection(BaseSettings):
     cloud_sql_instance: str | None = Field(
         None, description="Cloud SQL instance connection name project:region:instance"
     )
+    cloud_sql_admin_endpoint: str | None = Field(
+        None,
+        description="Cloud SQL Admin API base URL for the connector; unset in the cloud (Google's), "
+        "set only to run against the local stand-in (emulators/cloudsql.py)",
+    )
     db_name: str = Field("netra", description="database name when using CLOUD_SQL_INSTANCE")
     db_user: str = Field("netra", description="database user (the IAM service account email with DB_IAM_AUTH)")
     db_password: SecretStr | None = Field(None, description="database password (omit with DB_IAM_AUTH=true)")

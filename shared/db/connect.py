@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -98,6 +100,7 @@ class Connector:
         self.settings = settings
         self.application_name = application_name
         self._cloud: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._lock = threading.Lock()
         url = settings.database_url.get_secret_value() if settings.database_url else None
         self.direct = parse_database_url(url) if url else None
@@ -152,6 +155,11 @@ class Connector:
                 from google.cloud.sql.connector import Connector as CloudSqlConnector
                 from google.cloud.sql.connector import IPTypes
 
+                # The connector runs on an event loop of ours (its public ``loop`` argument) so that a connect
+                # can be bounded: its sync connect() waits without a limit, and its Admin API calls have
+                # aiohttp's 5-minute default. A hung Admin API would hold a request that long.
+                self._loop = asyncio.new_event_loop()
+                threading.Thread(target=self._loop.run_forever, name="cloud-sql-connector", daemon=True).start()
                 # Lazy refresh: serverless CPU is throttled between requests, so a background
                 # certificate refresh would stall (scenario 30).
                 self._cloud = CloudSqlConnector(
@@ -161,6 +169,8 @@ class Connector:
                     ],
                     enable_iam_auth=self.settings.db_iam_auth,
                     timeout=int(max(timeout, 5)),
+                    loop=self._loop,
+                    sqladmin_api_endpoint=self.settings.cloud_sql_admin_endpoint,
                 )
         password = self.settings.db_password.get_secret_value() if self.settings.db_password else None
         kwargs: dict[str, Any] = {
@@ -171,12 +181,24 @@ class Connector:
         }
         if not self.settings.db_iam_auth:
             kwargs["password"] = password
-        return self._cloud.connect(self.settings.cloud_sql_instance, "pg8000", **kwargs)
+        assert self._loop is not None
+        future = asyncio.run_coroutine_threadsafe(
+            self._cloud.connect_async(self.settings.cloud_sql_instance, "pg8000", **kwargs), self._loop
+        )
+        # A cold connect makes two Admin API calls, a TLS handshake and a login: twice the connect timeout.
+        try:
+            return future.result(timeout=2 * timeout)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise TimeoutError(f"Cloud SQL connector: no connection within {2 * timeout:g} s") from None
 
     def close(self) -> None:
         if self._cloud is not None:
             self._cloud.close()
             self._cloud = None
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._loop = None
 
 
 def _set_socket_timeout(conn: Any, seconds: float) -> None:

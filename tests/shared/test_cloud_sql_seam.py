@@ -45,6 +45,9 @@ class RecordingConnector:
             startup_params=kwargs["startup_params"],
         )
 
+    async def connect_async(self, instance: str, driver: str, **kwargs: Any) -> Any:
+        return self.connect(instance, driver, **kwargs)
+
     def close(self) -> None:
         self.closed = True
 

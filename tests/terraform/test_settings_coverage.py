@@ -64,6 +64,7 @@ OPTIONAL_UNSET = {
     "NETRA_DISCOVERY_DIR": "local discovery files only",
     "NETRA_DOTENV": ".env file, development and test only",
     "DATABASE_URL": "local alternative to CLOUD_SQL_INSTANCE",
+    "CLOUD_SQL_ADMIN_ENDPOINT": "local Cloud SQL stand-in only (emulators/cloudsql.py)",
 }
 
 # Sample values for the Terraform expressions used in settings.tf (staging; production swaps the env).
