@@ -27,6 +27,7 @@ import socket
 import ssl
 import tempfile
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -107,6 +108,7 @@ class CloudSqlStandIn:
         self.tokens: set[str] = set()
         self.iam_serials: set[int] = set()  # ephemeral certificates issued with an IAM login token
         self.calls: list[str] = []  # "connectSettings", "generateEphemeralCert", "token", "proxy"
+        self.events: list[tuple[str, float]] = []  # (call, wall-clock time answered): the benchmark's phases
         self.hang_admin = threading.Event()  # set: the Admin API accepts requests and never answers
         self.host = ""
         self._http: ThreadingHTTPServer | None = None
@@ -198,6 +200,10 @@ class CloudSqlStandIn:
         self.stop_admin()
         self._tmp.cleanup()
 
+    def record(self, call: str) -> None:
+        self.calls.append(call)
+        self.events.append((call, time.time()))
+
     def _spawn(self, target: Any, *args: Any) -> None:
         thread = threading.Thread(target=target, args=args, daemon=True)
         thread.start()
@@ -270,7 +276,7 @@ class CloudSqlStandIn:
             raw.close()  # no or a foreign client certificate: refused, as Cloud SQL's proxy does
             return
         client.settimeout(None)
-        self.calls.append("proxy")
+        self.record("proxy")
         cert = x509.load_der_x509_certificate(client.getpeercert(binary_form=True) or b"")
         try:
             if cert.serial_number in self.iam_serials and self.pg_socket_dir is not None:
@@ -332,16 +338,16 @@ def _handler(standin: CloudSqlStandIn) -> type[BaseHTTPRequestHandler]:
                 self._answer(404, {"error": {"code": 404, "message": "instance not found"}})
                 return
             if self._authorized():
-                standin.calls.append("connectSettings")
                 self._answer(200, standin.connect_settings())
+                standin.record("connectSettings")
 
         def do_POST(self) -> None:  # noqa: N802 - http.server's name
             self._hang()
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length) if length else b""
             if self.path == "/token":
-                standin.calls.append("token")
                 self._answer(200, {"access_token": standin.issue_token(), "expires_in": 3600, "token_type": "Bearer"})
+                standin.record("token")
                 return
             expected = f"{API_PREFIX}{standin.project}/instances/{standin.instance}:generateEphemeralCert"
             if self.path != expected:
@@ -354,8 +360,8 @@ def _handler(standin: CloudSqlStandIn) -> type[BaseHTTPRequestHandler]:
             except ValueError:
                 self._answer(400, {"error": {"code": 400, "message": "invalid JSON"}})
                 return
-            standin.calls.append("generateEphemeralCert")
             status, answer = standin.ephemeral_cert(body)
             self._answer(status, answer)
+            standin.record("generateEphemeralCert")
 
     return Handler

@@ -31,7 +31,7 @@ from shared.config import REPO_ROOT
 from shared.models.events import AgentEvent
 from shared.pubsub_topology import AGENT_EVENTS, subscription_path, topic_path
 from tests.agent.harness import AgentStack
-from tests.bench.spawn import EMPTY_FUNCTION, empty_ok, spawn_until
+from tests.bench.spawn import EMPTY_FUNCTION, ColdStart, empty_ok, phases_line, spawn_phases
 
 N = int(os.environ.get("BENCH_AGENT_N", "1"))
 
@@ -119,7 +119,8 @@ def bench_first_event(stack: AgentStack, token: str, thread_id: str, n: int) -> 
 
 
 def bench_cold_start(stack: AgentStack, token: str, thread_id: str, rounds: int) -> tuple[list[float], list[float]]:
-    empty_s, agent_s = [], []
+    empty_runs: list[ColdStart] = []
+    agent_runs: list[ColdStart] = []
 
     def post_ok(url: str) -> bool:
         response = httpx.post(
@@ -132,13 +133,15 @@ def bench_cold_start(stack: AgentStack, token: str, thread_id: str, rounds: int)
 
     for _ in range(rounds):
         port = free_port()
-        empty_s.append(
-            spawn_until(functions_framework_argv(EMPTY_FUNCTION, "empty", port), {"NETRA_ENV": "test"}, port, empty_ok)
+        empty_runs.append(
+            spawn_phases(functions_framework_argv(EMPTY_FUNCTION, "empty", port), {"NETRA_ENV": "test"}, port, empty_ok)
         )
         port = free_port()
         argv = functions_framework_argv(REPO_ROOT / "functions/agent/main.py", "agent_api", port)
-        agent_s.append(spawn_until(argv, stack.env(), port, post_ok))
-    return empty_s, agent_s
+        agent_runs.append(spawn_phases(argv, stack.env(), port, post_ok))
+    print(phases_line("empty function", empty_runs), flush=True)
+    print(phases_line("agent API", agent_runs), flush=True)
+    return [r.first_success_s for r in empty_runs], [r.first_success_s for r in agent_runs]
 
 
 def drain(db_url: str, timeout_s: float = 300.0) -> None:

@@ -30,7 +30,7 @@ import httpx
 from emulators.postgres import EmbeddedPostgres, free_port
 from emulators.process import ManagedProcess, functions_framework_argv
 from shared.config import REPO_ROOT
-from tests.bench.spawn import EMPTY_FUNCTION, empty_ok, spawn_until
+from tests.bench.spawn import EMPTY_FUNCTION, ColdStart, empty_ok, phases_line, spawn_phases
 
 ROUNDS = int(os.environ.get("BENCH_AUTH_ROUNDS", "5"))
 IMPORT_RUNS = int(os.environ.get("BENCH_AUTH_IMPORT_RUNS", "7"))
@@ -146,15 +146,18 @@ def bench_cold_start(env: dict[str, str], token: str, rounds: int) -> tuple[list
         response = httpx.post(url + "/auth/validate", json={"token": token}, timeout=30)
         return response.status_code == 200 and response.json().get("valid") is True
 
-    empty_s, auth_s = [], []
+    empty_runs: list[ColdStart] = []
+    auth_runs: list[ColdStart] = []
     for _ in range(rounds):
         port = free_port()
-        empty_s.append(
-            spawn_until(functions_framework_argv(EMPTY_FUNCTION, "empty", port), {"NETRA_ENV": "test"}, port, empty_ok)
+        empty_runs.append(
+            spawn_phases(functions_framework_argv(EMPTY_FUNCTION, "empty", port), {"NETRA_ENV": "test"}, port, empty_ok)
         )
         port = free_port()
-        auth_s.append(spawn_until(functions_framework_argv(AUTH, "auth", port), env, port, validate_ok))
-    return empty_s, auth_s
+        auth_runs.append(spawn_phases(functions_framework_argv(AUTH, "auth", port), env, port, validate_ok))
+    print(phases_line("empty function", empty_runs), flush=True)
+    print(phases_line("auth", auth_runs), flush=True)
+    return [r.first_success_s for r in empty_runs], [r.first_success_s for r in auth_runs]
 
 
 def main() -> None:
