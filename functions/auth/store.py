@@ -4,9 +4,11 @@
   taken (read and deleted) in one transaction, so two concurrent takers cannot both succeed.
 - ``refresh_tokens/{h(token)}`` -> family; ``refresh_families/{id}``: rotation marks the presented token used
   and adds its successor in one transaction. Presenting a used token revokes the family. Two racing rotations
-  of one token are serialised by the transaction (the emulator locks what a transaction read; Firestore in
-  optimistic mode aborts and retries the later commit), so exactly one wins and the other sees a used token
-  (scenario 21).
+  of one token are serialised by the transaction (Firestore and its emulator lock what a transaction read and
+  abort a conflicting one), so exactly one wins and the others see a used token (scenario 21).
+
+Both go through ``shared.firestore.run_transaction``: an aborted attempt is retried with jittered backoff within
+a time budget, after which the caller gets 503 ``transaction_contention`` with Retry-After and nothing applied.
 
 Every document carries ``expires_at`` (TTL policy); readers treat a past ``expires_at`` as absent because TTL
 deletion is lazy.
@@ -82,20 +84,19 @@ class AuthStore:
 
     def take(self, kind: str, secret: str) -> dict[str, Any] | None:
         """The document's data if it exists and has not expired; it is deleted either way (single use)."""
-        from google.cloud import firestore
+        from shared.firestore import run_transaction
 
         ref = self._col(kind).document(digest(secret))
 
-        @firestore.transactional
-        def run(tx: Any) -> dict[str, Any] | None:
-            snapshot = ref.get(transaction=tx)
+        def body(tx: Any) -> dict[str, Any] | None:
+            snapshot = ref.get(transaction=tx, **bounded(OP_TIMEOUT_S))
             if not snapshot.exists:
                 return None
             tx.delete(ref)
             data = snapshot.to_dict() or {}
             return None if _expired(data, _now()) else data
 
-        return run(self.client.transaction())
+        return run_transaction(body, kind.removesuffix("s").replace("_", " "), key=ref.path)
 
     # -- refresh-token families -------------------------------------------------------------------------
     def start_family(self, user_id: str, ttl_s: float) -> tuple[str, str]:
@@ -117,19 +118,18 @@ class AuthStore:
         return family_id, token
 
     def rotate(self, token: str, ttl_s: float) -> Rotation:
-        from google.cloud import firestore
+        from shared.firestore import run_transaction
 
         token_ref = self._col(REFRESH_TOKENS).document(digest(token))
 
-        @firestore.transactional
-        def run(tx: Any) -> Rotation:
+        def body(tx: Any) -> Rotation:
             # All reads first (Firestore transactions read before they write).
-            snapshot = token_ref.get(transaction=tx)
+            snapshot = token_ref.get(transaction=tx, **bounded(OP_TIMEOUT_S))
             if not snapshot.exists:
                 return Rotation("unknown")
             data = snapshot.to_dict() or {}
             family_ref = self._col(FAMILIES).document(data["family_id"])
-            family = family_ref.get(transaction=tx)
+            family = family_ref.get(transaction=tx, **bounded(OP_TIMEOUT_S))
             family_data = family.to_dict() or {} if family.exists else {}
             now = _now()
             user_id, family_id = data["user_id"], data["family_id"]
@@ -150,7 +150,7 @@ class AuthStore:
             tx.update(family_ref, {"expires_at": expires, "rotated_at": now})
             return Rotation("ok", user_id, family_id, successor)
 
-        return run(self.client.transaction())
+        return run_transaction(body, "refresh token", key=token_ref.path)
 
     def family_of(self, token: str) -> str | None:
         snapshot = self._col(REFRESH_TOKENS).document(digest(token)).get(**bounded(OP_TIMEOUT_S))
