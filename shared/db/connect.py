@@ -158,8 +158,9 @@ class Connector:
                 # The connector runs on an event loop of ours (its public ``loop`` argument) so that a connect
                 # can be bounded: its sync connect() waits without a limit, and its Admin API calls have
                 # aiohttp's 5-minute default. A hung Admin API would hold a request that long.
-                self._loop = asyncio.new_event_loop()
-                threading.Thread(target=self._loop.run_forever, name="cloud-sql-connector", daemon=True).start()
+                if self._loop is None:  # kept when building failed (no credentials): a retry reuses it
+                    self._loop = asyncio.new_event_loop()
+                    threading.Thread(target=self._loop.run_forever, name="cloud-sql-connector", daemon=True).start()
                 # Lazy refresh: serverless CPU is throttled between requests, so a background
                 # certificate refresh would stall (scenario 30).
                 self._cloud = CloudSqlConnector(

@@ -8,16 +8,19 @@ the connector included, is the real code.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pg8000.dbapi
 import pytest
+from google.auth.exceptions import DefaultCredentialsError
 
 from emulators.cloudsql import CloudSqlStandIn
 from emulators.postgres import EmbeddedPostgres
 from shared.config import DatabaseSection, load_settings
-from shared.db.connect import parse_database_url
+from shared.db.connect import Connector, parse_database_url
 from shared.db.database import Database, DatabaseUnavailable
 
 IAM_USER = "netra-agent@proj.iam.gserviceaccount.com"  # the connector trims the suffix for PostgreSQL
@@ -120,3 +123,19 @@ def test_scenario_6_connector_failure_is_a_bounded_503(
             db.close()
     finally:
         down.stop()
+
+
+def test_failed_connector_build_reuses_its_event_loop(
+    standin: CloudSqlStandIn, shared_db_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Without credentials the connector cannot be built; each retry of the connect budget must not leave
+    another event-loop thread behind."""
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "missing.json"))
+    connector = Connector(settings(standin, shared_db_url, DB_USER="netra", DB_PASSWORD="x"))
+    try:
+        for _ in range(3):
+            with pytest.raises(DefaultCredentialsError):
+                connector.connect()
+        assert sum(t.name == "cloud-sql-connector" and t.is_alive() for t in threading.enumerate()) == 1
+    finally:
+        connector.close()
