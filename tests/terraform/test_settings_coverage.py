@@ -65,6 +65,7 @@ OPTIONAL_UNSET = {
     "NETRA_DOTENV": ".env file, development and test only",
     "DATABASE_URL": "local alternative to CLOUD_SQL_INSTANCE",
     "CLOUD_SQL_ADMIN_ENDPOINT": "local Cloud SQL stand-in only (emulators/cloudsql.py)",
+    "GOOGLE_APPLICATION_CREDENTIALS": "an operator's key file for a local release run; jobs use their identity",
 }
 
 # Sample values for the Terraform expressions used in settings.tf (staging; production swaps the env).
