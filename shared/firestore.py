@@ -306,3 +306,32 @@ def run_transaction(
     finally:
         if held is not None:
             held.lock.release()
+
+
+NESTED_ARRAY_KEY = "_netra_array"
+
+
+def encode_nested_arrays(value: Any, in_array: bool = False) -> Any:
+    """``value`` with every array that sits directly in an array stored as ``{NESTED_ARRAY_KEY: [...]}``.
+
+    Firestore refuses an array inside an array ("Cannot convert an array value in an array value", INVALID_ARGUMENT;
+    Google's emulator too), and event data holds such values (a report table's rows). decode_nested_arrays
+    undoes it; data without nested arrays is stored unchanged.
+    """
+    if isinstance(value, list):
+        items = [encode_nested_arrays(item, True) for item in value]
+        return {NESTED_ARRAY_KEY: items} if in_array else items
+    if isinstance(value, dict):
+        return {key: encode_nested_arrays(item) for key, item in value.items()}
+    return value
+
+
+def decode_nested_arrays(value: Any) -> Any:
+    """The inverse of encode_nested_arrays."""
+    if isinstance(value, dict):
+        if len(value) == 1 and isinstance(value.get(NESTED_ARRAY_KEY), list):
+            return [decode_nested_arrays(item) for item in value[NESTED_ARRAY_KEY]]
+        return {key: decode_nested_arrays(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [decode_nested_arrays(item) for item in value]
+    return value

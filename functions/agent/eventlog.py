@@ -2,9 +2,11 @@
 
 Layout (shared with ws_bridge): ``runs/{run_id}`` holds {run_id, thread_id, user_id, status, last_seq,
 created_at, updated_at, expires_at}; ``runs/{run_id}/events/{seq:010d}`` holds the AgentEvent fields (ts as
-an ISO string) plus user_id and expires_at. The event document is *created* (precondition: absent) in the
-same batch that moves ``last_seq``, so two workers can never both write sequence N: the loser gets
-SeqConflict and stops. The log is the source of truth for the sequence; a resumed run continues from it.
+an ISO string; an array inside an array as {"_netra_array": [...]}, which Firestore requires, see
+shared.firestore.encode_nested_arrays) plus user_id and expires_at. The event document is *created*
+(precondition: absent) in the same batch that moves ``last_seq``, so two workers can never both write sequence
+N: the loser gets SeqConflict and stops. The log is the source of truth for the sequence; a resumed run
+continues from it.
 """
 
 from __future__ import annotations
@@ -14,7 +16,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from functions.agent import pubsub
-from shared.firestore import bounded, collection_name, get_client, ttl_expiry
+from shared.firestore import (
+    bounded,
+    collection_name,
+    decode_nested_arrays,
+    encode_nested_arrays,
+    get_client,
+    ttl_expiry,
+)
 from shared.models.events import TERMINAL_EVENT_TYPES, AgentEvent
 
 RUNS = "runs"
@@ -43,14 +52,16 @@ def event_doc_id(seq: int) -> str:
 
 
 def event_to_doc(event: AgentEvent, user_id: str, ttl_s: float) -> dict[str, Any]:
-    doc = event.model_dump(mode="json")  # ts as an ISO string
+    doc = encode_nested_arrays(event.model_dump(mode="json"))  # ts as an ISO string; no array in an array
     doc["user_id"] = user_id
     doc["expires_at"] = ttl_expiry(ttl_s)
     return doc
 
 
 def doc_to_event(doc: dict[str, Any]) -> AgentEvent:
-    return AgentEvent.model_validate({k: v for k, v in doc.items() if k not in ("user_id", "expires_at")})
+    return AgentEvent.model_validate(
+        decode_nested_arrays({k: v for k, v in doc.items() if k not in ("user_id", "expires_at")})
+    )
 
 
 class EventLog:

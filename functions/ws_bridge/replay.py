@@ -46,6 +46,8 @@ def owned_runs(user_id: str, thread_id: str, run_id: str | None) -> list[str]:
 def read_page(run_id: str, after_seq: int, limit: int) -> list[AgentEvent]:
     from google.cloud.firestore_v1.base_query import FieldFilter
 
+    from shared.firestore import decode_nested_arrays
+
     query = (
         _runs()
         .document(run_id)
@@ -57,7 +59,8 @@ def read_page(run_id: str, after_seq: int, limit: int) -> list[AgentEvent]:
     events = []
     for snap in query.stream():
         doc = snap.to_dict()
-        events.append(AgentEvent.model_validate({k: v for k, v in doc.items() if k not in ("user_id", "expires_at")}))
+        fields = {k: v for k, v in doc.items() if k not in ("user_id", "expires_at")}
+        events.append(AgentEvent.model_validate(decode_nested_arrays(fields)))
     return events
 
 

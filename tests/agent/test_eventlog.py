@@ -47,3 +47,20 @@ def test_layout_fence_and_reads(firestore_client: Any, firestore_prefix: str) ->
     assert [e.seq for e in log.events(RUN.run_id, after_seq=1, limit=1)] == [2]
     last = log.last_event(RUN.run_id)
     assert last is not None and last.type == "agent_completed" and last.terminal
+
+
+def test_data_with_an_array_in_an_array_is_stored_and_read_back(firestore_client: Any, firestore_prefix: str) -> None:
+    """A report's table rows (lists in a list): Firestore (and Google's emulator) refuses an array directly in an
+    array; the run was redelivered until its time budget ran out. Stored encoded, read back as written, by the
+    agent API's reads and the bridge's replay alike."""
+    from functions.ws_bridge.replay import read_page
+
+    log = EventLog("netra-local", ttl_days=7)
+    table = {"columns": ["model", "cost"], "rows": [["gpt-4o", 1.5], ["mini", [0.1, [0.2]]]], "empty": [[]]}
+    log.append(RUN, _event(1, "agent_started"))
+    log.append(RUN, _event(2, "tool_completed", table=table, flat=[1, 2], maps=[{"a": [1, [2]]}]))
+    expected = {"table": table, "flat": [1, 2], "maps": [{"a": [1, [2]]}]}
+    assert log.events(RUN.run_id)[1].data == expected
+    last = log.last_event(RUN.run_id)
+    assert last is not None and last.data == expected
+    assert [e.data for e in read_page(RUN.run_id, 1, 10)] == [expected]
