@@ -82,7 +82,7 @@ def _planned() -> dict[str, tuple[str, bool]]:
             f"""
             WITH {ps.RATES_CTE}
             SELECT count(*) FROM (SELECT u.model, u.prefix_hash, floor(date_part('epoch', u.ts) / 300), count(*)
-                                    FROM usage_records u JOIN rates r ON r.model = u.model
+                                    FROM usage_records u JOIN rates r ON {ps.RATE_JOIN}
                                    WHERE u.user_id = %s AND u.prefix_hash IS NOT NULL AND r.has_cache
                                    GROUP BY 1, 2, 3) w""",
             True,

@@ -162,6 +162,7 @@ class Facts:
         self._coverage: dict[str, int] = {}
         self._period = Period(0, None, None)
         self._repeats: list[dict[str, Any]] | None = None
+        self._dups: tuple[list[str], list[str], list[int]] | None = None
         self._cache_rows: dict[int, list[dict[str, Any]]] = {}
 
     def _scan(self) -> None:
@@ -223,11 +224,14 @@ class Facts:
 # Prefix tokens of a request not already read from or written to a cache (they are billed as uncached input).
 CACHEABLE = "LEAST(GREATEST(u.prefix_tokens - u.cached_input_tokens - u.cache_write_tokens, 0), u.input_tokens)"
 # Exact duplicates: a response cache answers (n - 1) of every n identical requests (same model, request_hash).
-_DUPLICATE_GROUPS = """d AS (SELECT u.model, u.request_hash, count(*) AS n FROM usage_records u
-                             WHERE u.user_id = %s AND u.request_hash IS NOT NULL
-                             GROUP BY 1, 2 HAVING count(*) > 1)"""
+# The groups are found once per run (dup_groups: an index-only scan streaming (model, request_hash) in order)
+# and handed to the queries that need them as arrays: one pass instead of one aggregation per query.
+DUPLICATE_GROUPS_SQL = """SELECT u.model, u.request_hash, count(*) AS n FROM usage_records u
+                           WHERE u.user_id = %s AND u.request_hash IS NOT NULL
+                           GROUP BY 1, 2 HAVING count(*) > 1"""
+DUPLICATE_GROUPS = "d AS (SELECT * FROM unnest(%s::text[], %s::text[], %s::bigint[]) AS d(model, request_hash, n))"
 _REPEATS = f"""
-WITH {RATES_CTE}, {_DUPLICATE_GROUPS}
+WITH {RATES_CTE}, {DUPLICATE_GROUPS}
 SELECT u.model, u.feature, u.interactive, {LC} AS lc, r.pday, sum((d.n - 1)::numeric / d.n) AS n,
        {
     ", ".join(
@@ -245,35 +249,45 @@ SELECT u.model, u.feature, u.interactive, {LC} AS lc, r.pday, sum((d.n - 1)::num
   LEFT JOIN rates r ON {RATE_JOIN}
  GROUP BY 1, 2, 3, 4, 5
 """
-# Requests with a prefix in fixed windows of the cache lifetime per (model, prefix_hash, prefix_tokens): per
-# (segment, prefix) the cacheable tokens and the tokens written (each window writes its prefix once, shared by
-# its requests in proportion to their cacheable tokens), for all requests and for those a response cache keeps
-# (weight 1/n for each of n identical requests). No model limit applies here: the savings plan checks the
-# minimum cacheable prefix of the model the traffic ends on.
+# Requests with a prefix in fixed windows of the cache lifetime, per segment (model, feature, interactive,
+# long-context tier, price period) and prefix (prefix_hash, prefix_tokens): the first request of a window writes
+# the prefix, the others read it. Per (segment, prefix): the cacheable tokens and the tokens written (a window's
+# cacheable tokens / its requests), for all requests and for those a response cache keeps (weight 1/n for each
+# of n identical requests; numeric only for those few). A window is counted per segment: two features sharing a
+# prefix in the same window each pay a write (conservative; it keeps this one hashed aggregation, where windows
+# across segments needed a sort of every prefixed record: 10x slower on a million). No model limit applies
+# here: the savings plan checks the minimum cacheable prefix of the model the traffic ends on.
 _CACHE_ROWS = f"""
-WITH {RATES_CTE}, {_DUPLICATE_GROUPS},
-x AS (SELECT u.model, u.feature, u.interactive, {LC} AS lc, r.pday, u.prefix_hash, u.prefix_tokens,
-             floor(date_part('epoch', u.ts) / %s)::bigint AS win, {CACHEABLE} AS s,
-             1::numeric / COALESCE(d.n, 1) AS k
+WITH {RATES_CTE}, {DUPLICATE_GROUPS},
+w AS (SELECT u.model, u.feature, u.interactive, {LC} AS lc, r.pday, u.prefix_hash, u.prefix_tokens,
+             count(*) AS n, sum({CACHEABLE}) AS s,
+             COALESCE(sum((d.n - 1)::numeric / d.n), 0) AS rn,
+             COALESCE(sum({CACHEABLE} * (d.n - 1)::numeric / d.n), 0) AS rs
         FROM usage_records u LEFT JOIN rates r ON {RATE_JOIN}
         LEFT JOIN d ON d.model = u.model AND d.request_hash = u.request_hash
-       WHERE u.user_id = %s AND u.prefix_hash IS NOT NULL AND u.prefix_tokens IS NOT NULL),
-g AS (SELECT model, feature, interactive, lc, pday, prefix_hash, prefix_tokens, win, count(*) AS n,
-             sum(s) AS s, sum(k) AS nk, sum(s * k) AS sk
-        FROM x GROUP BY 1, 2, 3, 4, 5, 6, 7, 8),
-w AS (SELECT g.*, sum(n) OVER p AS wn, sum(nk) OVER p AS wnk
-        FROM g WINDOW p AS (PARTITION BY model, prefix_hash, prefix_tokens, win))
-SELECT model, feature, interactive, lc, pday, prefix_hash, prefix_tokens, sum(n) AS requests,
-       sum(n::numeric / wn) AS windows, sum(s) AS s, sum(s::numeric / wn) AS writes,
-       sum(nk) AS requests_kept, sum(sk) AS s_kept, sum(sk / wnk) AS writes_kept
+       WHERE u.user_id = %s AND u.prefix_hash IS NOT NULL AND u.prefix_tokens IS NOT NULL
+       GROUP BY 1, 2, 3, 4, 5, 6, 7, floor(date_part('epoch', u.ts) / %s))
+SELECT model, feature, interactive, lc, pday, prefix_hash, prefix_tokens, sum(n) AS requests, count(*) AS windows,
+       sum(s) AS s, sum(s::numeric / n) AS writes, sum(n - rn) AS requests_kept, sum(s - rs) AS s_kept,
+       sum((s - rs) / (n - rn)) AS writes_kept
   FROM w GROUP BY 1, 2, 3, 4, 5, 6, 7
 """
+
+
+def dup_groups(facts: Facts) -> tuple[list[str], list[str], list[int]]:
+    """The (model, request_hash, n) groups of identical requests, as three arrays (query parameters)."""
+    if facts._dups is None:
+        with facts.db.transaction() as tx:
+            analysis_settings(tx, hash_aggregate=False)  # stream the index's order; hashing ~1M groups is slower
+            rows = tx.all(DUPLICATE_GROUPS_SQL, [facts.user_id])
+        facts._dups = ([r["model"] for r in rows], [r["request_hash"] for r in rows], [int(r["n"]) for r in rows])
+    return facts._dups
 
 
 def repeats(facts: Facts) -> list[dict[str, Any]]:
     """Per (model, feature, interactive, lc): the requests and token sums a response cache would answer."""
     if facts._repeats is None:
-        facts._repeats = facts_query(facts, _REPEATS, [*rates_params(), facts.user_id, facts.user_id])
+        facts._repeats = facts_query(facts, _REPEATS, [*rates_params(), *dup_groups(facts), facts.user_id])
     return facts._repeats
 
 
@@ -282,7 +296,7 @@ def cache_rows(facts: Facts, ttl_minutes: int) -> list[dict[str, Any]]:
     tokens and tokens written, for all requests and for those a response cache keeps (see _CACHE_ROWS)."""
     if ttl_minutes not in facts._cache_rows:
         facts._cache_rows[ttl_minutes] = facts_query(
-            facts, _CACHE_ROWS, [*rates_params(), facts.user_id, ttl_minutes * 60, facts.user_id]
+            facts, _CACHE_ROWS, [*rates_params(), *dup_groups(facts), facts.user_id, ttl_minutes * 60]
         )
     return facts._cache_rows[ttl_minutes]
 

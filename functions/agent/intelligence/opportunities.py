@@ -9,7 +9,7 @@ import math
 from decimal import Decimal
 from typing import Any
 
-from functions.agent.intelligence.facts import Agg, Facts, cache_rows, group
+from functions.agent.intelligence.facts import DUPLICATE_GROUPS, Agg, Facts, cache_rows, dup_groups, group
 from functions.agent.intelligence.pricing_sql import (
     COST,
     GROUP_RATE_JOIN,
@@ -184,11 +184,7 @@ def duplicate_requests(facts: Facts, limit: int = 5) -> dict[str, Any]:
     """Requests whose request_hash repeats: a response cache would answer every repeat. Savings of a group of
     n identical requests = its cost x (n - 1) / n (an upper bound: the cache keeps answers for the period)."""
     groups = f"""
-        WITH {RATES_CTE},
-        d AS (SELECT u.model, u.request_hash, count(*) AS n
-                FROM usage_records u
-               WHERE u.user_id = %s AND u.request_hash IS NOT NULL
-               GROUP BY 1, 2 HAVING count(*) > 1),
+        WITH {RATES_CTE}, {DUPLICATE_GROUPS},
         g AS (SELECT d.model, d.request_hash, d.n, r.pday, {LC} AS lc, sum(u.input_tokens) AS i,
                      sum(u.cached_input_tokens) AS c, sum(u.cache_write_tokens) AS w, sum(u.output_tokens) AS o,
                      sum(u.reasoning_tokens) AS rs
@@ -203,10 +199,9 @@ def duplicate_requests(facts: Facts, limit: int = 5) -> dict[str, Any]:
         UNION ALL
         (SELECT 'group', model, request_hash, 1, n, n - 1, savings FROM s
           ORDER BY savings DESC, model, request_hash LIMIT %s)"""
-    # The index (user_id, model, request_hash) INCLUDE (tokens) hands the rows over already grouped: streaming
-    # them beats hashing a million mostly-single-row groups (the planner prefers the hash when work_mem allows).
-    # Each repeated request is then priced at the rates of its own day (the groups are few: index lookups).
-    rows = query(facts.db, groups, [*rates_params(), facts.user_id, facts.user_id, limit], hash_aggregate=False)
+    # The groups come from facts.dup_groups (found once per run); each repeated request is priced at the rates
+    # of its own day (the groups are few: index lookups).
+    rows = query(facts.db, groups, [*rates_params(), *dup_groups(facts), facts.user_id, limit])
     per_model = sorted((r for r in rows if r["kind"] == "model"), key=lambda r: (-r["savings"], r["model"]))
     top = [{**r, "n": r["requests"]} for r in rows if r["kind"] == "group"]
     top.sort(key=lambda r: (-r["savings"], r["model"], r["request_hash"]))
