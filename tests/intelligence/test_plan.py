@@ -130,3 +130,21 @@ def test_two_disjoint_features_on_one_model(intel_db: Any) -> None:
         "batch:claude-sonnet-4-5": (1.04, 1.04, "in plan"),
     }
     assert (plan["monthly_savings_usd"], plan["optimized_monthly_usd"]) == (7.07, 4.05)
+
+
+def test_plan_inputs_are_storable_in_the_event_log(intel_db: Any) -> None:
+    """Tool results are streamed into Firestore, which refuses an array directly inside an array (the plan's
+    inputs once held prefix rows as lists: every run failed with 400 "Cannot convert an array value in an
+    array value" and was redelivered until its time budget ran out)."""
+    rows = requests("faq", "gpt-4o", "faq", 10, 3, 10_000, 100, prefix_hash="p-faq", prefix_tokens=8_000)
+    results, plan = plan_for(intel_db, rows)
+
+    def nested_arrays(value: Any, in_array: bool = False) -> int:
+        if isinstance(value, dict):
+            return sum(nested_arrays(v) for v in value.values())
+        if isinstance(value, list):
+            return int(in_array) + sum(nested_arrays(v, True) for v in value)
+        return 0
+
+    assert results["plan_segments"]["segments"][0]["cache"]  # the prefix rows are there
+    assert nested_arrays(results) == 0 and nested_arrays(plan) == 0

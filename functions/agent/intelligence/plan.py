@@ -47,6 +47,7 @@ STEP_NAMES = {
     "batch": "batch",
 }
 NONE_FEATURE = "(none)"
+CACHE_FIELDS = (("cacheable", "s"), ("writes", "writes"), ("cacheable_kept", "s_kept"), ("writes_kept", "writes_kept"))
 ZERO = Decimal(0)
 
 
@@ -87,9 +88,13 @@ def plan_segments(facts: Facts, ttl_minutes: int = 5) -> dict[str, Any]:
     for r in cache_rows(facts, ttl_minutes):
         if price_of(r["model"], r["pday"]) is None:
             continue
+        # Maps, not lists: the result is streamed into the Firestore event log, which takes no array in an array.
         unit(r["model"], r["feature"], r["interactive"], r["lc"], r["pday"])["cache"].append(
-            [str(r["prefix_hash"]), int(r["prefix_tokens"])]
-            + [str(Decimal(r[k])) for k in ("s", "writes", "s_kept", "writes_kept")]
+            {
+                "prefix_hash": str(r["prefix_hash"]),
+                "prefix_tokens": int(r["prefix_tokens"]),
+                **{name: str(Decimal(r[k])) for name, k in CACHE_FIELDS},
+            }
         )
     ordered = sorted(
         units.values(), key=lambda u: (u["model"], u["feature"], str(u["interactive"]), u["lc"], u["price_period"])
@@ -97,12 +102,11 @@ def plan_segments(facts: Facts, ttl_minutes: int = 5) -> dict[str, Any]:
     for u in ordered:
         u["tokens"] = [str(v) for v in u["tokens"]]
         u["repeats"] = [str(v) for v in u["repeats"]]
-        u["cache"].sort()
+        u["cache"].sort(key=lambda c: (c["prefix_hash"], c["prefix_tokens"]))
     return {
         "ttl_minutes": ttl_minutes,
         "period_days": facts.period.days,
         "token_columns": list(TOKEN_COLUMNS),
-        "cache_columns": ["prefix_hash", "prefix_tokens", "cacheable", "writes", "cacheable_kept", "writes_kept"],
         "segments": ordered,
     }
 
@@ -159,7 +163,11 @@ def _segments(inputs: dict[str, Any]) -> list[Segment]:
                 tokens=tuple(Decimal(v) for v in u["tokens"]),
                 repeats=tuple(Decimal(v) for v in u["repeats"][1:]),
                 cache=tuple(
-                    CacheRow(int(c[1]), Decimal(c[2]), Decimal(c[3]), Decimal(c[4]), Decimal(c[5])) for c in u["cache"]
+                    CacheRow(
+                        int(c["prefix_tokens"]),
+                        *(Decimal(c[name]) for name in ("cacheable", "writes", "cacheable_kept", "writes_kept")),
+                    )
+                    for c in u["cache"]
                 ),
             )
         )
