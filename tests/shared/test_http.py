@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import io
 import json
 
+import pytest
 from flask import Flask
 from pydantic import BaseModel, Field
 
 from shared.errors import ApiError, ServiceUnavailable
-from shared.http import Router, origin_allowed
+from shared.http import MAX_JSON_DEPTH, Router, json_depth_exceeds, origin_allowed
 from shared.startup import StartupManager
 
 app = Flask(__name__)
@@ -141,3 +143,141 @@ def test_health_routes() -> None:
     assert status == 200 and body["status"] == "alive"
     status, body, _ = call(router, "GET", "/health/startup")
     assert "components" in body and "database" in body["components"]
+
+
+class Page(BaseModel):
+    limit: int = Field(ge=1, le=50)
+
+
+def make_shapes_router() -> Router:
+    """Routes returning each shape a handler may return: a body, (body, status), (body, status, headers), a
+    model, a ready-made Flask response; plus a query model and a 499 error."""
+    from flask import Response
+
+    router = Router("t", ["https://app.example.com"], max_body_bytes=200)
+
+    @router.route("GET", "/plain")
+    def plain(ctx):  # noqa: ANN001, ANN202
+        return {"bearer": ctx.bearer}
+
+    @router.route("POST", "/accepted")
+    def accepted(ctx):  # noqa: ANN001, ANN202
+        return {"queued": True}, 202, {"Location": "/jobs/7"}
+
+    @router.route("GET", "/model")
+    def model(ctx):  # noqa: ANN001, ANN202
+        return ctx.query(Page)
+
+    @router.route("GET", "/raw")
+    def raw(ctx):  # noqa: ANN001, ANN202
+        return Response("plain text", status=206, mimetype="text/plain")
+
+    @router.route("GET", "/raw-created")
+    def raw_created(ctx):  # noqa: ANN001, ANN202
+        return Response("made", mimetype="text/plain"), 201
+
+    @router.route("GET", "/closed")
+    def closed(ctx):  # noqa: ANN001, ANN202
+        raise ApiError(499, "client_closed", "the client went away")
+
+    @router.route("POST", "/echo")
+    def echo(ctx):  # noqa: ANN001, ANN202
+        return {"size": len(ctx.request.get_data())}
+
+    return router
+
+
+def call_raw(router: Router, method: str, path: str, **kwargs):  # noqa: ANN003, ANN201
+    with app.test_request_context(path, method=method, **kwargs):
+        from flask import request
+
+        return router(request)
+
+
+def test_every_handler_return_shape_keeps_its_status_body_and_headers() -> None:
+    router = make_shapes_router()
+    origin = {"Origin": "https://app.example.com"}
+    status, body, headers = call(router, "GET", "/plain", headers={"X-Request-Id": "req-1"})
+    assert (status, body, headers["Content-Type"]) == (200, {"bearer": None}, "application/json")
+    status, body, _ = call(router, "GET", "/plain", headers={"Authorization": "Bearer t0k"})
+    assert (status, body) == (200, {"bearer": "t0k"})
+    status, body, headers = call(router, "POST", "/accepted")
+    assert (status, body, headers["Location"]) == (202, {"queued": True}, "/jobs/7")
+    status, body, _ = call(router, "GET", "/model?limit=7")
+    assert (status, body) == (200, {"limit": 7})
+    response = call_raw(router, "GET", "/raw", headers={**origin, "X-Request-Id": "req-2"})
+    assert (response.status_code, response.get_data()) == (206, b"plain text")
+    assert response.headers["X-Request-Id"] == "req-2"
+    assert response.headers["Access-Control-Allow-Origin"] == "https://app.example.com"
+    assert call_raw(router, "GET", "/raw-created").status_code == 201
+
+
+def test_request_id_is_echoed_or_made() -> None:
+    router = make_shapes_router()
+    assert call(router, "GET", "/plain", headers={"X-Request-Id": "given-id"})[2]["X-Request-Id"] == "given-id"
+    made = call(router, "GET", "/plain")[2]["X-Request-Id"]
+    assert len(made) == 32 and int(made, 16) >= 0
+
+
+def test_bad_query_parameters_are_a_422_naming_the_parameter() -> None:
+    status, body, _ = call(make_shapes_router(), "GET", "/model?limit=500")
+    assert status == 422 and body["error"]["code"] == "validation_error"
+    assert body["error"]["message"] == "query parameters are invalid"
+    assert [d["field"] for d in body["error"]["details"]] == ["limit"]
+
+
+def test_only_server_errors_are_logged_as_failed_requests(caplog: pytest.LogCaptureFixture) -> None:
+    router = make_router()
+    with caplog.at_level("WARNING", logger="http"):
+        call(router, "GET", "/boom")
+        call(router, "GET", "/busy")
+        call(make_shapes_router(), "GET", "/closed")
+        call(router, "GET", "/teapot")
+    failed = [r.status for r in caplog.records if r.getMessage() == "request failed"]
+    assert failed == [500, 503], failed
+
+
+def test_health_routes_answer_get_only_and_only_when_the_service_has_them() -> None:
+    router = make_router()
+    assert call(router, "POST", "/health/live")[0] in (404, 405)
+    assert call(make_shapes_router(), "GET", "/health/live")[0] == 404
+
+
+def test_scenario_29_json_nesting_is_capped_before_parsing() -> None:
+    """Scenario 29: a body nesting deeper than MAX_JSON_DEPTH is a 400 json_too_deep, counted on the text;
+    brackets inside strings do not count; exactly the limit is parsed."""
+    limit = MAX_JSON_DEPTH
+    assert not json_depth_exceeds("[" * limit + "]" * limit)
+    assert json_depth_exceeds("[" * (limit + 1) + "]" * (limit + 1))
+    assert not json_depth_exceeds('["' + "[" * 100 + '"]')
+    assert not json_depth_exceeds("[]" * 100), "many siblings are not depth"
+    assert json_depth_exceeds('{"a":' * (limit + 1) + "1" + "}" * (limit + 1))
+    router = make_router()
+    deep = "[" * (limit + 1) + "]" * (limit + 1)
+    status, body, _ = call(router, "POST", "/things/1", deep)
+    assert status == 400 and body["error"]["code"] == "json_too_deep"
+
+
+def test_scenario_29_chunked_body_over_the_limit_is_refused_not_truncated() -> None:
+    """Scenario 29: a body without Content-Length (chunked) is read to at most the limit + 1 byte: exactly the
+    limit is served whole, one byte more is a 413 (werkzeug would otherwise stop at the limit silently and hand
+    the handler a truncated body). Without a limit given, the router's default is 1 MiB."""
+    router = make_shapes_router()
+
+    def chunked(size: int):  # noqa: ANN202
+        return call_raw(
+            router,
+            "POST",
+            "/echo",
+            input_stream=io.BytesIO(b"x" * size),
+            headers={"Transfer-Encoding": "chunked"},
+            environ_overrides={"wsgi.input_terminated": True},  # what gunicorn sets for a chunked body
+        )
+
+    response = chunked(200)
+    assert response.status_code == 200 and json.loads(response.get_data()) == {"size": 200}
+    assert chunked(201).status_code == 413
+    default = Router("t", [])
+    default.route("POST", "/echo")(lambda ctx: {"size": len(ctx.request.get_data())})
+    assert call(default, "POST", "/echo", b"x" * 1_048_576)[1] == {"size": 1_048_576}
+    assert call(default, "POST", "/echo", b"x" * 1_048_577)[0] == 413
