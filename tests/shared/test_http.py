@@ -281,3 +281,35 @@ def test_scenario_29_chunked_body_over_the_limit_is_refused_not_truncated() -> N
     default.route("POST", "/echo")(lambda ctx: {"size": len(ctx.request.get_data())})
     assert call(default, "POST", "/echo", b"x" * 1_048_576)[1] == {"size": 1_048_576}
     assert call(default, "POST", "/echo", b"x" * 1_048_577)[0] == 413
+
+
+class CountingStream(io.BytesIO):
+    """A request body that counts how much of it the server reads."""
+
+    taken = 0
+
+    def read(self, size: int | None = -1) -> bytes:
+        data = super().read(size)
+        self.taken += len(data)
+        return data
+
+    def readline(self, size: int | None = -1) -> bytes:
+        data = super().readline(size)
+        self.taken += len(data)
+        return data
+
+
+def test_scenario_29_a_huge_chunked_body_is_not_read_past_the_limit() -> None:
+    """Scenario 29: of a 4 MiB chunked body sent to a 200-byte limit, the server reads a few bytes past the limit
+    at most, not the whole body, before answering 413 (memory stays bounded whatever the client sends)."""
+    stream = CountingStream(b"x" * (4 * 1_048_576))
+    response = call_raw(
+        make_shapes_router(),
+        "POST",
+        "/echo",
+        input_stream=stream,
+        headers={"Transfer-Encoding": "chunked"},
+        environ_overrides={"wsgi.input_terminated": True},
+    )
+    assert response.status_code == 413
+    assert stream.taken <= 65_536, f"read {stream.taken} bytes of the body for a 200-byte limit"
