@@ -184,6 +184,10 @@ def make_shapes_router() -> Router:
     def echo(ctx):  # noqa: ANN001, ANN202
         return {"size": len(ctx.request.get_data())}
 
+    @router.route("GET", "/echo")
+    def echo_get(ctx):  # noqa: ANN001, ANN202
+        return {"method": "GET"}
+
     return router
 
 
@@ -201,6 +205,9 @@ def test_every_handler_return_shape_keeps_its_status_body_and_headers() -> None:
     assert (status, body, headers["Content-Type"]) == (200, {"bearer": None}, "application/json")
     status, body, _ = call(router, "GET", "/plain", headers={"Authorization": "Bearer t0k"})
     assert (status, body) == (200, {"bearer": "t0k"})
+    for other in ("Basic dXNlcjpwdw==", "Bearer ", "t0k"):  # another scheme, no token, no scheme: no bearer
+        assert call(router, "GET", "/plain", headers={"Authorization": other})[1] == {"bearer": None}, other
+    assert call(router, "GET", "/echo")[1] == {"method": "GET"}, "a second route for the same path is found"
     status, body, headers = call(router, "POST", "/accepted")
     assert (status, body, headers["Location"]) == (202, {"queued": True}, "/jobs/7")
     status, body, _ = call(router, "GET", "/model?limit=7")
@@ -253,8 +260,13 @@ def test_scenario_29_json_nesting_is_capped_before_parsing() -> None:
     assert not json_depth_exceeds("[]" * 100), "many siblings are not depth"
     assert json_depth_exceeds('{"a":' * (limit + 1) + "1" + "}" * (limit + 1))
     router = make_router()
-    deep = "[" * (limit + 1) + "]" * (limit + 1)
-    status, body, _ = call(router, "POST", "/things/1", deep)
+    # The documented cap, as a number: 32 levels parse (then fail validation), 33 do not.
+    status, body, _ = call(router, "POST", "/things/1", "[" * 32 + "]" * 32)
+    assert status == 422, body
+    status, body, _ = call(router, "POST", "/things/1", "[" * 33 + "]" * 33)
+    assert status == 400 and body["error"]["code"] == "json_too_deep"
+    # Only brackets count: other bytes (here 0xff, never in valid UTF-8) do not lower the depth.
+    status, body, _ = call(router, "POST", "/things/1", b"\xff" * 40 + b"[" * 40 + b"]" * 40)
     assert status == 400 and body["error"]["code"] == "json_too_deep"
 
 
