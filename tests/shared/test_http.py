@@ -255,6 +255,7 @@ def test_scenario_29_json_nesting_is_capped_before_parsing() -> None:
     brackets inside strings do not count; exactly the limit is parsed."""
     limit = MAX_JSON_DEPTH
     assert not json_depth_exceeds("[" * limit + "]" * limit)
+    assert not json_depth_exceeds("[" * limit + "]" * limit + "[]"), "more brackets than the limit, depth = limit"
     assert json_depth_exceeds("[" * (limit + 1) + "]" * (limit + 1))
     assert not json_depth_exceeds('["' + "[" * 100 + '"]')
     assert not json_depth_exceeds("[]" * 100), "many siblings are not depth"
