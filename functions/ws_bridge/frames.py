@@ -11,23 +11,15 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from functions.ws_bridge import peers
-from functions.ws_bridge.hub import Connection, Subscription, close
-from functions.ws_bridge.replay import catch_up, log_events
+from functions.ws_bridge.hub import Connection, Subscription, send_error
+from functions.ws_bridge.replay import replay
 from functions.ws_bridge.state import Bridge
-from shared.models.ws import CLOSE_TRY_AGAIN, Chat, ClientFrame, Subscribe
+from shared.models.ws import Chat, ClientFrame, Subscribe
 from shared.tokens import KeySetUnavailable, TokenInvalid
 
 log = logging.getLogger("ws_bridge.frames")
 frames: TypeAdapter[Any] = TypeAdapter(ClientFrame)
 MAX_PENDING = 8  # subscribe/chat frames being worked on at once per connection
-
-
-def send_error(conn: Connection, code: str, message: str, client_message_id: str | None = None) -> None:
-    frame = {"type": "error", "code": code, "message": message}
-    if client_message_id is not None:
-        frame["client_message_id"] = client_message_id
-    if not conn.send_json(frame):
-        conn.spawn(close(conn, CLOSE_TRY_AGAIN, "consumer too slow; reconnect and resume with after_seq"))
 
 
 def _validation_code(exc: ValidationError) -> tuple[str, str]:
@@ -118,36 +110,15 @@ async def subscribe(bridge: Bridge, conn: Connection, frame: Subscribe, check_ow
         if not owned:
             send_error(conn, "thread_not_found", f"thread {thread_id} not found")
             return
-    sub = Subscription(thread_id)
-    if frame.run_id and frame.after_seq is not None:
-        sub.last_seq[frame.run_id] = frame.after_seq
-    conn.subscriptions[thread_id] = sub  # live events are buffered from here on
-    wants_replay = frame.after_seq is not None or frame.run_id is not None
-    events = (
-        log_events(conn.user_id, thread_id, frame.run_id, frame.after_seq or 0, bridge.settings.replay_page_size)
-        if wants_replay
-        else _nothing()
+    sub = Subscription.start(
+        thread_id,
+        bridge.hub.buffer_limit,
+        frame.run_id,
+        frame.after_seq,
+        ack={"type": "subscribed", "thread_id": thread_id},
     )
-    ack = {"type": "subscribed", "thread_id": thread_id}
-    try:
-        await catch_up(conn, sub, events, bridge.settings.replay_page_size, ack)
-    except asyncio.CancelledError:
-        raise
-    except Exception as exc:
-        log.warning("replay failed", extra={"reason": type(exc).__name__})
-        if conn.subscriptions.get(thread_id) is sub:
-            conn.subscriptions.pop(thread_id)
-        send_error(
-            conn,
-            "replay_unavailable",
-            "missed events could not be read; subscribe again shortly, or "
-            "read GET /api/runs/{run_id}/events?after_seq=N",
-        )
-
-
-async def _nothing():  # noqa: ANN202 - an empty async iterator
-    return
-    yield
+    conn.subscriptions[thread_id] = sub  # live events are buffered from here on
+    await replay(conn, sub, bridge.settings.replay_page_size)
 
 
 async def chat(bridge: Bridge, conn: Connection, frame: Chat) -> None:

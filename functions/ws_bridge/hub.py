@@ -1,9 +1,5 @@
-"""The connections of one bridge instance and the routing of agent events to them.
-
-Delivery guarantees per (connection, thread subscription): events of a run go out in ``seq`` order, each at
-most once (``last_seq`` per run), and without a gap: while the subscription replays from the event log, live
-events are buffered and merged after it; a live event that skips a ``seq`` switches the subscription back to
-buffering while the missing range is read from the log (see replay.py).
+"""The connections of one bridge instance and the routing of agent events to them (the I/O shell of the
+delivery rules in delivery.py: which live event is sent, buffered or skipped is the subscription's answer).
 
 Memory per connection is bounded twice: the send queue (``SEND_QUEUE_SIZE`` frames; full = slow consumer,
 closed with 1013) and the replay buffer (``REPLAY_BUFFER_SIZE`` live events per subscription). A full replay
@@ -20,60 +16,15 @@ import time
 import uuid
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from enum import Enum
 from typing import Any
 
+from functions.ws_bridge.delivery import SLOW_CONSUMER, Delivery, Offer, Subscription
 from functions.ws_bridge.limits import TokenBucket
-from shared.models.events import AgentEvent
-from shared.models.ws import CLOSE_TOKEN_EXPIRED, CLOSE_TRY_AGAIN
+from shared.models.ws import CLOSE_TOKEN_EXPIRED
+
+__all__ = ["Connection", "Delivery", "Hub", "Offer", "Subscription", "close", "send_error"]
 
 log = logging.getLogger("ws_bridge.hub")
-
-
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    """An event and its frame, serialized once for every socket it goes to."""
-
-    event: AgentEvent
-    frame: str
-
-
-class Offer(Enum):
-    SENT = "sent"
-    SKIPPED = "skipped"  # not subscribed, or already sent
-    BUFFERED = "buffered"  # replaying: held until the replay is merged
-    GAP = "gap"  # a seq is missing: buffered, the caller starts a repair from the log
-    DEFERRED = "deferred"  # replaying with a full buffer: dropped here, read again from the log later
-    OVERFLOW = "overflow"  # the send queue is full, the consumer is too slow: the caller closes it with 1013
-
-
-@dataclass(eq=False, slots=True)
-class Subscription:
-    thread_id: str
-    replaying: bool = True
-    buffer: list[Delivery] = field(default_factory=list)
-    last_seq: dict[str, int] = field(default_factory=dict)
-    # run id -> lowest seq dropped from a full buffer: read again from the log by the replay (replay.py).
-    deferred: dict[str, int] = field(default_factory=dict)
-
-    def defer(self, event: AgentEvent) -> None:
-        """The buffer is full: keep only where to re-read from, for the buffered events and this one."""
-        for held in (*(d.event for d in self.buffer), event):
-            lowest = self.deferred.get(held.run_id)
-            if lowest is None or held.seq < lowest:
-                self.deferred[held.run_id] = held.seq
-        self.buffer.clear()
-
-    def accept(self, event: AgentEvent) -> bool:
-        """True if the event is next for its run (or the first seen of it); records it as sent."""
-        last = self.last_seq.get(event.run_id)
-        if last is not None and event.seq <= last:
-            return False
-        if last is not None and event.seq > last + 1:
-            # Only reached when the log itself lacks the range (it is read before this is called).
-            log.warning("event log has a gap", extra={"run_id": event.run_id, "after": last, "seq": event.seq})
-        self.last_seq[event.run_id] = event.seq
-        return True
 
 
 @dataclass(eq=False, slots=True)  # identity semantics: connections live in sets
@@ -105,26 +56,14 @@ class Connection:
     def send_json(self, body: dict[str, Any]) -> bool:
         return self.enqueue(json.dumps(body, separators=(",", ":")))
 
-    def offer(self, delivery: Delivery, buffer_limit: int) -> Offer:
-        event = delivery.event
-        sub = self.subscriptions.get(event.thread_id)
+    def offer(self, delivery: Delivery) -> Offer:
+        sub = self.subscriptions.get(delivery.event.thread_id)
         if sub is None or self.closed:
             return Offer.SKIPPED
-        if sub.replaying:
-            if len(sub.buffer) >= buffer_limit or event.run_id in sub.deferred:
-                sub.defer(event)
-                return Offer.DEFERRED
-            sub.buffer.append(delivery)
-            return Offer.BUFFERED
-        last = sub.last_seq.get(event.run_id)
-        if last is not None and event.seq <= last:
-            return Offer.SKIPPED
-        if last is not None and event.seq > last + 1:
-            sub.replaying = True
-            sub.buffer.append(delivery)
-            return Offer.GAP
-        sub.last_seq[event.run_id] = event.seq
-        return Offer.SENT if self.enqueue(delivery.frame) else Offer.OVERFLOW
+        outcome = sub.live(delivery)
+        if outcome is Offer.SENT and not self.enqueue(delivery.frame):
+            return Offer.OVERFLOW
+        return outcome
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """A task owned by the connection: cancelled when it closes."""
@@ -134,7 +73,15 @@ class Connection:
         return task
 
 
-RepairFn = Callable[[Connection, Subscription, str], Coroutine[Any, Any, Any]]
+RepairFn = Callable[[Connection, Subscription], Coroutine[Any, Any, Any]]
+
+
+def send_error(conn: Connection, code: str, message: str, client_message_id: str | None = None) -> None:
+    frame = {"type": "error", "code": code, "message": message}
+    if client_message_id is not None:
+        frame["client_message_id"] = client_message_id
+    if not conn.send_json(frame):
+        conn.spawn(close(conn, SLOW_CONSUMER.code, SLOW_CONSUMER.reason))
 
 
 @dataclass
@@ -200,18 +147,18 @@ class Hub:
             self.stats.dropped_no_owner += 1
             return
         for conn in list(conns):
-            outcome = conn.offer(delivery, self.buffer_limit)
+            outcome = conn.offer(delivery)
             if outcome is Offer.SENT:
                 self.stats.delivered += 1
             elif outcome is Offer.DEFERRED:
                 self.stats.replay_overflows += 1
             elif outcome is Offer.OVERFLOW:
                 self.stats.slow_consumers_closed += 1
-                conn.spawn(close(conn, CLOSE_TRY_AGAIN, "consumer too slow; reconnect and resume with after_seq"))
+                conn.spawn(close(conn, SLOW_CONSUMER.code, SLOW_CONSUMER.reason))
             elif outcome is Offer.GAP and self.repair is not None:
                 self.stats.gaps_repaired += 1
                 sub = conn.subscriptions[delivery.event.thread_id]
-                conn.spawn(self.repair(conn, sub, delivery.event.run_id))
+                conn.spawn(self.repair(conn, sub))
 
     async def sweep_expired(self, interval_s: float = 1.0) -> None:
         """One task for the whole instance (not one per connection): close connections whose token expired."""
@@ -259,8 +206,7 @@ async def close(conn: Connection, code: int, reason: str) -> None:
         conn.queue.get_nowait()
     conn.queue.put_nowait(None)  # wakes the sender, which exits
     for sub in conn.subscriptions.values():
-        sub.buffer.clear()
-        sub.deferred.clear()
+        sub.closed()
     try:
         await asyncio.wait_for(conn.websocket.close(code=code, reason=reason), conn.close_timeout_s)
     except TimeoutError:

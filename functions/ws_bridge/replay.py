@@ -1,4 +1,5 @@
-"""Resume from the Firestore event log (``runs/{run_id}/events/{seq:010d}``), merged with live events.
+"""Resume from the Firestore event log (``runs/{run_id}/events/{seq:010d}``), merged with live events: the I/O
+shell of a subscription's replay (delivery.py decides what is read and sent).
 
 Why no gap and no duplicate: the worker writes an event to the log *before* publishing it, and a
 subscription buffers live events from before its first log read. So every event after ``after_seq`` is
@@ -13,9 +14,9 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
+from functions.ws_bridge.delivery import SLOW_CONSUMER, Close, Send
 from functions.ws_bridge.hub import Connection, Subscription, close
 from shared.models.events import AgentEvent
-from shared.models.ws import CLOSE_TRY_AGAIN
 
 log = logging.getLogger("ws_bridge.replay")
 
@@ -79,73 +80,52 @@ async def log_events(
             after = page[-1].seq
 
 
-async def catch_up(
-    conn: Connection,
-    sub: Subscription,
-    events: AsyncIterator[AgentEvent],
-    page_size: int,
-    ack: dict[str, Any] | None = None,
-) -> int:
-    """Send the log's events, then what live traffic brought meanwhile (runs deferred by a full buffer are
-    read again from the log, the buffer is merged), then ``ack``; end buffering. Returns how many events came
-    from the log. Awaiting the queue here is the backpressure of a replay: a long replay never overflows the
-    send queue, it waits for the client to read."""
-    replayed = 0
+async def catch_up(conn: Connection, sub: Subscription, page_size: int) -> int:
+    """Carry out the subscription's replay (delivery.py decides what): read the log where it asks, send what
+    it answers, until it is live. Returns how many events came from the log. Awaiting the queue here is the
+    backpressure of a replay: a long replay never overflows the send queue, it waits for the client to read."""
 
     def current() -> bool:
         return not conn.closed and conn.subscriptions.get(sub.thread_id) is sub
 
-    async def send(source: AsyncIterator[AgentEvent]) -> bool:
-        nonlocal replayed
-        async for event in source:
-            if not current():
-                return False
-            if sub.accept(event):
-                await conn.queue.put(event.to_frame())
-                replayed += 1
-        return True
-
-    if not await send(events):
-        return replayed
     while current():
-        if sub.deferred:
-            runs, sub.deferred = sub.deferred, {}
-            for run_id, lowest in runs.items():
-                after = sub.last_seq.get(run_id, lowest - 1)
-                if not await send(log_events(conn.user_id, sub.thread_id, run_id, after, page_size)):
-                    return replayed
+        step = sub.next_step()
+        if step is None:
+            break
+        if isinstance(step, Send):
+            for frame in step.frames:
+                await conn.queue.put(frame)
             continue
-        if sub.buffer:
-            pending, sub.buffer = sub.buffer, []
-            for delivery in pending:
-                if sub.accept(delivery.event):
-                    await conn.queue.put(delivery.frame)
-            continue
-        if ack is not None:
-            frame, ack = _dumps({**ack, "replayed": replayed}), None
-            await conn.queue.put(frame)
-            continue
-        sub.replaying = False  # no await between the empty checks and this: nothing can slip in
-        break
-    return replayed
+        async for event in log_events(conn.user_id, sub.thread_id, step.run_id, step.after_seq, page_size):
+            if not current():
+                return sub.replayed
+            frame = sub.from_log(event)
+            if frame is not None:
+                await conn.queue.put(frame)
+    return sub.replayed
 
 
-def _dumps(body: dict[str, Any]) -> str:
-    import json
-
-    return json.dumps(body, separators=(",", ":"))
+async def replay(conn: Connection, sub: Subscription, page_size: int) -> None:
+    """``catch_up``, and what the subscription says to do when the log cannot be read."""
+    try:
+        await catch_up(conn, sub, page_size)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        log.warning("gap repair failed" if sub.repairing else "replay failed", extra={"reason": type(exc).__name__})
+        action = sub.log_failed()
+        if isinstance(action, Close):
+            await close(conn, action.code, action.reason)
+            return
+        if conn.subscriptions.get(sub.thread_id) is sub:
+            conn.subscriptions.pop(sub.thread_id)
+        if not conn.send_json(action.error):
+            conn.spawn(close(conn, SLOW_CONSUMER.code, SLOW_CONSUMER.reason))
 
 
 def repairer(page_size: int):  # noqa: ANN201 - returns the hub's RepairFn
-    async def repair(conn: Connection, sub: Subscription, run_id: str) -> None:
-        """A live event skipped a seq: read the missing range from the log, then merge the buffer."""
-        after = sub.last_seq.get(run_id, 0)
-        try:
-            await catch_up(conn, sub, log_events(conn.user_id, sub.thread_id, run_id, after, page_size), page_size)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            log.warning("gap repair failed", extra={"run_id": run_id, "reason": type(exc).__name__})
-            await close(conn, CLOSE_TRY_AGAIN, "could not fill a gap; reconnect and resume with after_seq")
+    async def repair(conn: Connection, sub: Subscription) -> None:
+        """A live event skipped a seq: the subscription asks for the missing range, then merges its buffer."""
+        await replay(conn, sub, page_size)
 
     return repair

@@ -1,0 +1,229 @@
+"""The delivery rules of a subscription (functions/ws_bridge/delivery.py), in process and without I/O: a tiny
+shell below plays the event log and the live stream, including the races the subprocess tests in
+test_fanout.py provoke with real processes (a live event while the replay reads the log, a gap in the live
+stream, a replay whose buffer overflows: scenario 29)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from functions.ws_bridge.delivery import (
+    GAP_UNFILLED,
+    REPLAY_UNAVAILABLE,
+    SLOW_CONSUMER,
+    Delivery,
+    Offer,
+    ReadLog,
+    Send,
+    Subscription,
+)
+from shared.models.events import AgentEvent
+from shared.models.ws import CLOSE_TRY_AGAIN
+
+THREAD = "thread-1"
+TS = datetime(2026, 1, 1, tzinfo=UTC)  # fixed, so the same event serializes to the same frame
+
+
+def ev(run_id: str, seq: int) -> AgentEvent:
+    return AgentEvent(type="agent_thinking", run_id=run_id, thread_id=THREAD, seq=seq, ts=TS)
+
+
+def live(run_id: str, seq: int) -> Delivery:
+    event = ev(run_id, seq)
+    return Delivery(event, event.to_frame())
+
+
+def key(frame: str) -> tuple[str, int] | str:
+    body = json.loads(frame)
+    return (body["run_id"], body["seq"]) if "seq" in body else body["type"]
+
+
+class Shell:
+    """What replay.py does, synchronously: carries out each step, records what is sent and read. ``during``
+    is called after each event read from the log (where live events slip in during a real replay)."""
+
+    def __init__(self, log: dict[str, int], during: Callable[[ReadLog, int], None] | None = None) -> None:
+        self.log = log  # run id -> last seq in the log (the log holds 1..N)
+        self.during = during
+        self.sent: list[tuple[str, int] | str] = []
+        self.reads: list[ReadLog] = []
+
+    def read(self, step: ReadLog) -> list[AgentEvent]:
+        runs = [step.run_id] if step.run_id else list(self.log)
+        return [ev(r, s) for r in runs for s in range(step.after_seq + 1, self.log.get(r, 0) + 1)]
+
+    def drive(self, sub: Subscription) -> None:
+        while (step := sub.next_step()) is not None:
+            if isinstance(step, Send):
+                self.sent += [key(f) for f in step.frames]
+                continue
+            self.reads.append(step)
+            for event in self.read(step):
+                frame = sub.from_log(event)
+                if frame is not None:
+                    self.sent.append(key(frame))
+                if self.during:
+                    self.during(step, event.seq)
+
+    def offer(self, sub: Subscription, delivery: Delivery) -> Offer:
+        outcome = sub.live(delivery)
+        if outcome is Offer.SENT:
+            self.sent.append(key(delivery.frame))
+        return outcome
+
+
+def test_live_events_go_out_in_seq_order_once_each() -> None:
+    sub = Subscription.start(THREAD, 10, ack={"type": "subscribed"})
+    shell = Shell({})
+    shell.drive(sub)
+    assert not sub.replaying
+    assert [shell.offer(sub, live("r", s)) for s in (1, 2, 2, 1, 3)] == [
+        Offer.SENT,
+        Offer.SENT,
+        Offer.SKIPPED,
+        Offer.SKIPPED,
+        Offer.SENT,
+    ]
+    assert shell.sent == ["subscribed", ("r", 1), ("r", 2), ("r", 3)]
+
+
+def test_the_first_event_seen_of_a_run_is_sent_whatever_its_seq() -> None:
+    sub = Subscription.start(THREAD, 10)
+    Shell({}).drive(sub)
+    assert sub.live(live("late", 7)) is Offer.SENT  # joined mid-run without replay: no gap to fill
+    assert sub.live(live("late", 8)) is Offer.SENT
+
+
+def test_subscribe_without_replay_reads_nothing_and_acks_with_zero() -> None:
+    sub = Subscription.start(THREAD, 10, ack={"type": "subscribed", "thread_id": THREAD})
+    assert sub.next_step() == Send(('{"type":"subscribed","thread_id":"thread-1","replayed":0}',))
+    assert sub.next_step() is None and not sub.replaying
+
+
+def test_replay_reads_after_seq_then_acks_with_the_count() -> None:
+    sub = Subscription.start(THREAD, 10, "r", 2, ack={"type": "subscribed"})
+    shell = Shell({"r": 5})
+    shell.drive(sub)
+    assert shell.reads == [ReadLog("r", 2)]
+    assert shell.sent == [("r", 3), ("r", 4), ("r", 5), "subscribed"]
+    assert sub.replayed == 3
+
+
+def test_replay_of_a_whole_thread_reads_every_run_from_the_start() -> None:
+    sub = Subscription.start(THREAD, 10, after_seq=0, ack={"type": "subscribed"})
+    shell = Shell({"a": 2, "b": 1})
+    shell.drive(sub)
+    assert shell.reads == [ReadLog(None, 0)]
+    assert shell.sent == [("a", 1), ("a", 2), ("b", 1), "subscribed"]
+
+
+def test_live_events_while_replaying_are_buffered_then_merged_without_duplicates() -> None:
+    """The race of test_replay_merges_with_live_events_without_gap_or_duplicate: while the log is read,
+    the worker appends 6..8 and publishes them; 6 was also read from the log, so the merge skips it."""
+    sub = Subscription.start(THREAD, 10, "r", 0, ack={"type": "subscribed"})
+
+    def during(step: ReadLog, seq: int) -> None:
+        if seq == 3:
+            shell.log["r"] = 6  # 6 lands in the log before it is published, as the worker does
+            assert sub.live(live("r", 6)) is Offer.BUFFERED
+            shell.log["r"] = 8
+            assert sub.live(live("r", 7)) is Offer.BUFFERED
+            assert sub.live(live("r", 8)) is Offer.BUFFERED
+
+    shell = Shell({"r": 5}, during)
+    shell.drive(sub)
+    assert shell.sent == [*(("r", s) for s in range(1, 9)), "subscribed"]
+    assert not sub.replaying and sub.buffer == []
+
+
+def test_a_live_event_during_the_ack_is_merged_before_going_live() -> None:
+    sub = Subscription.start(THREAD, 10, ack={"type": "subscribed"})
+    assert isinstance(sub.next_step(), Send)  # the ack; its send awaits the queue, and meanwhile:
+    assert sub.live(live("r", 1)) is Offer.BUFFERED
+    assert sub.next_step() == Send((live("r", 1).frame,))
+    assert sub.next_step() is None and not sub.replaying
+
+
+def test_a_gap_in_the_live_stream_is_read_from_the_log_then_the_buffer_merged() -> None:
+    """The race of test_a_gap_in_the_live_stream_is_filled_from_the_log: 3 and 4 never arrive live."""
+    sub = Subscription.start(THREAD, 10)
+    shell = Shell({"r": 5})
+    shell.drive(sub)
+    assert [shell.offer(sub, live("r", s)) for s in (1, 2)] == [Offer.SENT, Offer.SENT]
+    assert shell.offer(sub, live("r", 5)) is Offer.GAP
+    assert sub.replaying
+    assert shell.offer(sub, live("r", 6)) is Offer.BUFFERED  # arrives while the range is read
+    shell.log["r"] = 6
+    shell.sent.clear()
+    shell.drive(sub)
+    assert shell.reads[-1] == ReadLog("r", 2)
+    assert shell.sent == [("r", s) for s in range(3, 7)]  # from the log 3..6, then the buffer: 5, 6 skipped
+    assert not sub.replaying and sub.buffer == []
+
+
+def test_a_full_replay_buffer_defers_the_run_and_rereads_it_from_the_log() -> None:
+    """The race of scenario 29's slow replay: more live events than the buffer holds arrive while the log
+    is read; they are dropped and their run is read again from where they started, nothing lost."""
+    sub = Subscription.start(THREAD, 3, "r", 0, ack={"type": "subscribed"})
+    offers: list[Offer] = []
+
+    def during(step: ReadLog, seq: int) -> None:
+        if step == ReadLog("r", 0) and seq == 2:
+            for s in range(3, 11):  # the log holds 1..2 when read; 3..10 are appended and published now
+                shell.log["r"] = s
+                offers.append(sub.live(live("r", s)))
+
+    shell = Shell({"r": 2}, during)
+    shell.drive(sub)
+    assert offers == [Offer.BUFFERED] * 3 + [Offer.DEFERRED] * 5  # deferred run: later events dropped too
+    assert shell.reads == [ReadLog("r", 0), ReadLog("r", 2)]  # re-read from the last seq sent
+    assert shell.sent == [*(("r", s) for s in range(1, 11)), "subscribed"]
+    assert sub.replayed == 10
+
+
+def test_a_deferred_run_never_sent_is_reread_from_its_lowest_dropped_seq() -> None:
+    sub = Subscription.start(THREAD, 1, "r", 0)
+    assert sub.next_step() == ReadLog("r", 0)  # reading "r"; meanwhile run "x" starts live
+    assert sub.live(live("x", 4)) is Offer.BUFFERED
+    assert sub.live(live("x", 5)) is Offer.DEFERRED
+    assert sub.buffer == [] and sub.deferred == {"x": 4}
+    assert sub.next_step() == ReadLog("x", 3)
+
+
+def test_runs_deferred_during_a_reread_are_read_after_it() -> None:
+    sub = Subscription.start(THREAD, 0, "r", 0)
+    assert sub.next_step() == ReadLog("r", 0)
+    assert sub.live(live("a", 1)) is Offer.DEFERRED
+    assert sub.next_step() == ReadLog("a", 0)
+    assert sub.live(live("a", 2)) is Offer.DEFERRED  # no room: deferred again, after the reread
+    assert sub.deferred == {"a": 2}
+    assert sub.from_log(ev("a", 1)) is not None
+    assert sub.next_step() == ReadLog("a", 1)
+
+
+def test_a_failed_log_read_refuses_a_subscribe_but_closes_1013_on_a_gap() -> None:
+    sub = Subscription.start(THREAD, 10, "r", 0)
+    assert sub.next_step() == ReadLog("r", 0)
+    assert sub.log_failed() == REPLAY_UNAVAILABLE
+    assert REPLAY_UNAVAILABLE.error["code"] == "replay_unavailable"
+
+    sub = Subscription.start(THREAD, 10)
+    Shell({}).drive(sub)
+    sub.live(live("r", 1))
+    assert sub.live(live("r", 3)) is Offer.GAP
+    assert sub.next_step() == ReadLog("r", 1)
+    assert sub.log_failed() == GAP_UNFILLED
+    assert GAP_UNFILLED.code == SLOW_CONSUMER.code == CLOSE_TRY_AGAIN == 1013
+
+
+def test_closed_holds_nothing() -> None:
+    sub = Subscription.start(THREAD, 1, "r", 0)
+    sub.next_step()
+    sub.live(live("r", 1))
+    sub.live(live("x", 1))
+    sub.next_step()  # takes the deferred runs for reading
+    sub.live(live("y", 1))
+    sub.closed()
+    assert sub.buffer == [] and sub.deferred == {} and sub.next_step() is None
