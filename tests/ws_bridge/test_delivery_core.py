@@ -48,6 +48,7 @@ class Shell:
         self.log = log  # run id -> last seq in the log (the log holds 1..N)
         self.during = during
         self.sent: list[tuple[str, int] | str] = []
+        self.raw: list[str] = []  # the frames themselves
         self.reads: list[ReadLog] = []
 
     def read(self, step: ReadLog) -> list[AgentEvent]:
@@ -58,12 +59,14 @@ class Shell:
         while (step := sub.next_step()) is not None:
             if isinstance(step, Send):
                 self.sent += [key(f) for f in step.frames]
+                self.raw += step.frames
                 continue
             self.reads.append(step)
             for event in self.read(step):
                 frame = sub.from_log(event)
                 if frame is not None:
                     self.sent.append(key(frame))
+                    self.raw.append(frame)
                 if self.during:
                     self.during(step, event.seq)
 
@@ -108,7 +111,20 @@ def test_replay_reads_after_seq_then_acks_with_the_count() -> None:
     shell.drive(sub)
     assert shell.reads == [ReadLog("r", 2)]
     assert shell.sent == [("r", 3), ("r", 4), ("r", 5), "subscribed"]
-    assert sub.replayed == 3
+    assert json.loads(shell.raw[-1]) == {"type": "subscribed", "replayed": 3}
+
+
+def test_what_the_client_already_has_is_not_sent_again() -> None:
+    """Resuming run "r" after seq 3: neither the log nor a live event repeats 1..3."""
+    sub = Subscription.start(THREAD, 10, "r", 3, ack={"type": "subscribed"})
+    assert sub.live(live("r", 3)) is Offer.BUFFERED  # published again (a retried worker) during the replay
+    assert sub.from_log(ev("r", 2)) is None
+    assert sub.from_log(ev("r", 4)) == ev("r", 4).to_frame()
+    assert sub.from_log(ev("r", 4)) is None
+    shell = Shell({"r": 4})
+    shell.drive(sub)
+    assert shell.sent == ["subscribed"]
+    assert sub.replayed == 1
 
 
 def test_replay_of_a_whole_thread_reads_every_run_from_the_start() -> None:
@@ -183,6 +199,21 @@ def test_a_full_replay_buffer_defers_the_run_and_rereads_it_from_the_log() -> No
     assert sub.replayed == 10
 
 
+def test_a_deferred_run_is_reread_after_the_last_seq_sent_not_the_lowest_dropped() -> None:
+    """The buffer overflows early in the read, while the log already holds the events being dropped: the
+    re-read starts after what the read went on to send, not again from the first dropped event."""
+    sub = Subscription.start(THREAD, 2, "r", 0)
+
+    def during(step: ReadLog, seq: int) -> None:
+        if step == ReadLog("r", 0) and seq == 1:
+            assert [sub.live(live("r", s)) for s in (2, 3, 4)] == [Offer.BUFFERED, Offer.BUFFERED, Offer.DEFERRED]
+
+    shell = Shell({"r": 5}, during)
+    shell.drive(sub)
+    assert shell.reads == [ReadLog("r", 0), ReadLog("r", 5)]
+    assert shell.sent == [("r", s) for s in range(1, 6)]
+
+
 def test_a_deferred_run_never_sent_is_reread_from_its_lowest_dropped_seq() -> None:
     sub = Subscription.start(THREAD, 1, "r", 0)
     assert sub.next_step() == ReadLog("r", 0)  # reading "r"; meanwhile run "x" starts live
@@ -227,3 +258,23 @@ def test_closed_holds_nothing() -> None:
     sub.live(live("y", 1))
     sub.closed()
     assert sub.buffer == [] and sub.deferred == {} and sub.next_step() is None
+
+
+def test_the_hub_shell_turns_a_full_send_queue_into_overflow() -> None:
+    """Connection.offer (hub.py) carries out SENT by enqueueing; a full queue is the slow consumer that
+    Hub.route closes with SLOW_CONSUMER (1013)."""
+    import asyncio
+
+    from functions.ws_bridge.hub import Connection
+    from functions.ws_bridge.limits import TokenBucket
+
+    conn = Connection(None, "u", None, 0.0, asyncio.Queue(1), TokenBucket(60))
+    sub = Subscription.start(THREAD, 10)
+    Shell({}).drive(sub)
+    conn.subscriptions[THREAD] = sub
+    assert conn.offer(live("r", 1)) is Offer.SENT
+    assert conn.offer(live("r", 2)) is Offer.OVERFLOW
+    other = AgentEvent(type="agent_thinking", run_id="o", thread_id="not-subscribed", seq=1, ts=TS)
+    assert conn.offer(Delivery(other, other.to_frame())) is Offer.SKIPPED
+    conn.closed = True
+    assert conn.offer(live("r", 3)) is Offer.SKIPPED
