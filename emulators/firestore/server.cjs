@@ -67,7 +67,13 @@ function fromProto(value) {
   if (value.has_geo_point_value) {
     return { t: "geo", v: { latitude: value.geo_point_value.latitude, longitude: value.geo_point_value.longitude } };
   }
-  if (value.has_array_value) return { t: "arr", v: value.array_value.values.map(fromProto) };
+  if (value.has_array_value) {
+    // As Firestore (and Google's emulator): an array may not hold an array directly.
+    if (value.array_value.values.some((item) => item.has_array_value)) {
+      fail(Status.INVALID_ARGUMENT, "Cannot convert an array value in an array value.");
+    }
+    return { t: "arr", v: value.array_value.values.map(fromProto) };
+  }
   if (value.has_map_value) return { t: "map", v: fieldsFromProto(value.map_value.fields) };
   fail(Status.INVALID_ARGUMENT, "value has no type set");
 }

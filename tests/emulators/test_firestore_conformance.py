@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from google.api_core.exceptions import AlreadyExists, FailedPrecondition, NotFound
+from google.api_core.exceptions import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from google.cloud import firestore
 from google.cloud.firestore import Client
 from google.cloud.firestore_v1.base_query import FieldFilter
@@ -79,6 +79,16 @@ def test_create_raises_already_exists_and_keeps_the_first(firestore_client: Clie
     with pytest.raises(AlreadyExists):
         ref.create({"owner": "second"})
     assert ref.get().to_dict() == {"owner": "first"}
+
+
+def test_an_array_directly_in_an_array_is_refused(firestore_client: Client) -> None:
+    """Firestore refuses it (INVALID_ARGUMENT) and writes nothing; an array in a map in an array is fine."""
+    ref = col(firestore_client, "docs").document("nested")
+    with pytest.raises(InvalidArgument, match="array value in an array value"):
+        ref.set({"rows": [["a", 1], ["b", 2]]})
+    assert not ref.get().exists
+    ref.set({"rows": [{"cells": ["a", 1]}]})
+    assert ref.get().to_dict() == {"rows": [{"cells": ["a", 1]}]}
 
 
 def test_update_time_precondition(firestore_client: Client) -> None:
