@@ -211,6 +211,7 @@ def sign_access_token(
     session_id: str | None = None,
     publish_lead_s: float = 0.0,
     now: float | None = None,
+    plan: str | None = None,
 ) -> tuple[str, int]:
     """Return (token, expires_at) signed with the current signing key (see :func:`signing_key`)."""
     moment = now if now is not None else time.time()
@@ -230,6 +231,9 @@ def sign_access_token(
     }
     if session_id:
         claims["sid"] = session_id
+    if plan:
+        # Informational: the plan when the token was issued. Limits are enforced from the stored plan.
+        claims["plan"] = plan
     # The loaded key object, not the PEM: PyJWT would parse the PEM again on every call.
     token = jwt.encode(claims, _private_key(key), algorithm=ALGORITHM, headers={"kid": key["kid"]})
     return token, issued + ttl_s
@@ -248,6 +252,7 @@ class Claims:
     jti: str
     kid: str
     sid: str | None = None
+    plan: str | None = None
 
 
 class TokenVerifier:
@@ -422,6 +427,7 @@ class TokenVerifier:
             jti=str(claims.get("jti", "")),
             kid=kid,
             sid=claims.get("sid") if isinstance(claims.get("sid"), str) else None,
+            plan=claims.get("plan") if isinstance(claims.get("plan"), str) else None,
         )
 
 

@@ -11,6 +11,7 @@ from functions.auth.settings import AuthSettings
 from functions.auth.users import public_user
 from shared.errors import ApiError, unauthorized
 from shared.http import Ctx
+from shared.plans import DEFAULT_PLAN
 from shared.ratelimit import RateLimiter, Rule, client_ip
 from shared.startup import StartupManager
 from shared.tokens import Claims, KeySetUnavailable, TokenInvalid, TokenVerifier, sign_access_token
@@ -116,6 +117,7 @@ class AuthContext:
             ttl_s=self.settings.access_token_ttl_seconds,
             session_id=family_id,
             publish_lead_s=self.settings.token_key_publish_lead_seconds,
+            plan=user.get("plan") or DEFAULT_PLAN,
         )
         return token
 

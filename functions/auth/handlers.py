@@ -13,6 +13,7 @@ from functions.auth.store import TICKETS, new_secret
 from functions.auth.users import get_user, identities_of, public_user, upsert_by_email
 from shared.errors import ApiError, unauthorized
 from shared.http import Ctx, Router, StrictBody
+from shared.plans import DEFAULT_PLAN
 from shared.tokens import TokenInvalid
 
 log = logging.getLogger("auth")
@@ -110,6 +111,8 @@ def register(router: Router, app: AuthContext) -> None:
             "user_id": claims.sub,
             "email": claims.email,
             "permissions": claims.permissions,
+            # The plan when the token was issued (tokens from before plans existed: free).
+            "plan": claims.plan or DEFAULT_PLAN,
             "expires_at": datetime.fromtimestamp(claims.exp, UTC).isoformat(),
         }
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-USER_COLUMNS = "u.id, u.email, u.name, u.permissions"
+from shared.plans import DEFAULT_PLAN
+
+USER_COLUMNS = "u.id, u.email, u.name, u.permissions, u.plan"
 
 
 def public_user(row: dict[str, Any]) -> dict[str, Any]:
@@ -13,6 +15,7 @@ def public_user(row: dict[str, Any]) -> dict[str, Any]:
         "email": row["email"],
         "name": row.get("name"),
         "permissions": list(row["permissions"]),
+        "plan": row.get("plan") or DEFAULT_PLAN,
     }
 
 
