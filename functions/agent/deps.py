@@ -8,21 +8,25 @@
   token (verified locally against auth's published keys); raises the 401 ApiError itself.
 - ``deps.settings`` -> functions.agent.settings.AgentSettings.
 - ``deps.manager`` -> the StartupManager (``require(name)`` for other components).
+- ``deps.limiter`` -> shared.ratelimit.RateLimiter (functions/agent/plans.py counts runs per minute with it).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from shared.errors import unauthorized
 from shared.http import Ctx
+from shared.ratelimit import RateLimiter
 
 
 @dataclass
 class AgentDeps:
     settings: Any  # functions.agent.settings.AgentSettings
     manager: Any  # shared.startup.StartupManager
+    # Plan limits' runs-per-minute counters (Firestore ``rate_limits``, shared by every instance).
+    limiter: RateLimiter = field(default_factory=RateLimiter)
 
     @property
     def db(self) -> Any:

@@ -8,6 +8,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings
 
 from shared.config import DatabaseSection, ServiceSettings, TokenVerifySection
+from shared.plans import PlansSection
 
 LLM_PROVIDERS = ("mock", "gemini", "openai")
 
@@ -181,5 +182,7 @@ class IngestSection(BaseSettings):
     )
 
 
-class AgentSettings(ServiceSettings, DatabaseSection, TokenVerifySection, AgentSection, LLMSection, IngestSection):
+class AgentSettings(
+    ServiceSettings, DatabaseSection, TokenVerifySection, AgentSection, LLMSection, IngestSection, PlansSection
+):
     """Everything the agent API and the agent worker read from the environment."""

@@ -31,6 +31,7 @@ from shared.pubsub_topology import (
     subscription_path,
     topic_path,
 )
+from tests.fixtures.plans import GENEROUS_PLAN_ENV
 
 SOURCE = REPO_ROOT / "functions/agent/main.py"
 TAP = "events-tap"
@@ -82,6 +83,8 @@ class AgentStack:
             # The platform's tests assert what the minimal pipeline does; the configured pipeline ("auto") has
             # an end-to-end test of its own.
             "AGENT_PIPELINE": "minimal",
+            # Plans are tested by tests/agent/test_plans.py with limits of its own.
+            **GENEROUS_PLAN_ENV,
         }
         if self.jwks_url:
             env["AUTH_JWKS_URL"] = self.jwks_url

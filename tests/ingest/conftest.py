@@ -23,6 +23,8 @@ from shared.config import DatabaseSection
 from shared.db.database import Database
 from shared.errors import unauthorized
 from shared.http import Ctx, Router
+from shared.plans import PlansSection
+from tests.fixtures.plans import GENEROUS_FREE_PLAN
 
 MAX_BODY = 1_048_576
 
@@ -73,8 +75,13 @@ class IngestServer:
         return self.db.all("SELECT * FROM usage_records WHERE user_id = %s ORDER BY ts, request_id", [user_id])
 
 
+class IngestSettings(IngestSection, PlansSection):
+    """What the ingest routes read: their own section and the plans' usage-row limits (docs/AUTH.md, Plans)."""
+
+
 def serve(db: Database, **settings: Any) -> tuple[IngestServer, Any]:
-    config = IngestSection.model_validate(settings)
+    # Plan limits are tested in tests/agent/test_plans.py; here the free plan stores without limit.
+    config = IngestSettings.model_validate({"plan_free": GENEROUS_FREE_PLAN, **settings})
     router = Router("ingest-test", [], max_body_bytes=MAX_BODY)
     server_info = IngestServer("", db, config)
     routes.register(router, StubDeps(db, config), request_rollup=server_info.rollup_requests.append)

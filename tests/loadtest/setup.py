@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 
 from emulators.stack import ALL_NAMES, SERVICES, Stack, local_dir
+from tests.fixtures.plans import GENEROUS_PLAN_ENV
 from tests.loadtest.client import call, new_client, request_json
 from tests.loadtest.context import RunContext
 from tests.loadtest.instances import Instance, stop_all_async
@@ -28,7 +29,8 @@ INFRA = ("postgres", "pubsub", "firestore")
 # queue or go to another instance instead, with Terraform's 10 s..600 s backoff. Giving the one local worker
 # as many slots as it has threads makes it behave like that fleet (gunicorn queues what exceeds its threads);
 # any run still lost is reported by agent_runs.py.
-STACK_ENV = {"MAX_CONCURRENT_RUNS": "32"}
+# A few users post every run of the load: plan limits are not what is measured (tests/agent/test_plans.py).
+STACK_ENV = {"MAX_CONCURRENT_RUNS": "32", **GENEROUS_PLAN_ENV}
 
 
 def stack_components(targets: list[Target]) -> set[str]:

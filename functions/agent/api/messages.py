@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from functions.agent import plans
 from functions.agent.api.schemas import MessageIn
 from functions.agent.deps import AgentDeps
 from functions.agent.store import threads as thread_store
@@ -71,8 +72,11 @@ def register(router: Router, deps: AgentDeps) -> None:
             row = _existing(db, user["id"], body.client_message_id)
             if row is not None:
                 return _replay(row, body.content)
+        # Plan limits (functions/agent/plans.py): the rate before any lock, the caps under the user's row lock.
+        plans.check_run_rate(deps.limiter, settings, user["id"], plans.plan_of(db, user["id"]))
         try:
             with db.transaction() as tx:
+                plans.check_run_caps(tx, settings, user["id"])
                 if body.thread_id is not None:
                     thread = thread_store.get_thread(tx, user["id"], str(body.thread_id))
                     if thread is None:

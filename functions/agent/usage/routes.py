@@ -89,7 +89,7 @@ def register(router: Router, deps: Any) -> None:
                     "format": checked.format,
                 },
             )
-        result = store.insert_rows(deps.db, user["id"], checked.rows, checked.format, query.part)
+        result = store.insert_rows(deps.db, user["id"], checked.rows, checked.format, query.part, deps.settings)
         return result, 201 if result["rows_inserted"] else 200
 
     @router.route("GET", "/api/usage/summary")

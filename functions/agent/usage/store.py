@@ -86,9 +86,16 @@ def data_version(db: Any, user_id: str) -> int:
     return int(db.scalar("SELECT COALESCE((SELECT version FROM usage_state WHERE user_id = %s), 0)", [user_id]))
 
 
-def insert_rows(db: Any, user_id: str, rows: list[UsageRow], fmt: str, part: int | None = None) -> dict[str, Any]:
-    """All rows in one transaction (all or none); rows whose request_id is already stored are skipped."""
+def insert_rows(
+    db: Any, user_id: str, rows: list[UsageRow], fmt: str, part: int | None = None, plans: Any = None
+) -> dict[str, Any]:
+    """All rows in one transaction (all or none); rows whose request_id is already stored are skipped.
+
+    ``plans`` (a PlansSection): refuse with 403 usage_rows_limit, storing nothing, above the user's plan."""
+    from functions.agent import plans as plan_limits
+
     with db.transaction() as tx:
+        plan = plan_limits.lock_for_rows(tx, user_id) if plans is not None else None
         upload_id = str(
             tx.scalar(
                 """INSERT INTO usage_uploads (user_id, format, part, rows_received, rows_inserted, rows_duplicate)
@@ -97,6 +104,8 @@ def insert_rows(db: Any, user_id: str, rows: list[UsageRow], fmt: str, part: int
             )
         )
         inserted = insert_records(tx, user_id, upload_id, rows)
+        if plan is not None and inserted:
+            plan_limits.check_rows(tx, plans, user_id, plan, len(rows))
         duplicates = len(rows) - inserted
         tx.execute(
             "UPDATE usage_uploads SET rows_inserted = %s, rows_duplicate = %s WHERE id = %s",
