@@ -153,11 +153,15 @@ async def chat(bridge: Bridge, conn: Connection, frame: Chat) -> None:
         payload = {}
     if response.status_code >= 400:
         error = payload.get("error", {}) if isinstance(payload, dict) else {}
+        # The agent API's refusal as it is: a plan limit keeps its code and words (429 runs_per_minute_limit,
+        # concurrent_runs_limit, 402 monthly_spend_cap) and its Retry-After.
+        retry = response.headers.get("Retry-After", "")
         send_error(
             conn,
             error.get("code", "chat_failed"),
             error.get("message", f"agent API: {response.status_code}"),
             frame.client_message_id,
+            int(retry) if retry.isdigit() else None,
         )
         return
     conn.send_json({"type": "chat_accepted", "client_message_id": frame.client_message_id, **payload})

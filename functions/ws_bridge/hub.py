@@ -76,10 +76,14 @@ class Connection:
 RepairFn = Callable[[Connection, Subscription], Coroutine[Any, Any, Any]]
 
 
-def send_error(conn: Connection, code: str, message: str, client_message_id: str | None = None) -> None:
-    frame = {"type": "error", "code": code, "message": message}
+def send_error(
+    conn: Connection, code: str, message: str, client_message_id: str | None = None, retry_after_s: int | None = None
+) -> None:
+    frame: dict[str, Any] = {"type": "error", "code": code, "message": message}
     if client_message_id is not None:
         frame["client_message_id"] = client_message_id
+    if retry_after_s is not None:  # a temporary refusal (a plan's rate or concurrency limit): when to retry
+        frame["retry_after_s"] = retry_after_s
     if not conn.send_json(frame):
         conn.spawn(close(conn, SLOW_CONSUMER.code, SLOW_CONSUMER.reason))
 

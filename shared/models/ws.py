@@ -98,6 +98,8 @@ class Error(BaseModel):
     message: str
     # Set on the errors that answer a `chat` frame, so a client with several chats in flight knows which failed.
     client_message_id: str | None = None
+    # Set when the refusal is temporary (a plan's rate or concurrency limit): seconds before trying again.
+    retry_after_s: int | None = None
 
 
 ServerFrame = Annotated[

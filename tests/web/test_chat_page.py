@@ -171,3 +171,35 @@ def test_chat_sent_again_when_its_acceptance_was_lost(web_stack: WebStack, page:
         thread_id = client.get(f"/api/runs/{run_id}").json()["thread_id"]
         roles = [m["role"] for m in client.get(f"/api/threads/{thread_id}/messages").json()["items"]]
     assert roles == ["user", "assistant"]
+
+
+def test_plan_refusal_is_shown_in_words(web_stack: WebStack, page: Any) -> None:
+    """A chat over the user's plan (here the early plan's default 50 USD monthly cap, reached in the cost ledger)
+    is refused by the agent API through the bridge; the page says so in words, without the machine code."""
+    import subprocess
+    import sys
+
+    from tests.agent.conftest import Sql
+
+    email = sign_in(page, web_stack.url)
+    db_url = web_stack.api.stack.db_url
+    env = {"NETRA_ENV": "test", "NETRA_DOTENV": "/nonexistent/.env", "DATABASE_URL": db_url, "PATH": "/usr/bin:/bin"}
+    command = [sys.executable, "-m", "functions.auth.admin", "set-plan", email, "early"]
+    subprocess.run(command, env=env, check=True, capture_output=True, timeout=60)
+    sql = Sql(db_url)
+    try:
+        sql.one(
+            "INSERT INTO cost_ledger (user_id, provider, model, cost_usd) "
+            "SELECT id, 'mock', 'mock-pro', 60 FROM users WHERE email = %s RETURNING id",
+            (email,),
+        )
+    finally:
+        sql.close()
+    ask(page, QUESTION)
+    error = page.locator("#chat-error[data-code=monthly_spend_cap]")
+    error.wait_for(timeout=30_000)
+    text = error.text_content() or ""
+    assert text.startswith("your plan's LLM spend of 50.00 USD this month is used up (60.00 USD)"), text
+    assert "monthly_spend_cap" not in text
+    assert page.locator("#send").is_enabled(), "the page lets the user go on after the refusal"
+    shot(page, "plan-refusal")

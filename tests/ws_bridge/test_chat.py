@@ -112,3 +112,72 @@ def test_chat_frame_runs_the_agent_and_streams_the_run(chat_stack, ws_env) -> No
 
     asyncio.run(run())
     assert stack.api is not None
+
+
+@pytest.fixture
+def tight_plan_stack(
+    shared_db_url: str,
+    ws_pubsub_host: str,
+    firestore_emulator_host: str,
+    auth_service_session: AuthService,
+    tmp_path: Path,
+    start_bridge,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[tuple[AgentStack, Bridge]]:
+    """The agent API alone (no worker: accepted runs stay queued) with a free plan of 2 runs a minute."""
+    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", ws_pubsub_host)
+    stack = AgentStack(
+        db_url=shared_db_url,
+        pubsub_host=ws_pubsub_host,
+        firestore_host=firestore_emulator_host,
+        workdir=tmp_path,
+        jwks_url=auth_service_session.jwks_url,
+        issuer=auth_service_session.issuer,
+    )
+    stack.create_topology()
+    plan = {"runs_per_minute": 2, "concurrent_runs": 100, "usage_rows": None, "monthly_spend_usd": None}
+    stack.start_api(PLAN_FREE=json.dumps(plan))
+    env = {
+        **stack.env(),
+        **auth_service_session.env,
+        "AGENT_API_URL": stack.api_url,
+        "ALLOWED_ORIGINS": "http://localhost:*",
+    }
+    yield stack, start_bridge(**env)
+    stack.stop()
+
+
+def test_chat_over_the_plan_rate_is_an_error_frame_with_retry_after(tight_plan_stack, ws_env) -> None:  # noqa: ANN001
+    """The third `chat` of a minute on a 2-runs plan: an error frame with the agent API's code, its words and
+    `retry_after_s`; the connection stays open, and another user's chat still goes through."""
+    import time
+
+    _, bridge = tight_plan_stack
+    left = 60 - time.time() % 60
+    if left < 10:  # the three chats must fall in one fixed window
+        time.sleep(left + 0.2)
+    token, _ = ws_env.user("plan")
+    other, _ = ws_env.user("plan-other")
+
+    async def chat(ws, cmid: str) -> dict:  # noqa: ANN001
+        await ws.send(json.dumps({"type": "chat", "content": "Which model costs most?", "client_message_id": cmid}))
+        return await until(ws, lambda f: f.get("client_message_id") == cmid, timeout=30)
+
+    async def run() -> None:
+        ws, _ = await connect(bridge.url, token)
+        for _ in range(2):
+            answer = (await chat(ws, uuid.uuid4().hex))[-1]
+            assert answer["type"] == "chat_accepted", answer
+        refused = (await chat(ws, "third"))[-1]
+        assert refused["type"] == "error" and refused["code"] == "runs_per_minute_limit", refused
+        retry = refused["retry_after_s"]
+        assert isinstance(retry, int) and 1 <= retry <= 60
+        assert refused["message"] == f"you have used your plan's 2 runs this minute; try again in {retry} s"
+        await ws.send(json.dumps({"type": "ping"}))
+        assert (await until(ws, lambda f: f.get("type") == "pong"))[-1]["type"] == "pong", "still open"
+        await ws.close()
+        ws2, _ = await connect(bridge.url, other)
+        assert (await chat(ws2, "other"))[-1]["type"] == "chat_accepted"
+        await ws2.close()
+
+    asyncio.run(run())

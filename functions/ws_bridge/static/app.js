@@ -26,9 +26,19 @@ function announce(text) {
   setTimeout(() => { node.textContent = text; }, 50);
 }
 
+// Plan limits (docs/AUTH.md, Plans): the server's message is the whole sentence for the reader ("you have used
+// your plan's 20 runs this minute; try again in 12 s"); the code would only add noise.
+const PLAN_LIMITS = new Set(["runs_per_minute_limit", "concurrent_runs_limit", "monthly_spend_cap", "usage_rows_limit"]);
+
+function describe(error) {
+  if (!(error instanceof ApiError)) return String(error.message || error);
+  return PLAN_LIMITS.has(error.code) ? error.message : `${error.message} (${error.code})`;
+}
+
 function showError(id, error) {
   const node = $(id);
-  node.textContent = error ? (error instanceof ApiError ? `${error.message} (${error.code})` : String(error.message || error)) : "";
+  node.textContent = error ? describe(error) : "";
+  node.dataset.code = (error && error.code) || "";
   show(node, Boolean(error));
 }
 
