@@ -64,6 +64,13 @@ class PlansSection(BaseSettings):
     plan_enterprise: LimitsValue = _plan_field(
         PlanLimits(runs_per_minute=600, concurrent_runs=32, usage_rows=None, monthly_spend_usd=None), "enterprise"
     )
+    plan_lock_wait_ms: int = Field(
+        5000,
+        ge=100,
+        le=60_000,
+        description="ms one user's request waits behind the user's other requests for the plan check before 429 "
+        "concurrent_requests (below DB_STATEMENT_TIMEOUT_MS), e.g. 5000",
+    )
     plan_concurrency_retry_after_s: int = Field(
         5, ge=1, le=300, description="Retry-After of a 429 concurrent_runs_limit in seconds, e.g. 5"
     )

@@ -44,20 +44,19 @@ def _runs(n: int) -> str:
     return f"{n} run{'' if n == 1 else 's'}"
 
 
-LOCK_WAIT_MS = 5000
-
-
-def plan_of(db: Any, user_id: str, lock: bool = False) -> str:
-    """The stored plan of the user. ``lock``: also lock the user's row until the transaction ends (serializes
-    the checks of one user's concurrent requests; a request that waits LOCK_WAIT_MS behind the user's others is
-    answered 429 ``concurrent_requests`` rather than running into the statement timeout). 401 when the user no
-    longer exists."""
-    if not lock:
+def plan_of(db: Any, user_id: str, lock_wait_ms: int | None = None) -> str:
+    """The stored plan of the user. With ``lock_wait_ms``: also lock the user's row until the transaction ends
+    (serializes the checks of one user's concurrent requests); a request that waits longer than that behind the
+    user's others is answered 429 ``concurrent_requests`` rather than running into the statement timeout. 401
+    when the user no longer exists."""
+    if lock_wait_ms is None:
         plan = db.scalar("SELECT plan FROM users WHERE id = %s", [user_id])
     else:
         from shared.db.connect import sqlstate
 
-        db.execute(f"SET LOCAL lock_timeout = {LOCK_WAIT_MS}")  # SET takes no parameters; a constant
+        # For this statement only: the caller's own lock_timeout (ingest sets one) applies to the rest.
+        previous = db.scalar("SELECT current_setting('lock_timeout')")
+        db.scalar("SELECT set_config('lock_timeout', %s, true)", [f"{int(lock_wait_ms)}ms"])
         try:
             plan = db.scalar("SELECT plan FROM users WHERE id = %s FOR UPDATE", [user_id])
         except Exception as exc:
@@ -67,10 +66,10 @@ def plan_of(db: Any, user_id: str, lock: bool = False) -> str:
                 429,
                 "concurrent_requests",
                 "too many of your requests are being handled at once; try again in 1 s",
-                {"limit_wait_ms": LOCK_WAIT_MS},
+                {"lock_wait_ms": lock_wait_ms},
                 retry_after=1,
             ) from None
-        db.execute("SET LOCAL lock_timeout = 0")
+        db.scalar("SELECT set_config('lock_timeout', %s, true)", [previous])
     if plan is None:
         raise unauthorized("user no longer exists", "invalid_token")
     return str(plan or DEFAULT_PLAN)
@@ -101,7 +100,7 @@ def next_month(start: datetime) -> datetime:
 
 def check_run_caps(tx: Any, settings: Any, user_id: str) -> str:
     """Inside the transaction that creates the run: lock the user, then check concurrency and spend."""
-    plan = plan_of(tx, user_id, lock=True)
+    plan = plan_of(tx, user_id, settings.plan_lock_wait_ms)
     limits: PlanLimits = settings.limits_of(plan)
     # A run older than the time budget is failed by the worker whatever its row says: it must not hold a slot.
     active = int(
@@ -146,9 +145,9 @@ def check_run_caps(tx: Any, settings: Any, user_id: str) -> str:
     return plan
 
 
-def lock_for_rows(tx: Any, user_id: str) -> str:
+def lock_for_rows(tx: Any, settings: PlansSection, user_id: str) -> str:
     """Call first in a transaction that inserts usage rows: serializes one user's writers."""
-    return plan_of(tx, user_id, lock=True)
+    return plan_of(tx, user_id, settings.plan_lock_wait_ms)
 
 
 def check_rows(tx: Any, settings: PlansSection, user_id: str, plan: str, received: int) -> None:

@@ -98,7 +98,7 @@ def _write(db: Any, settings: Any, user_id: str, source: str, mapped: Mapped) ->
         # SET LOCAL takes no parameters; the values are validated integers from the settings.
         tx.execute(f"SET LOCAL statement_timeout = {timeout_ms}")
         tx.execute(f"SET LOCAL lock_timeout = {timeout_ms}")
-        plan = plans.lock_for_rows(tx, user_id) if rows else None
+        plan = plans.lock_for_rows(tx, settings, user_id) if rows else None
         inserted = store.insert_records(tx, user_id, None, rows) if rows else 0
         if plan is not None and inserted:
             plans.check_rows(tx, settings, user_id, plan, len(rows))  # 403 usage_rows_limit, rolled back

@@ -95,7 +95,7 @@ def insert_rows(
     from functions.agent import plans as plan_limits
 
     with db.transaction() as tx:
-        plan = plan_limits.lock_for_rows(tx, user_id) if plans is not None else None
+        plan = plan_limits.lock_for_rows(tx, plans, user_id) if plans is not None else None
         upload_id = str(
             tx.scalar(
                 """INSERT INTO usage_uploads (user_id, format, part, rows_received, rows_inserted, rows_duplicate)
