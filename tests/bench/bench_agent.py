@@ -16,21 +16,20 @@ from __future__ import annotations
 
 import os
 import statistics
-import tempfile
 import threading
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 import httpx
 
-from emulators.postgres import EmbeddedPostgres, free_port
-from emulators.process import ManagedProcess, functions_framework_argv
+from emulators.postgres import free_port
+from emulators.process import functions_framework_argv
 from shared.config import REPO_ROOT
 from shared.models.events import AgentEvent
 from shared.pubsub_topology import AGENT_EVENTS, subscription_path, topic_path
 from tests.agent.harness import AgentStack
+from tests.bench.agent_stack import bench_agent_stack
 from tests.bench.spawn import EMPTY_FUNCTION, ColdStart, empty_ok, phases_line, spawn_phases
 
 N = int(os.environ.get("BENCH_AGENT_N", "1"))
@@ -159,40 +158,9 @@ def drain(db_url: str, timeout_s: float = 300.0) -> None:
 
 
 def main() -> None:
-    from tests.fixtures.auth import start_auth
-    from tests.fixtures.firestore import start_emulator_process as start_firestore
-    from tests.fixtures.pubsub import start_emulator_process as start_pubsub
-
-    work = Path(tempfile.mkdtemp(prefix="bench-agent-"))
-    pg = EmbeddedPostgres(work / "pg").start()
-    procs: list[ManagedProcess] = []
-    stack: AgentStack | None = None
-    auth = None
-    try:
-        from shared.db.connect import Connector
-        from shared.db.migrate import MigrateSettings, migrate
-
-        url = pg.url_for("bench_agent")
-        connector = Connector(MigrateSettings.model_validate({"database_url": url}))
-        migrate(connector)
-        connector.close()
-        pubsub_proc, pubsub_host = start_pubsub()
-        firestore_proc, firestore_host = start_firestore()
-        procs += [pubsub_proc, firestore_proc]
-        auth = start_auth(url, work / "auth", firestore_host=firestore_host)
-        stack = AgentStack(
-            db_url=url,
-            pubsub_host=pubsub_host,
-            firestore_host=firestore_host,
-            workdir=work,
-            jwks_url=auth.jwks_url,
-            issuer=auth.issuer,
-            extra_env={"LOG_LEVEL": "WARNING"},
-        )
-        stack.create_topology()
-        stack.start_worker(MAX_CONCURRENT_RUNS="8")
-        stack.start_api()
-        token = str(auth.login("bench@example.com")["access_token"])
+    with bench_agent_stack("bench-agent", MAX_CONCURRENT_RUNS="8") as bench:
+        stack, url = bench.stack, bench.db_url
+        token = bench.token("bench@example.com")
         with stack.client(token) as client:
             thread_id = client.post("/api/threads", json={"title": "bench"}).json()["id"]
             warm = client.post("/api/agent/message", json={"content": "warm", "thread_id": thread_id}).json()
@@ -214,14 +182,6 @@ def main() -> None:
             f"ratio {agent_med / empty_med:.2f}x",
             flush=True,
         )
-    finally:
-        if stack is not None:
-            stack.stop()
-        if auth is not None:
-            auth.process.stop()
-        for proc in procs:
-            proc.stop()
-        pg.destroy()
 
 
 if __name__ == "__main__":

@@ -19,19 +19,15 @@ from __future__ import annotations
 import json
 import os
 import statistics
-import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import httpx
 
-from emulators.postgres import EmbeddedPostgres
-from emulators.process import ManagedProcess
-from tests.agent.harness import AgentStack
+from tests.bench.agent_stack import bench_agent_stack
 
 N = int(os.environ.get("BENCH_INGEST_N", "1"))
 BATCH = 512
@@ -123,130 +119,94 @@ def main() -> None:
     from functions.agent.intelligence.toolbox import Toolbox
     from shared.config import DatabaseSection
     from shared.db.database import Database
-    from tests.fixtures.auth import start_auth
-    from tests.fixtures.firestore import start_emulator_process as start_firestore
-    from tests.fixtures.pubsub import start_emulator_process as start_pubsub
 
-    work = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
-    pg = EmbeddedPostgres(work / "pg").start()
-    procs: list[ManagedProcess] = []
-    stack: AgentStack | None = None
-    auth = None
     db: Database | None = None
-    try:
-        from shared.db.connect import Connector
-        from shared.db.migrate import MigrateSettings, migrate
+    with bench_agent_stack("bench-ingest") as bench:
+        try:
+            stack, url = bench.stack, bench.db_url
+            token = bench.token("bench-ingest@example.com")
+            with stack.client(token) as client:
+                key = client.post("/api/ingest/keys", json={"name": "bench"}).json()["key"]
+            import jwt
 
-        url = pg.url_for("bench_ingest")
-        connector = Connector(MigrateSettings.model_validate({"database_url": url}))
-        migrate(connector)
-        connector.close()
-        pubsub_proc, pubsub_host = start_pubsub()
-        firestore_proc, firestore_host = start_firestore()
-        procs += [pubsub_proc, firestore_proc]
-        auth = start_auth(url, work / "auth", firestore_host=firestore_host)
-        stack = AgentStack(
-            db_url=url,
-            pubsub_host=pubsub_host,
-            firestore_host=firestore_host,
-            workdir=work,
-            jwks_url=auth.jwks_url,
-            issuer=auth.issuer,
-            extra_env={"LOG_LEVEL": "WARNING"},
-        )
-        stack.create_topology()
-        stack.start_worker()
-        stack.start_api()
-        token = str(auth.login("bench-ingest@example.com")["access_token"])
-        with stack.client(token) as client:
-            key = client.post("/api/ingest/keys", json={"name": "bench"}).json()["key"]
-        import jwt
+            user_id = str(jwt.decode(token, options={"verify_signature": False})["sub"])
 
-        user_id = str(jwt.decode(token, options={"verify_signature": False})["sub"])
+            # 1. throughput, ingest then the upload baseline, then ingest again (order effects on a loaded machine)
+            batches = 10 * N * CLIENTS
+            otlp_headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/x-protobuf"}
+            upload_headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/x-ndjson"}
+            throughput(f"{stack.api_url}/v1/traces", otlp_headers, [otlp_batch(BATCH)], 1)  # warm the route
+            figures = []
+            for label, target, headers, make in (
+                ("OTLP /v1/traces", "/v1/traces", otlp_headers, otlp_batch),
+                ("upload /api/usage (baseline)", "/api/usage", upload_headers, jsonl_batch),
+                ("OTLP /v1/traces, again", "/v1/traces", otlp_headers, otlp_batch),
+            ):
+                bodies = [make(BATCH) for _ in range(batches)]
+                seconds, refused = throughput(f"{stack.api_url}{target}", headers, bodies, CLIENTS)
+                rate = batches * BATCH / seconds
+                figures.append(rate)
+                print(
+                    f"{label}: {batches} requests x {BATCH} records, {CLIENTS} clients, {seconds:.2f} s, "
+                    f"{rate:,.0f} records/s, {refused} answered 429/503 and resent",
+                    flush=True,
+                )
+            print(f"ingest / upload throughput ratio: {statistics.fmean([figures[0], figures[2]]) / figures[1]:.2f}")
 
-        # 1. throughput, ingest then the upload baseline, then ingest again (order effects on a loaded machine)
-        batches = 10 * N * CLIENTS
-        otlp_headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/x-protobuf"}
-        upload_headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/x-ndjson"}
-        throughput(f"{stack.api_url}/v1/traces", otlp_headers, [otlp_batch(BATCH)], 1)  # warm the route
-        figures = []
-        for label, target, headers, make in (
-            ("OTLP /v1/traces", "/v1/traces", otlp_headers, otlp_batch),
-            ("upload /api/usage (baseline)", "/api/usage", upload_headers, jsonl_batch),
-            ("OTLP /v1/traces, again", "/v1/traces", otlp_headers, otlp_batch),
-        ):
-            bodies = [make(BATCH) for _ in range(batches)]
-            seconds, refused = throughput(f"{stack.api_url}{target}", headers, bodies, CLIENTS)
-            rate = batches * BATCH / seconds
-            figures.append(rate)
+            # 2. export -> visible to the analysis tools
+            db = Database(DatabaseSection.model_validate({"database_url": url, "db_pool_size": 2}), "bench-ingest")
+
+            def records() -> int:
+                return int(Toolbox(db, user_id).call("usage_overview")["records"])
+
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+            from opentelemetry.sdk.resources import Resource
+            from opentelemetry.sdk.trace import TracerProvider
+            from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+            provider = TracerProvider(resource=Resource.create({"service.name": "bench"}))
+            provider.add_span_processor(
+                SimpleSpanProcessor(
+                    OTLPSpanExporter(endpoint=f"{stack.api_url}/v1/traces", headers={"Authorization": f"Bearer {key}"})
+                )
+            )
+            tracer = provider.get_tracer("bench")
+
+            def export_one() -> None:
+                with tracer.start_as_current_span("chat gpt-4o-mini", attributes=chat_attrs(1)):
+                    pass
+
+            def upload_one() -> None:
+                response = httpx.post(
+                    f"{stack.api_url}/api/usage", content=jsonl_batch(1), headers=upload_headers, trust_env=False
+                )
+                assert response.status_code == 201, response.text
+
+            # Let the worker's refresh of the throughput phase land, so the tools read rollups as in production.
+            time.sleep(25)
+            # Every ingest sample first: an upload raises live_floor, after which no older rollup is served (the
+            # tools compute live), which would hide the rollup lag that streamed records see.
+            ingest_s, upload_s = [], []
+            for _ in range(3 * N):
+                ingest_s.append(visible_after(export_one, records, records()))
+                time.sleep(2)
+            for _ in range(3 * N):
+                upload_s.append(visible_after(upload_one, records, records()))
+            provider.shutdown()
             print(
-                f"{label}: {batches} requests x {BATCH} records, {CLIENTS} clients, {seconds:.2f} s, "
-                f"{rate:,.0f} records/s, {refused} answered 429/503 and resent",
+                f"export -> visible to the tools (OTLP, one span, SimpleSpanProcessor): median "
+                f"{statistics.median(ingest_s):.2f} s ({', '.join(f'{s:.2f}' for s in ingest_s)})",
                 flush=True,
             )
-        print(f"ingest / upload throughput ratio: {statistics.fmean([figures[0], figures[2]]) / figures[1]:.2f}")
-
-        # 2. export -> visible to the analysis tools
-        db = Database(DatabaseSection.model_validate({"database_url": url, "db_pool_size": 2}), "bench-ingest")
-
-        def records() -> int:
-            return int(Toolbox(db, user_id).call("usage_overview")["records"])
-
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-        from opentelemetry.sdk.resources import Resource
-        from opentelemetry.sdk.trace import TracerProvider
-        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-
-        provider = TracerProvider(resource=Resource.create({"service.name": "bench"}))
-        provider.add_span_processor(
-            SimpleSpanProcessor(
-                OTLPSpanExporter(endpoint=f"{stack.api_url}/v1/traces", headers={"Authorization": f"Bearer {key}"})
+            print(
+                f"upload -> visible to the tools (baseline, one row): median {statistics.median(upload_s):.2f} s "
+                f"({', '.join(f'{s:.2f}' for s in upload_s)})",
+                flush=True,
             )
-        )
-        tracer = provider.get_tracer("bench")
-
-        def export_one() -> None:
-            with tracer.start_as_current_span("chat gpt-4o-mini", attributes=chat_attrs(1)):
-                pass
-
-        def upload_one() -> None:
-            response = httpx.post(
-                f"{stack.api_url}/api/usage", content=jsonl_batch(1), headers=upload_headers, trust_env=False
-            )
-            assert response.status_code == 201, response.text
-
-        # Let the worker's refresh of the throughput phase land, so the tools read rollups as in production.
-        time.sleep(25)
-        # Every ingest sample first: an upload raises live_floor, after which no older rollup is served (the
-        # tools compute live), which would hide the rollup lag that streamed records see.
-        ingest_s, upload_s = [], []
-        for _ in range(3 * N):
-            ingest_s.append(visible_after(export_one, records, records()))
-            time.sleep(2)
-        for _ in range(3 * N):
-            upload_s.append(visible_after(upload_one, records, records()))
-        provider.shutdown()
-        print(
-            f"export -> visible to the tools (OTLP, one span, SimpleSpanProcessor): median "
-            f"{statistics.median(ingest_s):.2f} s ({', '.join(f'{s:.2f}' for s in ingest_s)})",
-            flush=True,
-        )
-        print(
-            f"upload -> visible to the tools (baseline, one row): median {statistics.median(upload_s):.2f} s "
-            f"({', '.join(f'{s:.2f}' for s in upload_s)})",
-            flush=True,
-        )
-        print(f"records in the account: {records():,}; load average {open('/proc/loadavg').read().split()[:3]}")
-    finally:
-        if db is not None:
-            db.close()
-        if stack is not None:
-            stack.stop()
-        if auth is not None:
-            auth.process.stop()
-        for proc in procs:
-            proc.stop()
-        pg.destroy()
+            print(f"records in the account: {records():,}; load average {open('/proc/loadavg').read().split()[:3]}")
+        finally:
+            if db is not None:
+                db.close()
 
 
 if __name__ == "__main__":
