@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test bench lint loadtest mutate clean reset-local release-check release-start release-run release-watch release-abort
+.PHONY: run test bench lint loadtest fuzz mutate clean reset-local release-check release-start release-run release-watch release-abort
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ bench: $(STAMP)
 
 loadtest: $(STAMP)
 	$(PY) -m tests.loadtest
+
+## The long fuzz run: schemathesis with 200 examples per operation and a random seed (make test runs 6, seeded).
+fuzz: $(STAMP)
+	FUZZ_EXAMPLES=200 FUZZ_SEED= $(PY) -m pytest tests/fuzz/test_openapi_fuzz.py -s
 
 ## Mutation testing of the cold-start and security protections (docs/TESTING.md); not part of `make test`.
 ## MODULES="config http" limits the run to some modules of tests/mutation/modules.toml. Runs at low priority.
