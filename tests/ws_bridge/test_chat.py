@@ -16,6 +16,25 @@ from tests.fixtures.auth import AuthService
 from tests.ws_bridge.helpers import Bridge, connect, recv, seqs, until
 
 
+def agent_stack(db_url: str, pubsub_host: str, firestore_host: str, auth: AuthService, workdir: Path) -> AgentStack:
+    """An agent stack on the shared emulators and database, its topology created, nothing started yet."""
+    stack = AgentStack(
+        db_url=db_url,
+        pubsub_host=pubsub_host,
+        firestore_host=firestore_host,
+        workdir=workdir,
+        jwks_url=auth.jwks_url,
+        issuer=auth.issuer,
+    )
+    stack.create_topology()
+    return stack
+
+
+def bridge_env(stack: AgentStack, auth: AuthService) -> dict[str, str]:
+    """What a bridge needs to verify tokens and reach this stack's agent API."""
+    return {**stack.env(), **auth.env, "AGENT_API_URL": stack.api_url, "ALLOWED_ORIGINS": "http://localhost:*"}
+
+
 @pytest.fixture
 def chat_stack(
     shared_db_url: str,
@@ -27,24 +46,10 @@ def chat_stack(
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[tuple[AgentStack, Bridge, Bridge]]:
     monkeypatch.setenv("PUBSUB_EMULATOR_HOST", ws_pubsub_host)
-    stack = AgentStack(
-        db_url=shared_db_url,
-        pubsub_host=ws_pubsub_host,
-        firestore_host=firestore_emulator_host,
-        workdir=tmp_path,
-        jwks_url=auth_service_session.jwks_url,
-        issuer=auth_service_session.issuer,
-    )
-    stack.create_topology()
+    stack = agent_stack(shared_db_url, ws_pubsub_host, firestore_emulator_host, auth_service_session, tmp_path)
     stack.start_worker(MOCK_LLM_TOKEN_DELAY_MS="10")
     stack.start_api()
-    env = {
-        **stack.env(),
-        **auth_service_session.env,
-        "AGENT_API_URL": stack.api_url,
-        "AUTH_URL": auth_service_session.url,
-        "ALLOWED_ORIGINS": "http://localhost:*",
-    }
+    env = {**bridge_env(stack, auth_service_session), "AUTH_URL": auth_service_session.url}
     bridges = (start_bridge(**env), start_bridge(**env))
     yield stack, *bridges
     stack.stop()
@@ -126,23 +131,10 @@ def tight_plan_stack(
 ) -> Iterator[tuple[AgentStack, Bridge]]:
     """The agent API alone (no worker: accepted runs stay queued) with a free plan of 2 runs a minute."""
     monkeypatch.setenv("PUBSUB_EMULATOR_HOST", ws_pubsub_host)
-    stack = AgentStack(
-        db_url=shared_db_url,
-        pubsub_host=ws_pubsub_host,
-        firestore_host=firestore_emulator_host,
-        workdir=tmp_path,
-        jwks_url=auth_service_session.jwks_url,
-        issuer=auth_service_session.issuer,
-    )
-    stack.create_topology()
+    stack = agent_stack(shared_db_url, ws_pubsub_host, firestore_emulator_host, auth_service_session, tmp_path)
     plan = {"runs_per_minute": 2, "concurrent_runs": 100, "usage_rows": None, "monthly_spend_usd": None}
     stack.start_api(PLAN_FREE=json.dumps(plan))
-    env = {
-        **stack.env(),
-        **auth_service_session.env,
-        "AGENT_API_URL": stack.api_url,
-        "ALLOWED_ORIGINS": "http://localhost:*",
-    }
+    env = bridge_env(stack, auth_service_session)
     yield stack, start_bridge(**env)
     stack.stop()
 
