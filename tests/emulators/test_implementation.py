@@ -23,6 +23,8 @@ def path_with(tmp_path: Path, *tools: str) -> str:
 
 def test_auto_picks_google_s_emulators_when_installed(monkeypatch: pytest.MonkeyPatch) -> None:
     if official_parts()[0] is None:
+        # Only on the newer image without gcloud, where there is nothing to pick; the fallback choice is
+        # asserted there by test_without_gcloud_the_fallback_is_the_own_emulators. Never skipped where gcloud is.
         pytest.skip(f"Google's emulators cannot run here: {official_parts()[1]}")
     monkeypatch.delenv(ENV, raising=False)
     assert choose().kind == OFFICIAL
@@ -44,6 +46,7 @@ def test_without_gcloud_the_fallback_is_the_own_emulators(tmp_path: Path, monkey
 
 def test_without_java_the_fallback_is_the_own_emulators(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     if shutil.which("gcloud") is None:
+        # The missing-java case needs a real gcloud to hide java from; without gcloud the gcloud case covers it.
         pytest.skip("gcloud is not installed here")
     monkeypatch.setenv("PATH", path_with(tmp_path, "gcloud"))
     monkeypatch.delenv(ENV, raising=False)
