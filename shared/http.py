@@ -364,3 +364,11 @@ def _normalise(result: Any) -> tuple[int, Any, dict[str, str]]:
     if isinstance(result, BaseModel):
         return 200, result.model_dump(mode="json"), {}
     return 200, result, {}
+
+
+def json_not_found(error: Exception) -> tuple[str, int, dict[str, str]]:
+    """Register with ``functions_framework.errorhandler(404)``: a path the framework's catch-all route cannot
+    match (werkzeug's path converter stops at a newline, found by schemathesis) never reaches our router, and
+    Flask would answer an HTML page; it gets the same JSON 404 our router gives."""
+    body = {"error": {"code": "not_found", "message": "no such route"}}
+    return json.dumps(body), 404, {"Content-Type": "application/json"}

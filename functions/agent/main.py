@@ -20,6 +20,7 @@ import functions_framework
 from functions.agent.components import components
 from functions.agent.settings import AgentSettings
 from shared.config import load_settings
+from shared.http import json_not_found
 from shared.service import init_service
 
 ROLE = "worker" if os.environ.get("FUNCTION_TARGET") == "agent_worker" else "api"
@@ -39,6 +40,9 @@ else:
     worker = Worker(settings, manager)
 
 manager.start_when_serving()
+
+
+functions_framework.errorhandler(404)(json_not_found)  # paths the catch-all route cannot match
 
 
 @functions_framework.http

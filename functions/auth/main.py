@@ -15,7 +15,7 @@ from functions.auth.keys import KeysetSource
 from functions.auth.providers import build_providers
 from functions.auth.settings import AuthSettings
 from shared.config import load_settings
-from shared.http import Router
+from shared.http import Router, json_not_found
 from shared.service import database_components, init_service
 from shared.startup import Component, Priority, RetryPolicy
 
@@ -68,6 +68,9 @@ signin.register(router, app)
 if not settings.token_keyset_secret:
     keys.get()  # env or local file: cheap, and inherited by the forked worker (Secret Manager waits for it)
 manager.start_when_serving()
+
+
+functions_framework.errorhandler(404)(json_not_found)  # paths the catch-all route cannot match
 
 
 @functions_framework.http
