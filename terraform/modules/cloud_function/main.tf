@@ -15,7 +15,11 @@ resource "google_cloudfunctions2_function" "this" {
     docker_repository = var.docker_repository
     # The Python buildpack starts the framework with this signature; without it a push-triggered worker
     # would be served as an http function.
-    environment_variables = { GOOGLE_FUNCTION_SIGNATURE_TYPE = var.signature_type }
+    # SOURCE_DATE_EPOCH: the buildpack compiles the source (`python3 -m compileall -f .`) and the image export
+    # then resets every file's mtime to a constant (reproducible builds), so default timestamp pycs never
+    # match and each cold instance compiles every module again. With SOURCE_DATE_EPOCH set, compileall writes
+    # checked-hash pycs (PEP 552), valid whatever the mtimes (docs/PERFORMANCE.md, "Bytecode").
+    environment_variables = { GOOGLE_FUNCTION_SIGNATURE_TYPE = var.signature_type, SOURCE_DATE_EPOCH = "315532801" }
     source {
       storage_source {
         bucket = var.source_bucket
