@@ -23,6 +23,7 @@ from enum import IntEnum, StrEnum
 from typing import Any
 
 from shared.errors import ServiceUnavailable
+from shared.timeout import call_with_timeout
 
 log = logging.getLogger("startup")
 
@@ -376,23 +377,7 @@ class StartupManager:
             return
 
     def _attempt(self, comp: Component) -> Any:
-        box: dict[str, Any] = {}
-        finished = threading.Event()
-
-        def call() -> None:
-            try:
-                box["value"] = comp.start()
-            except BaseException as exc:  # handed to the caller thread
-                box["error"] = exc
-            finally:
-                finished.set()
-
-        threading.Thread(target=call, name=f"attempt-{comp.name}", daemon=True).start()
-        if not finished.wait(comp.timeout_s):
-            raise TimeoutError(f"start of {comp.name!r} took longer than {comp.timeout_s:g}s")
-        if "error" in box:
-            raise box["error"]
-        return box.get("value")
+        return call_with_timeout(comp.start, comp.timeout_s, f"start of {comp.name!r}", f"attempt-{comp.name}")
 
     def _log_complete(self) -> None:
         if self._complete_logged or not self.is_ready():

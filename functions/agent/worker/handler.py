@@ -10,7 +10,6 @@ run) and the event log's create-if-absent fences sequence numbers.
 from __future__ import annotations
 
 import base64
-import contextvars
 import logging
 import os
 import socket
@@ -30,6 +29,7 @@ from functions.agent.terminal import ensure_terminal_event, terminal_event_for
 from functions.agent.worker.context import LostOwnership, RunTimedOut, WorkerRunContext
 from shared.db.database import Database
 from shared.models.events import AgentRequest
+from shared.timeout import CallTimedOut, call_with_timeout
 
 log = logging.getLogger("agent.worker")
 
@@ -303,31 +303,22 @@ class Worker:
         return self._run_pipeline(pipeline, ctx, remaining)
 
     def _run_pipeline(self, pipeline: Pipeline, ctx: WorkerRunContext, remaining: float) -> Outcome:
-        box: dict[str, Any] = {}
-
-        def target() -> None:
-            try:
-                box["answer"] = pipeline(ctx)
-            except BaseException as exc:  # handed to the waiting thread
-                box["error"] = exc
-
         # A thread of its own so that a pipeline stuck in a tool or a call cannot outlive the time budget.
-        thread = threading.Thread(
-            target=contextvars.copy_context().run, args=(target,), daemon=True, name=f"run-{ctx.run_id[:8]}"
-        )
-        thread.start()
-        thread.join(max(0.0, remaining))
         budget = self.settings.run_time_budget_s
-        if thread.is_alive():
+        try:
+            answer = call_with_timeout(
+                lambda: pipeline(ctx), remaining, f"run {ctx.run_id}", thread_name=f"run-{ctx.run_id[:8]}"
+            )
+        except CallTimedOut:
             ctx.close()
             return Outcome(
                 "failed",
                 error_code="time_budget_exceeded",
                 error_message=f"the run did not finish within its {budget:g}s time budget",
             )
-        error = box.get("error")
-        if error is None:
-            answer = box.get("answer")
+        except BaseException as exc:  # classified below, as before; anything unknown is raised again
+            error = exc
+        else:
             if isinstance(answer, str):
                 answer = FinalAnswer(content=answer)
             if not isinstance(answer, FinalAnswer):
