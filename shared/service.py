@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shared.config import DatabaseSection, ServiceSettings
 from shared.logging import configure_logging
 from shared.startup import Component, Priority, RetryPolicy, StartupManager
+
+if TYPE_CHECKING:
+    from shared.db.database import Database
 
 log = logging.getLogger("service")
 
@@ -63,3 +66,13 @@ def database_components(settings: DatabaseSection, application_name: str, deferr
             deferred=deferred,
         ),
     ]
+
+
+def require_database(manager: StartupManager, wait_s: float, schema: bool = True) -> Database:
+    """The ``database`` resource of :func:`database_components`, once the ``schema`` check has passed (each
+    waited for up to ``wait_s``, else a 503 with Retry-After). ``schema=False`` waits for the connection only:
+    for a caller whose request could only arrive once the instance was ready (schema included)."""
+    if not schema:
+        return manager.require("database", wait_s)
+    manager.require("schema", wait_s)
+    return manager.resource("database")

@@ -14,11 +14,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shared.errors import unauthorized
 from shared.http import Ctx
 from shared.ratelimit import RateLimiter
+from shared.service import require_database
+
+if TYPE_CHECKING:
+    from shared.db.database import Database
 
 
 @dataclass
@@ -29,9 +33,8 @@ class AgentDeps:
     limiter: RateLimiter = field(default_factory=RateLimiter)
 
     @property
-    def db(self) -> Any:
-        self.manager.require("schema", self.settings.startup_wait_seconds)
-        return self.manager.resource("database")
+    def db(self) -> Database:
+        return require_database(self.manager, self.settings.startup_wait_seconds)
 
     def current_user(self, ctx: Ctx) -> dict[str, Any]:
         cached = ctx.state.get("user")

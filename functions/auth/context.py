@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from functions.auth.keys import KeysetSource
 from functions.auth.providers import Provider
@@ -13,8 +13,12 @@ from shared.errors import ApiError, unauthorized
 from shared.http import Ctx
 from shared.plans import DEFAULT_PLAN
 from shared.ratelimit import RateLimiter, Rule, client_ip
+from shared.service import require_database
 from shared.startup import StartupManager
 from shared.tokens import Claims, KeySetUnavailable, TokenInvalid, TokenVerifier, sign_access_token
+
+if TYPE_CHECKING:
+    from shared.db.database import Database
 
 log = logging.getLogger("auth")
 
@@ -59,9 +63,8 @@ class AuthContext:
         )
 
     # -- dependencies ------------------------------------------------------------------------------
-    def db(self) -> Any:
-        self.manager.require("schema", self.settings.startup_wait_seconds)
-        return self.manager.resource("database")
+    def db(self) -> Database:
+        return require_database(self.manager, self.settings.startup_wait_seconds)
 
     def store(self) -> Any:
         return self.manager.require("firestore", self.settings.startup_wait_seconds)

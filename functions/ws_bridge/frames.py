@@ -15,6 +15,7 @@ from functions.ws_bridge.hub import Connection, Subscription, send_error
 from functions.ws_bridge.replay import replay
 from functions.ws_bridge.state import Bridge
 from shared.models.ws import Chat, ClientFrame, Subscribe
+from shared.service import require_database
 from shared.tokens import KeySetUnavailable, TokenInvalid
 
 log = logging.getLogger("ws_bridge.frames")
@@ -91,7 +92,8 @@ async def owns_thread(bridge: Bridge, user_id: str, thread_id: str) -> bool:
     """Ownership is checked in Postgres (threads.user_id), the system of record for threads."""
     if not _is_uuid(thread_id):
         return False
-    db = await asyncio.to_thread(bridge.manager.require, "database", 5.0)
+    # The connection only got here once the instance was ready, schema check included: the connection alone.
+    db = await asyncio.to_thread(require_database, bridge.manager, 5.0, schema=False)
     row = await asyncio.to_thread(
         db.one, "SELECT 1 AS ok FROM threads WHERE id = %s::uuid AND user_id = %s::uuid", (thread_id, user_id)
     )

@@ -266,3 +266,21 @@ def test_deferred_components_start_by_themselves_after_the_delay() -> None:
         assert time.monotonic() < deadline, manager.snapshot()
         time.sleep(0.02)
     assert started[0] == "tokens" and set(started) == {"tokens", "pubsub", "firestore"}
+
+
+def test_require_database_waits_for_the_schema_unless_told_not_to() -> None:
+    """shared.service.require_database: the database only after the schema check; schema=False (ws_bridge's
+    ownership check, admitted once the instance was ready) takes the connection without it."""
+    from shared.service import require_database
+
+    schema_checked = threading.Event()
+    manager = StartupManager("t")
+    manager.register(Component("database", lambda: "db", retry=FAST))
+    manager.register(Component("schema", lambda: schema_checked.wait(5) and 7, depends_on=("database",)))
+    manager.start()
+    with pytest.raises(ServiceUnavailable) as info:
+        require_database(manager, 0.2)
+    assert info.value.code == "schema_unavailable"
+    assert require_database(manager, 2.0, schema=False) == "db"
+    schema_checked.set()
+    assert require_database(manager, 2.0) == "db"

@@ -29,6 +29,7 @@ from functions.agent.terminal import ensure_terminal_event, terminal_event_for
 from functions.agent.worker.context import LostOwnership, RunTimedOut, WorkerRunContext
 from shared.db.database import Database
 from shared.models.events import AgentRequest
+from shared.service import require_database
 from shared.timeout import CallTimedOut, call_with_timeout
 
 log = logging.getLogger("agent.worker")
@@ -183,9 +184,7 @@ class Worker:
             self.slots.release()
 
     def _db(self) -> Database:
-        wait = self.settings.startup_wait_seconds
-        self.manager.require("schema", wait)
-        return self.manager.resource("database")
+        return require_database(self.manager, self.settings.startup_wait_seconds)
 
     def process(self, request: AgentRequest) -> None:
         db = self._db()
