@@ -52,7 +52,7 @@ class AgentDeps:
 def verify_access_token(verifier: Any, token: str) -> dict[str, Any]:
     """Claims of a valid access token as the user dict; 401 with the reason code otherwise."""
     from shared.errors import ServiceUnavailable
-    from shared.tokens import KeySetUnavailable, TokenInvalid
+    from shared.tokens.verify import KeySetUnavailable, TokenInvalid
 
     try:
         claims = verifier.verify(token)

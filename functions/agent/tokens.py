@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.tokens import TokenVerifier, verifier_from_settings
+from shared.tokens.verify import TokenVerifier, verifier_from_settings
 
 
 def build_verifier(settings: Any) -> TokenVerifier:

@@ -15,7 +15,8 @@ from shared.plans import DEFAULT_PLAN
 from shared.ratelimit import RateLimiter, Rule, client_ip
 from shared.service import require_database
 from shared.startup import StartupManager
-from shared.tokens import Claims, KeySetUnavailable, TokenInvalid, TokenVerifier, sign_access_token
+from shared.tokens.keyset import sign_access_token
+from shared.tokens.verify import Claims, KeySetUnavailable, TokenInvalid, TokenVerifier
 
 if TYPE_CHECKING:
     from shared.db.database import Database

@@ -14,7 +14,7 @@ from functions.auth.users import get_user, identities_of, public_user, upsert_by
 from shared.errors import ApiError, unauthorized
 from shared.http import Ctx, Router, StrictBody
 from shared.plans import DEFAULT_PLAN
-from shared.tokens import TokenInvalid
+from shared.tokens.verify import TokenInvalid
 
 log = logging.getLogger("auth")
 

@@ -21,7 +21,14 @@ from pathlib import Path
 from typing import Any
 
 from shared.config import REPO_ROOT
-from shared.tokens import generate_keyset, jwks_from_keyset, parse_keyset, prune_keyset, rotate_keyset, signing_key
+from shared.tokens.keyset import (
+    generate_keyset,
+    jwks_from_keyset,
+    parse_keyset,
+    prune_keyset,
+    rotate_keyset,
+    signing_key,
+)
 
 
 class KeysetSource:

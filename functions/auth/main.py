@@ -1,7 +1,7 @@
 """Entry point of the auth function (functions-framework target ``auth``).
 
 Cold start: module import is kept to what /auth/validate needs (no Google client library; tokens with
-PyJWT, see shared/tokens.py). A local keyset (env or .local file) is loaded here, in gunicorn's master, so forked
+PyJWT, see shared/tokens/). A local keyset (env or .local file) is loaded here, in gunicorn's master, so forked
 workers verify at once. Components that validate does not need (database, Firestore, provider discovery)
 start after the first response or half a second after start, whichever comes first, or at once when a
 request needs them: their imports and connections do not compete with the first request for the GIL.

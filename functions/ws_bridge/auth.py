@@ -12,7 +12,7 @@ from typing import Any
 from functions.ws_bridge import peers
 from functions.ws_bridge.settings import BridgeSettings
 from shared.models.ws import CLOSE_POLICY, CLOSE_TRY_AGAIN
-from shared.tokens import KeySetUnavailable, TokenInvalid, TokenVerifier
+from shared.tokens.verify import KeySetUnavailable, TokenInvalid, TokenVerifier
 
 SUBPROTOCOL = "jwt-auth"
 

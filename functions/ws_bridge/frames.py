@@ -16,7 +16,7 @@ from functions.ws_bridge.replay import replay
 from functions.ws_bridge.state import Bridge
 from shared.models.ws import Chat, ClientFrame, Subscribe
 from shared.service import require_database
-from shared.tokens import KeySetUnavailable, TokenInvalid
+from shared.tokens.verify import KeySetUnavailable, TokenInvalid
 
 log = logging.getLogger("ws_bridge.frames")
 frames: TypeAdapter[Any] = TypeAdapter(ClientFrame)

@@ -32,7 +32,7 @@ from shared.http import origin_allowed
 from shared.models.ws import CLOSE_POLICY, CLOSE_RESTART, CLOSE_TRY_AGAIN
 from shared.service import database_components, init_service
 from shared.startup import Component, Priority
-from shared.tokens import verifier_from_settings
+from shared.tokens.verify import verifier_from_settings
 
 log = logging.getLogger("ws_bridge")
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from functions.ws_bridge.hub import Hub
 from functions.ws_bridge.settings import BridgeSettings
 from shared.startup import StartupManager
-from shared.tokens import TokenVerifier
+from shared.tokens.verify import TokenVerifier
 
 
 @dataclass

@@ -11,7 +11,7 @@ from typing import Any
 
 import jwt
 
-from shared.tokens import generate_key, sign_access_token
+from shared.tokens.keyset import generate_key, sign_access_token
 
 
 def b64(data: bytes) -> str:

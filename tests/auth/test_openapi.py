@@ -44,6 +44,6 @@ def test_openapi_refs_resolve_and_reasons_match_the_verifier() -> None:
         for part in ref.split("/"):
             assert part in node, f"unresolved $ref #/{ref}"
             node = node[part]
-    reasons = set(re.findall(r'TokenInvalid\("(\w+)"', (REPO_ROOT / "shared/tokens.py").read_text()))
+    reasons = set(re.findall(r'TokenInvalid\("(\w+)"', (REPO_ROOT / "shared/tokens/verify.py").read_text()))
     schema = spec["paths"]["/auth/validate"]["post"]["responses"]["200"]["content"]["application/json"]["schema"]
     assert reasons == set(schema["properties"]["reason"]["enum"])

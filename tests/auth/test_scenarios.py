@@ -18,7 +18,8 @@ import pytest
 from emulators.postgres import free_port
 from emulators.secretmanager import start_secret_manager
 from shared import discovery
-from shared.tokens import TokenInvalid, TokenVerifier, generate_key
+from shared.tokens.keyset import generate_key
+from shared.tokens.verify import TokenInvalid, TokenVerifier
 from tests.auth.browser import FRONTEND
 from tests.auth.conftest import PKCE, SignInStack
 from tests.fixtures.auth import AuthService, start_auth

@@ -18,11 +18,8 @@ import jwt
 import pytest
 
 from shared.config import REPO_ROOT
-from shared.tokens import (
+from shared.tokens.keyset import (
     KeysetError,
-    KeySetUnavailable,
-    TokenInvalid,
-    TokenVerifier,
     generate_key,
     generate_keyset,
     jwks_from_keyset,
@@ -32,6 +29,7 @@ from shared.tokens import (
     sign_access_token,
     signing_key,
 )
+from shared.tokens.verify import KeySetUnavailable, TokenInvalid, TokenVerifier
 from tests.auth.forge import forged_tokens
 
 

@@ -3,7 +3,7 @@
 0. Import cost of PyJWT (`python -X importtime`, median of fresh interpreters, BENCH_AUTH_IMPORT_RUNS): ``import
    jwt`` on top of functions-framework and cryptography's EC module (what a bare-`cryptography` ES256 would
    import instead), next to that cryptography-only path itself and to ``import functions.auth.main``.
-1. Access-token verifications per second in process (shared.tokens.TokenVerifier on PyJWT, keys cached), next
+1. Access-token verifications per second in process (shared.tokens.verify.TokenVerifier on PyJWT, keys cached), next
    to signing per second, in one thread.
 2. POST /auth/validate latency p50/p99 over HTTP (keep-alive client, sequential requests) on a warm auth.
 3. Cold start of auth: process spawn -> first successful /auth/validate (200, valid true), as a ratio to the
@@ -96,7 +96,8 @@ def bench_imports(runs: int) -> None:
 
 def bench_in_process(seconds: float = 2.0) -> tuple[float, float]:
     """(verifications/s, signatures/s) with a verifier whose keys come from a local keyset."""
-    from shared.tokens import TokenVerifier, generate_keyset, jwks_from_keyset, sign_access_token
+    from shared.tokens.keyset import generate_keyset, jwks_from_keyset, sign_access_token
+    from shared.tokens.verify import TokenVerifier
 
     keyset = generate_keyset()
     jwks = jwks_from_keyset(keyset)

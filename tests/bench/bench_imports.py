@@ -22,7 +22,7 @@ TARGETS = {
     "baseline: functions_framework": "import functions_framework",
     "shared (config, http, startup, db, logging)": "import shared.config, shared.http, shared.startup, shared.db, "
     "shared.logging, shared.service",
-    "shared.tokens (verifier)": "import shared.tokens",
+    "shared.tokens (verifier)": "import shared.tokens.verify",
     "functions/auth/main.py": "import functions.auth.main",
     "functions/agent/main.py": "import functions.agent.main",
     "functions/ws_bridge/main.py": "import functions.ws_bridge.main",

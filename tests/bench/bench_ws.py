@@ -179,7 +179,7 @@ class Stack:
         import pg8000.dbapi
 
         from shared.db.connect import parse_database_url
-        from shared.tokens import parse_keyset, sign_access_token
+        from shared.tokens.keyset import parse_keyset, sign_access_token
 
         t = parse_database_url(self.db_url)
         conn = pg8000.dbapi.connect(user=t.user, password=t.password, host=t.host, port=t.port, database=t.database)

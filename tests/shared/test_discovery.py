@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from shared import discovery
-from shared.tokens import generate_keyset, jwks_from_keyset
+from shared.tokens.keyset import generate_keyset, jwks_from_keyset
 from tests.auth.test_tokens import JwksServer, sign
 
 VERIFY_FUNCTION = "tests/auth/verify_function/main.py"

@@ -45,7 +45,7 @@ class WsEnv:
     def short_token(self, user_id: str, ttl_s: int) -> str:
         """A token that expires in ``ttl_s`` seconds, signed with auth's own local keys (auth's minimum
         TTL is a minute, too long for a test)."""
-        from shared.tokens import parse_keyset, sign_access_token
+        from shared.tokens.keyset import parse_keyset, sign_access_token
 
         keyset = parse_keyset((self.auth.local_dir / "auth_keyset.json").read_text())
         token, _ = sign_access_token(

@@ -1,4 +1,4 @@
-"""A second, freshly started service that only verifies tokens with shared.tokens (scenario 23).
+"""A second, freshly started service that only verifies tokens with shared.tokens.verify (scenario 23).
 
 GET / with ``Authorization: Bearer <token>`` -> 200 {sub, email, kid} or 401 {error: reason}.
 """
@@ -7,7 +7,7 @@ import functions_framework
 
 from shared.config import ServiceSettings, TokenVerifySection, load_settings
 from shared.http import bearer_token
-from shared.tokens import KeySetUnavailable, TokenInvalid, verifier_from_settings
+from shared.tokens.verify import KeySetUnavailable, TokenInvalid, verifier_from_settings
 
 
 class VerifySettings(ServiceSettings, TokenVerifySection):
