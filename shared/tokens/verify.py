@@ -38,7 +38,16 @@ class TokenInvalid(Exception):
 
 
 class KeySetUnavailable(Exception):
-    """The published key set could not be fetched (auth not reachable yet)."""
+    """The published key set could not be fetched (auth not reachable yet).
+
+    ``url`` is where it was fetched from (None for an in-process source, or when the URL itself could not be
+    found); the failure that caused it is ``__cause__``. Both are for logs and debugging: the message, which
+    callers may log, names only the failure's type, and public answers say neither.
+    """
+
+    def __init__(self, message: str, url: str | None = None) -> None:
+        super().__init__(message)
+        self.url = url
 
 
 def public_key_from_jwk(jwk: dict[str, Any]) -> Any:
@@ -105,13 +114,15 @@ class TokenVerifier:
         self._document: dict[str, Any] | None = None
         self._fetched_at: float | None = None
         self._failed_at: float | None = None
+        self._url: str | None = None  # the last URL fetched from, for KeySetUnavailable
         self._lock = threading.Lock()
         self.fetches = 0
 
     def _http_jwks(self) -> dict[str, Any]:
         import httpx
 
-        response = httpx.get(self._jwks_url(), timeout=self.fetch_timeout_s)
+        self._url = self._jwks_url()
+        response = httpx.get(self._url, timeout=self.fetch_timeout_s)
         response.raise_for_status()
         return response.json()
 
@@ -131,7 +142,7 @@ class TokenVerifier:
                         document = self._fetch_jwks()
         except Exception as exc:
             self._failed_at = time.monotonic()
-            raise KeySetUnavailable(f"key set unreachable: {type(exc).__name__}") from None
+            raise KeySetUnavailable(f"key set unreachable: {type(exc).__name__}", self._url) from exc
         self.fetches += 1
         self._fetched_at = time.monotonic()
         self._failed_at = None
@@ -171,7 +182,7 @@ class TokenVerifier:
             now = time.monotonic()
             if self._fetched_at is None:
                 if self._failed_at is not None and now - self._failed_at < 1.0:
-                    raise KeySetUnavailable("key set unreachable (fetch failed just now)")
+                    raise KeySetUnavailable("key set unreachable (fetch failed just now)", self._url)
                 self._fetch(self.fetch_budget_s)
             elif now - self._fetched_at >= self.min_refresh_interval_s:
                 try:

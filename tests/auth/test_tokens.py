@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import httpx
 import jwt
 import pytest
 
@@ -178,6 +179,22 @@ def test_scenario_9_unreachable_key_set_is_a_clear_error_and_waiters_fail_fast()
         assert hits_after_burst < 40, "waiters did not each run their own retry loop"
     finally:
         server.close()
+
+
+def test_scenario_9_key_set_unavailable_keeps_the_url_and_the_failure() -> None:
+    """Scenario 9, for whoever debugs it: the error carries the URL it fetched and the HTTP failure as its
+    cause; its message (which callers may log) still names only the failure's type."""
+    keyset = generate_keyset()
+    server = JwksServer(lambda: jwks_from_keyset(keyset), available=lambda: False)
+    try:
+        verifier = TokenVerifier(lambda: server.url, "iss-a", "aud-a", fetch_budget_s=0.2)
+        with pytest.raises(KeySetUnavailable) as info:
+            verifier.warm()
+    finally:
+        server.close()
+    assert info.value.url == server.url
+    assert isinstance(info.value.__cause__, httpx.HTTPStatusError)
+    assert str(info.value) == "key set unreachable: HTTPStatusError"
 
 
 def test_scenario_20_rotation_seen_by_a_verifier_with_a_cached_key_set() -> None:
