@@ -18,6 +18,8 @@ from urllib.parse import urlparse
 from pydantic import Field, SecretStr, TypeAdapter, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.errors import NetraError
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -32,7 +34,7 @@ class Environment(StrEnum):
         return self in (Environment.DEVELOPMENT, Environment.TEST)
 
 
-class ConfigError(Exception):
+class ConfigError(NetraError):
     """Every configuration problem found at start, reported together."""
 
     def __init__(self, service: str, problems: list[str]) -> None:

@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from shared.config import REPO_ROOT
+from shared.errors import NetraError
 
 
-class DiscoveryTimeout(LookupError):
+class DiscoveryTimeout(NetraError, LookupError):
     pass
 
 

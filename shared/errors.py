@@ -1,11 +1,22 @@
-"""Error types that cross module boundaries and become JSON error bodies."""
+"""The base of every project error, and the error types that cross module boundaries and become JSON error
+bodies."""
 
 from __future__ import annotations
 
 from typing import Any
 
 
-class ApiError(Exception):
+class NetraError(Exception):
+    """Base of every error the project's services and shared modules define: ``except NetraError`` tells
+    ours from a library's or a bug. Errors that are also a built-in kind keep it as a second base
+    (``class KeysetError(NetraError, ValueError)``) so existing ``except ValueError`` still holds.
+
+    Deliberately outside it: ``functions.agent.worker.context.RunAborted`` (a BaseException, so that a
+    pipeline's ``except Exception`` cannot swallow the stop) and private control-flow signals.
+    """
+
+
+class ApiError(NetraError):
     """An error with an HTTP status, a stable machine code and a human message.
 
     Rendered as ``{"error": {"code", "message", "details"}}``; never put secrets in any field.

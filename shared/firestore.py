@@ -31,7 +31,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from shared.errors import ServiceUnavailable
+from shared.errors import NetraError, ServiceUnavailable
 
 if TYPE_CHECKING:
     from google.cloud.firestore import Client, Transaction
@@ -47,7 +47,7 @@ _lock = threading.Lock()
 _client: Client | None = None
 
 
-class FirestoreSetupError(ValueError):
+class FirestoreSetupError(NetraError, ValueError):
     """Bad configuration or argument; ``code`` is stable, the message names the variable or value."""
 
     def __init__(self, code: str, message: str) -> None:

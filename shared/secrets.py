@@ -15,6 +15,8 @@ from typing import Any
 
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, stop_after_delay, wait_random_exponential
 
+from shared.errors import NetraError
+
 log = logging.getLogger(__name__)
 
 
@@ -41,7 +43,7 @@ class Secret:
         return hash(self._value)
 
 
-class SecretUnavailable(Exception):
+class SecretUnavailable(NetraError):
     """Secret Manager could not deliver a secret within the retry budget. Never holds the value."""
 
 

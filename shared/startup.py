@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
 from typing import Any
 
-from shared.errors import ServiceUnavailable
+from shared.errors import NetraError, ServiceUnavailable
 from shared.timeout import call_with_timeout
 
 log = logging.getLogger("startup")
@@ -43,11 +43,11 @@ class Status(StrEnum):
     FAILED = "failed"  # gave up: a fatal error or max attempts reached
 
 
-class StartupGraphError(ValueError):
+class StartupGraphError(NetraError, ValueError):
     """Unknown dependency or a cycle, found at registration."""
 
 
-class FatalStartupError(Exception):
+class FatalStartupError(NetraError):
     """Raise from a start function when retrying cannot help (wrong credentials, missing permission)."""
 
     reason_code = "misconfigured"

@@ -12,10 +12,12 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from shared.errors import NetraError
+
 T = TypeVar("T")
 
 
-class CallTimedOut(TimeoutError):
+class CallTimedOut(NetraError, TimeoutError):
     """The call did not finish in time; it may still be running on its thread."""
 
 

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from functions.agent import pubsub
+from shared.errors import NetraError
 from shared.firestore import (
     bounded,
     collection_name,
@@ -32,7 +33,7 @@ EVENTS = "events"
 TERMINAL_STATUS = {"agent_completed": "completed", "agent_error": "failed", "run_cancelled": "cancelled"}
 
 
-class SeqConflict(Exception):
+class SeqConflict(NetraError):
     """Another writer already holds this sequence number: this worker no longer owns the run."""
 
 

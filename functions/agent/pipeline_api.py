@@ -8,10 +8,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from shared.errors import NetraError
 from shared.models.events import EventType
 
 
-class RunCancelled(Exception):
+class RunCancelled(NetraError):
     """Raised by RunContext.check_cancelled() when the user cancelled; the worker emits run_cancelled."""
 
 

@@ -12,6 +12,7 @@ import threading
 import time
 from typing import Any
 
+from shared.errors import NetraError
 from shared.models.events import AgentEvent, AgentRequest
 from shared.models.rollups import KIND as ROLLUP_KIND
 from shared.models.rollups import RollupRequest
@@ -21,7 +22,7 @@ from shared.startup import CircuitBreaker
 log = logging.getLogger("agent.pubsub")
 
 
-class PublishFailed(Exception):
+class PublishFailed(NetraError):
     """Pub/Sub did not accept a message within the time allowed. Holds no payload."""
 
 

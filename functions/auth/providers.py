@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from functions.auth.settings import AuthSettings
+from shared.errors import NetraError
 
 log = logging.getLogger("auth.providers")
 
@@ -25,7 +26,7 @@ log = logging.getLogger("auth.providers")
 ID_TOKEN_ALGORITHMS = ("RS256", "ES256", "PS256")
 
 
-class SignInError(Exception):
+class SignInError(NetraError):
     """A sign-in that cannot complete; ``code`` goes back to the front end in ``?error=``."""
 
     def __init__(self, code: str, message: str) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 
 from functions.ws_bridge import peers
 from functions.ws_bridge.settings import BridgeSettings
+from shared.errors import NetraError
 from shared.models.ws import CLOSE_POLICY, CLOSE_TRY_AGAIN
 from shared.tokens.verify import KeySetUnavailable, TokenInvalid, TokenVerifier
 
@@ -25,7 +26,7 @@ class Identity:
     method: str  # subprotocol, bearer, ticket, query_token
 
 
-class Refused(Exception):
+class Refused(NetraError):
     """The connection is refused with ``code`` (1008 for bad credentials, 1013 when auth is unreachable)."""
 
     def __init__(self, code: int, reason: str) -> None:

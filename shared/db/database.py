@@ -19,13 +19,13 @@ from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random
 
 from shared.config import DatabaseSection
 from shared.db.connect import FATAL_SQLSTATES, MISSING_DATABASE, Connector, server_error, sqlstate
-from shared.errors import ServiceUnavailable
+from shared.errors import NetraError, ServiceUnavailable
 from shared.startup import CircuitBreaker
 
 log = logging.getLogger("db")
 
 
-class FatalDatabaseError(Exception):
+class FatalDatabaseError(NetraError):
     """Retrying cannot help: wrong credentials, missing permission. The message names the cause (for the log)."""
 
     reason_code = "database_access_refused"

@@ -20,6 +20,7 @@ from typing import Any
 
 from shared.config import ConfigError, DatabaseSection, ServiceSettings, load_settings
 from shared.db.connect import MISSING_DATABASE, Connector, sqlstate
+from shared.errors import NetraError
 
 log = logging.getLogger("migrate")
 
@@ -63,7 +64,7 @@ def required_version() -> int:
     return migrations[-1].version if migrations else 0
 
 
-class SchemaTooOld(Exception):
+class SchemaTooOld(NetraError):
     reason_code = "schema_too_old"
 
     def __init__(self, current: int, required: int, missing: list[str]) -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from shared.errors import NetraError
 
-class DeployError(Exception):
+
+class DeployError(NetraError):
     """A refusal or failure explained to the operator. Never carries secrets."""
 
     def __init__(self, code: str, message: str, exit_code: int = 3) -> None:

@@ -18,6 +18,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
+from shared.errors import NetraError
 from shared.pricing import source
 
 log = logging.getLogger("shared.pricing")
@@ -34,7 +35,7 @@ class UsageLike(Protocol):
     reasoning_tokens: int
 
 
-class UnknownModel(KeyError):
+class UnknownModel(NetraError, KeyError):
     """The catalog has no price for this model name (after normalisation)."""
 
     def __init__(self, model: str) -> None:

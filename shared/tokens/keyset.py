@@ -25,10 +25,11 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
 
+from shared.errors import NetraError
 from shared.tokens.verify import ALGORITHM
 
 
-class KeysetError(ValueError):
+class KeysetError(NetraError, ValueError):
     """A keyset document that cannot be used; the message never contains key material."""
 
 

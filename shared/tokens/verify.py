@@ -21,11 +21,13 @@ from typing import Any
 import jwt
 from jwt.algorithms import ECAlgorithm
 
+from shared.errors import NetraError
+
 ALGORITHM = "ES256"
 log = logging.getLogger("tokens")
 
 
-class TokenInvalid(Exception):
+class TokenInvalid(NetraError):
     """A token that must be refused; ``reason`` is a stable code.
 
     Reasons: malformed, bad_algorithm, unknown_kid, bad_signature, expired, not_yet_valid, wrong_audience,
@@ -37,7 +39,7 @@ class TokenInvalid(Exception):
         self.reason = reason
 
 
-class KeySetUnavailable(Exception):
+class KeySetUnavailable(NetraError):
     """The published key set could not be fetched (auth not reachable yet).
 
     ``url`` is where it was fetched from (None for an in-process source, or when the URL itself could not be

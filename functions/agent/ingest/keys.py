@@ -11,6 +11,8 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
+from shared.errors import NetraError
+
 PREFIX = "nik_"  # "Netra ingest key": recognisable in a config file and by secret scanners
 PREFIX_SHOWN = 12  # characters kept to identify a key on the page (nik_ + 8 of the random part)
 MAX_KEYS_PER_USER = 20
@@ -47,7 +49,7 @@ def _public(row: dict[str, Any]) -> dict[str, Any]:
 _COLUMNS = "id, name, prefix, feature_attribute, end_user_attribute, created_at, last_used_at, revoked_at"
 
 
-class TooManyKeys(Exception):
+class TooManyKeys(NetraError):
     pass
 
 

@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from functions.agent.usage.schema import RowError, UsageRow, build_row
+from shared.errors import NetraError
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
@@ -78,7 +79,7 @@ STATUS_CODE_ERROR = 2
 MAX_MESSAGES = 5  # problems quoted in a partial-success message
 
 
-class PayloadError(ValueError):
+class PayloadError(NetraError, ValueError):
     """The request body as a whole cannot be read: 400 (or 415 for a media type we do not take)."""
 
     def __init__(self, message: str, status: int = 400, code: str = "invalid_payload") -> None:

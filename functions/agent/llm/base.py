@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from functions.agent.pipeline_api import LLMMessage, TokenUsage
+from shared.errors import NetraError
 
 
 @dataclass
@@ -17,7 +18,7 @@ class StreamChunk:
     usage: TokenUsage | None = None
 
 
-class ProviderError(Exception):
+class ProviderError(NetraError):
     """A failed call. ``transient`` errors (timeouts, 429, 5xx, connection) are retried; others are not."""
 
     def __init__(self, provider: str, message: str, *, transient: bool, status: int | None = None) -> None:

@@ -15,12 +15,13 @@ from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_at
 
 from functions.agent.llm.base import Provider, ProviderError
 from functions.agent.pipeline_api import LLMMessage, TokenUsage
+from shared.errors import NetraError
 from shared.startup import CircuitBreaker
 
 log = logging.getLogger("llm")
 
 
-class LLMUnavailable(Exception):
+class LLMUnavailable(NetraError):
     """Every model of the chain failed; ``failures`` lists "provider:model: reason" per model."""
 
     def __init__(self, failures: list[str]) -> None:

@@ -25,12 +25,13 @@ from datetime import datetime
 from typing import Any
 
 from functions.agent.usage.schema import RowError, short_hash
+from shared.errors import NetraError
 from shared.http import MAX_JSON_DEPTH, json_depth_exceeds
 
 FORMATS = ("auto", "netra", "litellm", "openai")
 
 
-class BodyError(ValueError):
+class BodyError(NetraError, ValueError):
     """The body as a whole cannot be read (not one row's problem)."""
 
     def __init__(self, code: str, message: str) -> None:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any
 
+from shared.errors import NetraError
 from shared.pricing import get_price, resolve_model
 
 TOKEN_FIELDS = ("input_tokens", "cached_input_tokens", "cache_write_tokens", "output_tokens", "reasoning_tokens")
@@ -42,7 +43,7 @@ FIELD_DOCS: dict[str, str] = {
 REQUIRED = ("request_id", "timestamp", "model", "input_tokens", "output_tokens")
 
 
-class RowError(ValueError):
+class RowError(NetraError, ValueError):
     """One problem of one row: which field and why."""
 
     def __init__(self, field: str, reason: str) -> None:

@@ -28,6 +28,7 @@ from functions.agent.store import threads as thread_store
 from functions.agent.terminal import ensure_terminal_event, terminal_event_for
 from functions.agent.worker.context import LostOwnership, RunTimedOut, WorkerRunContext
 from shared.db.database import Database
+from shared.errors import NetraError
 from shared.models.events import AgentRequest
 from shared.service import require_database
 from shared.timeout import CallTimedOut, call_with_timeout
@@ -35,7 +36,7 @@ from shared.timeout import CallTimedOut, call_with_timeout
 log = logging.getLogger("agent.worker")
 
 
-class RetryLater(Exception):
+class RetryLater(NetraError):
     """Nack this delivery: Pub/Sub redelivers it with backoff."""
 
     def __init__(self, status: int, reason: str) -> None:
