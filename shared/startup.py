@@ -216,16 +216,6 @@ class StartupManager:
             component, CircuitBreaker(component.name, component.breaker_threshold, component.breaker_recovery_s)
         )
 
-    def add(
-        self,
-        name: str,
-        start: Callable[[], Any],
-        priority: Priority = Priority.CRITICAL,
-        depends_on: tuple[str, ...] | list[str] = (),
-        **kwargs: Any,
-    ) -> None:
-        self.register(Component(name, start, priority, tuple(depends_on), **kwargs))
-
     @staticmethod
     def check_graph(components: list[Component]) -> None:
         """Reject unknown names and cycles for a batch given in any order."""

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 
 from shared.errors import ApiError, ServiceUnavailable
 from shared.http import MAX_JSON_DEPTH, Router, json_depth_exceeds, origin_allowed
-from shared.startup import StartupManager
+from shared.startup import Component, StartupManager
 
 app = Flask(__name__)
 
@@ -23,7 +23,7 @@ class Body(BaseModel):
 
 def make_router() -> Router:
     manager = StartupManager("t")
-    manager.add("database", lambda: "db")
+    manager.register(Component("database", lambda: "db"))
     router = Router("t", ["https://app.example.com", "http://localhost:*"], max_body_bytes=200, health=manager.health)
 
     @router.route("POST", "/things/{thing_id}")

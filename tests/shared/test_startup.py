@@ -58,8 +58,8 @@ def test_independent_components_start_in_parallel() -> None:
         return True
 
     manager = StartupManager("t")
-    manager.add("a", meet, retry=RetryPolicy(max_attempts=1))
-    manager.add("b", meet, retry=RetryPolicy(max_attempts=1))
+    manager.register(Component("a", meet, retry=RetryPolicy(max_attempts=1)))
+    manager.register(Component("b", meet, retry=RetryPolicy(max_attempts=1)))
     manager.start()
     assert manager.wait_ready(5), manager.snapshot()
     assert manager.snapshot()["components"]["a"]["attempts"] == 1
@@ -75,7 +75,7 @@ def test_critical_component_ready_after_retries() -> None:
         return "ok"
 
     manager = StartupManager("t")
-    manager.add("database", flaky, retry=FAST, breaker_threshold=10)
+    manager.register(Component("database", flaky, retry=FAST, breaker_threshold=10))
     manager.start()
     assert manager.wait_ready(5)
     snap = manager.snapshot()["components"]["database"]
@@ -85,8 +85,13 @@ def test_critical_component_ready_after_retries() -> None:
 def test_scenario_10_never_succeeding_critical_component_is_not_ready_without_crash() -> None:
     """Scenario 10: /health/ready is false until every critical component is up; /health/live stays true."""
     manager = StartupManager("t")
-    manager.add(
-        "database", lambda: (_ for _ in ()).throw(ConnectionRefusedError("db down")), retry=FAST, breaker_threshold=100
+    manager.register(
+        Component(
+            "database",
+            lambda: (_ for _ in ()).throw(ConnectionRefusedError("db down")),
+            retry=FAST,
+            breaker_threshold=100,
+        )
     )
     manager.start()
     time.sleep(0.3)
@@ -107,12 +112,14 @@ def test_scenario_10_never_succeeding_critical_component_is_not_ready_without_cr
 def test_scenario_13_optional_component_down_means_degraded_but_ready() -> None:
     """Scenario 13: an optional dependency down -> ready, degraded, and said so in /health/startup."""
     manager = StartupManager("t")
-    manager.add("database", lambda: "db", retry=FAST)
-    manager.add(
-        "replay_store",
-        lambda: (_ for _ in ()).throw(OSError("firestore down")),
-        priority=Priority.MEDIUM,
-        retry=RetryPolicy(initial_s=0.01, max_s=0.02, max_attempts=3),
+    manager.register(Component("database", lambda: "db", retry=FAST))
+    manager.register(
+        Component(
+            "replay_store",
+            lambda: (_ for _ in ()).throw(OSError("firestore down")),
+            priority=Priority.MEDIUM,
+            retry=RetryPolicy(initial_s=0.01, max_s=0.02, max_attempts=3),
+        )
     )
     manager.start()
     assert manager.wait_ready(5)
@@ -135,7 +142,7 @@ def test_fatal_error_is_not_retried() -> None:
         raise FatalStartupError("wrong database password (SQLSTATE 28P01)")
 
     manager = StartupManager("t")
-    manager.add("database", wrong_password, retry=FAST)
+    manager.register(Component("database", wrong_password, retry=FAST))
     manager.start()
     time.sleep(0.3)
     snap = manager.snapshot()
@@ -153,7 +160,7 @@ def test_attempt_timeout_counts_as_failure() -> None:
         return "ok"
 
     manager = StartupManager("t")
-    manager.add("peer", hangs_once, timeout_s=0.2, retry=FAST)
+    manager.register(Component("peer", hangs_once, timeout_s=0.2, retry=FAST))
     manager.start()
     assert manager.wait_ready(5)
     assert manager.snapshot()["components"]["peer"]["attempts"] == 2
@@ -174,8 +181,8 @@ def test_cycles_and_unknown_names_rejected_at_registration() -> None:
 
 def test_dependents_of_a_failed_component_fail_with_reason() -> None:
     manager = StartupManager("t")
-    manager.add("database", lambda: (_ for _ in ()).throw(FatalStartupError("no permission")))
-    manager.add("schema", lambda: 1, depends_on=("database",))
+    manager.register(Component("database", lambda: (_ for _ in ()).throw(FatalStartupError("no permission"))))
+    manager.register(Component("schema", lambda: 1, depends_on=("database",)))
     manager.start()
     time.sleep(0.5)
     schema = manager.snapshot()["components"]["schema"]
@@ -216,7 +223,7 @@ def test_request_waits_for_starting_component_then_gets_it() -> None:
     """Scenario 6 (unit level): a request made while a dependency starts waits and then succeeds."""
     gate = threading.Event()
     manager = StartupManager("t")
-    manager.add("database", lambda: gate.wait(5) and "db", retry=FAST)
+    manager.register(Component("database", lambda: gate.wait(5) and "db", retry=FAST))
     manager.start()
     threading.Timer(0.3, gate.set).start()
     assert manager.require("database", timeout_s=5) == "db"
@@ -226,10 +233,19 @@ def _deferred_manager() -> tuple[StartupManager, list[str]]:
     started: list[str] = []
     manager = StartupManager("t")
     manager.DEFER_S = 30.0  # long enough that only a release can start them within the test
-    manager.add("tokens", lambda: started.append("tokens") or "t", retry=FAST)
-    manager.add("pubsub", lambda: started.append("pubsub") or "p", Priority.HIGH, retry=FAST, deferred=True)
-    manager.add(
-        "firestore", lambda: started.append("firestore") or "f", Priority.MEDIUM, ("pubsub",), retry=FAST, deferred=True
+    manager.register(Component("tokens", lambda: started.append("tokens") or "t", retry=FAST))
+    manager.register(
+        Component("pubsub", lambda: started.append("pubsub") or "p", Priority.HIGH, retry=FAST, deferred=True)
+    )
+    manager.register(
+        Component(
+            "firestore",
+            lambda: started.append("firestore") or "f",
+            Priority.MEDIUM,
+            ("pubsub",),
+            retry=FAST,
+            deferred=True,
+        )
     )
     return manager, started
 
