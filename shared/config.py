@@ -59,6 +59,8 @@ def dev_only_switches(cls: type[BaseSettings]) -> list[str]:
 
 
 class CommonSection(BaseSettings):
+    """Base of every service's settings class: environment, project, logging, CORS, startup waits."""
+
     model_config = SettingsConfigDict(extra="ignore", case_sensitive=False, env_file=None)
 
     netra_env: Environment = Field(
@@ -186,10 +188,6 @@ class TokenVerifySection(BaseSettings):
         if value and urlparse(value).scheme not in {"http", "https"}:
             raise ValueError("must be an http(s) URL, e.g. https://auth.example.com/.well-known/jwks.json")
         return value or None
-
-
-class ServiceSettings(CommonSection):
-    """Base of every service's settings class."""
 
 
 S = TypeVar("S", bound=BaseSettings)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from shared.config import DatabaseSection, ServiceSettings
+from shared.config import CommonSection, DatabaseSection
 from shared.logging import configure_logging
 from shared.startup import Component, Priority, RetryPolicy, StartupManager
 
@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("service")
 
 
-def init_service(name: str, settings: ServiceSettings) -> StartupManager:
+def init_service(name: str, settings: CommonSection) -> StartupManager:
     configure_logging(name, settings.log_level, settings.log_format, settings.google_cloud_project)
     return StartupManager(name)
 

@@ -20,12 +20,12 @@ from typing import Any
 from pydantic import Field
 
 from functions.agent.intelligence.toolbox import FULL_ANALYSIS, Toolbox
-from shared.config import ConfigError, DatabaseSection, ServiceSettings, load_settings
+from shared.config import CommonSection, ConfigError, DatabaseSection, load_settings
 
 log = logging.getLogger("rollup-job")
 
 
-class RollupSettings(ServiceSettings, DatabaseSection):
+class RollupSettings(CommonSection, DatabaseSection):
     """The rollup job's settings: the database, plus how long one analysis statement may run."""
 
     rollup_statement_timeout_ms: int = Field(

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings
 
-from shared.config import DatabaseSection, ServiceSettings, TokenVerifySection
+from shared.config import CommonSection, DatabaseSection, TokenVerifySection
 from shared.plans import PlansSection
 
 LLM_PROVIDERS = ("mock", "gemini", "openai")
@@ -183,6 +183,6 @@ class IngestSection(BaseSettings):
 
 
 class AgentSettings(
-    ServiceSettings, DatabaseSection, TokenVerifySection, AgentSection, LLMSection, IngestSection, PlansSection
+    CommonSection, DatabaseSection, TokenVerifySection, AgentSection, LLMSection, IngestSection, PlansSection
 ):
     """Everything the agent API and the agent worker read from the environment."""

@@ -11,11 +11,11 @@ import argparse
 import sys
 from typing import Any
 
-from shared.config import ConfigError, DatabaseSection, ServiceSettings, load_settings
+from shared.config import CommonSection, ConfigError, DatabaseSection, load_settings
 from shared.plans import PLANS
 
 
-class AdminSettings(ServiceSettings, DatabaseSection):
+class AdminSettings(CommonSection, DatabaseSection):
     pass
 
 

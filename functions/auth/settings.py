@@ -7,7 +7,7 @@ from urllib.parse import urlparse
 
 from pydantic import Field, SecretStr, field_validator
 
-from shared.config import DatabaseSection, ServiceSettings, dev_only_switch
+from shared.config import CommonSection, DatabaseSection, dev_only_switch
 
 
 def _http_url(value: str | None, example: str) -> str | None:
@@ -19,7 +19,7 @@ def _http_url(value: str | None, example: str) -> str | None:
     return value.rstrip("/")
 
 
-class AuthSettings(ServiceSettings, DatabaseSection):
+class AuthSettings(CommonSection, DatabaseSection):
     # -- identity of this service ------------------------------------------------------------------
     auth_public_url: str | None = Field(
         None,

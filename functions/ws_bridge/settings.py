@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from shared.config import DatabaseSection, ServiceSettings, TokenVerifySection, dev_only_switch
+from shared.config import CommonSection, DatabaseSection, TokenVerifySection, dev_only_switch
 
 
-class BridgeSettings(ServiceSettings, TokenVerifySection, DatabaseSection):
+class BridgeSettings(CommonSection, TokenVerifySection, DatabaseSection):
     heartbeat_interval_s: float = Field(
         25.0, gt=0, le=300, description="seconds between server pings; a missed pong closes after another interval"
     )

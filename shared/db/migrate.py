@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from shared.config import ConfigError, DatabaseSection, ServiceSettings, load_settings
+from shared.config import CommonSection, ConfigError, DatabaseSection, load_settings
 from shared.db.connect import MISSING_DATABASE, Connector, sqlstate
 from shared.errors import NetraError
 
@@ -171,7 +171,7 @@ def migrate(connector: Connector, target: int | None = None) -> list[str]:
     return applied
 
 
-class MigrateSettings(ServiceSettings, DatabaseSection):
+class MigrateSettings(CommonSection, DatabaseSection):
     pass
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
-from shared.config import DatabaseSection, ServiceSettings
+from shared.config import CommonSection, DatabaseSection
 from shared.deploy.errors import DeployError
 
 log = logging.getLogger("deploy.grants")
@@ -22,7 +22,7 @@ log = logging.getLogger("deploy.grants")
 SCHEMA = "public"
 
 
-class GrantSettings(ServiceSettings, DatabaseSection):
+class GrantSettings(CommonSection, DatabaseSection):
     db_app_roles: str = Field(
         description="comma-separated database users of the services, e.g. netra-auth@proj.iam,netra-agent-api@proj.iam"
     )

@@ -6,9 +6,9 @@ import pytest
 from pydantic import Field, SecretStr
 
 from shared.config import (
+    CommonSection,
     ConfigError,
     DatabaseSection,
-    ServiceSettings,
     TokenVerifySection,
     dev_only_switch,
     dev_only_switches,
@@ -17,7 +17,7 @@ from shared.config import (
 )
 
 
-class ExampleSettings(ServiceSettings, DatabaseSection, TokenVerifySection):
+class ExampleSettings(CommonSection, DatabaseSection, TokenVerifySection):
     llm_api_key: SecretStr = Field(description="API key of the LLM provider, e.g. sk-...")
     worker_count: int = Field(description="number of workers, a whole number such as 4")
     dev_login_enabled: bool = dev_only_switch("true to allow POST /auth/dev/login")
@@ -232,7 +232,7 @@ def test_a_problem_names_the_expected_form_only_when_the_field_describes_it() ->
     """The hint ``(expected: ...)`` comes from the field's description; a field without one gets no hint
     rather than ``(expected: None)``."""
 
-    class Undescribed(ServiceSettings):
+    class Undescribed(CommonSection):
         count: int = Field()
 
     with pytest.raises(ConfigError) as info:
@@ -246,7 +246,7 @@ def test_a_check_that_needs_valid_fields_does_not_hide_the_checks_after_it() -> 
     the sections after it in the class hierarchy still run: DATABASE_URL's absence is reported together with the
     malformed number (scenario 24: every problem in one error)."""
 
-    class Checked(ServiceSettings, DatabaseSection):
+    class Checked(CommonSection, DatabaseSection):
         worker_count: int = Field(description="number of workers, a whole number such as 4")
 
         def cross_checks(self, env: object) -> list[str]:

@@ -19,7 +19,7 @@ import pytest
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings
 
-from shared.config import ConfigError, DatabaseSection, ServiceSettings, TokenVerifySection, load_settings
+from shared.config import CommonSection, ConfigError, DatabaseSection, TokenVerifySection, load_settings
 from tests.terraform.hcl import environment_reads, import_closure, module_file, platform, render
 
 # Workload => groups of alternatives; the first alternative that imports is used for each group.
@@ -34,11 +34,11 @@ SETTINGS: dict[str, list[list[str]]] = {
 }
 
 
-class _AuthFallback(ServiceSettings, DatabaseSection):
+class _AuthFallback(CommonSection, DatabaseSection):
     """Until functions/auth/settings.py exists: the shared sections auth is known to compose."""
 
 
-class _WsBridgeFallback(ServiceSettings, DatabaseSection, TokenVerifySection):
+class _WsBridgeFallback(CommonSection, DatabaseSection, TokenVerifySection):
     """Until functions/ws_bridge/settings.py exists: the shared sections ws_bridge is known to compose."""
 
 
@@ -114,7 +114,7 @@ def _resolve(spec: str) -> type[BaseSettings] | None:
     found = [
         c
         for _, c in inspect.getmembers(mod, inspect.isclass)
-        if issubclass(c, BaseSettings) and c.__module__ == mod.__name__ and issubclass(c, ServiceSettings)
+        if issubclass(c, BaseSettings) and c.__module__ == mod.__name__ and issubclass(c, CommonSection)
     ]
     if len(found) != 1:
         return None

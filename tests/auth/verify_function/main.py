@@ -5,12 +5,12 @@ GET / with ``Authorization: Bearer <token>`` -> 200 {sub, email, kid} or 401 {er
 
 import functions_framework
 
-from shared.config import ServiceSettings, TokenVerifySection, load_settings
+from shared.config import CommonSection, TokenVerifySection, load_settings
 from shared.http import bearer_token
 from shared.tokens.verify import KeySetUnavailable, TokenInvalid, verifier_from_settings
 
 
-class VerifySettings(ServiceSettings, TokenVerifySection):
+class VerifySettings(CommonSection, TokenVerifySection):
     pass
 
 

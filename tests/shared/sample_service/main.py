@@ -3,12 +3,12 @@ components, the shared router. Tests start it as a real functions-framework proc
 
 import functions_framework
 
-from shared.config import DatabaseSection, ServiceSettings, load_settings
+from shared.config import CommonSection, DatabaseSection, load_settings
 from shared.http import Router
 from shared.service import database_components, init_service
 
 
-class SampleSettings(ServiceSettings, DatabaseSection):
+class SampleSettings(CommonSection, DatabaseSection):
     pass
 
 
