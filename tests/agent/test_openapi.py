@@ -8,7 +8,7 @@ from typing import Any
 import yaml
 
 from functions.agent.api.app import build_router
-from functions.agent.deps import AgentDeps
+from functions.agent.context import AgentContext
 from functions.agent.settings import AgentSettings
 from shared.config import REPO_ROOT, load_settings
 from shared.models.events import EVENT_TYPES
@@ -29,7 +29,7 @@ def _documented(doc: dict[str, Any]) -> set[tuple[str, str]]:
 
 def test_documented_routes_are_the_served_routes() -> None:
     settings = load_settings(AgentSettings, {"NETRA_ENV": "test", "DATABASE_URL": "postgresql://u:p@127.0.0.1:1/d"})
-    router = build_router(AgentDeps(settings, StartupManager("agent-api")))
+    router = build_router(AgentContext(settings, StartupManager("agent-api")))
     served = {(m, re.sub(r"\{\w+\}", "{id}", p)) for m, p in router.routes()} | HEALTH
     documented = {(m, re.sub(r"\{\w+\}", "{id}", p)) for m, p in _documented(_doc())}
     assert served - documented == set(), "served but not documented"

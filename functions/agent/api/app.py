@@ -8,7 +8,7 @@ import logging
 from typing import Any
 
 from functions.agent.api import costs, messages, runs, threads
-from functions.agent.deps import AgentDeps
+from functions.agent.context import AgentContext
 from shared.http import Router
 
 log = logging.getLogger("agent.api")
@@ -16,7 +16,7 @@ log = logging.getLogger("agent.api")
 USAGE_ROUTES = "functions.agent.usage.routes"
 
 
-def register_usage_routes(router: Router, deps: AgentDeps) -> bool:
+def register_usage_routes(router: Router, deps: AgentContext) -> bool:
     try:
         present = importlib.util.find_spec(USAGE_ROUTES) is not None
     except ModuleNotFoundError:  # the usage package itself is absent
@@ -27,7 +27,7 @@ def register_usage_routes(router: Router, deps: AgentDeps) -> bool:
     return True
 
 
-def build_router(deps: AgentDeps) -> Router:
+def build_router(deps: AgentContext) -> Router:
     settings = deps.settings
     router = Router("agent-api", settings.origins, settings.max_body_bytes, health=deps.manager.health)
     threads.register(router, deps)
@@ -41,7 +41,7 @@ def build_router(deps: AgentDeps) -> Router:
     return router
 
 
-def rollup_requester(deps: AgentDeps) -> Any:
+def rollup_requester(deps: AgentContext) -> Any:
     """Publishes a rollup refresh to ``usage-rollups`` (pushed to the agent worker) once the Pub/Sub client is
     up; an ingest request never waits for the deferred client to start (False: the next batch asks again)."""
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from functions.agent.api.jsonable import jsonable
 from functions.agent.api.schemas import CostsQuery
-from functions.agent.deps import AgentDeps
+from functions.agent.context import AgentContext
 from functions.agent.store import ledger
 from shared.errors import ApiError
 from shared.http import Ctx, Router
@@ -24,7 +24,7 @@ def _instant(value: datetime | date | None) -> datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def register(router: Router, deps: AgentDeps) -> None:
+def register(router: Router, deps: AgentContext) -> None:
     @router.route("GET", "/api/costs")
     def costs(ctx: Ctx) -> dict[str, Any]:
         user = deps.current_user(ctx)

@@ -13,7 +13,7 @@ from typing import Any
 
 from functions.agent import plans
 from functions.agent.api.schemas import MessageIn
-from functions.agent.deps import AgentDeps
+from functions.agent.context import AgentContext
 from functions.agent.store import threads as thread_store
 from shared.errors import ApiError, ServiceUnavailable, not_found
 from shared.http import Ctx, Router
@@ -57,7 +57,7 @@ def _title(content: str) -> str:
     return line[:60] + ("…" if len(line) > 60 else "")
 
 
-def register(router: Router, deps: AgentDeps) -> None:
+def register(router: Router, deps: AgentContext) -> None:
     settings = deps.settings
 
     @router.route("POST", "/api/agent/message")

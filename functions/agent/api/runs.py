@@ -8,7 +8,7 @@ from typing import Any
 
 from functions.agent.api.jsonable import jsonable
 from functions.agent.api.schemas import EventsQuery, path_uuid
-from functions.agent.deps import AgentDeps
+from functions.agent.context import AgentContext
 from functions.agent.eventlog import EventLog
 from functions.agent.store import runs as run_store
 from functions.agent.terminal import ensure_terminal_event
@@ -22,7 +22,7 @@ def _age_s(ts: datetime | None) -> float:
     return float("inf") if ts is None else (datetime.now(UTC) - ts).total_seconds()
 
 
-def register(router: Router, deps: AgentDeps) -> None:
+def register(router: Router, deps: AgentContext) -> None:
     settings = deps.settings
     eventlog = EventLog(settings.google_cloud_project, settings.event_ttl_days)
 

@@ -6,13 +6,13 @@ from typing import Any
 
 from functions.agent.api.jsonable import jsonable
 from functions.agent.api.schemas import PageQuery, ThreadIn, ThreadPatch, path_uuid
-from functions.agent.deps import AgentDeps
+from functions.agent.context import AgentContext
 from functions.agent.store import threads as store
 from shared.errors import not_found
 from shared.http import Ctx, Router
 
 
-def register(router: Router, deps: AgentDeps) -> None:
+def register(router: Router, deps: AgentContext) -> None:
     @router.route("POST", "/api/threads")
     def create_thread(ctx: Ctx) -> tuple[dict[str, Any], int]:
         user = deps.current_user(ctx)

@@ -1,6 +1,6 @@
 """What route modules get from the agent API: the contract for ``functions.agent.usage.routes.register``.
 
-``register(router, deps)`` receives the API's :class:`shared.http.Router` and an :class:`AgentDeps`:
+``register(router, deps)`` receives the API's :class:`shared.http.Router` and an :class:`AgentContext`:
 
 - ``deps.db`` -> shared.db.Database: waits (bounded) for the database and the schema, else a 503 with
   Retry-After; use ``with deps.db.transaction() as tx`` or ``deps.db.all/one/scalar/execute``.
@@ -18,19 +18,28 @@ from typing import TYPE_CHECKING, Any
 
 from shared.errors import unauthorized
 from shared.http import Ctx
-from shared.ratelimit import RateLimiter
 from shared.service import require_database
 
 if TYPE_CHECKING:
     from shared.db.database import Database
+    from shared.ratelimit import RateLimiter
 
 
 @dataclass
-class AgentDeps:
+class AgentContext:
     settings: Any  # functions.agent.settings.AgentSettings
     manager: Any  # shared.startup.StartupManager
-    # Plan limits' runs-per-minute counters (Firestore ``rate_limits``, shared by every instance).
-    limiter: RateLimiter = field(default_factory=RateLimiter)
+    # Plan limits' runs-per-minute counters (Firestore ``rate_limits``, shared by every instance). The API's
+    # only: made on first use, so the worker, which shares this context, never imports the rate limiter.
+    _limiter: RateLimiter | None = field(default=None, repr=False)
+
+    @property
+    def limiter(self) -> RateLimiter:
+        if self._limiter is None:
+            from shared.ratelimit import RateLimiter
+
+            self._limiter = RateLimiter()
+        return self._limiter
 
     @property
     def db(self) -> Database:
