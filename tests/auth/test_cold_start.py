@@ -17,8 +17,9 @@ baseline = {m for m in sys.modules if m.startswith("google")}
 import functions.auth.main as main
 from flask import Flask
 from shared.tokens.keyset import sign_access_token
-token, _ = sign_access_token(main.keys.get(), user_id="u", email="e@example.com", permissions=[],
-                             issuer=main.settings.auth_issuer, audience=main.settings.token_audience, ttl_s=60)
+auth = main.app.context
+token, _ = sign_access_token(auth.keys.get(), user_id="u", email="e@example.com", permissions=[],
+                             issuer=auth.settings.auth_issuer, audience=auth.settings.token_audience, ttl_s=60)
 with Flask("probe").test_request_context("/auth/validate", method="POST", json={"token": token}):
     from flask import request
     response = main.auth(request)

@@ -12,7 +12,9 @@ from shared.config import REPO_ROOT
 
 
 def test_openapi_paths_match_routes(tmp_path) -> None:
-    code = "import functions.auth.main as m; print('\\n'.join(f'{meth} {path}' for meth, path in m.router.routes()))"
+    code = (
+        "import functions.auth.main as m; print('\\n'.join(f'{meth} {path}' for meth, path in m.app.router.routes()))"
+    )
     env = {
         **os.environ,
         "NETRA_ENV": "test",
