@@ -13,11 +13,13 @@ import uvicorn
 
 class BridgeServer(uvicorn.Server):
     def handle_exit(self, sig: int, frame: Any) -> None:
-        from functions.ws_bridge.main import begin_shutdown, hub
+        from functions.ws_bridge.app import begin_shutdown
+        from functions.ws_bridge.main import app
 
-        hub.accepting = False
+        context = app.state.context
+        context.hub.accepting = False
         try:
-            begin_shutdown()
+            begin_shutdown(context)
         except RuntimeError:  # no running loop (signal before start-up finished): uvicorn's own exit suffices
             pass
         super().handle_exit(sig, frame)
@@ -31,7 +33,9 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8080")))
     args = parser.parse_args()
     from functions.ws_bridge.hub import expose_transport
-    from functions.ws_bridge.main import app, settings
+    from functions.ws_bridge.main import app
+
+    settings = app.state.context.settings
 
     config = uvicorn.Config(
         expose_transport(app),

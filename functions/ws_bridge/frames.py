@@ -11,9 +11,9 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from functions.ws_bridge import peers
+from functions.ws_bridge.context import BridgeContext
 from functions.ws_bridge.hub import Connection, Subscription, send_error
 from functions.ws_bridge.replay import replay
-from functions.ws_bridge.state import Bridge
 from shared.models.ws import Chat, ClientFrame, Subscribe
 from shared.service import require_database
 from shared.tokens.verify import KeySetUnavailable, TokenInvalid
@@ -35,7 +35,7 @@ def _validation_code(exc: ValidationError) -> tuple[str, str]:
     return "invalid_frame", f"{where}: {first['msg']}"
 
 
-async def handle(bridge: Bridge, conn: Connection, text: str) -> None:
+async def handle(bridge: BridgeContext, conn: Connection, text: str) -> None:
     settings = bridge.settings
     if len(text) > settings.max_frame_bytes or len(text.encode()) > settings.max_frame_bytes:
         send_error(conn, "frame_too_large", f"frames are limited to {settings.max_frame_bytes} bytes")
@@ -64,7 +64,7 @@ async def handle(bridge: Bridge, conn: Connection, text: str) -> None:
         conn.spawn(chat(bridge, conn, frame))
 
 
-async def extend(bridge: Bridge, conn: Connection, token: str) -> None:
+async def extend(bridge: BridgeContext, conn: Connection, token: str) -> None:
     try:
         claims = await asyncio.to_thread(bridge.verifier.verify, token)
     except TokenInvalid as exc:
@@ -88,7 +88,7 @@ def _is_uuid(value: str) -> bool:
         return False
 
 
-async def owns_thread(bridge: Bridge, user_id: str, thread_id: str) -> bool:
+async def owns_thread(bridge: BridgeContext, user_id: str, thread_id: str) -> bool:
     """Ownership is checked in Postgres (threads.user_id), the system of record for threads."""
     if not _is_uuid(thread_id):
         return False
@@ -100,7 +100,7 @@ async def owns_thread(bridge: Bridge, user_id: str, thread_id: str) -> bool:
     return row is not None
 
 
-async def subscribe(bridge: Bridge, conn: Connection, frame: Subscribe, check_owner: bool = True) -> None:
+async def subscribe(bridge: BridgeContext, conn: Connection, frame: Subscribe, check_owner: bool = True) -> None:
     thread_id = frame.thread_id
     if check_owner:
         try:
@@ -123,7 +123,7 @@ async def subscribe(bridge: Bridge, conn: Connection, frame: Subscribe, check_ow
     await replay(conn, sub, bridge.settings.replay_page_size)
 
 
-async def chat(bridge: Bridge, conn: Connection, frame: Chat) -> None:
+async def chat(bridge: BridgeContext, conn: Connection, frame: Chat) -> None:
     """The same as POST /api/agent/message, made with the user's own token; then follows the run."""
     if conn.token is None:
         send_error(

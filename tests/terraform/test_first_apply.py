@@ -32,8 +32,8 @@ WS_BRIDGE = "google_cloud_run_v2_service.ws_bridge"
 
 # Where each workload declares its startup components.
 COMPONENT_FILES = {
-    "ws-bridge": ["functions/ws_bridge/main.py"],
-    "auth": ["functions/auth/main.py"],
+    "ws-bridge": ["functions/ws_bridge/app.py"],
+    "auth": ["functions/auth/app.py"],
     "agent-api": ["functions/agent/components.py"],
     "agent-worker": ["functions/agent/components.py"],
 }
