@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import statistics
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 
@@ -41,10 +44,19 @@ class ColdStart:
         return self.first_success_s - self.port_open_s
 
 
-def spawn_phases(argv: list[str], env: dict[str, str], port: int, ok: Callable[[str], bool]) -> ColdStart:
-    """Spawns ``argv`` and times the port opening, then the first request for which ``ok(base_url)`` is true."""
+def spawn_phases(
+    argv: list[str],
+    env: dict[str, str],
+    port: int,
+    ok: Callable[[str], bool],
+    after: Callable[[str, float], None] | None = None,
+    log_file: Path | None = None,
+) -> ColdStart:
+    """Spawns ``argv`` and times the port opening, then the first request for which ``ok(base_url)`` is true.
+    ``after(base_url, seconds_since_spawn)`` runs once on success, before the process stops; ``log_file`` gets the
+    process's whole output."""
     started = time.perf_counter()
-    proc = ManagedProcess("cold", argv, env=env).start()
+    proc = ManagedProcess("cold", argv, env=env, log_file=log_file).start()
     opened: float | None = None
     try:
         url = f"http://127.0.0.1:{port}"
@@ -59,7 +71,10 @@ def spawn_phases(argv: list[str], env: dict[str, str], port: int, ok: Callable[[
                     continue
             try:
                 if ok(url):
-                    return ColdStart(opened, time.perf_counter() - started)
+                    result = ColdStart(opened, time.perf_counter() - started)
+                    if after is not None:
+                        after(url, result.first_success_s)
+                    return result
             except httpx.TransportError:
                 pass
             time.sleep(0.005)
@@ -78,3 +93,26 @@ def phases_line(name: str, runs: list[ColdStart]) -> str:
     first = statistics.median(r.first_request_s for r in runs) * 1000
     total = statistics.median(r.first_success_s for r in runs) * 1000
     return f"{name}: spawn -> port open {port:.0f} ms, port open -> first success {first:.0f} ms, total {total:.0f} ms"
+
+
+IMPORT_LINE = re.compile(r"import time:\s+(\d+) \|\s+\d+ \|\s*(\S+)")
+
+
+def import_self_ms(importtime_output: str) -> Counter[str]:
+    """Self import time in ms by package, from ``-X importtime`` output (self times add up whatever the nesting,
+    which threads importing at once garble). Our own modules by their first two parts (functions.agent), the rest
+    by their top-level package."""
+    by_package: Counter[str] = Counter()
+    for line in importtime_output.splitlines():
+        match = IMPORT_LINE.search(line)
+        if match:
+            parts = match.group(2).split(".")
+            key = ".".join(parts[:2]) if parts[0] in ("functions", "shared") else parts[0]
+            by_package[key] += int(match.group(1)) / 1000
+    return by_package
+
+
+def imports_line(name: str, by_package: Counter[str], top: int = 10) -> str:
+    total = sum(by_package.values())
+    heaviest = ", ".join(f"{pkg} {ms:.0f}" for pkg, ms in by_package.most_common(top))
+    return f"{name}: imports until the first success {total:.0f} ms (self time by package, ms): {heaviest}"
