@@ -164,8 +164,8 @@ class Component:
     breaker_threshold: int = 3
     breaker_recovery_s: float = 30.0
     # Not needed by the first request: starts once a response has gone out (release_deferred), a request
-    # requires it, or DEFER_S after the start, whichever comes first. Its imports and connections then do not
-    # compete with the first request for the interpreter (cold start).
+    # requires it, or on its own once the rest is done (StartupManager.DEFER_S, DEFER_MAX_S), whichever comes
+    # first. Its imports and connections then do not compete with the first request for the interpreter.
     deferred: bool = False
 
 
@@ -187,7 +187,11 @@ class _State:
 
 
 class StartupManager:
-    DEFER_S = 0.5  # the longest a deferred component waits for the first response
+    # With no request, a deferred component starts DEFER_S after every component that is not deferred is done
+    # (up or failed), and DEFER_MAX_S after the start at the latest. Counting from the start alone let a loaded
+    # instance start them while its first request still waited for the database and the keys (cold start).
+    DEFER_S = 0.5
+    DEFER_MAX_S = 5.0
 
     def __init__(self, service: str, clock: Callable[[], float] = time.monotonic) -> None:
         self.service = service
@@ -287,6 +291,19 @@ class StartupManager:
         component = self._states[name].component
         return component.deferred or any(self._waits_on_deferred(d) for d in component.depends_on)
 
+    def _wait_for_release(self) -> None:
+        latest = self._start_clock + self.DEFER_MAX_S
+        first_needs = [s for n, s in self._states.items() if not self._waits_on_deferred(n)]
+        while not self._released.is_set() and not self._stop.is_set():
+            if all(s.done_event.is_set() for s in first_needs):
+                latest = min(latest, self._clock() + self.DEFER_S)
+                first_needs = []
+            remaining = latest - self._clock()
+            if remaining <= 0:
+                return
+            # Polled: the components the first request needs finish in threads of their own.
+            self._released.wait(min(0.05, remaining) if first_needs else remaining)
+
     def release_deferred(self) -> None:
         """Let deferred components start now (called after each response; setting a set Event is cheap)."""
         self._released.set()
@@ -305,7 +322,7 @@ class StartupManager:
                     state.done_event.set()
                     return
         if comp.deferred:
-            self._released.wait(max(0.0, self._start_clock + self.DEFER_S - self._clock()))
+            self._wait_for_release()
         state.started_at = self._clock()
         while not self._stop.is_set():
             if not state.breaker.allow():

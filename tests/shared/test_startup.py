@@ -232,7 +232,7 @@ def test_request_waits_for_starting_component_then_gets_it() -> None:
 def _deferred_manager() -> tuple[StartupManager, list[str]]:
     started: list[str] = []
     manager = StartupManager("t")
-    manager.DEFER_S = 30.0  # long enough that only a release can start them within the test
+    manager.DEFER_S = manager.DEFER_MAX_S = 30.0  # long enough that only a release can start them within the test
     manager.register(Component("tokens", lambda: started.append("tokens") or "t", retry=FAST))
     manager.register(
         Component("pubsub", lambda: started.append("pubsub") or "p", Priority.HIGH, retry=FAST, deferred=True)
@@ -273,6 +273,48 @@ def test_requiring_a_deferred_component_starts_it_at_once() -> None:
     assert manager.require("tokens", timeout_s=5) == "t"
     assert manager.require("firestore", timeout_s=5) == "f"
     assert started[-2:] == ["pubsub", "firestore"]
+
+
+def test_deferred_components_wait_for_what_the_first_request_needs() -> None:
+    """Cold start on a loaded instance: with no response yet, deferred components do not start while a component
+    the first request needs (the database) is still starting; they start DEFER_S after it is up."""
+    started: list[str] = []
+    gate = threading.Event()
+    manager = StartupManager("t")
+    manager.DEFER_S = 0.1
+    manager.register(Component("database", lambda: gate.wait(5) and (started.append("database") or "db"), retry=FAST))
+    manager.register(
+        Component("prices", lambda: started.append("prices") or "p", Priority.LOW, retry=FAST, deferred=True)
+    )
+    manager.start()
+    time.sleep(0.5)  # five times DEFER_S after the start, the database still connecting
+    assert started == [], "a deferred component started while the first request's database was not up"
+    gate.set()
+    deadline = time.monotonic() + 5
+    while not manager.is_up("prices"):
+        assert time.monotonic() < deadline, manager.snapshot()
+        time.sleep(0.02)
+    assert started == ["database", "prices"]
+
+
+def test_deferred_components_start_at_the_latest_after_the_longest_delay() -> None:
+    """A component the first request needs that keeps retrying does not hold the deferred ones back forever."""
+    started: list[str] = []
+    manager = StartupManager("t")
+    manager.DEFER_MAX_S = 0.3
+    manager.register(Component("database", lambda: (_ for _ in ()).throw(OSError("refused")), retry=FAST))
+    manager.register(
+        Component("prices", lambda: started.append("prices") or "p", Priority.LOW, retry=FAST, deferred=True)
+    )
+    manager.start()
+    try:
+        deadline = time.monotonic() + 5
+        while not manager.is_up("prices"):
+            assert time.monotonic() < deadline, manager.snapshot()
+            time.sleep(0.02)
+        assert not manager.is_up("database") and started == ["prices"]
+    finally:
+        manager.stop()
 
 
 def test_deferred_components_start_by_themselves_after_the_delay() -> None:
