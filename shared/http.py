@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from shared.errors import ApiError, transient_dependency_error, unstorable_value_error
 from shared.logging import parse_trace_header, request_id_var, trace_var
+from shared.startup import HealthAnswer, HealthKind
 
 log = logging.getLogger("http")
 
@@ -56,6 +57,7 @@ def validation_details(exc: ValidationError) -> list[dict[str, str]]:
     ]
 
 
+HEALTH_PATHS = {f"/health/{kind}" for kind in HealthKind}
 MAX_JSON_DEPTH = 32  # no request body of ours nests deeper; deeper input is refused before it costs anything
 _JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _NOT_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
@@ -231,7 +233,7 @@ class Router:
         service: str,
         allowed_origins: list[str],
         max_body_bytes: int = 1_048_576,
-        health: Callable[[str], tuple[int, dict[str, Any], dict[str, str]]] | None = None,
+        health: Callable[[HealthKind], HealthAnswer] | None = None,
     ) -> None:
         self.service = service
         self.allowed_origins = allowed_origins
@@ -328,12 +330,12 @@ class Router:
                     "Access-Control-Max-Age": "600",
                 },
             )
-        if self._health is not None and path in ("/health/live", "/health/ready", "/health/startup"):
+        if self._health is not None and path in HEALTH_PATHS:
             if request.method not in ("GET", "HEAD"):
                 raise ApiError(
                     405, "method_not_allowed", f"{request.method} is not allowed here", headers={"Allow": "GET"}
                 )
-            return self._health(path.removeprefix("/health/"))
+            return self._health(HealthKind(path.removeprefix("/health/")))
         # Read (bounded) before any handler runs: no route can parse an unbounded body, authenticated or not.
         read_body(request, self.max_body_bytes)
         allowed_methods = []

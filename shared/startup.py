@@ -43,6 +43,17 @@ class Status(StrEnum):
     FAILED = "failed"  # gave up: a fatal error or max attempts reached
 
 
+class HealthKind(StrEnum):
+    """The three health checks every service answers at ``/health/<kind>``."""
+
+    LIVE = "live"
+    READY = "ready"
+    STARTUP = "startup"
+
+
+HealthAnswer = tuple[int, dict[str, Any], dict[str, str]]  # status, JSON body, headers
+
+
 class StartupGraphError(NetraError, ValueError):
     """Unknown dependency or a cycle, found at registration."""
 
@@ -204,6 +215,8 @@ class StartupManager:
         self._released = threading.Event()
         self._start_clock = self._created
         self._complete_logged = False
+        # A service's additions to its health answers (ws_bridge: connections, shutting down), applied last.
+        self.health_overlay: Callable[[HealthKind, HealthAnswer], HealthAnswer] | None = None
 
     # -- registration -------------------------------------------------------------------------------
     def register(self, component: Component) -> None:
@@ -474,16 +487,23 @@ class StartupManager:
         }
 
     # -- health bodies (framework-neutral: status code, JSON body, headers) --------------------------
-    def health(self, kind: str) -> tuple[int, dict[str, Any], dict[str, str]]:
+    def health(self, kind: HealthKind | str) -> HealthAnswer:
+        """The one place a health answer is made (the routers only serialize it); ValueError for an unknown
+        kind."""
+        kind = HealthKind(kind)
+        answer = self._health(kind)
+        return answer if self.health_overlay is None else self.health_overlay(kind, answer)
+
+    def _health(self, kind: HealthKind) -> HealthAnswer:
         if not self._started:
             self.start()
-        if kind == "live":
+        if kind is HealthKind.LIVE:
             return 200, {"status": "alive", "service": self.service}, {}
         snap = self.snapshot()
         # Health answers are public (the load balancer serves them): stable codes only, never last_error.
         for component in snap["components"].values():
             component.pop("last_error")
-        if kind == "startup":
+        if kind is HealthKind.STARTUP:
             return (200 if snap["ready"] else 503), snap, {}
         # ready
         if snap["ready"]:

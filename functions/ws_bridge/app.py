@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -31,7 +31,7 @@ from functions.ws_bridge.settings import BridgeSettings
 from shared.http import origin_allowed
 from shared.models.ws import CLOSE_POLICY, CLOSE_RESTART, CLOSE_TRY_AGAIN
 from shared.service import database_components, init_service
-from shared.startup import Component, Priority
+from shared.startup import Component, HealthAnswer, HealthKind, Priority
 from shared.tokens.verify import verifier_from_settings
 
 log = logging.getLogger("ws_bridge")
@@ -186,21 +186,32 @@ async def websocket_endpoint(ws: WebSocket) -> None:
 
 async def health(request: Request) -> Response:
     ctx: BridgeContext = request.app.state.context
-    manager, hub, fd_limit = ctx.manager, ctx.hub, ctx.fd_limit
-    kind = request.path_params["kind"]
-    if kind not in ("live", "ready", "startup"):
+    try:
+        kind = HealthKind(request.path_params["kind"])
+    except ValueError:
         return JSONResponse({"error": {"code": "not_found", "message": "no such health check"}}, 404)
-    status, body, headers = manager.health(kind)
-    if kind == "ready" and not hub.accepting:
-        status, body = 503, {"status": "shutting_down", "service": "ws-bridge"}
-    if kind == "startup":
-        body["fd_limit"] = fd_limit.as_dict() if fd_limit else None
-        body["connections"] = hub.total
-        body["queued_frames"] = sum(c.queue.qsize() for c in hub.all())
-        body["accepting"] = hub.accepting
-        body["stats"] = vars(hub.stats)
-        body["subscription"] = manager.resource("agent_events").name if manager.is_up("agent_events") else None
+    status, body, headers = ctx.manager.health(kind)
     return JSONResponse(body, status, headers)
+
+
+def health_overlay(ctx: BridgeContext) -> Callable[[HealthKind, HealthAnswer], HealthAnswer]:
+    """What the bridge adds to the shared health answers: shutting down, and its connections and stats."""
+
+    def overlay(kind: HealthKind, answer: HealthAnswer) -> HealthAnswer:
+        manager, hub, fd_limit = ctx.manager, ctx.hub, ctx.fd_limit
+        status, body, headers = answer
+        if kind is HealthKind.READY and not hub.accepting:
+            status, body = 503, {"status": "shutting_down", "service": "ws-bridge"}
+        if kind is HealthKind.STARTUP:
+            body["fd_limit"] = fd_limit.as_dict() if fd_limit else None
+            body["connections"] = hub.total
+            body["queued_frames"] = sum(c.queue.qsize() for c in hub.all())
+            body["accepting"] = hub.accepting
+            body["stats"] = vars(hub.stats)
+            body["subscription"] = manager.resource("agent_events").name if manager.is_up("agent_events") else None
+        return status, body, headers
+
+    return overlay
 
 
 async def close_all(
@@ -258,6 +269,7 @@ def create_app(settings: BridgeSettings) -> Starlette:
     hub.repair = repairer(settings.replay_page_size)
     ctx = BridgeContext(settings, manager, hub, verifier_from_settings(settings))
     manager.register_all(components(ctx))
+    manager.health_overlay = health_overlay(ctx)
     app = Starlette(
         routes=[
             Route("/health/{kind}", health),
