@@ -307,12 +307,6 @@ class Stack:
             discovery.remove_entry("postgres")
         self.say("stopped; no process left behind")
 
-    def pids(self) -> list[int]:
-        pids = [p.pid for p in self.procs.values() if p.pid]
-        if self.postgres and self.postgres.process:
-            pids.append(self.postgres.process.pid)
-        return pids
-
 
 def status() -> int:
     """Read the discovery files and check each component's health. Exit 0 only if all are healthy."""
