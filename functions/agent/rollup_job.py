@@ -49,6 +49,7 @@ def rollup_user(db: Any, user_id: str) -> dict[str, Any]:
     toolbox = Toolbox(db, user_id, use_rollups=False)
     started = time.perf_counter()
     timings = {}
+    toolbox.prefetch(FULL_ANALYSIS)
     for name, args in FULL_ANALYSIS:
         _, elapsed_ms = toolbox.compute_and_store(name, args)
         key = f"{name}:{args['by']}" if "by" in args else name

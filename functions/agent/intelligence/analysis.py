@@ -6,6 +6,7 @@ Every money figure is exact in SQL/Decimal and rounded half up to the cent only 
 
 from __future__ import annotations
 
+import math
 from decimal import Decimal
 from typing import Any
 
@@ -175,16 +176,63 @@ def cost_drivers(facts: Facts, limit: int = 5) -> dict[str, Any]:
     }
 
 
-def latency_percentiles(facts: Facts) -> dict[str, Any]:
-    """p50/p90/p95/p99 latency (ms, linear interpolation) and error rate per model."""
-    rows = query(
-        facts.db,
-        """SELECT model, count(*) AS requests, count(latency_ms) AS measured,
-                  count(*) FILTER (WHERE status <> 'ok') AS errors,
-                  percentile_cont(ARRAY[0.5, 0.9, 0.95, 0.99]) WITHIN GROUP (ORDER BY latency_ms) AS p
-             FROM usage_records WHERE user_id = %s GROUP BY model ORDER BY count(*) DESC, model""",
+QUANTILES = (0.5, 0.9, 0.95, 0.99)
+
+
+def _percentile_cont(values: list[tuple[int, int]], total: int, q: float) -> float:
+    """PostgreSQL's percentile_cont over the sorted (value, count) pairs of ``total`` values, with its float8
+    arithmetic (float8_lerp), so the result is the one the SQL aggregate gives to the last bit."""
+    position = q * (total - 1)
+    first, second = math.floor(position), math.ceil(position)
+    lo = hi = None
+    seen = 0
+    for value, count in values:
+        seen += count
+        if lo is None and seen > first:
+            lo = float(value)
+        if seen > second:
+            hi = float(value)
+            break
+    assert lo is not None and hi is not None
+    return lo if first == second else lo + (hi - lo) * (position - first)
+
+
+def _latency_from_counts(facts: Facts) -> list[dict[str, Any]]:
+    """The rows of the records' percentile query, from usage_latency_counts (a few thousand counts a model)."""
+    counts = facts.db.all(
+        """SELECT model, latency_ms, n, errors FROM usage_latency_counts WHERE user_id = %s AND n > 0
+            ORDER BY model, latency_ms NULLS LAST""",
         [facts.user_id],
     )
+    models: dict[str, dict[str, Any]] = {}
+    for r in counts:
+        m = models.setdefault(r["model"], {"model": r["model"], "requests": 0, "measured": 0, "errors": 0, "v": []})
+        m["requests"] += int(r["n"])
+        m["errors"] += int(r["errors"])
+        if r["latency_ms"] is not None:
+            m["measured"] += int(r["n"])
+            m["v"].append((int(r["latency_ms"]), int(r["n"])))
+    rows = []
+    for m in models.values():
+        m["p"] = [_percentile_cont(m["v"], m["measured"], q) for q in QUANTILES] if m["measured"] else None
+        rows.append(m)
+    rows.sort(key=lambda m: -m["requests"])  # stable: ties keep the database's model order, as ORDER BY does
+    return rows
+
+
+def latency_percentiles(facts: Facts) -> dict[str, Any]:
+    """p50/p90/p95/p99 latency (ms, linear interpolation) and error rate per model."""
+    if facts.use_summaries:
+        rows = _latency_from_counts(facts)
+    else:
+        rows = query(
+            facts.db,
+            """SELECT model, count(*) AS requests, count(latency_ms) AS measured,
+                      count(*) FILTER (WHERE status <> 'ok') AS errors,
+                      percentile_cont(ARRAY[0.5, 0.9, 0.95, 0.99]) WITHIN GROUP (ORDER BY latency_ms) AS p
+                 FROM usage_records WHERE user_id = %s GROUP BY model ORDER BY count(*) DESC, model""",
+            [facts.user_id],
+        )
     models = []
     for r in rows:
         p = r["p"] or [None] * 4

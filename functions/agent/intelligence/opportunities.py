@@ -9,13 +9,20 @@ import math
 from decimal import Decimal
 from typing import Any
 
-from functions.agent.intelligence.facts import DUPLICATE_GROUPS, Agg, Facts, cache_rows, dup_groups, group
+from functions.agent.intelligence.facts import (
+    DUPLICATE_GROUPS,
+    RATES_MATERIALIZED,
+    Agg,
+    Facts,
+    cache_rows,
+    dup_groups,
+    group,
+)
 from functions.agent.intelligence.pricing_sql import (
     COST,
     GROUP_RATE_JOIN,
     LC,
     RATE_JOIN,
-    RATES_CTE,
     bucket_costs,
     pct,
     price_of,
@@ -184,7 +191,7 @@ def duplicate_requests(facts: Facts, limit: int = 5) -> dict[str, Any]:
     """Requests whose request_hash repeats: a response cache would answer every repeat. Savings of a group of
     n identical requests = its cost x (n - 1) / n (an upper bound: the cache keeps answers for the period)."""
     groups = f"""
-        WITH {RATES_CTE}, {DUPLICATE_GROUPS},
+        WITH {RATES_MATERIALIZED}, {DUPLICATE_GROUPS},
         g AS (SELECT d.model, d.request_hash, d.n, r.pday, {LC} AS lc, sum(u.input_tokens) AS i,
                      sum(u.cached_input_tokens) AS c, sum(u.cache_write_tokens) AS w, sum(u.output_tokens) AS o,
                      sum(u.reasoning_tokens) AS rs

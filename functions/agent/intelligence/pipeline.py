@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from functions.agent.intelligence import agents, figures, report
-from functions.agent.intelligence.toolbox import Toolbox
+from functions.agent.intelligence.toolbox import FULL_ANALYSIS, Toolbox
 from functions.agent.intelligence.triage import DATA_INTENTS, keyword_triage, sufficiency
 from functions.agent.pipeline_api import FinalAnswer, RunContext
 
@@ -72,6 +72,9 @@ def run(ctx: RunContext) -> FinalAnswer:
         )
         return _finish(ctx, report.prices_section(prices), meta, route="pricing")
 
+    if intent in DATA_INTENTS:
+        # The prompt-cache windows (the heaviest query) start now on a second connection, beside the others.
+        toolbox.prefetch(list(agents.TOOLS_BY_INTENT.get(intent, FULL_ANALYSIS)))
     overview = ctx.tool("triage", "usage_overview", {}, lambda: toolbox.call("usage_overview"))
     check = sufficiency(intent, overview) if intent in DATA_INTENTS else {"level": "n/a", "missing": {}}
     ctx.emit(

@@ -47,7 +47,8 @@ ARGUMENTS: dict[str, dict[str, tuple[type, Any]]] = {
 # appends and it is at most this old (seconds): the chat then sees new records within about a minute.
 LIVE_ROLLUP_MAX_AGE_S = 40
 
-# What the rollup job precomputes and a full analysis runs.
+# What the rollup job precomputes and a full analysis runs. Prompt caching comes after the duplicates: its
+# windows are computed meanwhile on a second connection (Toolbox.prefetch), after the duplicate groups.
 FULL_ANALYSIS: list[tuple[str, dict[str, Any]]] = [
     ("usage_overview", {}),
     ("cost_breakdown", {"by": "model"}),
@@ -56,8 +57,8 @@ FULL_ANALYSIS: list[tuple[str, dict[str, Any]]] = [
     ("cost_breakdown", {"by": "day"}),
     ("cost_drivers", {}),
     ("latency_percentiles", {}),
-    ("caching_opportunity", {}),
     ("duplicate_requests", {}),
+    ("caching_opportunity", {}),
     ("batch_opportunity", {}),
     ("model_rightsizing", {}),
     ("output_trimming", {}),
@@ -107,24 +108,45 @@ class Toolbox:
             self._live_floor = int(row["live_floor"]) if row else 0
         return self._version
 
+    def prefetch(self, calls: list[tuple[str, dict[str, Any]]]) -> None:
+        """Before running ``calls``: start the prompt-cache windows on a second connection when a call needs
+        them and no rollup will answer it (facts.Facts.prefetch_cache_rows)."""
+        for name, args in calls:
+            if name not in ("caching_opportunity", "plan_segments"):
+                continue
+            try:
+                checked = check_args(name, dict(args))
+            except ValueError:
+                continue  # the call itself reports it
+            if self._rollup(name, checked) is None:
+                self.facts.prefetch_cache_rows(checked.get("ttl_minutes", 5))
+            return
+
+    def _rollup(self, name: str, args: dict[str, Any]) -> dict[str, Any] | None:
+        if not self.use_rollups:
+            return None
+        version = self.data_version
+        # The rollup of the current version; or, while records stream in (live ingestion moves the version
+        # but not live_floor), one at most LIVE_ROLLUP_MAX_AGE_S old: it lacks only the newest records,
+        # and the worker refreshes it (functions/agent/worker/rollups.py).
+        cached = self.db.scalar(
+            """SELECT result FROM usage_rollups
+                WHERE user_id = %s AND tool = %s AND args_key = %s
+                  AND (data_version = %s
+                       OR (data_version >= %s AND computed_at > now() - %s * interval '1 second'))
+""",
+            [self.user_id, name, args_key(args), version, self._live_floor, LIVE_ROLLUP_MAX_AGE_S],
+        )
+        if cached is None:
+            return None
+        return cached if isinstance(cached, dict) else json.loads(cached)
+
     def call(self, name: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
         args = check_args(name, dict(args or {}))
-        if self.use_rollups:
-            version = self.data_version
-            # The rollup of the current version; or, while records stream in (live ingestion moves the version
-            # but not live_floor), one at most LIVE_ROLLUP_MAX_AGE_S old: it lacks only the newest records,
-            # and the worker refreshes it (functions/agent/worker/rollups.py).
-            cached = self.db.scalar(
-                """SELECT result FROM usage_rollups
-                    WHERE user_id = %s AND tool = %s AND args_key = %s
-                      AND (data_version = %s
-                           OR (data_version >= %s AND computed_at > now() - %s * interval '1 second'))
-""",
-                [self.user_id, name, args_key(args), version, self._live_floor, LIVE_ROLLUP_MAX_AGE_S],
-            )
-            if cached is not None:
-                self.rollup_hits += 1
-                return cached if isinstance(cached, dict) else json.loads(cached)
+        cached = self._rollup(name, args)
+        if cached is not None:
+            self.rollup_hits += 1
+            return cached
         return ANALYSIS_TOOLS[name](self.facts, **args)
 
     def compute_and_store(self, name: str, args: dict[str, Any]) -> tuple[dict[str, Any], float]:
