@@ -3,6 +3,12 @@ the action plans and the markdown report (the whole optimization pipeline with t
 records and then from the rollups the rollup job writes.
 
     python -m tests.bench.bench_analysis            # BENCH_ANALYSIS_ROWS=1000000 by default
+    BENCH=analysis ANALYSIS_ROWS=5000000 python -m tests.bench   # the same at 5M (ANALYSIS_RUNS=1: one run each)
+
+The load goes through the summary triggers (shared/db/migrations/0007_usage_summary.sql), as an upload does; the
+load is also timed without them (same rows, triggers disabled, then the table emptied) to show what they cost.
+"Live" is the analysis from the records and their summaries; "records only" reads every fact from the records
+(Facts(use_summaries=False)), the path before the summaries; "rollups" serves precomputed results.
 
 An embedded PostgreSQL is started in a temporary directory (or BENCH_DATABASE_URL is used, which must name a
 database that does not exist yet). Rows are generated in SQL (generate_series, hashint4 for deterministic
@@ -21,7 +27,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-ROWS = int(os.environ.get("BENCH_ANALYSIS_ROWS", "1000000"))
+ROWS = int(os.environ.get("ANALYSIS_ROWS") or os.environ.get("BENCH_ANALYSIS_ROWS") or "1000000")
+RUNS = int(os.environ.get("ANALYSIS_RUNS", "3" if ROWS <= 1_000_000 else "1"))
+SUMMARY_TABLES = ("usage_day_segments", "usage_end_user_months", "usage_latency_counts")
 USER = "00000000-0000-4000-8000-00000000be9c"
 
 # 30 days of traffic; 8 models, 6 features, 5,000 end users, 4 shared prefixes per model (1,024-4,096 tokens,
@@ -138,6 +146,33 @@ def _plan_notes(db: Any) -> dict[str, list[str]]:
     return notes
 
 
+def _loadavg() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3]) if Path("/proc/loadavg").exists() else "n/a"
+
+
+def _analysis_runs(
+    db: Any, runs: int, use_summaries: bool, use_rollups: bool = False
+) -> tuple[list[float], dict[str, list[float]]]:
+    """Every tool of a full analysis, ``runs`` times, each on fresh facts (nothing memoised between runs), with
+    the prompt-cache windows prefetched on a second connection as the pipeline does."""
+    from functions.agent.intelligence.facts import Facts
+    from functions.agent.intelligence.toolbox import FULL_ANALYSIS, Toolbox
+
+    totals, tool_ms = [], {}
+    for _ in range(runs):
+        toolbox = Toolbox(db, USER, use_rollups=use_rollups)
+        toolbox.facts = Facts(db, USER, use_summaries=use_summaries)
+        started = time.perf_counter()
+        toolbox.prefetch(FULL_ANALYSIS)
+        for name, args in FULL_ANALYSIS:
+            t0 = time.perf_counter()
+            toolbox.call(name, args)
+            key = f"{name}:{args['by']}" if "by" in args else name
+            tool_ms.setdefault(key, []).append((time.perf_counter() - t0) * 1000)
+        totals.append(time.perf_counter() - started)
+    return totals, tool_ms
+
+
 def _run_pipeline(db: Any, message: str) -> tuple[float, Any]:
     from functions.agent.intelligence.pipeline import run
     from tests.intelligence.harness import TestRunContext
@@ -149,7 +184,7 @@ def _run_pipeline(db: Any, message: str) -> tuple[float, Any]:
 
 
 def main() -> None:
-    from functions.agent.intelligence.toolbox import FULL_ANALYSIS, Toolbox
+    from functions.agent.intelligence.toolbox import FULL_ANALYSIS
     from functions.agent.rollup_job import rollup_user
     from shared.config import DatabaseSection
     from shared.db.connect import Connector
@@ -157,6 +192,7 @@ def main() -> None:
     from shared.db.migrate import MigrateSettings, migrate
 
     url, server = _database()
+    load_before = _loadavg()
     try:
         connector = Connector(MigrateSettings.model_validate({"database_url": url}))
         migrate(connector)
@@ -165,11 +201,22 @@ def main() -> None:
         # timeout follows it, shared/db/connect.py).
         db = Database(
             DatabaseSection.model_validate(
-                {"database_url": url, "db_statement_timeout_ms": 600_000, "db_pool_size": 2}
+                {"database_url": url, "db_statement_timeout_ms": 7_200_000, "db_pool_size": 2}
             ),
             "bench",
         )
         db.execute("INSERT INTO users (id, email) VALUES (%s, %s)", [USER, f"bench-{uuid.uuid4().hex[:6]}@x.test"])
+        started = time.perf_counter()
+        with db.transaction() as tx:
+            tx.execute("ALTER TABLE usage_records DISABLE TRIGGER usage_summaries_insert")
+            tx.execute(LOAD_SQL, [USER, ROWS, ROWS])
+            tx.execute("ALTER TABLE usage_records ENABLE TRIGGER usage_summaries_insert")
+        plain_load_s = time.perf_counter() - started
+        with db.connection() as conn:  # the same rows again, this time through the triggers
+            conn.autocommit = True
+            conn.cursor().execute("TRUNCATE usage_records")
+            conn.cursor().execute("VACUUM usage_records")
+            conn.autocommit = False
         started = time.perf_counter()
         db.execute(LOAD_SQL, [USER, ROWS, ROWS])
         db.execute("INSERT INTO usage_state (user_id, version) VALUES (%s, 1)", [USER])
@@ -180,10 +227,21 @@ def main() -> None:
             conn.cursor().execute("VACUUM ANALYZE usage_records")
             conn.autocommit = False
         vacuum_s = time.perf_counter() - started
+        sizes = {
+            t: db.scalar("SELECT pg_total_relation_size(%s::regclass)", [t]) for t in ("usage_records", *SUMMARY_TABLES)
+        }
+        summary_rows = {t: db.scalar(f"SELECT count(*) FROM {t}") for t in SUMMARY_TABLES}  # noqa: S608 - fixed names
+        summary_bytes = sum(sizes[t] for t in SUMMARY_TABLES)
+        print(f"load average before the load: {load_before}; now: {_loadavg()}")
         print(
-            f"loaded {ROWS:,} rows in {load_s:.1f}s (generate_series, with the indexes); "
-            f"VACUUM ANALYZE {vacuum_s:.1f}s",
+            f"loaded {ROWS:,} rows in {load_s:.1f}s with the summary triggers, {plain_load_s:.1f}s without "
+            f"(+{(load_s / plain_load_s - 1) * 100:.0f}% upload time); VACUUM ANALYZE {vacuum_s:.1f}s",
             flush=True,
+        )
+        print(
+            f"storage: records {sizes['usage_records'] / 2**20:.0f} MiB with indexes; summaries "
+            f"{summary_bytes / 2**20:.1f} MiB (+{summary_bytes / sizes['usage_records'] * 100:.1f}%): "
+            + ", ".join(f"{t} {summary_rows[t]:,} rows" for t in SUMMARY_TABLES)
         )
 
         # Baseline, same run and table: one plain scan summing the token columns of the user's records (what any
@@ -199,26 +257,23 @@ def main() -> None:
             f"(median {baseline_s:.2f}s)"
         )
 
-        tool_ms: dict[str, list[float]] = {}
-        totals = []
-        for _ in range(3):
-            toolbox = Toolbox(db, USER, use_rollups=False)
-            started = time.perf_counter()
-            for name, args in FULL_ANALYSIS:
-                t0 = time.perf_counter()
-                toolbox.call(name, args)
-                key = f"{name}:{args['by']}" if "by" in args else name
-                tool_ms.setdefault(key, []).append((time.perf_counter() - t0) * 1000)
-            totals.append(time.perf_counter() - started)
-        print(f"\nall {len(FULL_ANALYSIS)} analysis tools, live from the records (3 runs):")
+        totals, tool_ms = _analysis_runs(db, RUNS, use_summaries=True)
+        live_s = statistics.median(totals)
+        print(f"\nall {len(FULL_ANALYSIS)} analysis tools, live from the records and their summaries ({RUNS} runs):")
         print(
-            f"  total: {', '.join(f'{t:.2f}s' for t in totals)}  (median {statistics.median(totals):.2f}s, "
-            f"{statistics.median(totals) / baseline_s:.1f} x the baseline scan)"
+            f"  total: {', '.join(f'{t:.2f}s' for t in totals)}  (median {live_s:.2f}s, "
+            f"{live_s / baseline_s:.1f} x the baseline scan of {baseline_s:.2f}s; load average {_loadavg()})"
         )
         for key, values in tool_ms.items():
             print(f"  {key:28s} median {statistics.median(values):8.1f} ms")
+        records_totals, records_ms = _analysis_runs(db, 1, use_summaries=False)
+        print(
+            f"the same from the records only (no summaries, 1 run): {records_totals[0]:.2f}s "
+            f"({records_totals[0] / baseline_s:.1f} x the baseline); "
+            + ", ".join(f"{k} {v[0]:.0f} ms" for k, v in records_ms.items() if v[0] >= 100)
+        )
 
-        pipeline = [_run_pipeline(db, "How can we cut our LLM costs?") for _ in range(3)]
+        pipeline = [_run_pipeline(db, "How can we cut our LLM costs?") for _ in range(RUNS)]
         ctx, answer = pipeline[-1][1]
         print(
             f"\nfull pipeline, live (triage .. report, {len(ctx.tool_results)} tool calls, "
@@ -228,9 +283,12 @@ def main() -> None:
         started = time.perf_counter()
         summary = rollup_user(db, USER)
         rollup_s = time.perf_counter() - started
-        rolled = [_run_pipeline(db, "How can we cut our LLM costs?")[0] for _ in range(3)]
+        rolled = [_run_pipeline(db, "How can we cut our LLM costs?")[0] for _ in range(RUNS)]
+        rolled_tools, _ = _analysis_runs(db, RUNS, use_summaries=True, use_rollups=True)
         print(
-            f"rollup job for this user: {rollup_s:.2f}s; pipeline from the rollups: "
+            f"rollup job for this user: {rollup_s:.2f}s; from the rollups: all tools "
+            + ", ".join(f"{t:.3f}s" for t in rolled_tools)
+            + "; pipeline "
             + ", ".join(f"{t:.2f}s" for t in rolled)
         )
 
@@ -245,11 +303,17 @@ def main() -> None:
             + json.dumps(
                 {
                     "rows": ROWS,
-                    "load_s": round(load_s, 1),
                     "vacuum_s": round(vacuum_s, 1),
+                    "load_with_summaries_s": round(load_s, 1),
+                    "load_without_summaries_s": round(plain_load_s, 1),
+                    "records_mib": round(sizes["usage_records"] / 2**20),
+                    "summaries_mib": round(summary_bytes / 2**20, 1),
                     "baseline_scan_median_s": round(baseline_s, 2),
-                    "tools_live_median_s": round(statistics.median(totals), 2),
-                    "tools_over_baseline": round(statistics.median(totals) / baseline_s, 1),
+                    "tools_live_median_s": round(live_s, 2),
+                    "tools_over_baseline": round(live_s / baseline_s, 1),
+                    "tools_records_only_s": round(records_totals[0], 2),
+                    "tools_rollups_s": round(statistics.median(rolled_tools), 3),
+                    "loadavg": _loadavg(),
                     "pipeline_live_s": [round(p[0], 2) for p in pipeline],
                     "rollup_job_s": round(rollup_s, 2),
                     "pipeline_rollups_s": [round(t, 2) for t in rolled],
