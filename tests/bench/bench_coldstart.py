@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -192,7 +193,14 @@ def services(bench: BenchStack, token: str, thread_id: str) -> list[Service]:
 
 def main() -> None:
     print(f"emulators: {choose().describe()}; load average {Path('/proc/loadavg').read_text().split()[:3]}")
-    logs = Path(tempfile.mkdtemp(prefix="bench-coldstart-"))
+    logs = Path(tempfile.mkdtemp(prefix="bench-coldstart-logs-"))
+    try:
+        measure(logs)
+    finally:
+        shutil.rmtree(logs, ignore_errors=True)
+
+
+def measure(logs: Path) -> None:
     with bench_agent_stack("bench-coldstart") as bench:
         token = bench.token("bench@example.com")
         with bench.stack.client(token) as client:
