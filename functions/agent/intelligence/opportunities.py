@@ -6,6 +6,7 @@ and reports period and monthly savings. The modelling rules are stated in docs/I
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -36,6 +37,21 @@ from shared.pricing import Price, Rates, get_price, known_models
 CLASSIFICATION_MAX_OUTPUT = 20  # average visible output tokens of classification-like traffic
 SHORT_OUTPUT_MAX = 200  # average visible output tokens of short-answer traffic
 TRIM_MIN_AVG_OUTPUT = 400  # segments with longer average answers are trimming candidates
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One candidate of a savings tool: its exact saving (the sort key and the total, never rounded) beside the
+    row the tool returns. The row is what is stored in the event log and checked by the report's figures."""
+
+    savings: Decimal
+    row: dict[str, Any]
+
+
+def _ranked(candidates: list[Candidate], limit: int) -> tuple[list[dict[str, Any]], Decimal]:
+    """The rows of the ``limit`` largest savings (ties by model, then feature) and the total of all of them."""
+    candidates.sort(key=lambda c: (-c.savings, c.row["model"], c.row["feature"]))
+    return [c.row for c in candidates[:limit]], sum((c.savings for c in candidates), Decimal(0))
 
 
 def _tokens(agg: Agg) -> dict[str, int]:
@@ -371,7 +387,7 @@ def choose_target(price: Price, kind: str, max_prompt: int, max_output: int, cos
 def model_rightsizing(facts: Facts, min_requests: int = 10, limit: int = 10) -> dict[str, Any]:
     """Premium/frontier traffic with short or classification-like answers, priced on a cheaper model of the
     same provider (same token counts; tokenizers differ a little, said in the risk note)."""
-    candidates = []
+    candidates: list[Candidate] = []
     checked = 0
     for (model, feature), rows in _split(facts.segments, lambda r: (r["model"], r["feature"])).items():
         price = price_of(model)
@@ -418,27 +434,28 @@ def model_rightsizing(facts: Facts, min_requests: int = 10, limit: int = 10) -> 
             f"quality on hard cases; A/B test {target.model} on a slice of traffic first"
         )
         candidates.append(
-            {
-                "model": model,
-                "feature": feature or "(none)",
-                "kind": kind,
-                "requests": n,
-                "avg_output_tokens": round(avg_output),
-                "target_model": target.model,
-                "target_tier": target.tier,
-                "current_cost_usd": usd(current),
-                "target_cost_usd": usd(new),
-                "savings_usd": usd(current - new),
-                "monthly_savings_usd": usd(facts.monthly(current - new)),
-                "quality_risk": risk,
-                "risk_note": note,
-                "_savings": current - new,
-            }
+            Candidate(
+                current - new,
+                {
+                    "model": model,
+                    "feature": feature or "(none)",
+                    "kind": kind,
+                    "requests": n,
+                    "avg_output_tokens": round(avg_output),
+                    "target_model": target.model,
+                    "target_tier": target.tier,
+                    "current_cost_usd": usd(current),
+                    "target_cost_usd": usd(new),
+                    "savings_usd": usd(current - new),
+                    "monthly_savings_usd": usd(facts.monthly(current - new)),
+                    "quality_risk": risk,
+                    "risk_note": note,
+                },
+            )
         )
-    candidates.sort(key=lambda c: (-c["_savings"], c["model"], c["feature"]))
-    total = sum((c["_savings"] for c in candidates), Decimal(0))
+    rows, total = _ranked(candidates, limit)
     return {
-        "candidates": [{k: v for k, v in c.items() if k != "_savings"} for c in candidates[:limit]],
+        "candidates": rows,
         "checked_segments": checked,
         "savings_usd": usd(total),
         "monthly_savings_usd": usd(facts.monthly(total)),
@@ -450,7 +467,7 @@ def output_trimming(facts: Facts, reduction_pct: int = 25, limit: int = 10) -> d
     """Segments whose answers average at least 400 visible output tokens: asking for concise answers (and a
     max_tokens cap) is assumed to cut their output tokens by ``reduction_pct`` percent."""
     share = Decimal(reduction_pct) / 100
-    candidates = []
+    candidates: list[Candidate] = []
     for (model, feature), rows in _split(facts.segments, lambda r: (r["model"], r["feature"])).items():
         price = price_of(model)
         if price is None:
@@ -469,25 +486,26 @@ def output_trimming(facts: Facts, reduction_pct: int = 25, limit: int = 10) -> d
         with_cap = sum(int(r["has_max_tokens"]) for r in rows)
         cap_sum = sum(int(r["sum_max_tokens"]) for r in rows)
         candidates.append(
-            {
-                "model": model,
-                "feature": feature or "(none)",
-                "requests": n,
-                "avg_output_tokens": round(avg_output),
-                "requests_with_max_tokens": with_cap,
-                "avg_max_tokens": round(cap_sum / with_cap) if with_cap else None,
-                "suggested_max_tokens": int(math.ceil(avg_output * Decimal("1.5") / 100) * 100),
-                "output_cost_usd": usd(output_cost),
-                "savings_usd": usd(savings),
-                "monthly_savings_usd": usd(facts.monthly(savings)),
-                "_savings": savings,
-            }
+            Candidate(
+                savings,
+                {
+                    "model": model,
+                    "feature": feature or "(none)",
+                    "requests": n,
+                    "avg_output_tokens": round(avg_output),
+                    "requests_with_max_tokens": with_cap,
+                    "avg_max_tokens": round(cap_sum / with_cap) if with_cap else None,
+                    "suggested_max_tokens": int(math.ceil(avg_output * Decimal("1.5") / 100) * 100),
+                    "output_cost_usd": usd(output_cost),
+                    "savings_usd": usd(savings),
+                    "monthly_savings_usd": usd(facts.monthly(savings)),
+                },
+            )
         )
-    candidates.sort(key=lambda c: (-c["_savings"], c["model"], c["feature"]))
-    total = sum((c["_savings"] for c in candidates), Decimal(0))
+    rows, total = _ranked(candidates, limit)
     return {
         "reduction_pct": reduction_pct,
-        "candidates": [{k: v for k, v in c.items() if k != "_savings"} for c in candidates[:limit]],
+        "candidates": rows,
         "savings_usd": usd(total),
         "monthly_savings_usd": usd(facts.monthly(total)),
     }
@@ -497,7 +515,7 @@ def output_trimming(facts: Facts, reduction_pct: int = 25, limit: int = 10) -> d
 def long_context(facts: Facts) -> dict[str, Any]:
     """Requests whose prompt is above the model's long-context threshold pay the higher tier for the whole
     request; keeping them under it (retrieval, history summaries) saves the tier premium at the same tokens."""
-    models = []
+    models: list[Candidate] = []
     total = Decimal(0)
     for model, rows in _split([r for r in facts.segments if r["lc"]], lambda r: r["model"]).items():
         price = get_price(model)
@@ -509,22 +527,24 @@ def long_context(facts: Facts) -> dict[str, Any]:
             base += _cost(period.base, _tokens(part))
         total += current - base
         models.append(
-            {
-                "model": model,
-                "threshold_tokens": price.long_context[0].above_input_tokens,
-                "requests": agg.n,
-                "avg_prompt_tokens": round(agg.input_all / agg.n),
-                "current_cost_usd": usd(current),
-                "base_tier_cost_usd": usd(base),
-                "savings_usd": usd(current - base),
-                "monthly_savings_usd": usd(facts.monthly(current - base)),
-                "_savings": current - base,
-            }
+            Candidate(
+                current - base,
+                {
+                    "model": model,
+                    "threshold_tokens": price.long_context[0].above_input_tokens,
+                    "requests": agg.n,
+                    "avg_prompt_tokens": round(agg.input_all / agg.n),
+                    "current_cost_usd": usd(current),
+                    "base_tier_cost_usd": usd(base),
+                    "savings_usd": usd(current - base),
+                    "monthly_savings_usd": usd(facts.monthly(current - base)),
+                },
+            )
         )
-    models.sort(key=lambda m: (-m["_savings"], m["model"]))
+    models.sort(key=lambda m: (-m.savings, m.row["model"]))
     return {
-        "models": [{k: v for k, v in m.items() if k != "_savings"} for m in models],
-        "long_context_requests": sum(m["requests"] for m in models),
+        "models": [m.row for m in models],
+        "long_context_requests": sum(m.row["requests"] for m in models),
         "savings_usd": usd(total),
         "monthly_savings_usd": usd(facts.monthly(total)),
     }
