@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shared.service import database_components
 from shared.startup import Component, Priority, RetryPolicy
+
+if TYPE_CHECKING:
+    from functions.agent.settings import AgentSettings
 
 
 def _pubsub(project: str) -> Any:
@@ -33,7 +36,7 @@ def _firestore(probe: bool) -> Any:
     return start
 
 
-def _tokens(settings: Any) -> Any:
+def _tokens(settings: AgentSettings) -> Any:
     def start() -> Any:
         from functions.agent.tokens import build_verifier
 
@@ -42,7 +45,7 @@ def _tokens(settings: Any) -> Any:
     return start
 
 
-def _prices(settings: Any) -> Any:
+def _prices(settings: AgentSettings) -> Any:
     def start() -> Any:
         # Loading the price data takes about a second: done here, after the start, not on a request. With
         # PRICES_REFRESH the package's updater then fetches newer data in its own daemon thread (no wait).
@@ -56,7 +59,7 @@ def _prices(settings: Any) -> Any:
     return start
 
 
-def components(role: str, settings: Any) -> list[Component]:
+def components(role: str, settings: AgentSettings) -> list[Component]:
     """``role`` is "api" or "worker"."""
     name = "agent-api" if role == "api" else "agent-worker"
     found = database_components(settings, name)

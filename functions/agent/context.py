@@ -21,14 +21,16 @@ from shared.http import Ctx
 from shared.service import require_database
 
 if TYPE_CHECKING:
+    from functions.agent.settings import AgentSettings
     from shared.db.database import Database
     from shared.ratelimit import RateLimiter
+    from shared.startup import StartupManager
 
 
 @dataclass
 class AgentContext:
-    settings: Any  # functions.agent.settings.AgentSettings
-    manager: Any  # shared.startup.StartupManager
+    settings: AgentSettings
+    manager: StartupManager
     # Plan limits' runs-per-minute counters (Firestore ``rate_limits``, shared by every instance). The API's
     # only: made on first use, so the worker, which shares this context, never imports the rate limiter.
     _limiter: RateLimiter | None = field(default=None, repr=False)

@@ -18,7 +18,7 @@ import os
 import sys
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shared.config import REPO_ROOT
 from shared.tokens.keyset import (
@@ -30,11 +30,14 @@ from shared.tokens.keyset import (
     signing_key,
 )
 
+if TYPE_CHECKING:
+    from functions.auth.settings import AuthSettings
+
 
 class KeysetSource:
     """The current keyset, parsed once per change; ``jwks()`` is cached with it."""
 
-    def __init__(self, settings: Any) -> None:
+    def __init__(self, settings: AuthSettings) -> None:
         self.settings = settings
         self._reader: Any = None
         self._lock = threading.Lock()

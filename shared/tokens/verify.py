@@ -16,12 +16,15 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jwt
 from jwt.algorithms import ECAlgorithm
 
 from shared.errors import NetraError
+
+if TYPE_CHECKING:
+    from shared.config import TokenVerifySection
 
 ALGORITHM = "ES256"
 log = logging.getLogger("tokens")
@@ -254,7 +257,7 @@ class TokenVerifier:
         )
 
 
-def verifier_from_settings(settings: Any) -> TokenVerifier:
+def verifier_from_settings(settings: TokenVerifySection) -> TokenVerifier:
     """For services with a TokenVerifySection: URL from AUTH_JWKS_URL, else local discovery of auth."""
 
     def url() -> str:

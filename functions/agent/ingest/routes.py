@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import zlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -18,6 +18,9 @@ from functions.agent.ingest import keys, otlp, writer
 from functions.agent.ingest.litellm_payload import map_body
 from shared.errors import ApiError, not_found
 from shared.http import Ctx, Router
+
+if TYPE_CHECKING:
+    from functions.agent.context import AgentContext
 
 log = logging.getLogger("agent.ingest")
 
@@ -75,7 +78,7 @@ def read_body(ctx: Ctx, max_body: int, max_decompressed: int) -> bytes:
     return data
 
 
-def register(router: Router, deps: Any, request_rollup: Any = None) -> None:
+def register(router: Router, deps: AgentContext, request_rollup: Any = None) -> None:
     """``request_rollup(user_id, data_version) -> bool`` is called after a batch that made the user's rollups due
     for a refresh (at most every INGEST_ROLLUP_REFRESH_S); False or an exception leaves the request to the next
     batch."""

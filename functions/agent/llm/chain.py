@@ -9,7 +9,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
@@ -17,6 +17,9 @@ from functions.agent.llm.base import Provider, ProviderError
 from functions.agent.pipeline_api import LLMMessage, TokenUsage
 from shared.errors import NetraError
 from shared.startup import CircuitBreaker
+
+if TYPE_CHECKING:
+    from functions.agent.settings import AgentSettings
 
 log = logging.getLogger("llm")
 
@@ -181,7 +184,7 @@ _chain: FallbackChain | None = None
 _chain_lock = threading.Lock()
 
 
-def build_providers(settings: Any) -> dict[str, Provider]:
+def build_providers(settings: AgentSettings) -> dict[str, Provider]:
     """One instance of each provider named in the chain (clients are still created lazily)."""
     from functions.agent.llm.mock import MockProvider
 
@@ -208,7 +211,7 @@ def build_providers(settings: Any) -> dict[str, Provider]:
     return providers
 
 
-def get_chain(settings: Any) -> FallbackChain:
+def get_chain(settings: AgentSettings) -> FallbackChain:
     """The instance's chain, built once: breakers must outlive a single run to be of any use."""
     global _chain
     with _chain_lock:

@@ -8,7 +8,7 @@ request_id). ``python -m functions.agent.usage.upload FILE`` splits and sends a 
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -17,6 +17,9 @@ from functions.agent.usage.formats import BodyError
 from functions.agent.usage.schema import FIELD_DOCS, REQUIRED
 from shared.errors import ApiError
 from shared.http import Ctx, Router
+
+if TYPE_CHECKING:
+    from functions.agent.context import AgentContext
 
 MAX_ROWS_PER_PART = 20_000
 
@@ -51,7 +54,7 @@ def schema_doc(max_body_bytes: int) -> dict[str, Any]:
     }
 
 
-def register(router: Router, deps: Any) -> None:
+def register(router: Router, deps: AgentContext) -> None:
     limit = router.max_body_bytes
 
     @router.route("POST", "/api/usage")

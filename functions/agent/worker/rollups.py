@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import base64
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shared.models.rollups import KIND, RollupRequest
+
+if TYPE_CHECKING:
+    from functions.agent.worker.handler import Worker
 
 log = logging.getLogger("agent.worker.rollups")
 
@@ -24,7 +27,7 @@ def is_rollup_request(data: Any) -> bool:
         return False
 
 
-def handle(worker: Any, data: Any) -> None:
+def handle(worker: Worker, data: Any) -> None:
     from functions.agent.rollup_job import refresh_user
     from functions.agent.worker.handler import RetryLater, is_infrastructure_error
 
