@@ -19,7 +19,8 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
 
 from functions.agent.eventlog import EventLog, RunRef
 from functions.agent.pipeline_api import FinalAnswer, LLMMessage, Pipeline, RunCancelled
@@ -32,6 +33,10 @@ from shared.errors import NetraError
 from shared.models.events import AgentRequest
 from shared.service import require_database
 from shared.timeout import CallTimedOut, call_with_timeout
+
+if TYPE_CHECKING:
+    from functions.agent.settings import AgentSettings
+    from shared.startup import StartupManager
 
 log = logging.getLogger("agent.worker")
 
@@ -48,9 +53,19 @@ class RetryLater(NetraError):
 PIPELINE_FAILED = "the analysis failed unexpectedly; the details are in the service log"
 
 
+class RunEnd(StrEnum):
+    """How this attempt's execution ended. The first three are the run's final status (runs.status); LOST means
+    another attempt owns the run now and this one records nothing."""
+
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+    LOST = "lost"
+
+
 @dataclass
 class Outcome:
-    status: str  # completed | cancelled | failed | lost
+    status: RunEnd
     answer: FinalAnswer | None = None
     error_code: str | None = None
     error_message: str | None = None
@@ -146,7 +161,7 @@ class RunLock:
 
 
 class Worker:
-    def __init__(self, settings: Any, manager: Any) -> None:
+    def __init__(self, settings: AgentSettings, manager: StartupManager) -> None:
         self.settings = settings
         self.manager = manager
         self.eventlog = EventLog(settings.google_cloud_project, settings.event_ttl_days)
@@ -272,7 +287,7 @@ class Worker:
         )
         if remaining <= 0:
             outcome = Outcome(
-                "failed",
+                RunEnd.FAILED,
                 error_code="time_budget_exceeded",
                 error_message=f"the run waited longer than its {budget:g}s time budget before it could start",
             )
@@ -290,7 +305,7 @@ class Worker:
         except Exception:
             log.exception("pipeline could not be loaded", extra={"run_id": ctx.run_id})
             return Outcome(
-                "failed", error_code="pipeline_unavailable", error_message="the agent pipeline could not be loaded"
+                RunEnd.FAILED, error_code="pipeline_unavailable", error_message="the agent pipeline could not be loaded"
             )
         started: dict[str, Any] = {"attempt": claimed["attempt"], "resumed": resumed, "pipeline": name}
         if resumed:
@@ -299,7 +314,7 @@ class Worker:
         try:
             ctx.emit("agent_started", "supervisor", started)
         except LostOwnership:
-            return Outcome("lost")
+            return Outcome(RunEnd.LOST)
         return self._run_pipeline(pipeline, ctx, remaining)
 
     def _run_pipeline(self, pipeline: Pipeline, ctx: WorkerRunContext, remaining: float) -> Outcome:
@@ -312,7 +327,7 @@ class Worker:
         except CallTimedOut:
             ctx.close()
             return Outcome(
-                "failed",
+                RunEnd.FAILED,
                 error_code="time_budget_exceeded",
                 error_message=f"the run did not finish within its {budget:g}s time budget",
             )
@@ -325,26 +340,26 @@ class Worker:
                 log.error(
                     "pipeline returned no FinalAnswer", extra={"run_id": ctx.run_id, "type": type(answer).__name__}
                 )
-                return Outcome("failed", error_code="pipeline_error", error_message=PIPELINE_FAILED)
-            return Outcome("completed", answer=answer)
+                return Outcome(RunEnd.FAILED, error_code="pipeline_error", error_message=PIPELINE_FAILED)
+            return Outcome(RunEnd.COMPLETED, answer=answer)
         from functions.agent.llm.chain import LLMUnavailable
 
         if isinstance(error, RunCancelled):
-            return Outcome("cancelled", error_message=str(error) or "cancelled by the user")
+            return Outcome(RunEnd.CANCELLED, error_message=str(error) or "cancelled by the user")
         if isinstance(error, RunTimedOut):
             return Outcome(
-                "failed",
+                RunEnd.FAILED,
                 error_code="time_budget_exceeded",
                 error_message=f"the run did not finish within its {budget:g}s time budget",
             )
         if isinstance(error, LostOwnership):
-            return Outcome("lost", error_message=str(error))
+            return Outcome(RunEnd.LOST, error_message=str(error))
         if isinstance(error, LLMUnavailable):
             # The providers' own answers (which may quote the request, an account or a key prefix) go to the
             # log; the user sees a stable code and message.
             log.warning("no language model could answer", extra={"run_id": ctx.run_id, "reason": str(error)[:2000]})
             return Outcome(
-                "failed",
+                RunEnd.FAILED,
                 error_code="llm_unavailable",
                 error_message="no language model could answer right now; try again in a few minutes",
             )
@@ -352,12 +367,12 @@ class Worker:
             ctx.close()
             raise error
         log.error("pipeline failed", exc_info=error, extra={"run_id": ctx.run_id})
-        return Outcome("failed", error_code="pipeline_error", error_message=PIPELINE_FAILED)
+        return Outcome(RunEnd.FAILED, error_code="pipeline_error", error_message=PIPELINE_FAILED)
 
     # -- the outcome, committed before the terminal event -----------------------------------------------
     def finalize(self, db: Database, ctx: WorkerRunContext, outcome: Outcome) -> None:
         ctx.close()
-        if outcome.status == "lost":
+        if outcome.status is RunEnd.LOST:
             log.warning(
                 "run taken over by another attempt; this one stops",
                 extra={"run_id": ctx.run_id, "reason": outcome.error_message},
@@ -365,7 +380,7 @@ class Worker:
             return
         reserved = ctx.last_seq + 1
         with db.transaction() as tx:
-            if outcome.status == "completed":
+            if outcome.status is RunEnd.COMPLETED:
                 assert outcome.answer is not None
                 thread_store.insert_answer(
                     tx, ctx.thread_id, ctx.user_id, ctx.run_id, outcome.answer.content, outcome.answer.metadata
@@ -374,7 +389,7 @@ class Worker:
                 tx,
                 ctx.run_id,
                 ctx.attempt,
-                outcome.status,
+                outcome.status.value,
                 reserved,
                 error_code=outcome.error_code,
                 error_message=outcome.error_message,
