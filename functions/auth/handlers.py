@@ -49,24 +49,24 @@ REFRESH_FAILURES = {
 }
 
 
-def register(router: Router, app: AuthContext) -> None:
-    settings = app.settings
+def register(router: Router, auth: AuthContext) -> None:
+    settings = auth.settings
 
     if settings.dev_login_enabled:
         # Development and test only: load_settings refuses the switch in staging/production (scenario 27),
         # and without the switch the route does not exist at all.
         @router.route("POST", "/auth/dev/login")
         def dev_login(ctx: Ctx) -> Any:
-            app.limit(ctx, "login")
+            auth.limit(ctx, "login")
             body = ctx.json(DevLogin)
-            user = upsert_by_email(app.db(), str(body.email), body.name)
-            return app.new_session(user)
+            user = upsert_by_email(auth.db(), str(body.email), body.name)
+            return auth.new_session(user)
 
     @router.route("POST", "/auth/refresh")
     def refresh(ctx: Ctx) -> Any:
-        app.limit(ctx, "refresh")
+        auth.limit(ctx, "refresh")
         body = ctx.json(RefreshBody)
-        rotation = app.store().rotate(body.refresh_token, settings.refresh_token_ttl_seconds)
+        rotation = auth.store().rotate(body.refresh_token, settings.refresh_token_ttl_seconds)
         if rotation.outcome != "ok":
             code, message = REFRESH_FAILURES[rotation.outcome]
             if rotation.outcome == "reuse":
@@ -75,21 +75,21 @@ def register(router: Router, app: AuthContext) -> None:
                     extra={"user_id": rotation.user_id, "session_id": rotation.family_id},
                 )
             raise unauthorized(message, code)
-        user = get_user(app.db(), str(rotation.user_id))
+        user = get_user(auth.db(), str(rotation.user_id))
         if user is None:
             raise unauthorized("user no longer exists", "invalid_refresh_token")
         assert rotation.family_id and rotation.refresh_token
-        return app.pair(user, rotation.family_id, rotation.refresh_token)
+        return auth.pair(user, rotation.family_id, rotation.refresh_token)
 
     @router.route("POST", "/auth/logout")
     def logout(ctx: Ctx) -> Any:
-        app.limit(ctx, "logout")
+        auth.limit(ctx, "logout")
         body = ctx.json(LogoutBody)
-        store = app.store()
+        store = auth.store()
         if body.refresh_token:
             family_id = store.family_of(body.refresh_token)
         else:
-            family_id = app.bearer_claims(ctx).sid
+            family_id = auth.bearer_claims(ctx).sid
             if not family_id:
                 raise ApiError(400, "no_session", "this access token names no session; send the refresh_token")
         revoked = bool(family_id) and store.revoke_family(family_id, "logout")
@@ -100,10 +100,10 @@ def register(router: Router, app: AuthContext) -> None:
 
     @router.route("POST", "/auth/validate")
     def validate(ctx: Ctx) -> Any:
-        app.limit(ctx, "validate")
+        auth.limit(ctx, "validate")
         body = ctx.json(ValidateBody)
         try:
-            claims = app.verify(body.token)
+            claims = auth.verify(body.token)
         except TokenInvalid as exc:
             return {"valid": False, "reason": exc.reason}
         return {
@@ -118,8 +118,8 @@ def register(router: Router, app: AuthContext) -> None:
 
     @router.route("GET", "/auth/me")
     def me(ctx: Ctx) -> Any:
-        claims = app.bearer_claims(ctx)
-        db = app.db()
+        claims = auth.bearer_claims(ctx)
+        db = auth.db()
         user = get_user(db, claims.sub)
         if user is None:
             raise unauthorized("user no longer exists", "invalid_token")
@@ -132,7 +132,7 @@ def register(router: Router, app: AuthContext) -> None:
     @router.route("GET", "/.well-known/jwks.json")
     def jwks(ctx: Ctx) -> Any:
         try:
-            document = app.keys.jwks()
+            document = auth.keys.jwks()
         except Exception as exc:
             log.warning("keyset unavailable", extra={"reason": type(exc).__name__})
             raise ApiError(
@@ -143,9 +143,9 @@ def register(router: Router, app: AuthContext) -> None:
     @router.route("GET", "/auth/config")
     def config(ctx: Ctx) -> Any:
         providers = []
-        for name in app.providers:
+        for name in auth.providers:
             providers.append(
-                {"name": name, "available": app.provider_available(name), "login_url": f"/auth/login?provider={name}"}
+                {"name": name, "available": auth.provider_available(name), "login_url": f"/auth/login?provider={name}"}
             )
         return {
             "environment": settings.netra_env.value,
@@ -170,10 +170,10 @@ def register(router: Router, app: AuthContext) -> None:
 
     @router.route("POST", "/auth/ws-ticket")
     def ws_ticket(ctx: Ctx) -> Any:
-        app.limit(ctx, "ws_ticket")
-        claims = app.bearer_claims(ctx)
+        auth.limit(ctx, "ws_ticket")
+        claims = auth.bearer_claims(ctx)
         ticket = new_secret(24)
-        app.store().put(
+        auth.store().put(
             TICKETS,
             ticket,
             # token_exp: the connection the ticket opens must not outlive the token that minted it.
@@ -184,9 +184,9 @@ def register(router: Router, app: AuthContext) -> None:
 
     @router.route("POST", "/auth/ws-ticket/redeem")
     def redeem(ctx: Ctx) -> Any:
-        app.limit(ctx, "redeem")
+        auth.limit(ctx, "redeem")
         body = ctx.json(TicketBody)
-        data = app.store().take(TICKETS, body.ticket)
+        data = auth.store().take(TICKETS, body.ticket)
         if data is None:
             raise unauthorized("ticket unknown, expired or already used", "invalid_ticket")
         return {

@@ -96,8 +96,8 @@ def _binding_cookie(state: str) -> str:
     return f"netra_signin_{digest(state)[:16]}"
 
 
-def register(router: Router, app: AuthContext) -> None:
-    settings = app.settings
+def register(router: Router, auth: AuthContext) -> None:
+    settings = auth.settings
 
     def cookie(name: str, value: str, max_age: int, public_url: str) -> str:
         secure = "; Secure" if public_url.startswith("https://") else ""
@@ -105,18 +105,18 @@ def register(router: Router, app: AuthContext) -> None:
 
     @router.route("GET", "/auth/login")
     def login(ctx: Ctx) -> Any:
-        app.limit(ctx, "login")
+        auth.limit(ctx, "login")
         query = ctx.query(LoginQuery)
-        provider = app.providers.get(query.provider)
+        provider = auth.providers.get(query.provider)
         if provider is None:
             raise ApiError(400, "provider_not_enabled", f"{query.provider} sign-in is not configured here")
         if not return_to_allowed(query.return_to, settings.origins):
             raise ApiError(400, "invalid_return_to", "return_to must be a URL on an allowed front-end origin")
-        app.require_provider(query.provider)
-        public_url = app.public_url(ctx)
+        auth.require_provider(query.provider)
+        public_url = auth.public_url(ctx)
         redirect_uri = f"{public_url}/auth/callback"
         state, nonce, verifier, binding = new_secret(), new_secret(), new_secret(48), new_secret(16)
-        app.store().put(
+        auth.store().put(
             STATES,
             state,
             {
@@ -138,20 +138,20 @@ def register(router: Router, app: AuthContext) -> None:
 
     @router.route("GET", "/auth/callback")
     def callback(ctx: Ctx) -> Any:
-        app.limit(ctx, "login")
+        auth.limit(ctx, "login")
         query = ctx.query(CallbackQuery)
         if not query.state:
             raise ApiError(400, "invalid_state", "the sign-in state is missing")
-        data = app.store().take(STATES, query.state)
+        data = auth.store().take(STATES, query.state)
         if data is None:
             raise ApiError(400, "invalid_state", "unknown, expired or already used sign-in state; start again")
         cookie_name = _binding_cookie(query.state)
-        clear = [cookie(cookie_name, "", 0, app.public_url(ctx))]
+        clear = [cookie(cookie_name, "", 0, auth.public_url(ctx))]
         binding = ctx.request.cookies.get(cookie_name, "")
         if not hmac.compare_digest(digest(binding), data["binding"]):
             raise ApiError(400, "invalid_state", "this sign-in was started in another browser; start again")
         return_to = data["return_to"]
-        provider = app.providers.get(data["provider"])
+        provider = auth.providers.get(data["provider"])
         try:
             if query.error or not query.code:
                 raise SignInError(
@@ -163,9 +163,9 @@ def register(router: Router, app: AuthContext) -> None:
         except SignInError as exc:
             log.warning("sign-in failed", extra={"provider": data["provider"], "reason": exc.code})
             return redirect(with_params(return_to, error=exc.code), clear)
-        user = link_identity(app.db(), identity.provider, identity.subject, identity.email, identity.name)
+        user = link_identity(auth.db(), identity.provider, identity.subject, identity.email, identity.name)
         code = new_secret()
-        app.store().put(
+        auth.store().put(
             CODES,
             code,
             {
@@ -180,9 +180,9 @@ def register(router: Router, app: AuthContext) -> None:
 
     @router.route("POST", "/auth/token")
     def token(ctx: Ctx) -> Any:
-        app.limit(ctx, "token")
+        auth.limit(ctx, "token")
         body = ctx.json(TokenBody)
-        data = app.store().take(CODES, body.code)  # taken even if the verifier is wrong: one try per code
+        data = auth.store().take(CODES, body.code)  # taken even if the verifier is wrong: one try per code
         if data is None:
             raise ApiError(400, "invalid_grant", "code unknown, expired or already used")
         challenge = data.get("client_challenge") or ""
@@ -190,7 +190,7 @@ def register(router: Router, app: AuthContext) -> None:
         if not hmac.compare_digest(pkce_challenge(body.code_verifier), challenge):
             log.warning("one-time code presented with a wrong PKCE verifier", extra={"user_id": data["user_id"]})
             raise ApiError(400, "invalid_grant", "code_verifier does not match the code_challenge")
-        user = get_user(app.db(), data["user_id"])
+        user = get_user(auth.db(), data["user_id"])
         if user is None:
             raise ApiError(400, "invalid_grant", "the user of this code no longer exists")
-        return app.new_session(user)
+        return auth.new_session(user)
