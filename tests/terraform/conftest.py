@@ -98,9 +98,9 @@ class BackgroundCheckov:
 _background: BackgroundCheckov | None = None
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_finish(session: pytest.Session) -> None:
     global _background
-    if _background is None and any(item.name == CHECKOV_TEST for item in items):
+    if _background is None and any(item.name == CHECKOV_TEST for item in session.items):
         _background = BackgroundCheckov().start()
 
 
