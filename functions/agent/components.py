@@ -109,7 +109,9 @@ def components(role: str, settings: AgentSettings) -> list[Component]:
     if api:
         found.append(
             Component(
-                "tokens",
+                # One name in every service for the key set tokens are signed or verified with (here auth's
+                # public keys, fetched from its JWKS URL), so health bodies and 503 codes read the same.
+                "keyset",
                 _tokens(settings),
                 Priority.CRITICAL,
                 timeout_s=15.0,

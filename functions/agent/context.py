@@ -54,7 +54,7 @@ class AgentContext:
         token = ctx.bearer
         if not token:
             raise unauthorized()
-        verifier = self.manager.require("tokens", self.settings.startup_wait_seconds)
+        verifier = self.manager.require("keyset", self.settings.startup_wait_seconds)
         user = verify_access_token(verifier, token)
         ctx.state["user"] = user
         return user
@@ -72,6 +72,6 @@ def verify_access_token(verifier: Any, token: str) -> dict[str, Any]:
     except KeySetUnavailable:
         # A token signed by a key we have not seen, and auth's key set cannot be fetched right now.
         raise ServiceUnavailable(
-            "cannot verify the token: auth's key set is unreachable", retry_after=2, code="tokens_unavailable"
+            "cannot verify the token: auth's key set is unreachable", retry_after=2, code="keyset_unavailable"
         ) from None
     return {"id": claims.sub, "email": claims.email or None, "permissions": list(claims.permissions)}

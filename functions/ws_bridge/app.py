@@ -60,7 +60,7 @@ def components(ctx: BridgeContext) -> list[Component]:
         # after this service (the load balancer has the bridge as a backend: a first apply would never finish,
         # docs/DEPLOY.md). Ticket connections need no keys; a token verified before the keys arrive fetches them
         # itself (single-flight) or is refused with the retryable 1013 (scenario 9).
-        Component("jwks", ctx.verifier.warm, Priority.HIGH, timeout_s=20.0),
+        Component("keyset", ctx.verifier.warm, Priority.HIGH, timeout_s=20.0),
         Component("agent_events", start_subscription, Priority.CRITICAL, timeout_s=30.0),
         Component("event_log", warm_event_log, Priority.LOW, depends_on=("agent_events",), timeout_s=30.0),
     ]

@@ -233,7 +233,7 @@ def _deferred_manager() -> tuple[StartupManager, list[str]]:
     started: list[str] = []
     manager = StartupManager("t")
     manager.DEFER_S = manager.DEFER_MAX_S = 30.0  # long enough that only a release can start them within the test
-    manager.register(Component("tokens", lambda: started.append("tokens") or "t", retry=FAST))
+    manager.register(Component("keyset", lambda: started.append("keyset") or "t", retry=FAST))
     manager.register(
         Component("pubsub", lambda: started.append("pubsub") or "p", Priority.HIGH, retry=FAST, deferred=True)
     )
@@ -255,13 +255,13 @@ def test_deferred_components_wait_for_the_first_response() -> None:
     order, and /health/startup says which components are deferred."""
     manager, started = _deferred_manager()
     manager.start()
-    assert manager.require("tokens", timeout_s=5) == "t"
+    assert manager.require("keyset", timeout_s=5) == "t"
     time.sleep(0.2)
-    assert started == ["tokens"], "requiring a component that is not deferred releases nothing"
+    assert started == ["keyset"], "requiring a component that is not deferred releases nothing"
     assert manager.snapshot()["components"]["pubsub"]["deferred"] is True
     manager.release_deferred()
     assert manager.require("firestore", timeout_s=5) == "f"
-    assert started == ["tokens", "pubsub", "firestore"]
+    assert started == ["keyset", "pubsub", "firestore"]
 
 
 def test_requiring_a_deferred_component_starts_it_at_once() -> None:
@@ -270,7 +270,7 @@ def test_requiring_a_deferred_component_starts_it_at_once() -> None:
     manager.start()
     # tokens (not deferred) starts on its own thread: let it finish first, or on a loaded machine it can
     # append after pubsub and the order below would be a race, not the rule.
-    assert manager.require("tokens", timeout_s=5) == "t"
+    assert manager.require("keyset", timeout_s=5) == "t"
     assert manager.require("firestore", timeout_s=5) == "f"
     assert started[-2:] == ["pubsub", "firestore"]
 
@@ -326,7 +326,7 @@ def test_deferred_components_start_by_themselves_after_the_delay() -> None:
     while not manager.is_up("firestore"):
         assert time.monotonic() < deadline, manager.snapshot()
         time.sleep(0.02)
-    assert started[0] == "tokens" and set(started) == {"tokens", "pubsub", "firestore"}
+    assert started[0] == "keyset" and set(started) == {"keyset", "pubsub", "firestore"}
 
 
 def test_require_database_waits_for_the_schema_unless_told_not_to() -> None:

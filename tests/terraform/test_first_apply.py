@@ -52,15 +52,18 @@ COMPONENT_NEEDS: dict[str, list[str]] = {
         "google_project_iam_member.sql_instance_user",
     ],
     "schema": ["terraform_data.migrations"],
-    "jwks": ["env:AUTH_JWKS_URL"],
-    "tokens": ["env:AUTH_JWKS_URL"],
+    # The verifiers' key set (agent API, ws_bridge): auth's public keys, from its JWKS URL.
+    "keyset": ["env:AUTH_JWKS_URL"],
     "agent_events": [
         "google_pubsub_topic.topic",
         "google_project_iam_member.ws_bridge_subscriptions",
         "google_pubsub_topic_iam_member.ws_bridge_attach",
     ],
-    "keyset": ["env:TOKEN_KEYSET_SECRET", "google_secret_manager_secret_iam_member.accessor"],
     "firestore": ["google_firestore_database.main", "google_project_iam_member.firestore_user"],
+}
+# Where one workload's component of that name needs something else: auth's key set is its signing keys.
+WORKLOAD_COMPONENT_NEEDS: dict[tuple[str, str], list[str]] = {
+    ("auth", "keyset"): ["env:TOKEN_KEYSET_SECRET", "google_secret_manager_secret_iam_member.accessor"],
 }
 PUBLIC_HOST_LOCALS = {"hosts", "urls"}
 PUBLIC_HOST_NEEDS = ["module.lb", "google_dns_record_set.hosts"]
@@ -126,7 +129,7 @@ def critical_components(workload: str) -> list[str]:
 def component_needs(graph: Graph, workload: str, component: str) -> dict[str, str]:
     """Node => why, for one component of one workload."""
     needs: dict[str, str] = {}
-    for need in COMPONENT_NEEDS[component]:
+    for need in WORKLOAD_COMPONENT_NEEDS.get((workload, component)) or COMPONENT_NEEDS[component]:
         if not need.startswith("env:"):
             needs[need] = f"{workload}'s startup component {component}"
             continue

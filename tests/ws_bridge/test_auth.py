@@ -179,7 +179,7 @@ def test_scenario_9_ready_before_the_key_set_is_reachable_then_verifies(start_br
     bridge.process.wait_http(f"{bridge.http}/health/ready", timeout_s=30)
     ready = httpx.get(f"{bridge.http}/health/ready", timeout=5).json()
     assert ready["degraded"] is True, ready
-    assert bridge.startup()["components"]["jwks"]["status"] != "up"
+    assert bridge.startup()["components"]["keyset"]["status"] != "up"
     token, user_id = ws_env.user("keys-late")
 
     async def refused() -> None:

@@ -124,7 +124,7 @@ def test_health_endpoints_and_index(start_bridge, ws_env: WsEnv) -> None:
     assert httpx.get(f"{bridge.http}/health/ready").status_code == 200
     body = bridge.startup()
     assert body["ready"] is True and body["subscription"].startswith(f"projects/{ws_env.project}/subscriptions/")
-    assert set(body["components"]) == {"database", "schema", "jwks", "agent_events", "event_log"}
+    assert set(body["components"]) == {"database", "schema", "keyset", "agent_events", "event_log"}
     assert httpx.get(f"{bridge.http}/health/other").status_code == 404
     index = httpx.get(f"{bridge.http}/")
     assert index.status_code in (200, 404)

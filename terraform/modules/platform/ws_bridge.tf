@@ -106,8 +106,8 @@ resource "google_cloud_run_v2_service" "ws_bridge" {
 
   # The startup probe gates the creation of a revision on the critical components (database, schema,
   # agent_events): everything they need at start must exist and be in effect before, and none of it may depend
-  # on this service (tests/terraform/test_first_apply.py walks this). The jwks key set is not critical: auth's
-  # public host comes from the load balancer, which is created after this service.
+  # on this service (tests/terraform/test_first_apply.py walks this). The keyset component (auth's public keys)
+  # is not critical: auth's public host comes from the load balancer, which is created after this service.
   depends_on = [
     terraform_data.migrations,
     terraform_data.app_image,
