@@ -52,7 +52,6 @@ def database_components(settings: DatabaseSection, application_name: str, deferr
             Priority.CRITICAL,
             timeout_s=30.0,
             retry=RetryPolicy(initial_s=0.5, max_s=10.0),
-            breaker_recovery_s=5.0,
             deferred=deferred,
         ),
         Component(

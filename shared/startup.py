@@ -173,7 +173,9 @@ class Component:
     timeout_s: float = 30.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     breaker_threshold: int = 3
-    breaker_recovery_s: float = 30.0
+    # After the breaker opens, one trial every 5 s: a dependency that comes back is used again within seconds
+    # (what every service had set by hand); the RetryPolicy already spaces the attempts before that.
+    breaker_recovery_s: float = 5.0
     # Not needed by the first request: starts once a response has gone out (release_deferred), a request
     # requires it, or on its own once the rest is done (StartupManager.DEFER_S, DEFER_MAX_S), whichever comes
     # first. Its imports and connections then do not compete with the first request for the interpreter.

@@ -74,9 +74,6 @@ def components(role: str, settings: AgentSettings) -> list[Component]:
             Priority.HIGH,
             timeout_s=30.0,
             retry=RetryPolicy(initial_s=0.5, max_s=10.0),
-            # As auth's: a dependency that comes back is tried again within 5 s, not the default 30 s, so the
-            # API leaves degraded mode soon after Firestore or Pub/Sub recovers (scenario 13).
-            breaker_recovery_s=5.0,
             deferred=api,
         )
     )
@@ -90,9 +87,6 @@ def components(role: str, settings: AgentSettings) -> list[Component]:
             depends_on=("pubsub",) if api else (),
             timeout_s=30.0,
             retry=RetryPolicy(initial_s=0.5, max_s=10.0),
-            # As auth's: a dependency that comes back is tried again within 5 s, not the default 30 s, so the
-            # API leaves degraded mode soon after Firestore or Pub/Sub recovers (scenario 13).
-            breaker_recovery_s=5.0,
             deferred=api,
         )
     )

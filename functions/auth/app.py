@@ -40,7 +40,6 @@ def components(context: AuthContext) -> list[Component]:
             Priority.CRITICAL,
             timeout_s=15.0,
             retry=RetryPolicy(initial_s=0.5, max_s=10.0),
-            breaker_recovery_s=5.0,
             deferred=True,
         ),
     ]
@@ -54,7 +53,6 @@ def components(context: AuthContext) -> list[Component]:
                 Priority.MEDIUM,
                 timeout_s=settings.provider_timeout_seconds + 1,
                 retry=RetryPolicy(initial_s=1.0, max_s=10.0),
-                breaker_recovery_s=5.0,
                 deferred=True,
             )
         )
