@@ -5,6 +5,8 @@ unpriced model, and after deleting one upload."""
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
 import pytest
@@ -12,6 +14,7 @@ import pytest
 from functions.agent.intelligence.facts import Facts
 from functions.agent.intelligence.toolbox import FULL_ANALYSIS, Toolbox
 from functions.agent.usage import store
+from functions.agent.usage.schema import build_row
 from tests.intelligence import datasets
 from tests.intelligence.conftest import make_user
 
@@ -59,3 +62,103 @@ def test_records_are_not_updated_in_place(intel_db: Any) -> None:
     datasets.load(intel_db, user, datasets.dataset_b())
     with pytest.raises(Exception, match="not updated in place"):
         intel_db.execute("UPDATE usage_records SET output_tokens = 0 WHERE user_id = %s", [user])
+
+
+_SUMMARY_CHECKS = {
+    # Each summary table against the same aggregate taken from the records (what the migration's backfill does).
+    "usage_day_segments": (
+        "SELECT day, model, feature, n, i, o, max_prompt, first_ts, last_ts FROM usage_day_segments"
+        " WHERE user_id = %s ORDER BY 1, 2, 3",
+        "SELECT (ts AT TIME ZONE 'UTC')::date AS day, model, feature, count(*) AS n, sum(input_tokens)::bigint AS i,"
+        " sum(output_tokens)::bigint AS o, max(input_tokens) AS max_prompt, min(ts) AS first_ts, max(ts) AS last_ts"
+        " FROM usage_records WHERE user_id = %s GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
+    ),
+    "usage_latency_counts": (
+        "SELECT model, latency_ms, n FROM usage_latency_counts WHERE user_id = %s ORDER BY 1, 2",
+        "SELECT model, latency_ms, count(*) AS n FROM usage_records WHERE user_id = %s GROUP BY 1, 2 ORDER BY 1, 2",
+    ),
+    "usage_end_user_months": (
+        "SELECT end_user, model, n, i, o FROM usage_end_user_months WHERE user_id = %s ORDER BY 1, 2",
+        "SELECT end_user, model, count(*) AS n, sum(input_tokens)::bigint AS i, sum(output_tokens)::bigint AS o"
+        " FROM usage_records"
+        " WHERE user_id = %s GROUP BY 1, 2 ORDER BY 1, 2",
+    ),
+}
+
+
+def _records(prefix: str, day: int, model: str, end_user: str, latency: int) -> list[Any]:
+    return [
+        build_row(
+            datasets.row(
+                f"{prefix}-{k}",
+                f"2025-03-0{day}T10:0{k}:00Z",
+                model,
+                1_000 + k,
+                100,
+                provider="openai",
+                feature="chat",
+                end_user=end_user,
+                latency_ms=latency,
+            )
+        )
+        for k in range(3)
+    ]
+
+
+def _wait_for_lock_wait(db: Any, pid: int, timeout_s: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if db.scalar("SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", [pid]) == "Lock":
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"backend {pid} never waited on a lock")
+
+
+def test_concurrent_uploads_of_one_account_keep_the_summaries_exact(intel_db: Any) -> None:
+    """Two transactions of one account on two real connections (an upload beside a live-ingestion batch), each
+    inserting two statements that touch disjoint summary rows X (day 1, gpt-4o) and Y (day 2, gpt-4o-mini), in
+    crossed orders: A writes X; B writes Y then X; A writes Y. Without the triggers' per-account advisory lock,
+    B waits on A's X rows while A waits on B's Y rows: PostgreSQL aborts one with a deadlock (40P01) and that
+    upload is lost. With it, B waits at its first statement until A commits; both commit and every summary row
+    equals the records' aggregate."""
+    user = make_user(intel_db)
+    x_a, y_a = _records("a-x", 1, "gpt-4o", "alice", 700), _records("a-y", 2, "gpt-4o-mini", "bob", 300)
+    y_b, x_b = _records("b-y", 2, "gpt-4o-mini", "bob", 300), _records("b-x", 1, "gpt-4o", "alice", 700)
+    pid_b: list[int] = []
+    errors: list[BaseException] = []
+    b_started = threading.Event()
+
+    def transaction_b() -> None:
+        try:
+            with intel_db.transaction() as tx:
+                pid_b.append(int(tx.scalar("SELECT pg_backend_pid()")))
+                b_started.set()
+                store.insert_records(tx, user, None, y_b)
+                store.insert_records(tx, user, None, x_b)
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+        finally:
+            b_started.set()
+
+    with intel_db.transaction() as tx_a:
+        store.insert_records(tx_a, user, None, x_a)
+        b = threading.Thread(target=transaction_b)
+        b.start()
+        assert b_started.wait(20) and pid_b, errors
+        # With the lock B waits at Y (the account's lock); without it B writes Y and waits at X (A's rows).
+        _wait_for_lock_wait(intel_db, pid_b[0])
+        try:
+            store.insert_records(tx_a, user, None, y_a)
+        except BaseException as exc:  # noqa: BLE001 - a deadlock here is what the lock prevents
+            errors.append(exc)
+            raise
+        finally:
+            if errors:
+                b.join(30)
+    b.join(30)
+    assert not b.is_alive()
+    assert errors == []
+    assert intel_db.scalar("SELECT count(*) FROM usage_records WHERE user_id = %s", [user]) == 12
+    for table, (stored, expected) in _SUMMARY_CHECKS.items():
+        want = [list(r.values()) for r in intel_db.all(expected, [user])]
+        assert [list(r.values()) for r in intel_db.all(stored, [user])] == want, table

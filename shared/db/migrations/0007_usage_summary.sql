@@ -71,6 +71,11 @@ CREATE TABLE usage_latency_counts (
 
 CREATE FUNCTION usage_summaries_insert() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
+    -- One summary writer per account at a time, taken in account order: concurrent writers of one account (an
+    -- upload beside a live-ingestion batch) upsert the same summary rows in hash order and would otherwise
+    -- deadlock; with the lock the second waits for the first's transaction to end.
+    PERFORM pg_advisory_xact_lock(7270202, hashtext(user_id::text))
+       FROM (SELECT DISTINCT user_id FROM new_rows ORDER BY 1) AS accounts;
     INSERT INTO usage_day_segments AS s
     SELECT u.user_id, (u.ts AT TIME ZONE 'UTC')::date, u.model, u.provider, u.feature, u.interactive,
            u.status = 'ok',
@@ -121,6 +126,11 @@ $$;
 -- from the records left (index usage_user_ts). Latency counts are subtracted.
 CREATE FUNCTION usage_summaries_delete() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
+    -- One summary writer per account at a time, taken in account order: concurrent writers of one account (an
+    -- upload beside a live-ingestion batch) upsert the same summary rows in hash order and would otherwise
+    -- deadlock; with the lock the second waits for the first's transaction to end.
+    PERFORM pg_advisory_xact_lock(7270202, hashtext(user_id::text))
+       FROM (SELECT DISTINCT user_id FROM old_rows ORDER BY 1) AS accounts;
     DELETE FROM usage_day_segments s
      USING (SELECT DISTINCT user_id, (ts AT TIME ZONE 'UTC')::date AS day FROM old_rows) t
      WHERE s.user_id = t.user_id AND s.day = t.day;
