@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -153,3 +154,61 @@ def test_scenario_5_database_down_is_not_flooded() -> None:
     assert outcomes == ["503"] * 40, outcomes
     assert accepted["n"] <= 12, f"{accepted['n']} connection attempts for 40 requests: the breaker did not hold"
     assert db.breaker.snapshot()["state"] in ("open", "half_open")
+
+
+def _first_message(host: str) -> bytes:
+    """The first bytes pg8000 sends to a server reached as ``host`` (a listener that answers nothing)."""
+    listener = socket.socket()
+    listener.bind(("0.0.0.0", 0))
+    listener.listen(1)
+    listener.settimeout(10)
+    port = listener.getsockname()[1]
+    db = Database(settings_for(f"postgresql://u:p@{host}:{port}/x", db_connect_timeout_s=1.0), connect_budget_s=0)
+
+    def attempt() -> None:
+        with contextlib.suppress(Exception):  # the listener hangs up after the first message: only it matters
+            db.connector.connect()
+
+    opener = threading.Thread(target=attempt, daemon=True)
+    opener.start()
+    conn, _ = listener.accept()
+    conn.settimeout(10)
+    first = conn.recv(8)
+    conn.close()
+    listener.close()
+    opener.join(15)
+    return first
+
+
+def test_a_remote_database_host_is_asked_for_tls_a_loopback_one_is_not() -> None:
+    """pg8000's default (ssl_context=None) starts with an SSLRequest; the project turns it off only for a Unix
+    socket or loopback (DirectTarget.local), where it costs CPU for nothing. 127.0.0.2 is loopback to the kernel
+    but not one of the names treated as local, so it stands in for a remote host."""
+    ssl_request = (8).to_bytes(4, "big") + (80877103).to_bytes(4, "big")
+    assert _first_message("127.0.0.2") == ssl_request
+    assert _first_message("127.0.0.1") != ssl_request
+
+
+def test_a_lost_connection_is_a_503_and_the_idle_pool_is_dropped(shared_db_url: str) -> None:
+    """Scenario 6: the server ends the pooled connections (a restart): the request on one gets
+    DatabaseUnavailable (connection_lost), not the driver's error; the other idle ones are dropped with it, so
+    the next request opens a fresh connection and succeeds."""
+    db = Database(settings_for(shared_db_url, db_pool_size=3))
+    with db.connection() as a, db.connection() as b:
+        pids = []
+        for conn in (a, b):
+            cursor = conn.cursor()
+            cursor.execute("SELECT pg_backend_pid()")
+            pids.append(cursor.fetchone()[0])
+    assert db._idle.qsize() == 2
+    killer = Database(settings_for(shared_db_url))
+    for pid in pids:
+        assert killer.scalar("SELECT pg_terminate_backend(%s)", [pid]) is True
+    killer.close()
+    with pytest.raises(DatabaseUnavailable) as info:
+        with db.connection() as conn:
+            conn.cursor().execute("SELECT 1")
+    assert info.value.reason_code == "connection_lost" and info.value.status == 503
+    assert db._idle.qsize() == 0, "the other idle connection was as dead and is dropped"
+    assert db.scalar("SELECT 1") == 1
+    db.close()
