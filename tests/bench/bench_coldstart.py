@@ -56,6 +56,15 @@ ROUNDS = int(os.environ.get("BENCH_COLDSTART_ROUNDS", "5"))
 ONLY = {n.strip() for n in os.environ.get("BENCH_COLDSTART_SERVICES", "").split(",") if n.strip()}
 AGENT = REPO_ROOT / "functions/agent/main.py"
 AUTH = REPO_ROOT / "functions/auth/main.py"
+# Each service's library floor: the empty function importing the third-party libraries that its first success
+# cannot do without (validation and settings, tokens, the database driver, and the Google clients its first
+# success calls), and nothing of the project. What a service takes beyond its floor is the project's own cost.
+_BASE = "pydantic,pydantic_settings,jwt,pg8000.dbapi"
+FLOORS = {
+    "floor: auth libraries": {"BENCH_FLOOR_IMPORTS": f"{_BASE},google.cloud.firestore"},
+    "floor: agent API libraries": {"BENCH_FLOOR_IMPORTS": _BASE},
+    "floor: worker libraries": {"BENCH_FLOOR_IMPORTS": f"{_BASE},google.cloud.firestore,google.cloud.pubsub_v1"},
+}
 INFO_LOGS = {"LOG_LEVEL": "INFO", "LOG_FORMAT": "json"}  # "component up" lines carry the start-up timeline
 
 
@@ -166,8 +175,12 @@ def services(bench: BenchStack, token: str, thread_id: str) -> list[Service]:
         "AUTH_URL": auth.url,
         "ALLOWED_ORIGINS": "http://localhost:*",
     }
+    empty = [
+        Service(name, lambda p: functions_framework_argv(EMPTY_FUNCTION, "empty", p), env, empty_ok)
+        for name, env in [("empty function", {}), *FLOORS.items()]
+    ]
     return [
-        Service("empty function", lambda p: functions_framework_argv(EMPTY_FUNCTION, "empty", p), {}, empty_ok),
+        *empty,
         Service(
             "auth",
             lambda p: functions_framework_argv(AUTH, "auth", p),
@@ -206,7 +219,11 @@ def measure(logs: Path) -> None:
         with bench.stack.client(token) as client:
             thread_id = client.post("/api/threads", json={"title": "cold"}).json()["id"]
         bench.stack.kill_worker()  # fresh workers take the push subscription's port
-        chosen = [s for s in services(bench, token, thread_id) if not ONLY or s.name in ONLY | {"empty function"}]
+        chosen = [
+            s
+            for s in services(bench, token, thread_id)
+            if not ONLY or s.name in ONLY | {"empty function"} or any(s.name == f"floor: {o} libraries" for o in ONLY)
+        ]
         for i in range(ROUNDS):
             for service in chosen:
                 log = logs / f"{service.name.replace(' ', '-')}-{i}.log"
@@ -226,7 +243,7 @@ def measure(logs: Path) -> None:
     print("\nphases:")
     for service in chosen:
         print("  " + phases_line(service.name, service.runs))
-        if service is not chosen[0]:
+        if service.name != "empty function" and not service.name.startswith("floor:"):
             print("  " + components_line(service))
         print("  " + imports_line(service.name, profiles[service.name]), flush=True)
 
