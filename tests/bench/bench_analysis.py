@@ -11,9 +11,13 @@ load is also timed without them (same rows, triggers disabled, then the table em
 (Facts(use_summaries=False)), the path before the summaries; "rollups" serves precomputed results.
 
 An embedded PostgreSQL is started in a temporary directory (or BENCH_DATABASE_URL is used, which must name a
-database that does not exist yet). Rows are generated in SQL (generate_series, hashint4 for deterministic
-"randomness"), so loading costs what PostgreSQL needs to write them and their indexes. Figures are printed;
-nothing is asserted. The plan notes (EXPLAIN ANALYZE) of the heavy queries are printed after the timings.
+database that does not exist yet). For iterating on the queries, ANALYSIS_KEEP_DIR=/some/dir keeps the server's
+data there: the first run loads the rows as usual, later runs with the same ANALYSIS_ROWS reuse them (pending
+migrations are applied; the load figures are then not printed), and ANALYSIS_QUICK=1 runs the live tools only
+(no records-only path, pipeline, rollups or plan notes). Rows are generated in SQL (generate_series, hashint4 for
+deterministic "randomness"), so loading costs what PostgreSQL needs to write them and their indexes.
+Figures are printed; nothing is asserted.
+The plan notes (EXPLAIN ANALYZE) of the heavy queries are printed after the timings.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ from typing import Any
 
 ROWS = int(os.environ.get("ANALYSIS_ROWS") or os.environ.get("BENCH_ANALYSIS_ROWS") or "1000000")
 RUNS = int(os.environ.get("ANALYSIS_RUNS", "3" if ROWS <= 1_000_000 else "1"))
+KEEP_DIR = os.environ.get("ANALYSIS_KEEP_DIR", "")
+QUICK = os.environ.get("ANALYSIS_QUICK", "") not in ("", "0")
 SUMMARY_TABLES = ("usage_day_segments", "usage_end_user_months", "usage_latency_counts")
 USER = "00000000-0000-4000-8000-00000000be9c"
 
@@ -110,8 +116,30 @@ def _database() -> tuple[str, Any]:
         return url, None
     from emulators.postgres import EmbeddedPostgres
 
-    server = EmbeddedPostgres(Path(tempfile.mkdtemp(prefix="bench-analysis-"))).start()
+    server = EmbeddedPostgres(Path(KEEP_DIR or tempfile.mkdtemp(prefix="bench-analysis-"))).start()
     return server.url_for("bench_analysis"), server
+
+
+def _loaded_rows(url: str) -> int:
+    """Rows of the bench user already in a kept database (0 when it is new)."""
+    import pg8000.dbapi
+
+    from shared.db.connect import parse_database_url
+
+    t = parse_database_url(url)
+    try:
+        conn = pg8000.dbapi.connect(user=t.user, password=t.password, host=t.host, port=t.port, database=t.database)
+    except Exception:  # the database does not exist yet
+        return 0
+    try:
+        cur = conn.cursor()
+        cur.execute("SELECT to_regclass('public.usage_records') IS NOT NULL")
+        if not cur.fetchone()[0]:
+            return 0
+        cur.execute("SELECT count(*) FROM usage_records WHERE user_id = %s", [USER])
+        return int(cur.fetchone()[0])
+    finally:
+        conn.close()
 
 
 def _plan_notes(db: Any) -> dict[str, list[str]]:
@@ -194,6 +222,9 @@ def main() -> None:
     url, server = _database()
     load_before = _loadavg()
     try:
+        reuse = bool(KEEP_DIR) and _loaded_rows(url) == ROWS
+        if KEEP_DIR and not reuse and server is not None:
+            server.drop_database("bench_analysis")
         connector = Connector(MigrateSettings.model_validate({"database_url": url}))
         migrate(connector)
         connector.close()
@@ -205,39 +236,43 @@ def main() -> None:
             ),
             "bench",
         )
-        db.execute("INSERT INTO users (id, email) VALUES (%s, %s)", [USER, f"bench-{uuid.uuid4().hex[:6]}@x.test"])
-        started = time.perf_counter()
-        with db.transaction() as tx:
-            tx.execute("ALTER TABLE usage_records DISABLE TRIGGER usage_summaries_insert")
-            tx.execute(LOAD_SQL, [USER, ROWS, ROWS])
-            tx.execute("ALTER TABLE usage_records ENABLE TRIGGER usage_summaries_insert")
-        plain_load_s = time.perf_counter() - started
-        with db.connection() as conn:  # the same rows again, this time through the triggers
-            conn.autocommit = True
-            conn.cursor().execute("TRUNCATE usage_records")
-            conn.cursor().execute("VACUUM usage_records")
-            conn.autocommit = False
-        started = time.perf_counter()
-        db.execute(LOAD_SQL, [USER, ROWS, ROWS])
-        db.execute("INSERT INTO usage_state (user_id, version) VALUES (%s, 1)", [USER])
-        load_s = time.perf_counter() - started
-        with db.connection() as conn:  # VACUUM cannot run in a transaction block
-            conn.autocommit = True
+        if reuse:
+            print(f"reusing the {ROWS:,} rows kept in {KEEP_DIR}; load average now: {_loadavg()}")
+            load_s = plain_load_s = vacuum_s = 0.0
+        else:
+            db.execute("INSERT INTO users (id, email) VALUES (%s, %s)", [USER, f"bench-{uuid.uuid4().hex[:6]}@x.test"])
             started = time.perf_counter()
-            conn.cursor().execute("VACUUM ANALYZE usage_records")
-            conn.autocommit = False
-        vacuum_s = time.perf_counter() - started
+            with db.transaction() as tx:
+                tx.execute("ALTER TABLE usage_records DISABLE TRIGGER usage_summaries_insert")
+                tx.execute(LOAD_SQL, [USER, ROWS, ROWS])
+                tx.execute("ALTER TABLE usage_records ENABLE TRIGGER usage_summaries_insert")
+            plain_load_s = time.perf_counter() - started
+            with db.connection() as conn:  # the same rows again, this time through the triggers
+                conn.autocommit = True
+                conn.cursor().execute("TRUNCATE usage_records")
+                conn.cursor().execute("VACUUM usage_records")
+                conn.autocommit = False
+            started = time.perf_counter()
+            db.execute(LOAD_SQL, [USER, ROWS, ROWS])
+            db.execute("INSERT INTO usage_state (user_id, version) VALUES (%s, 1)", [USER])
+            load_s = time.perf_counter() - started
+            with db.connection() as conn:  # VACUUM cannot run in a transaction block
+                conn.autocommit = True
+                started = time.perf_counter()
+                conn.cursor().execute("VACUUM ANALYZE usage_records")
+                conn.autocommit = False
+            vacuum_s = time.perf_counter() - started
+            print(f"load average before the load: {load_before}; now: {_loadavg()}")
+            print(
+                f"loaded {ROWS:,} rows in {load_s:.1f}s with the summary triggers, {plain_load_s:.1f}s without "
+                f"(+{(load_s / plain_load_s - 1) * 100:.0f}% upload time); VACUUM ANALYZE {vacuum_s:.1f}s",
+                flush=True,
+            )
         sizes = {
             t: db.scalar("SELECT pg_total_relation_size(%s::regclass)", [t]) for t in ("usage_records", *SUMMARY_TABLES)
         }
         summary_rows = {t: db.scalar(f"SELECT count(*) FROM {t}") for t in SUMMARY_TABLES}  # noqa: S608 - fixed names
         summary_bytes = sum(sizes[t] for t in SUMMARY_TABLES)
-        print(f"load average before the load: {load_before}; now: {_loadavg()}")
-        print(
-            f"loaded {ROWS:,} rows in {load_s:.1f}s with the summary triggers, {plain_load_s:.1f}s without "
-            f"(+{(load_s / plain_load_s - 1) * 100:.0f}% upload time); VACUUM ANALYZE {vacuum_s:.1f}s",
-            flush=True,
-        )
         print(
             f"storage: records {sizes['usage_records'] / 2**20:.0f} MiB with indexes; summaries "
             f"{summary_bytes / 2**20:.1f} MiB (+{summary_bytes / sizes['usage_records'] * 100:.1f}%): "
@@ -266,6 +301,20 @@ def main() -> None:
         )
         for key, values in tool_ms.items():
             print(f"  {key:28s} median {statistics.median(values):8.1f} ms")
+        if QUICK:
+            print(
+                json.dumps(
+                    {
+                        "rows": ROWS,
+                        "baseline_scan_median_s": round(baseline_s, 2),
+                        "tools_live_median_s": round(live_s, 2),
+                        "tools_over_baseline": round(live_s / baseline_s, 1),
+                        "loadavg": _loadavg(),
+                    }
+                )
+            )
+            db.close()
+            return
         records_totals, records_ms = _analysis_runs(db, 1, use_summaries=False)
         print(
             f"the same from the records only (no summaries, 1 run): {records_totals[0]:.2f}s "
@@ -324,7 +373,9 @@ def main() -> None:
         )
         db.close()
     finally:
-        if server is not None:
+        if server is not None and KEEP_DIR:
+            server.stop()
+        elif server is not None:
             server.destroy()
 
 
