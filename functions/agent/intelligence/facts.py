@@ -213,7 +213,7 @@ class Facts:
         self._coverage: dict[str, int] = {}
         self._period = Period(0, None, None)
         self._repeats: list[dict[str, Any]] | None = None
-        self._dups: tuple[list[str], list[str], list[int]] | None = None
+        self._dups: tuple[str, str, str] | None = None
         self._cache_rows: dict[int, list[dict[str, Any]]] = {}
         self._prefetch: Future[None] | None = None
         self._dups_ready = threading.Event()
@@ -346,32 +346,55 @@ SELECT u.model, u.feature, u.interactive, {LC} AS lc, r.pday, sum((d.n - 1)::num
 # prefix in the same window each pay a write (conservative; it keeps this one hashed aggregation, where windows
 # across segments needed a sort of every prefixed record: 10x slower on a million). No model limit applies
 # here: the savings plan checks the minimum cacheable prefix of the model the traffic ends on.
+#
+# Cost (docs/PERFORMANCE.md, 2026-12-02 evening): a million records make ~630k windows of ~1 request. The
+# response-cache sums are FILTERed to the repeated requests, so the ~99 % of windows without one carry no numeric
+# aggregate state; and windows are counted by their (requests, tokens) pair before dividing, so the numeric
+# divisions run once per distinct pair instead of once per window: count x (s / n) is exactly the sum of the
+# count equal quotients (numeric multiplication by an integer keeps the quotient's digits). A window holding a
+# repeated request keeps its own row (kwin), so its exact weights are never merged with another's.
 _CACHE_ROWS = f"""
 WITH {RATES_CTE}, {DUPLICATE_GROUPS},
 w AS (SELECT u.model, u.feature, u.interactive, {LC} AS lc, r.pday, u.prefix_hash, u.prefix_tokens,
-             count(*) AS n, sum({CACHEABLE}) AS s,
-             COALESCE(sum((d.n - 1)::numeric / d.n), 0) AS rn,
-             COALESCE(sum({CACHEABLE} * (d.n - 1)::numeric / d.n), 0) AS rs
+             floor(date_part('epoch', u.ts) / %s) AS win, count(*) AS n, sum({CACHEABLE}) AS s,
+             sum((d.n - 1)::numeric / d.n) FILTER (WHERE d.n IS NOT NULL) AS rn,
+             sum({CACHEABLE} * (d.n - 1)::numeric / d.n) FILTER (WHERE d.n IS NOT NULL) AS rs
         FROM usage_records u LEFT JOIN rates r ON {RATE_JOIN}
         LEFT JOIN d ON d.model = u.model AND d.request_hash = u.request_hash
        WHERE u.user_id = %s AND u.prefix_hash IS NOT NULL AND u.prefix_tokens IS NOT NULL
-       GROUP BY 1, 2, 3, 4, 5, 6, 7, floor(date_part('epoch', u.ts) / %s))
-SELECT model, feature, interactive, lc, pday, prefix_hash, prefix_tokens, sum(n) AS requests, count(*) AS windows,
-       sum(s) AS s, sum(s::numeric / n) AS writes, sum(n - rn) AS requests_kept, sum(s - rs) AS s_kept,
-       sum((s - rs) / (n - rn)) AS writes_kept
-  FROM w GROUP BY 1, 2, 3, 4, 5, 6, 7
+       GROUP BY 1, 2, 3, 4, 5, 6, 7, 8),
+y AS (SELECT model, feature, interactive, lc, pday, prefix_hash, prefix_tokens, n, s,
+             CASE WHEN rn IS NOT NULL THEN win END AS kwin, count(*) AS cnt, min(rn) AS rn, min(rs) AS rs
+        FROM w GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10)
+SELECT model, feature, interactive, lc, pday, prefix_hash, prefix_tokens, sum(cnt * n) AS requests,
+       sum(cnt)::bigint AS windows, sum(cnt * s) AS s, sum(cnt * (s::numeric / n)) AS writes,
+       sum(cnt * (n - COALESCE(rn, 0))) AS requests_kept, sum(cnt * (s - COALESCE(rs, 0))) AS s_kept,
+       sum(cnt * ((s - COALESCE(rs, 0)) / (n - COALESCE(rn, 0)))) AS writes_kept
+  FROM y GROUP BY 1, 2, 3, 4, 5, 6, 7
 """
 
 
-def dup_groups(facts: Facts, prefetching: bool = False) -> tuple[list[str], list[str], list[int]]:
-    """The (model, request_hash, n) groups of identical requests, as three arrays (query parameters)."""
+def _array_literal(values: Iterable[str]) -> str:
+    """A PostgreSQL text[] literal, every element quoted. Hand-written because pg8000 escapes a list element by
+    element on every execute: the duplicate groups (thousands of hashes) go to three queries a run, so they are
+    encoded once (measured 0.46 s of a million-record run through pg8000)."""
+    return "{" + ",".join('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values) + "}"
+
+
+def dup_groups(facts: Facts, prefetching: bool = False) -> tuple[str, str, str]:
+    """The (model, request_hash, n) groups of identical requests, as three array literals (query parameters
+    for DUPLICATE_GROUPS)."""
     if not prefetching and facts._prefetch is not None:
         facts._dups_ready.wait()  # the prefetch finds them first (then the cache windows)
     if facts._dups is None:
         with facts.db.transaction() as tx:
             analysis_settings(tx, hash_aggregate=False)  # stream the index's order; hashing ~1M groups is slower
             rows = tx.all(DUPLICATE_GROUPS_SQL, [facts.user_id])
-        facts._dups = ([r["model"] for r in rows], [r["request_hash"] for r in rows], [int(r["n"]) for r in rows])
+        facts._dups = (
+            _array_literal(r["model"] for r in rows),
+            _array_literal(r["request_hash"] for r in rows),
+            "{" + ",".join(str(int(r["n"])) for r in rows) + "}",
+        )
     return facts._dups
 
 
@@ -386,12 +409,14 @@ def cache_rows(facts: Facts, ttl_minutes: int, prefetching: bool = False) -> lis
     """Per (model, feature, interactive, lc, prefix_hash, prefix_tokens): requests, cache windows, cacheable
     tokens and tokens written, for all requests and for those a response cache keeps (see _CACHE_ROWS)."""
     if not prefetching:
+        if facts._prefetch is not None and facts._repeats is None:
+            repeats(facts)  # this connection would only wait: the savings plan's input is needed next anyway
         facts.wait_prefetch()
     if ttl_minutes not in facts._cache_rows:
         facts._cache_rows[ttl_minutes] = facts_query(
             facts,
             _CACHE_ROWS,
-            [*rates_params(), *dup_groups(facts, prefetching), facts.user_id, ttl_minutes * 60],
+            [*rates_params(), *dup_groups(facts, prefetching), ttl_minutes * 60, facts.user_id],
         )
     return facts._cache_rows[ttl_minutes]
 
