@@ -32,13 +32,13 @@ def main() -> None:
     parser.add_argument("--host", default=os.environ.get("HOST", default_host))
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8080")))
     args = parser.parse_args()
-    from functions.ws_bridge.hub import expose_transport
+    from functions.ws_bridge.app import asgi
     from functions.ws_bridge.main import app
 
     settings = app.state.context.settings
 
     config = uvicorn.Config(
-        expose_transport(app),
+        asgi(app),
         host=args.host,
         port=args.port,
         ws="websockets-sansio",

@@ -1,7 +1,8 @@
-"""``create_app(settings)``: the ws_bridge Starlette app; ``app.state.context`` is its :class:`BridgeContext`.
+"""``create_app(settings)``: the ws_bridge Starlette app; ``app.state.context`` is its :class:`BridgeContext`;
+``asgi(app)`` is what the server runs (/ws without Starlette's routing, the rest through the app).
 
-Every handler reads the context from the app it was called through (``ws.app.state.context``), so nothing of an
-instance lives at module level. Protocol: docs/WEBSOCKET.md.
+Every handler reads the context from the app it was called through (``request.app.state.context``, or the
+``asgi`` closure's for /ws), so nothing of an instance lives at module level. Protocol: docs/WEBSOCKET.md.
 """
 
 from __future__ import annotations
@@ -18,13 +19,14 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import Route
 from starlette.websockets import WebSocket, WebSocketDisconnect
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from functions.ws_bridge import frames, page, peers
 from functions.ws_bridge.auth import SUBPROTOCOL, Identity, Refused, authenticate, offered_protocols
 from functions.ws_bridge.context import BridgeContext
-from functions.ws_bridge.hub import Connection, Hub, close
+from functions.ws_bridge.hub import TRANSPORT_KEY, Connection, Hub, close
 from functions.ws_bridge.limits import TokenBucket, raise_fd_limit
 from functions.ws_bridge.replay import repairer
 from functions.ws_bridge.settings import BridgeSettings
@@ -96,20 +98,22 @@ async def admit(ctx: BridgeContext, ws: WebSocket) -> Identity:
     return await authenticate(ws.headers, ws.query_params, settings, ctx.verifier)
 
 
-async def sender(conn: Connection) -> None:
-    while True:
-        frame = await conn.queue.get()
-        if frame is None:
-            return
-        try:
-            await conn.websocket.send_text(frame)
-        except Exception:  # the peer is gone; the receive loop cleans up
-            conn.closed = True
-            return
+def release_handshake(scope: dict[str, Any], server: Any) -> None:
+    """Drop what only the handshake needed. The server keeps the request's headers for the socket's lifetime
+    (in the scope, and uvicorn's sans-I/O protocol as the parsed request and the prepared response); with the
+    jwt. subprotocol they carry the access token several times over, about 3 KiB per idle connection that
+    nothing reads again: the connection keeps the one token it chats with."""
+    scope["headers"].clear()  # in place: Starlette's cached Headers view of the scope shares this list
+    scope["subprotocols"].clear()
+    # Attributes uvicorn's websockets-sansio protocol (the server __main__ runs) reads only while the handshake
+    # is in progress; any other server is left alone.
+    if isinstance(server, WebSocketsSansIOProtocol) and server.handshake_complete:
+        server.request = server.response = None
 
 
-async def websocket_endpoint(ws: WebSocket) -> None:
-    ctx: BridgeContext = ws.app.state.context
+async def websocket_endpoint(ctx: BridgeContext, ws: WebSocket, server: Any = None) -> None:
+    """/ws, served by :func:`asgi` without Starlette's routing around it; ``server`` is the ASGI server's
+    protocol object of this socket (see release_handshake)."""
     settings, hub = ctx.settings, ctx.hub
     subprotocol = SUBPROTOCOL if SUBPROTOCOL in offered_protocols(ws.headers) else None
     try:
@@ -128,17 +132,19 @@ async def websocket_endpoint(ws: WebSocket) -> None:
         await ws.accept(subprotocol=subprotocol)
     except Exception:  # the client left while being checked
         return
+    release_handshake(ws.scope, server)
     conn = Connection(
         ws,
         identity.user_id,
         identity.token,
         identity.expires_at,
-        asyncio.Queue(settings.send_queue_size),
+        settings.send_queue_size,
         TokenBucket(settings.max_frames_per_minute),
         identity.method,
         settings.close_timeout_s,
     )
-    if hub.count(identity.user_id) >= settings.max_connections_per_user:
+    del identity  # not held by this frame for the socket's lifetime: the connection has what it needs
+    if hub.count(conn.user_id) >= settings.max_connections_per_user:
         hub.stats.refused += 1
         limit = settings.max_connections_per_user
         await ws.send_json(
@@ -155,12 +161,11 @@ async def websocket_endpoint(ws: WebSocket) -> None:
         {
             "type": "connection_established",
             "connection_id": conn.connection_id,
-            "user_id": identity.user_id,
+            "user_id": conn.user_id,
             "server_time": datetime.now(UTC).isoformat(),
             "heartbeat_interval": settings.heartbeat_interval_s,
         }
     )
-    send_task = asyncio.get_running_loop().create_task(sender(conn))
     try:
         while not conn.closed:
             message = await ws.receive()
@@ -180,8 +185,29 @@ async def websocket_endpoint(ws: WebSocket) -> None:
     finally:
         hub.remove(conn)
         conn.closed = True
-        for task in (send_task, *conn.tasks):
-            task.cancel()
+        conn.stop_tasks()
+
+
+def asgi(app: Starlette) -> Callable[..., Any]:
+    """What the server runs: /ws straight to :func:`websocket_endpoint`, everything else (health, the chat
+    page, lifespan) to the Starlette app. Starlette's middleware and routing around an endpoint stay alive
+    as long as the socket does (about 4 KiB of frames per idle connection, issue 18); /ws needs none of it.
+
+    Also puts the server's transport of each WebSocket into its scope, so that a peer that never reads can
+    be aborted (uvicorn's close and ping timeout only *close* the transport, which waits for the unsent
+    buffer to drain, i.e. forever for a peer whose TCP window stays shut)."""
+    ctx: BridgeContext = app.state.context
+
+    async def serve(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "websocket":
+            server = getattr(send, "__self__", None)
+            scope[TRANSPORT_KEY] = getattr(server, "transport", None)
+            if scope["path"] == "/ws":
+                await websocket_endpoint(ctx, WebSocket(scope, receive, send), server)
+                return
+        await app(scope, receive, send)
+
+    return serve
 
 
 async def health(request: Request) -> Response:
@@ -205,7 +231,7 @@ def health_overlay(ctx: BridgeContext) -> Callable[[HealthKind, HealthAnswer], H
         if kind is HealthKind.STARTUP:
             body["fd_limit"] = fd_limit.as_dict() if fd_limit else None
             body["connections"] = hub.total
-            body["queued_frames"] = sum(c.queue.qsize() for c in hub.all())
+            body["queued_frames"] = sum(c.queued() for c in hub.all())
             body["accepting"] = hub.accepting
             body["stats"] = vars(hub.stats)
             body["subscription"] = manager.resource("agent_events").name if manager.is_up("agent_events") else None
@@ -273,7 +299,6 @@ def create_app(settings: BridgeSettings) -> Starlette:
     app = Starlette(
         routes=[
             Route("/health/{kind}", health),
-            WebSocketRoute("/ws", websocket_endpoint),
             *page.routes(settings),  # the chat page and its config.json (docs/WEB.md)
         ],
         lifespan=lifespan,

@@ -56,7 +56,7 @@ async def handle(bridge: BridgeContext, conn: Connection, text: str) -> None:
         conn.send_json({"type": "unsubscribed", "thread_id": frame.thread_id})
     elif frame.type == "auth":
         await extend(bridge, conn, frame.token)
-    elif len(conn.tasks) >= MAX_PENDING:
+    elif len(conn.tasks or ()) >= MAX_PENDING:
         send_error(conn, "too_many_pending", f"at most {MAX_PENDING} subscribe/chat frames in progress at once")
     elif frame.type == "subscribe":
         conn.spawn(subscribe(bridge, conn, frame))

@@ -14,6 +14,7 @@ import json
 import logging
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,29 +30,83 @@ log = logging.getLogger("ws_bridge.hub")
 
 @dataclass(eq=False, slots=True)  # identity semantics: connections live in sets
 class Connection:
+    """One accepted socket. What an idle one holds is kept small (issue 18: an idle connection should cost no
+    more than in a bare uvicorn app): the frames waiting to be written, their writer task, the connection's own
+    tasks and any waiting replay exist only while there is something to do (docs/PERFORMANCE.md)."""
+
     websocket: Any
     user_id: str
     token: str | None
     expires_at: float
-    queue: asyncio.Queue[str | None]
+    queue_size: int  # frames waiting to be written at most (SEND_QUEUE_SIZE); beyond: slow consumer
     bucket: TokenBucket
     auth_method: str = "token"
     close_timeout_s: float = 10.0
     connection_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     subscriptions: dict[str, Subscription] = field(default_factory=dict)
-    tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+    tasks: set[asyncio.Task[Any]] | None = None  # see spawn
     closed: bool = False
     aborted: bool = False  # its close frame could not be written: the socket was aborted
+    pending: deque[str] | None = None  # frames waiting for the writer, in order; None when there are none
+    writer: asyncio.Task[None] | None = None  # writes `pending` to the socket; exists only while there are some
+    room: list[asyncio.Future[None]] | None = None  # replays waiting for room in `pending` (see put)
 
     def enqueue(self, frame: str) -> bool:
-        """False when the bounded queue is full: the caller closes the connection (slow consumer)."""
+        """False when ``queue_size`` frames are already waiting: the caller closes the connection (slow
+        consumer). Frames for a closed connection are dropped (the client resumes from the log)."""
         if self.closed:
             return True
-        try:
-            self.queue.put_nowait(frame)
-            return True
-        except asyncio.QueueFull:
+        if self.pending is None:
+            self.pending = deque()
+        elif len(self.pending) >= self.queue_size:
             return False
+        self.pending.append(frame)
+        if self.writer is None:
+            self.writer = asyncio.get_running_loop().create_task(self._write_pending())
+        return True
+
+    async def put(self, frame: str) -> None:
+        """Enqueue, waiting while ``queue_size`` frames are waiting: the backpressure of a replay, which never
+        overflows the queue but waits for the client to read."""
+        while not self.enqueue(frame):
+            waiter = asyncio.get_running_loop().create_future()
+            if self.room is None:
+                self.room = []
+            self.room.append(waiter)
+            await waiter
+
+    def queued(self) -> int:
+        return len(self.pending) if self.pending is not None else 0
+
+    def _wake_waiting_puts(self) -> None:
+        # Every waiting put is woken and checks again (at most MAX_PENDING per connection): a put cancelled
+        # after being woken cannot take the wake-up of another with it.
+        room, self.room = self.room, None
+        for waiter in room or ():
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def _write_pending(self) -> None:
+        # One writer at a time keeps the frames in order; it ends when nothing is left, so that an idle
+        # connection holds neither a task nor a queue.
+        try:
+            while self.pending and not self.closed:
+                frame = self.pending.popleft()
+                self._wake_waiting_puts()
+                await self.websocket.send_text(frame)
+        except Exception:  # the peer is gone; the receive loop cleans up
+            self.closed = True
+        finally:
+            self.writer = None
+            if not self.pending:
+                self.pending = None
+            if self.closed:
+                self._wake_waiting_puts()
+
+    def drop_pending(self) -> None:
+        """On close: what is queued is dropped (the client resumes from the log); waiting puts return."""
+        self.pending = None
+        self._wake_waiting_puts()
 
     def send_json(self, body: dict[str, Any]) -> bool:
         return self.enqueue(json.dumps(body, separators=(",", ":")))
@@ -68,9 +123,19 @@ class Connection:
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """A task owned by the connection: cancelled when it closes."""
         task = asyncio.get_running_loop().create_task(coro)
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        if self.tasks is None:
+            self.tasks = set()
+        tasks = self.tasks
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
         return task
+
+    def stop_tasks(self) -> None:
+        """Cancel the connection's tasks and its writer (not the caller's own task)."""
+        current = asyncio.current_task()
+        for task in (self.writer, *(self.tasks or ())):
+            if task is not None and task is not current:
+                task.cancel()
 
 
 RepairFn = Callable[[Connection, Subscription], Coroutine[Any, Any, Any]]
@@ -175,20 +240,7 @@ class Hub:
                     conn.spawn(close(conn, CLOSE_TOKEN_EXPIRED, "access token expired; reconnect with a fresh token"))
 
 
-TRANSPORT_KEY = "ws_bridge.transport"
-
-
-def expose_transport(app: Any) -> Any:
-    """ASGI wrapper that puts the server's transport of each WebSocket into its scope, so that a peer that
-    never reads can be aborted (uvicorn's close and ping timeout only *close* the transport, which waits for
-    the unsent buffer to drain, i.e. forever for a peer whose TCP window stays shut)."""
-
-    async def wrapped(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "websocket":
-            scope[TRANSPORT_KEY] = getattr(getattr(send, "__self__", None), "transport", None)
-        await app(scope, receive, send)
-
-    return wrapped
+TRANSPORT_KEY = "ws_bridge.transport"  # the server's transport of a socket, in its scope (app.asgi)
 
 
 async def close(conn: Connection, code: int, reason: str) -> None:
@@ -203,12 +255,10 @@ async def close(conn: Connection, code: int, reason: str) -> None:
         extra={"connection_id": conn.connection_id, "user_id": conn.user_id, "close_code": code, "reason": reason},
     )
     current = asyncio.current_task()
-    for task in list(conn.tasks):
+    for task in list(conn.tasks or ()):
         if task is not current:
             task.cancel()
-    while not conn.queue.empty():
-        conn.queue.get_nowait()
-    conn.queue.put_nowait(None)  # wakes the sender, which exits
+    conn.drop_pending()  # the writer, if any, ends after the frame it is writing
     for sub in conn.subscriptions.values():
         sub.closed()
     try:

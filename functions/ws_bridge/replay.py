@@ -94,14 +94,14 @@ async def catch_up(conn: Connection, sub: Subscription, page_size: int) -> int:
             break
         if isinstance(step, Send):
             for frame in step.frames:
-                await conn.queue.put(frame)
+                await conn.put(frame)
             continue
         async for event in log_events(conn.user_id, sub.thread_id, step.run_id, step.after_seq, page_size):
             if not current():
                 return sub.replayed
             frame = sub.from_log(event)
             if frame is not None:
-                await conn.queue.put(frame)
+                await conn.put(frame)
     return sub.replayed
 
 

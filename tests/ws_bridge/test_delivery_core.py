@@ -268,13 +268,17 @@ def test_the_hub_shell_turns_a_full_send_queue_into_overflow() -> None:
     from functions.ws_bridge.hub import Connection
     from functions.ws_bridge.limits import TokenBucket
 
-    conn = Connection(None, "u", None, 0.0, asyncio.Queue(1), TokenBucket(60))
-    sub = Subscription.start(THREAD, 10)
-    Shell({}).drive(sub)
-    conn.subscriptions[THREAD] = sub
-    assert conn.offer(live("r", 1)) is Offer.SENT
-    assert conn.offer(live("r", 2)) is Offer.OVERFLOW
-    other = AgentEvent(type="agent_thinking", run_id="o", thread_id="not-subscribed", seq=1, ts=TS)
-    assert conn.offer(Delivery(other, other.to_frame())) is Offer.SKIPPED
-    conn.closed = True
-    assert conn.offer(live("r", 3)) is Offer.SKIPPED
+    async def offers() -> None:  # the writer task needs a running loop; it does not run before the offers
+        conn = Connection(None, "u", None, 0.0, 1, TokenBucket(60))
+        sub = Subscription.start(THREAD, 10)
+        Shell({}).drive(sub)
+        conn.subscriptions[THREAD] = sub
+        assert conn.offer(live("r", 1)) is Offer.SENT
+        assert conn.offer(live("r", 2)) is Offer.OVERFLOW
+        other = AgentEvent(type="agent_thinking", run_id="o", thread_id="not-subscribed", seq=1, ts=TS)
+        assert conn.offer(Delivery(other, other.to_frame())) is Offer.SKIPPED
+        conn.closed = True
+        assert conn.offer(live("r", 3)) is Offer.SKIPPED
+        conn.stop_tasks()
+
+    asyncio.run(offers())
