@@ -26,8 +26,8 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 from functions.ws_bridge import frames, page, peers
 from functions.ws_bridge.auth import SUBPROTOCOL, Identity, Refused, authenticate, offered_protocols
 from functions.ws_bridge.context import BridgeContext
-from functions.ws_bridge.hub import TRANSPORT_KEY, Connection, Hub, close
-from functions.ws_bridge.limits import TokenBucket, raise_fd_limit
+from functions.ws_bridge.hub import Connection, Hub, close
+from functions.ws_bridge.limits import raise_fd_limit
 from functions.ws_bridge.replay import repairer
 from functions.ws_bridge.settings import BridgeSettings
 from shared.http import origin_allowed
@@ -106,15 +106,20 @@ def release_handshake(scope: dict[str, Any], server: Any) -> None:
     scope["headers"].clear()  # in place: Starlette's cached Headers view of the scope shares this list
     scope["subprotocols"].clear()
     # Attributes uvicorn's websockets-sansio protocol (the server __main__ runs) reads only while the handshake
-    # is in progress; any other server is left alone.
+    # is in progress; any other server is left alone (tests/ws_bridge/test_handshake_release.py pins this).
     if isinstance(server, WebSocketsSansIOProtocol) and server.handshake_complete:
-        server.request = server.response = None
+        request, server.request, server.response = server.request, None, None
+        if request is not None:
+            # websockets' own parser keeps the request object (a local of its suspended generator): empty it.
+            request.headers.clear()
 
 
-async def websocket_endpoint(ctx: BridgeContext, ws: WebSocket, server: Any = None) -> None:
-    """/ws, served by :func:`asgi` without Starlette's routing around it; ``server`` is the ASGI server's
-    protocol object of this socket (see release_handshake)."""
+async def websocket_endpoint(ctx: BridgeContext, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """/ws, served by :func:`asgi` without Starlette's routing around it. Starlette's WebSocket does the
+    handshake (headers, accept, refusals); an accepted connection then holds only the server's ``send`` and
+    this frame the server's ``receive``."""
     settings, hub = ctx.settings, ctx.hub
+    ws = WebSocket(scope, receive, send)
     subprotocol = SUBPROTOCOL if SUBPROTOCOL in offered_protocols(ws.headers) else None
     try:
         identity = await admit(ctx, ws)
@@ -132,16 +137,18 @@ async def websocket_endpoint(ctx: BridgeContext, ws: WebSocket, server: Any = No
         await ws.accept(subprotocol=subprotocol)
     except Exception:  # the client left while being checked
         return
-    release_handshake(ws.scope, server)
+    server = getattr(send, "__self__", None)
+    release_handshake(scope, server)
     conn = Connection(
-        ws,
+        send,
         identity.user_id,
         identity.token,
         identity.expires_at,
         settings.send_queue_size,
-        TokenBucket(settings.max_frames_per_minute),
+        None,  # the frame-rate bucket: with the first frame
         identity.method,
         settings.close_timeout_s,
+        transport=getattr(server, "transport", None),
     )
     del identity  # not held by this frame for the socket's lifetime: the connection has what it needs
     if hub.count(conn.user_id) >= settings.max_connections_per_user:
@@ -157,6 +164,7 @@ async def websocket_endpoint(ctx: BridgeContext, ws: WebSocket, server: Any = No
         await ws.close(code=CLOSE_TRY_AGAIN, reason="too many connections for this user")
         return
     hub.add(conn)
+    del ws
     conn.send_json(
         {
             "type": "connection_established",
@@ -168,7 +176,7 @@ async def websocket_endpoint(ctx: BridgeContext, ws: WebSocket, server: Any = No
     )
     try:
         while not conn.closed:
-            message = await ws.receive()
+            message = await receive()  # after the accept: websocket.receive or websocket.disconnect
             if message["type"] == "websocket.disconnect":
                 break
             text = message.get("text")
@@ -191,21 +199,14 @@ async def websocket_endpoint(ctx: BridgeContext, ws: WebSocket, server: Any = No
 def asgi(app: Starlette) -> Callable[..., Any]:
     """What the server runs: /ws straight to :func:`websocket_endpoint`, everything else (health, the chat
     page, lifespan) to the Starlette app. Starlette's middleware and routing around an endpoint stay alive
-    as long as the socket does (about 4 KiB of frames per idle connection, issue 18); /ws needs none of it.
-
-    Also puts the server's transport of each WebSocket into its scope, so that a peer that never reads can
-    be aborted (uvicorn's close and ping timeout only *close* the transport, which waits for the unsent
-    buffer to drain, i.e. forever for a peer whose TCP window stays shut)."""
+    as long as the socket does (about 4 KiB of frames per idle connection, issue 18); /ws needs none of it."""
     ctx: BridgeContext = app.state.context
 
     async def serve(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "websocket":
-            server = getattr(send, "__self__", None)
-            scope[TRANSPORT_KEY] = getattr(server, "transport", None)
-            if scope["path"] == "/ws":
-                await websocket_endpoint(ctx, WebSocket(scope, receive, send), server)
-                return
-        await app(scope, receive, send)
+        if scope["type"] == "websocket" and scope["path"] == "/ws":
+            await websocket_endpoint(ctx, scope, receive, send)
+        else:
+            await app(scope, receive, send)
 
     return serve
 

@@ -13,6 +13,7 @@ from pydantic import TypeAdapter, ValidationError
 from functions.ws_bridge import peers
 from functions.ws_bridge.context import BridgeContext
 from functions.ws_bridge.hub import Connection, Subscription, send_error
+from functions.ws_bridge.limits import TokenBucket
 from functions.ws_bridge.replay import replay
 from shared.models.ws import Chat, ClientFrame, Subscribe
 from shared.service import require_database
@@ -40,6 +41,8 @@ async def handle(bridge: BridgeContext, conn: Connection, text: str) -> None:
     if len(text) > settings.max_frame_bytes or len(text.encode()) > settings.max_frame_bytes:
         send_error(conn, "frame_too_large", f"frames are limited to {settings.max_frame_bytes} bytes")
         return
+    if conn.bucket is None:
+        conn.bucket = TokenBucket(settings.max_frames_per_minute)
     if not conn.bucket.take():
         send_error(conn, "rate_limited", f"at most {settings.max_frames_per_minute} frames per minute")
         return

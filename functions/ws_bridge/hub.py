@@ -15,7 +15,7 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,12 +34,12 @@ class Connection:
     more than in a bare uvicorn app): the frames waiting to be written, their writer task, the connection's own
     tasks and any waiting replay exist only while there is something to do (docs/PERFORMANCE.md)."""
 
-    websocket: Any
+    send: Callable[[dict[str, Any]], Awaitable[None]]  # the ASGI server's send of this socket
     user_id: str
     token: str | None
     expires_at: float
     queue_size: int  # frames waiting to be written at most (SEND_QUEUE_SIZE); beyond: slow consumer
-    bucket: TokenBucket
+    bucket: TokenBucket | None  # the client's frame rate; created with its first frame (full either way)
     auth_method: str = "token"
     close_timeout_s: float = 10.0
     connection_id: str = field(default_factory=lambda: uuid.uuid4().hex)
@@ -47,6 +47,7 @@ class Connection:
     tasks: set[asyncio.Task[Any]] | None = None  # see spawn
     closed: bool = False
     aborted: bool = False  # its close frame could not be written: the socket was aborted
+    transport: Any = None  # the server's transport: aborts a peer that does not read (see close)
     pending: deque[str] | None = None  # frames waiting for the writer, in order; None when there are none
     writer: asyncio.Task[None] | None = None  # writes `pending` to the socket; exists only while there are some
     room: list[asyncio.Future[None]] | None = None  # replays waiting for room in `pending` (see put)
@@ -93,7 +94,7 @@ class Connection:
             while self.pending and not self.closed:
                 frame = self.pending.popleft()
                 self._wake_waiting_puts()
-                await self.websocket.send_text(frame)
+                await self.send({"type": "websocket.send", "text": frame})
         except Exception:  # the peer is gone; the receive loop cleans up
             self.closed = True
         finally:
@@ -240,9 +241,6 @@ class Hub:
                     conn.spawn(close(conn, CLOSE_TOKEN_EXPIRED, "access token expired; reconnect with a fresh token"))
 
 
-TRANSPORT_KEY = "ws_bridge.transport"  # the server's transport of a socket, in its scope (app.asgi)
-
-
 async def close(conn: Connection, code: int, reason: str) -> None:
     """Close once: drop what is queued (the client resumes from the log), stop the connection's tasks. A
     close frame that cannot be written within ``conn.close_timeout_s`` (the peer does not read) aborts the
@@ -262,9 +260,12 @@ async def close(conn: Connection, code: int, reason: str) -> None:
     for sub in conn.subscriptions.values():
         sub.closed()
     try:
-        await asyncio.wait_for(conn.websocket.close(code=code, reason=reason), conn.close_timeout_s)
+        close_frame = {"type": "websocket.close", "code": code, "reason": reason}
+        await asyncio.wait_for(conn.send(close_frame), conn.close_timeout_s)
     except TimeoutError:
-        transport = conn.websocket.scope.get(TRANSPORT_KEY)
+        # uvicorn's close and ping timeout only *close* the transport, which waits for the unsent buffer to
+        # drain, i.e. forever for a peer whose TCP window stays shut.
+        transport = conn.transport
         if transport is not None:
             log.warning("peer does not read; aborting its socket", extra={"connection_id": conn.connection_id})
             conn.aborted = True
