@@ -77,3 +77,9 @@ def test_cache_windows_equal_the_per_window_formulation(intel_db: Any, seed: int
         assert any(int(r["requests"]) > int(r["windows"]) for r in rows), "some windows must hold several requests"
         assert any(r["requests_kept"] != r["requests"] for r in rows), "some windows must hold repeated requests"
         assert _strings(rows) == _strings(reference), f"ttl {ttl} min"
+        # As a full analysis runs it: half of the windows on the prefetch's connection, half on the caller's,
+        # added in Python.
+        halves = Facts(intel_db, user)
+        halves.prefetch_cache_rows(ttl)
+        assert halves._prefetch is not None, "the pool has room for the prefetch"
+        assert _strings(cache_rows(halves, ttl)) == _strings(reference), f"ttl {ttl} min, two halves"

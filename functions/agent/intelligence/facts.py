@@ -9,6 +9,7 @@ One GROUPING SETS scan would read the table once, but PostgreSQL sorts the whole
 
 from __future__ import annotations
 
+import decimal
 import logging
 import threading
 from collections.abc import Callable, Hashable, Iterable
@@ -216,12 +217,15 @@ class Facts:
         self._dups: tuple[str, str, str] | None = None
         self._cache_rows: dict[int, list[dict[str, Any]]] = {}
         self._prefetch: Future[None] | None = None
+        self._prefetch_ttl: int | None = None
+        self._cache_halves: dict[int, list[dict[str, Any]]] = {}
         self._dups_ready = threading.Event()
 
     def prefetch_cache_rows(self, ttl_minutes: int) -> None:
-        """Start the heaviest query of a full analysis (duplicate groups, then the prompt-cache windows) on a
-        second pooled connection while the caller runs the others: PostgreSQL runs the two on two cores.
-        Used only where the pool has room for it; any failure leaves the work to the caller (cache_rows)."""
+        """Start the heaviest work of a full analysis (duplicate groups, then half of the prompt-cache windows)
+        on a second pooled connection while the caller runs the others: PostgreSQL runs the two on two cores;
+        the caller computes the other half when it needs them (cache_rows). Used only where the pool has room
+        for it; any failure leaves the work to the caller."""
         if self._prefetch is not None or getattr(self.db, "size", 1) < 2:
             return
 
@@ -230,8 +234,9 @@ class Facts:
                 dup_groups(self, prefetching=True)
             finally:
                 self._dups_ready.set()
-            cache_rows(self, ttl_minutes, prefetching=True)
+            self._cache_halves[ttl_minutes] = _cache_part(self, ttl_minutes, 0, 2, prefetching=True)
 
+        self._prefetch_ttl = ttl_minutes
         self._prefetch = _PREFETCH.submit(work)
 
     def wait_prefetch(self) -> None:
@@ -353,6 +358,8 @@ SELECT u.model, u.feature, u.interactive, {LC} AS lc, r.pday, sum((d.n - 1)::num
 # divisions run once per distinct pair instead of once per window: count x (s / n) is exactly the sum of the
 # count equal quotients (numeric multiplication by an integer keeps the quotient's digits). A window holding a
 # repeated request keeps its own row (kwin), so its exact weights are never merged with another's.
+# The last three parameters select the windows numbered part modulo parts: with a prefetch, the two pooled
+# connections each compute half of the windows (two cores) and the halves are added exactly (_merged).
 _CACHE_ROWS = f"""
 WITH {RATES_CTE}, {DUPLICATE_GROUPS},
 w AS (SELECT u.model, u.feature, u.interactive, {LC} AS lc, r.pday, u.prefix_hash, u.prefix_tokens,
@@ -362,6 +369,7 @@ w AS (SELECT u.model, u.feature, u.interactive, {LC} AS lc, r.pday, u.prefix_has
         FROM usage_records u LEFT JOIN rates r ON {RATE_JOIN}
         LEFT JOIN d ON d.model = u.model AND d.request_hash = u.request_hash
        WHERE u.user_id = %s AND u.prefix_hash IS NOT NULL AND u.prefix_tokens IS NOT NULL
+         AND abs(floor(date_part('epoch', u.ts) / %s)::bigint %% %s) = %s
        GROUP BY 1, 2, 3, 4, 5, 6, 7, 8),
 y AS (SELECT model, feature, interactive, lc, pday, prefix_hash, prefix_tokens, n, s,
              CASE WHEN rn IS NOT NULL THEN win END AS kwin, count(*) AS cnt, min(rn) AS rn, min(rs) AS rs
@@ -405,19 +413,51 @@ def repeats(facts: Facts) -> list[dict[str, Any]]:
     return facts._repeats
 
 
-def cache_rows(facts: Facts, ttl_minutes: int, prefetching: bool = False) -> list[dict[str, Any]]:
+def _cache_part(
+    facts: Facts, ttl_minutes: int, part: int, parts: int, prefetching: bool = False
+) -> list[dict[str, Any]]:
+    window = ttl_minutes * 60
+    params = [*rates_params(), *dup_groups(facts, prefetching), window, facts.user_id, window, parts, part]
+    return facts_query(facts, _CACHE_ROWS, params)
+
+
+_CACHE_KEY = ("model", "feature", "interactive", "lc", "pday", "prefix_hash", "prefix_tokens")
+# Exact: far more digits than any sum of token counts and quotients here; an inexact sum raises instead.
+_EXACT = decimal.Context(prec=1000, traps=[decimal.Inexact, decimal.Rounded])
+
+
+def _merged(first: list[dict[str, Any]], second: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows of two disjoint sets of windows added per (segment, prefix): what one query over both returns.
+    Decimal addition keeps the larger scale, as PostgreSQL's numeric sum does, so the digits are the same."""
+    rows = {tuple(r[k] for k in _CACHE_KEY): dict(r) for r in first}
+    with decimal.localcontext(_EXACT):
+        for r in second:
+            acc = rows.get(tuple(r[k] for k in _CACHE_KEY))
+            if acc is None:
+                rows[tuple(r[k] for k in _CACHE_KEY)] = dict(r)
+                continue
+            for k, v in r.items():
+                if k not in _CACHE_KEY:
+                    acc[k] = acc[k] + v
+    return list(rows.values())
+
+
+def cache_rows(facts: Facts, ttl_minutes: int) -> list[dict[str, Any]]:
     """Per (model, feature, interactive, lc, prefix_hash, prefix_tokens): requests, cache windows, cacheable
     tokens and tokens written, for all requests and for those a response cache keeps (see _CACHE_ROWS)."""
-    if not prefetching:
-        if facts._prefetch is not None and facts._repeats is None:
-            repeats(facts)  # this connection would only wait: the savings plan's input is needed next anyway
+    if ttl_minutes in facts._cache_rows:
+        return facts._cache_rows[ttl_minutes]
+    if facts._prefetch is not None and facts._prefetch_ttl == ttl_minutes:
+        if facts._repeats is None:
+            repeats(facts)  # needed next by the savings plan, while the other connection is busy
+        second = _cache_part(facts, ttl_minutes, 1, 2)  # this connection takes the other half of the windows
         facts.wait_prefetch()
-    if ttl_minutes not in facts._cache_rows:
-        facts._cache_rows[ttl_minutes] = facts_query(
-            facts,
-            _CACHE_ROWS,
-            [*rates_params(), *dup_groups(facts, prefetching), ttl_minutes * 60, facts.user_id],
-        )
+        first = facts._cache_halves.pop(ttl_minutes, None)
+        if first is None:  # the prefetch failed (logged)
+            first = _cache_part(facts, ttl_minutes, 0, 2)
+        facts._cache_rows[ttl_minutes] = _merged(first, second)
+    else:
+        facts._cache_rows[ttl_minutes] = _cache_part(facts, ttl_minutes, 0, 1)
     return facts._cache_rows[ttl_minutes]
 
 
