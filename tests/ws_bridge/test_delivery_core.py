@@ -282,3 +282,52 @@ def test_the_hub_shell_turns_a_full_send_queue_into_overflow() -> None:
         conn.stop_tasks()
 
     asyncio.run(offers())
+
+
+def test_the_send_queue_and_its_writer_exist_only_while_frames_wait() -> None:
+    """Issue 18 (idle memory): the writer sends the frames in order and then ends, leaving neither a queue nor
+    a task; a replay's put() waits for room instead of overflowing, and a close releases a waiting put."""
+    import asyncio
+
+    from functions.ws_bridge.hub import Connection
+
+    async def scenario() -> None:
+        sent: list[str] = []
+        gate = asyncio.Event()
+
+        async def send(message: dict[str, str]) -> None:
+            await gate.wait()  # a client that does not read yet
+            sent.append(message["text"])
+
+        conn = Connection(send, "u", None, 0.0, 2, None)
+        assert conn.pending is None and conn.writer is None  # accepted and idle: nothing
+        assert conn.enqueue("a")
+        await asyncio.sleep(0)  # the writer takes "a" and waits for the client
+        assert conn.enqueue("b") and conn.enqueue("c")
+        assert not conn.enqueue("live")  # full: a live event here is the slow consumer (1013)
+        replay = asyncio.create_task(conn.put("d"))
+        await asyncio.sleep(0.01)
+        assert not replay.done() and conn.queued() == 2  # the replay waits for room
+        gate.set()
+        await asyncio.wait_for(replay, 5)
+        for _ in range(100):
+            if conn.writer is None:
+                break
+            await asyncio.sleep(0.01)
+        assert sent == ["a", "b", "c", "d"]
+        assert conn.pending is None and conn.writer is None and conn.room is None  # idle again: nothing held
+
+        gate.clear()
+        assert conn.enqueue("e")
+        await asyncio.sleep(0)  # a new writer takes "e"
+        assert conn.enqueue("f") and conn.enqueue("g")
+        waiting = asyncio.create_task(conn.put("h"))
+        await asyncio.sleep(0.01)
+        assert not waiting.done()
+        conn.closed = True  # hub.close: what is queued is dropped, a waiting put returns
+        conn.drop_pending()
+        await asyncio.wait_for(waiting, 5)
+        assert conn.queued() == 0
+        conn.stop_tasks()
+
+    asyncio.run(scenario())
