@@ -219,6 +219,7 @@ class Facts:
         self._prefetch: Future[None] | None = None
         self._prefetch_ttl: int | None = None
         self._cache_halves: dict[int, list[dict[str, Any]]] = {}
+        self._repeats_lock = threading.Lock()  # computed once, by whichever connection gets to them first
         self._dups_ready = threading.Event()
 
     def prefetch_cache_rows(self, ttl_minutes: int) -> None:
@@ -235,6 +236,11 @@ class Facts:
             finally:
                 self._dups_ready.set()
             self._cache_halves[ttl_minutes] = _cache_part(self, ttl_minutes, 0, 2, prefetching=True)
+            if self._repeats_lock.acquire(blocking=False):  # the caller has not started them: take them too
+                try:
+                    repeats(self, locked=True, prefetching=True)
+                finally:
+                    self._repeats_lock.release()
 
         self._prefetch_ttl = ttl_minutes
         self._prefetch = _PREFETCH.submit(work)
@@ -406,10 +412,13 @@ def dup_groups(facts: Facts, prefetching: bool = False) -> tuple[str, str, str]:
     return facts._dups
 
 
-def repeats(facts: Facts) -> list[dict[str, Any]]:
+def repeats(facts: Facts, locked: bool = False, prefetching: bool = False) -> list[dict[str, Any]]:
     """Per (model, feature, interactive, lc): the requests and token sums a response cache would answer."""
     if facts._repeats is None:
-        facts._repeats = facts_query(facts, _REPEATS, [*rates_params(), *dup_groups(facts), facts.user_id])
+        if not locked:
+            with facts._repeats_lock:  # the prefetch may be computing them: wait for its result
+                return repeats(facts, locked=True)
+        facts._repeats = facts_query(facts, _REPEATS, [*rates_params(), *dup_groups(facts, prefetching), facts.user_id])
     return facts._repeats
 
 
@@ -448,9 +457,14 @@ def cache_rows(facts: Facts, ttl_minutes: int) -> list[dict[str, Any]]:
     if ttl_minutes in facts._cache_rows:
         return facts._cache_rows[ttl_minutes]
     if facts._prefetch is not None and facts._prefetch_ttl == ttl_minutes:
-        if facts._repeats is None:
-            repeats(facts)  # needed next by the savings plan, while the other connection is busy
-        second = _cache_part(facts, ttl_minutes, 1, 2)  # this connection takes the other half of the windows
+        # This connection takes the other half of the windows; the savings plan's repeats are then computed
+        # by whichever connection finishes its half first (the two finish closer together).
+        second = _cache_part(facts, ttl_minutes, 1, 2)
+        if facts._repeats_lock.acquire(blocking=False):  # the prefetch has not started them: take them
+            try:
+                repeats(facts, locked=True)
+            finally:
+                facts._repeats_lock.release()
         facts.wait_prefetch()
         first = facts._cache_halves.pop(ttl_minutes, None)
         if first is None:  # the prefetch failed (logged)
