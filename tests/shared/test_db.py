@@ -212,3 +212,12 @@ def test_a_lost_connection_is_a_503_and_the_idle_pool_is_dropped(shared_db_url: 
     assert db._idle.qsize() == 0, "the other idle connection was as dead and is dropped"
     assert db.scalar("SELECT 1") == 1
     db.close()
+
+
+def test_a_failure_is_described_in_one_bounded_line() -> None:
+    """describe() feeds logs, /health bodies and 503 messages: a driver error with a huge text (a whole query, a
+    server dump) is cut to 300 characters, its type kept in front."""
+    from shared.db.database import describe
+
+    line = describe(RuntimeError("x" * 5000), "netra")
+    assert line.startswith("RuntimeError: x") and len(line) <= 300
