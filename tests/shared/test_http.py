@@ -326,3 +326,32 @@ def test_scenario_29_a_huge_chunked_body_is_not_read_past_the_limit() -> None:
     )
     assert response.status_code == 413
     assert stream.taken <= 65_536, f"read {stream.taken} bytes of the body for a 200-byte limit"
+
+
+def test_unstorable_strings_are_a_422_naming_each_field() -> None:
+    """A NUL (\\u0000) or an unpaired surrogate is valid JSON but storable nowhere (PostgreSQL refuses both):
+    refused as a 422 naming where it is (a string, a nested value, a key), never passed on to a 500."""
+    router = make_router()
+    cases = {
+        '{"title": "a\\u0000b"}': ["title"],
+        '{"title": "ok", "meta": {"k": "\\u0000"}}': ["meta.k"],
+        '{"title": "ok", "meta": {"\\u0000": 1}}': ["meta"],
+        '{"title": "ok", "meta": {"list": ["x", "\\ud800"]}}': ["meta.list.1"],
+        '"\\u0000"': ["body"],
+    }
+    for body, fields in cases.items():
+        status, payload, _ = call(router, "POST", "/things/1", body, {"Content-Type": "application/json"})
+        assert status == 422, (body, payload)
+        assert payload["error"]["code"] == "validation_error"
+        assert [d["field"] for d in payload["error"]["details"]] == fields, body
+    # An escaped backslash before u0000 is text, not a NUL: stored as it is.
+    status, payload, _ = call(router, "POST", "/things/1", '{"title": "a\\\\u0000"}')
+    assert status == 201, payload
+
+
+def test_a_body_that_is_not_json_by_its_media_type_is_a_415() -> None:
+    router = make_router()
+    status, payload, _ = call(router, "POST", "/things/1", "title=x", {"Content-Type": "text/plain"})
+    assert status == 415 and payload["error"]["code"] == "unsupported_media_type"
+    status, payload, _ = call(router, "POST", "/things/1", '{"title": "x"}', {"Content-Type": "application/merge+json"})
+    assert status == 201, payload
