@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import functools
+import logging
 import threading
 import time
 
 import pytest
 
+from shared import startup
 from shared.errors import ServiceUnavailable
 from shared.startup import (
     BreakerState,
@@ -20,6 +23,23 @@ from shared.startup import (
 )
 
 FAST = RetryPolicy(initial_s=0.01, max_s=0.05)
+
+
+class FakeClock:
+    """The manager's (and a breaker's) injectable clock: moves only when the test says so."""
+
+    def __init__(self, t: float = 0.0) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def _until(condition, what: object = "", timeout_s: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, what() if callable(what) else what
+        time.sleep(0.01)
 
 
 def test_dependencies_start_in_order() -> None:
@@ -103,6 +123,8 @@ def test_scenario_10_never_succeeding_critical_component_is_not_ready_without_cr
     assert manager.health("live")[0] == 200
     snap = manager.snapshot()
     assert snap["status"] == "starting" and snap["components"]["database"]["attempts"] > 2
+    status, body, _ = manager.health("startup")
+    assert status == 503 and body["status"] == "starting" and body["ready"] is False
     with pytest.raises(ServiceUnavailable) as info:
         manager.require("database", timeout_s=0.1)
     assert info.value.status == 503 and int(info.value.headers["Retry-After"]) >= 1
@@ -345,3 +367,192 @@ def test_require_database_waits_for_the_schema_unless_told_not_to() -> None:
     assert require_database(manager, 2.0, schema=False) == "db"
     schema_checked.set()
     assert require_database(manager, 2.0) == "db"
+
+
+def test_scenario_13_optional_component_is_tried_exactly_max_attempts_times() -> None:
+    """Scenario 13: an optional dependency with max_attempts gives up after exactly that many failed attempts (the
+    service then runs degraded); one that answers within them is up, not given up after its first failure."""
+    calls = {"replay_store": 0, "analytics": 0}
+
+    def replay_store() -> None:
+        calls["replay_store"] += 1
+        raise OSError("firestore down")
+
+    def analytics() -> str:
+        calls["analytics"] += 1
+        if calls["analytics"] < 3:
+            raise OSError("not yet")
+        return "a"
+
+    policy = RetryPolicy(initial_s=0.001, max_s=0.002, max_attempts=3)
+    manager = StartupManager("t")
+    manager.register(Component("database", lambda: "db", retry=FAST))
+    for name, start in (("replay_store", replay_store), ("analytics", analytics)):
+        manager.register(Component(name, start, Priority.MEDIUM, retry=policy, breaker_threshold=10))
+    manager.start()
+    try:
+        components = lambda: manager.snapshot()["components"]  # noqa: E731
+        _until(lambda: all(c["status"] in ("up", "failed") for c in components().values()), components)
+        time.sleep(0.05)  # a component that wrongly keeps trying would make a fourth attempt now
+        snap = components()
+        assert snap["replay_store"]["status"] == "failed" and snap["replay_store"]["attempts"] == 3
+        assert calls["replay_store"] == 3
+        assert snap["analytics"]["status"] == "up" and snap["analytics"]["attempts"] == 3
+        assert manager.snapshot()["status"] == "degraded"
+    finally:
+        manager.stop()
+
+
+def test_component_duration_is_measured_on_the_managers_clock() -> None:
+    """duration_ms (in /health/startup and the `component up` line) is the time from the manager's creation to the
+    component being up, in milliseconds; uptime_ms the time from the creation to the snapshot."""
+    clock = FakeClock(100.0)
+    manager = StartupManager("t", clock=clock)
+
+    def database() -> str:
+        clock.t = 100.25
+        return "db"
+
+    manager.register(Component("database", database, retry=FAST))
+    manager.start()
+    assert manager.wait_ready(5)
+    assert manager.snapshot()["components"]["database"]["duration_ms"] == 250.0
+    clock.t = 101.5
+    assert manager.snapshot()["uptime_ms"] == 1500.0
+
+
+def test_scenario_10_startup_complete_is_logged_once_when_every_critical_component_is_up(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Scenario 10: `startup complete` (its startup_ms is the netra/startup_ms cold-start metric, docs/OPERATIONS.md)
+    is logged once, when the last critical component is up: not when the first one is, nor again when an optional
+    one comes up later."""
+    caplog.set_level(logging.INFO, logger="startup")
+    clock = FakeClock(100.0)
+    keyset_gate, analytics_gate = threading.Event(), threading.Event()
+    manager = StartupManager("t", clock=clock)
+    manager.register(Component("database", lambda: "db", retry=FAST))
+    manager.register(Component("keyset", lambda: keyset_gate.wait(5) and "k", retry=FAST))
+    manager.register(Component("analytics", lambda: analytics_gate.wait(5) and "a", Priority.LOW, retry=FAST))
+
+    def logged(message: str) -> list[logging.LogRecord]:
+        return [r for r in caplog.records if r.name == "startup" and r.getMessage() == message]
+
+    manager.start()
+    try:
+        assert manager.require("database", timeout_s=5) == "db"
+        _until(lambda: logged("component up"), "no `component up` line for the database")
+        time.sleep(0.05)  # the database's thread checks for completion right after that line
+        assert not logged("startup complete"), "logged while the keyset was not up"
+        clock.t = 101.5
+        keyset_gate.set()
+        _until(lambda: logged("startup complete"), "no `startup complete` line once every critical one was up")
+        analytics_gate.set()
+        assert manager.require("analytics", timeout_s=5) == "a"
+        _until(lambda: len(logged("component up")) == 3, "no `component up` line for analytics")
+        time.sleep(0.05)  # analytics' thread checks for completion right after that line
+        [complete] = logged("startup complete")
+        # Ready at 1.5 s; degraded then, as analytics (optional) was still starting.
+        assert complete.startup_ms == 1500.0 and complete.degraded is True  # type: ignore[attr-defined]
+    finally:
+        keyset_gate.set()
+        analytics_gate.set()
+        manager.stop()
+
+
+def test_requiring_a_starting_component_that_is_not_deferred_releases_nothing() -> None:
+    """Cold start: a request waiting for the key set (not deferred) while it is still starting does not start the
+    deferred components; only a request for a deferred component (or one depending on it) does."""
+    gate = threading.Event()
+    pubsub_started = threading.Event()
+    manager = StartupManager("t")
+    manager.DEFER_S = manager.DEFER_MAX_S = 30.0  # only a release can start them within the test
+    manager.register(Component("keyset", lambda: gate.wait(5) and "k", retry=FAST))
+    manager.register(Component("pubsub", lambda: pubsub_started.set() or "p", Priority.HIGH, retry=FAST, deferred=True))
+    manager.start()
+    try:
+        with pytest.raises(ServiceUnavailable):
+            manager.require("keyset", timeout_s=0.2)
+        assert not pubsub_started.wait(0.3), "requiring the key set released the deferred components"
+        gate.set()
+        assert manager.require("pubsub", timeout_s=5) == "p"
+    finally:
+        gate.set()
+        manager.stop()
+
+
+def test_scenario_6_retry_after_is_the_breakers_wait_and_at_least_one_second(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Scenario 6: while the database is down, a request gets 503 whose Retry-After is the time until the breaker
+    lets the next attempt through, rounded, and never 0 (a client told 0 retries at once); 2 s while a component is
+    still starting. The exception carries the same figure as its header (callers may pass it on)."""
+    clock = FakeClock(0.0)
+    monkeypatch.setattr(startup, "CircuitBreaker", functools.partial(CircuitBreaker, clock=clock))
+    gate = threading.Event()
+    manager = StartupManager("t", clock=clock)
+    manager.register(
+        Component(
+            "database",
+            lambda: (_ for _ in ()).throw(ConnectionRefusedError("db down")),
+            retry=FAST,
+            breaker_threshold=1,
+            breaker_recovery_s=5.0,
+        )
+    )
+    manager.register(Component("keyset", lambda: gate.wait(5) and "k", retry=FAST))
+    manager.start()
+
+    def unavailable(name: str) -> ServiceUnavailable:
+        with pytest.raises(ServiceUnavailable) as info:
+            manager.require(name, timeout_s=0)
+        return info.value
+
+    try:
+        breaker = lambda: manager.snapshot()["components"]["database"]["breaker"]  # noqa: E731
+        _until(lambda: breaker()["state"] == "open", breaker)
+        for now, seconds in ((0.0, 5), (1.4, 4), (4.7, 1)):  # the breaker opened at 0, for 5 s
+            clock.t = now
+            exc = unavailable("database")
+            assert (exc.retry_after, exc.headers["Retry-After"]) == (seconds, str(seconds)), now
+            assert exc.details["reason"] == "unreachable"
+        exc = unavailable("keyset")
+        assert (exc.retry_after, exc.headers["Retry-After"]) == (2, "2")
+        assert exc.details == {"component": "keyset", "reason": "starting"}
+    finally:
+        gate.set()
+        manager.stop()
+
+
+def test_deferred_components_start_when_the_managers_clock_reaches_the_delay() -> None:
+    """The deferred start is timed on the manager's clock and happens at the delay itself, not later."""
+    clock = FakeClock(0.0)
+    started = threading.Event()
+    manager = StartupManager("t", clock=clock)
+    manager.DEFER_S = manager.DEFER_MAX_S = 0.05
+    manager.register(Component("prices", lambda: started.set() or "p", Priority.LOW, retry=FAST, deferred=True))
+    manager.start()
+    try:
+        assert not started.wait(0.3), "started before the manager's clock reached the delay"
+        clock.t = 0.05  # exactly the delay: nothing remains to wait
+        assert started.wait(5), "not started at the delay"
+    finally:
+        manager.stop()
+
+
+def test_require_ready_waits_for_every_critical_component_within_one_deadline() -> None:
+    """require_ready: waits (bounded) for every critical component and names the first one that is not up."""
+    gate = threading.Event()
+    manager = StartupManager("t")
+    manager.register(Component("database", lambda: "db", retry=FAST))
+    manager.register(Component("keyset", lambda: gate.wait(5) and "k", retry=FAST))
+    manager.register(Component("prices", lambda: gate.wait(30) and "p", Priority.LOW, retry=FAST))
+    manager.start()
+    try:
+        with pytest.raises(ServiceUnavailable) as info:
+            manager.require_ready(0.2)
+        assert info.value.code == "keyset_unavailable"
+        threading.Timer(0.2, gate.set).start()
+        manager.require_ready(5)
+        assert manager.is_up("keyset")
+    finally:
+        gate.set()
+        manager.stop()
