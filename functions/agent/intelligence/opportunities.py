@@ -12,7 +12,7 @@ from typing import Any
 
 from functions.agent.intelligence.facts import (
     DUPLICATE_GROUPS,
-    RATES_MATERIALIZED,
+    RATES_OF_REPEATED,
     Agg,
     Facts,
     cache_rows,
@@ -207,7 +207,7 @@ def duplicate_requests(facts: Facts, limit: int = 5) -> dict[str, Any]:
     """Requests whose request_hash repeats: a response cache would answer every repeat. Savings of a group of
     n identical requests = its cost x (n - 1) / n (an upper bound: the cache keeps answers for the period)."""
     groups = f"""
-        WITH {RATES_MATERIALIZED}, {DUPLICATE_GROUPS},
+        WITH {DUPLICATE_GROUPS}, {RATES_OF_REPEATED},
         g AS (SELECT d.model, d.request_hash, d.n, r.pday, {LC} AS lc, sum(u.input_tokens) AS i,
                      sum(u.cached_input_tokens) AS c, sum(u.cache_write_tokens) AS w, sum(u.output_tokens) AS o,
                      sum(u.reasoning_tokens) AS rs
@@ -224,7 +224,7 @@ def duplicate_requests(facts: Facts, limit: int = 5) -> dict[str, Any]:
           ORDER BY savings DESC, model, request_hash LIMIT %s)"""
     # The groups come from facts.dup_groups (found once per run); each repeated request is priced at the rates
     # of its own day (the groups are few: index lookups).
-    rows = query(facts.db, groups, [*rates_params(), *dup_groups(facts), facts.user_id, limit])
+    rows = query(facts.db, groups, [*dup_groups(facts), *rates_params(), facts.user_id, limit])
     per_model = sorted((r for r in rows if r["kind"] == "model"), key=lambda r: (-r["savings"], r["model"]))
     top = [{**r, "n": r["requests"]} for r in rows if r["kind"] == "group"]
     top.sort(key=lambda r: (-r["savings"], r["model"], r["request_hash"]))
