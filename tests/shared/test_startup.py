@@ -556,3 +556,24 @@ def test_require_ready_waits_for_every_critical_component_within_one_deadline() 
     finally:
         gate.set()
         manager.stop()
+
+
+def test_scenario_13_health_startup_names_each_components_priority_and_only_critical_ones_gate() -> None:
+    """Scenario 13: /health/startup says each component's priority as registered, and only critical components
+    keep the instance from being ready (the four priorities are distinct: none is another's alias)."""
+    gate = threading.Event()
+    manager = StartupManager("t")
+    names = {"database": Priority.CRITICAL, "keyset": Priority.HIGH, "replay_store": Priority.MEDIUM}
+    for name, priority in names.items():
+        manager.register(Component(name, (lambda: "up") if name == "database" else (lambda: gate.wait(5)), priority))
+    manager.register(Component("analytics", lambda: gate.wait(5), Priority.LOW))
+    manager.start()
+    try:
+        assert manager.wait_ready(5)
+        status, body, _ = manager.health("startup")
+        priorities = {name: c["priority"] for name, c in body["components"].items()}
+        assert priorities == {"database": "critical", "keyset": "high", "replay_store": "medium", "analytics": "low"}
+        assert status == 200 and body["status"] == "degraded"
+    finally:
+        gate.set()
+        manager.stop()
