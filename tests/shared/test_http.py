@@ -10,7 +10,7 @@ from flask import Flask
 from pydantic import BaseModel, Field
 
 from shared.errors import ApiError, ServiceUnavailable
-from shared.http import MAX_JSON_DEPTH, Router, json_depth_exceeds, origin_allowed
+from shared.http import MAX_JSON_DEPTH, Router, StrictBody, json_depth_exceeds, origin_allowed
 from shared.startup import Component, StartupManager
 
 app = Flask(__name__)
@@ -355,3 +355,26 @@ def test_a_body_that_is_not_json_by_its_media_type_is_a_415() -> None:
     assert status == 415 and payload["error"]["code"] == "unsupported_media_type"
     status, payload, _ = call(router, "POST", "/things/1", '{"title": "x"}', {"Content-Type": "application/merge+json"})
     assert status == 201, payload
+
+
+class Strict(StrictBody):
+    title: str
+    note: str | None = None
+
+
+def test_strict_bodies_refuse_null_and_unknown_fields() -> None:
+    """StrictBody: null is never a value (an optional field is left out instead) and unknown fields are refused,
+    each a 422 with a message that says what to do; the same body without them is accepted."""
+    router = Router("t", [], max_body_bytes=1000)
+
+    @router.route("POST", "/strict")
+    def strict(ctx):  # noqa: ANN001, ANN202
+        return ctx.json(Strict).model_dump(exclude_none=True), 200
+
+    status, payload, _ = call(router, "POST", "/strict", '{"title": "a", "note": null}')
+    assert status == 422, payload
+    assert "null is not a value for note" in json.dumps(payload)
+    status, payload, _ = call(router, "POST", "/strict", '{"title": "a", "extra": 1}')
+    assert status == 422 and "extra" in json.dumps(payload), payload
+    assert call(router, "POST", "/strict", '{"title": "a"}')[:2] == (200, {"title": "a"})
+    assert call(router, "POST", "/strict", '{"title": "a", "note": "n"}')[:2] == (200, {"title": "a", "note": "n"})
