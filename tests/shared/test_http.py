@@ -378,3 +378,31 @@ def test_strict_bodies_refuse_null_and_unknown_fields() -> None:
     assert status == 422 and "extra" in json.dumps(payload), payload
     assert call(router, "POST", "/strict", '{"title": "a"}')[:2] == (200, {"title": "a"})
     assert call(router, "POST", "/strict", '{"title": "a", "note": "n"}')[:2] == (200, {"title": "a", "note": "n"})
+
+
+def test_a_value_the_database_refuses_is_a_422_that_quotes_nothing(caplog: pytest.LogCaptureFixture) -> None:
+    """A data exception from the database (SQLSTATE class 22, e.g. a number out of range) that validation let
+    through is the caller's input: 422 invalid_value, logged as info with the SQLSTATE, the database's text (it
+    may quote the value) in neither the answer nor the log; any other database error stays a 500."""
+    import pg8000.dbapi
+
+    router = Router("t", [], max_body_bytes=1000)
+    fields = {"S": "ERROR", "C": "22003", "M": "value 99999999999 is out of range for type integer"}
+
+    @router.route("GET", "/refused")
+    def refused(ctx):  # noqa: ANN001, ANN202
+        raise pg8000.dbapi.DatabaseError(fields)
+
+    @router.route("GET", "/broken")
+    def broken(ctx):  # noqa: ANN001, ANN202
+        raise pg8000.dbapi.DatabaseError({**fields, "C": "42P01", "M": "relation missing"})
+
+    with caplog.at_level("INFO"):
+        status, payload, _ = call(router, "GET", "/refused")
+    assert status == 422 and payload["error"]["code"] == "invalid_value", payload
+    assert "99999999999" not in json.dumps(payload) and "22003" not in json.dumps(payload)
+    logged = [r for r in caplog.records if r.getMessage() == "value refused by the database"]
+    assert [getattr(r, "reason", None) for r in logged] == ["SQLSTATE 22003"]
+    assert "99999999999" not in caplog.text
+    status, payload, _ = call(router, "GET", "/broken")
+    assert status == 500 and payload["error"]["code"] == "internal"
