@@ -1,0 +1,312 @@
+"""shared.tokens in process and without servers where none is needed: what the verifier refuses before any key
+is looked at, which JWKS entries become keys, how its key-set fetch retries, times out and falls back, and which
+key signs during a rotation. Written against the mutation run's survivors (docs/TESTING.md, "Reading a
+survivor"); fast, so tests/mutation/modules.toml runs this file first for the tokens module."""
+
+from __future__ import annotations
+
+import base64
+import json
+import socket
+import time
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+from jwt.algorithms import ECAlgorithm
+
+import shared.tokens.verify as verify_module
+from shared.tokens.keyset import (
+    KeysetError,
+    _private_key,
+    generate_key,
+    generate_keyset,
+    jwks_from_keyset,
+    parse_keyset,
+    prune_keyset,
+    public_jwk,
+    rotate_keyset,
+    sign_access_token,
+    signing_key,
+)
+from shared.tokens.verify import KeySetUnavailable, TokenInvalid, TokenVerifier, public_key_from_jwk
+
+MAX_TOKEN_CHARS = 16_384  # the verifier's limit (shared/tokens/verify.py)
+
+
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def local_verifier(jwks: Any, **options: Any) -> TokenVerifier:
+    """A verifier reading the JWKS from a callable (the in-process source auth itself uses)."""
+    source = jwks if callable(jwks) else (lambda: jwks)
+    return TokenVerifier(lambda: "http://unused.invalid", "iss-a", "aud-a", fetch_jwks=source, **options)
+
+
+def sign(keyset: dict[str, Any], **overrides: Any) -> str:
+    args = {"user_id": "u", "email": "e", "permissions": [], "issuer": "iss-a", "audience": "aud-a", "ttl_s": 600}
+    return sign_access_token(keyset, **{**args, **overrides})[0]
+
+
+def token_of_length(keyset: dict[str, Any], length: int) -> str:
+    """A validly signed token of exactly ``length`` characters (padding in a claim and in a header field:
+    base64url cannot make every length from one segment)."""
+    key = keyset["keys"][0]
+    now = int(time.time())
+    claims = {"iss": "iss-a", "aud": "aud-a", "sub": "u", "iat": now, "exp": now + 600}
+
+    def make(pad: int, header_pad: int) -> str:
+        headers = {"kid": key["kid"], "pad": "p" * header_pad}
+        return jwt.encode({**claims, "email": "e" * pad}, _private_key(key), algorithm="ES256", headers=headers)
+
+    estimate = (length - len(make(0, 0))) * 3 // 4
+    for header_pad in range(4):
+        for pad in range(estimate - 4, estimate + 4):
+            token = make(pad, header_pad)
+            if len(token) == length:
+                return token
+    raise AssertionError(f"no token of {length} characters")
+
+
+def test_only_ec_p256_es256_jwks_become_keys() -> None:
+    """Security: each field of a JWK alone decides that it is refused (a P-384 key, an RSA key or a key
+    published for another algorithm cannot be used to verify an ES256 token)."""
+    good = public_jwk(generate_key("k"))
+    assert public_key_from_jwk(good).curve.name == "secp256r1"
+    assert public_key_from_jwk({k: v for k, v in good.items() if k != "alg"}).curve.name == "secp256r1"
+    p384 = {**ECAlgorithm.to_jwk(ec.generate_private_key(ec.SECP384R1()).public_key(), as_dict=True)}
+    refused = {
+        "P-384 curve": {**p384, "kid": "k", "alg": "ES256"},
+        "RSA key type": {**good, "kty": "RSA"},
+        "ES384 algorithm": {**good, "alg": "ES384"},
+        "HS256 algorithm": {**good, "alg": "HS256"},
+    }
+    for name, jwk in refused.items():
+        with pytest.raises(ValueError) as info:
+            public_key_from_jwk(jwk)
+        assert str(info.value) == "not an ES256 key", name
+
+
+def test_junk_jwks_entries_are_skipped_and_the_good_key_still_verifies() -> None:
+    keyset = generate_keyset()
+    good = jwks_from_keyset(keyset)["keys"][0]
+    junk: list[Any] = ["a string", 7, None, {"kid": 5, **good}, {"kty": "EC"}, {**good, "kid": "p", "crv": "P-384"}]
+    verifier = local_verifier({"keys": [*junk, good]})
+    assert verifier.warm() == 1
+    assert verifier.verify(sign(keyset)).sub == "u"
+    assert verifier.fetches == 1
+
+
+def test_token_length_limit_is_exact() -> None:
+    """A token of exactly the limit verifies; one character more is refused as malformed, before any key is
+    looked at (an oversized token costs no parsing)."""
+    keyset = generate_keyset()
+    verifier = local_verifier(jwks_from_keyset(keyset))
+    at_limit, over = token_of_length(keyset, MAX_TOKEN_CHARS), token_of_length(keyset, MAX_TOKEN_CHARS + 1)
+    assert verifier.verify(at_limit).sub == "u"
+    with pytest.raises(TokenInvalid) as info:
+        verifier.verify(over)
+    assert (info.value.reason, str(info.value)) == ("malformed", "token is not a JWT")
+
+
+def test_garbage_header_is_malformed_before_any_key_is_fetched() -> None:
+    """Three dot-separated parts with a header that is not base64url JSON: TokenInvalid("malformed") (a 401
+    for the caller), never PyJWT's own error (a 500), and no key-set fetch."""
+
+    def no_fetch() -> dict[str, Any]:
+        raise AssertionError("a malformed token must not fetch the key set")
+
+    verifier = local_verifier(no_fetch)
+    body = b64(b'{"sub": "u"}')
+    for header in ["!!!", b64(b"not json"), b64(b"[1, 2]"), b64(b'{"alg": "ES256"'), b64(b"\xff\xfe"), ""]:
+        with pytest.raises(TokenInvalid) as info:
+            verifier.verify(f"{header}.{body}.{b64(b's' * 64)}")
+        assert info.value.reason == "malformed", header
+
+
+def test_clock_skew_within_the_leeway_is_accepted() -> None:
+    """Tokens from an issuer whose clock is a few seconds off still verify (iat slightly in the future, exp
+    just past); well past the leeway they are refused. The exact leeway is a tuning value."""
+    keyset = generate_keyset()
+    verifier = local_verifier(jwks_from_keyset(keyset))
+    assert verifier.verify(sign(keyset, now=time.time() + 10)).sub == "u"
+    assert verifier.verify(sign(keyset, now=time.time() - 600 - 10)).sub == "u"  # expired 10 s ago
+    with pytest.raises(TokenInvalid) as info:
+        verifier.verify(sign(keyset, now=time.time() - 600 - 300))
+    assert info.value.reason == "expired"
+
+
+def test_refresh_failure_keeps_the_cached_keys() -> None:
+    """Auth unreachable while a verifier holds its keys: a token with an unknown kid is refused as such (401),
+    not turned into KeySetUnavailable (a 503 storm), and known keys keep verifying."""
+    keyset = generate_keyset()
+    state = {"up": True, "calls": 0}
+
+    def fetch() -> dict[str, Any]:
+        state["calls"] += 1
+        if not state["up"]:
+            raise ConnectionError("auth is down")
+        return jwks_from_keyset(keyset)
+
+    verifier = local_verifier(fetch, min_refresh_interval_s=0)
+    good = sign(keyset)
+    assert verifier.verify(good).sub == "u"
+    state["up"] = False
+    stranger = sign(generate_keyset())
+    with pytest.raises(TokenInvalid) as info:
+        verifier.verify(stranger)
+    assert info.value.reason == "unknown_kid"
+    assert state["calls"] == 2, "the unknown kid tried one refresh"
+    assert verifier.verify(good).sub == "u"
+    assert verifier.fetches == 1
+
+
+def test_scenario_9_key_set_fetch_retries_with_backoff_within_its_budget() -> None:
+    """Scenario 9: while auth cannot even be found (discovery fails), the first fetch retries within its
+    budget, backing off between attempts instead of spinning; then KeySetUnavailable. A request right after
+    that fails fast without another round of attempts."""
+    attempts: list[float] = []
+
+    def url() -> str:
+        attempts.append(time.monotonic())
+        raise ConnectionError("auth is not registered yet")
+
+    verifier = TokenVerifier(url, "iss-a", "aud-a", fetch_budget_s=1.0)
+    with pytest.raises(KeySetUnavailable) as info:
+        verifier.warm()
+    assert str(info.value) == "key set unreachable: ConnectionError"
+    # Backoff: 0.1 s doubling up to 1 s (randomised) gives a handful of attempts in 1 s; no wait, thousands.
+    assert 2 <= len(attempts) < 50, len(attempts)
+    tried = len(attempts)
+    with pytest.raises(KeySetUnavailable) as info:
+        verifier.verify(sign(generate_keyset()))
+    assert "fetch failed just now" in str(info.value)
+    assert len(attempts) == tried
+    assert verifier.fetches == 0
+
+
+def test_scenario_9_a_key_set_server_that_never_answers_ends_in_a_timeout() -> None:
+    """Scenario 9: auth accepts the connection but never answers (a stuck instance): each fetch attempt ends at
+    its timeout, and the budget ends the retries with KeySetUnavailable (the exact timeout is a tuning
+    value). A listening socket that never accepts is such a server."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(64)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/.well-known/jwks.json"
+        verifier = TokenVerifier(lambda: url, "iss-a", "aud-a", fetch_timeout_s=0.2, fetch_budget_s=0.5)
+        with pytest.raises(KeySetUnavailable) as info:
+            verifier.warm()
+    assert isinstance(info.value.__cause__, httpx.TimeoutException)
+    assert info.value.url == url
+
+
+def test_scenario_20_a_second_rotation_within_the_lead_does_not_sign_with_an_unpublished_key() -> None:
+    """Scenario 20: two rotations within publish_lead_s (the second to fix a mistake): the keys made in that
+    time are not yet known to cached verifiers, so the last key published long enough keeps signing."""
+    old = generate_key("old", created_at=datetime.now(UTC) - timedelta(days=3))
+    middle = generate_key("middle", created_at=datetime.now(UTC) - timedelta(seconds=30))
+    keyset = rotate_keyset({"active_kid": "middle", "keys": [old, middle]}, kid="new")
+    now = time.time()
+    assert signing_key(keyset, publish_lead_s=120, now=now)["kid"] == "old"
+    assert signing_key(keyset, publish_lead_s=120, now=now + 100)["kid"] == "middle"
+    assert signing_key(keyset, publish_lead_s=120, now=now + 121)["kid"] == "new"
+    assert signing_key(keyset)["kid"] == "new", "without a lead the active key signs at once"
+
+
+def test_keys_without_a_date_count_as_old() -> None:
+    """Keysets written before created_at existed: such a key may sign at once, and stays the signing key while a
+    dated successor is still within its publish lead."""
+    undated = {k: v for k, v in generate_key("undated").items() if k != "created_at"}
+    assert signing_key({"active_kid": "undated", "keys": [undated]}, publish_lead_s=120)["kid"] == "undated"
+    rotated = rotate_keyset({"active_kid": "undated", "keys": [undated]}, kid="new")
+    assert signing_key(rotated, publish_lead_s=120)["kid"] == "undated"
+    assert signing_key(rotated, publish_lead_s=120, now=time.time() + 121)["kid"] == "new"
+
+
+def test_public_half_is_derived_only_when_x_and_y_are_both_absent() -> None:
+    """Keys written before x/y existed get their public half from the private key; a key with only one of them
+    is refused with a clear KeysetError (never a KeyError, never a JWK with an empty coordinate)."""
+    key = generate_key("k")
+    legacy = {k: v for k, v in key.items() if k not in ("x", "y")}
+    assert {k: public_jwk(legacy)[k] for k in ("x", "y")} == {"x": key["x"], "y": key["y"]}
+    no_y, empty_x, empty_y = generate_key("a"), generate_key("b"), generate_key("c")  # fresh PEMs: loads are cached
+    for partial in ({k: v for k, v in no_y.items() if k != "y"}, {**empty_x, "x": ""}, {**empty_y, "y": ""}):
+        with pytest.raises(KeysetError):
+            public_jwk(partial)
+
+
+def test_empty_subject_is_refused() -> None:
+    keyset = generate_keyset()
+    verifier = local_verifier(jwks_from_keyset(keyset))
+    with pytest.raises(TokenInvalid) as info:
+        verifier.verify(sign(keyset, user_id=""))
+    assert info.value.reason == "missing_claim"
+
+
+def test_each_malformed_keyset_entry_is_refused() -> None:
+    pem = generate_key("k")["private_key_pem"]
+    entries: list[Any] = [
+        "a string",
+        {"kid": 5, "private_key_pem": pem},
+        {"kid": "a"},
+        {"kid": "a", "private_key_pem": ""},
+    ]
+    for entry in entries:
+        with pytest.raises(KeysetError) as info:
+            parse_keyset(json.dumps({"active_kid": "a", "keys": [entry]}))
+        assert str(info.value) == "keyset key #0 needs a string kid and a private_key_pem", entry
+
+
+def test_rotation_and_pruning_boundaries_are_inclusive() -> None:
+    """Scenario 20: a key signs from the instant it has been published for publish_lead_s; an old key is kept
+    until its successor has signed for longer than the token lifetime plus clock skew."""
+    created = 1_700_000_000  # whole seconds: the boundaries below are exact
+    old = generate_key("old", created_at=datetime.fromtimestamp(created - 86_400, UTC))
+    new = generate_key("new", created_at=datetime.fromtimestamp(created, UTC))
+    keyset = {"active_kid": "new", "keys": [old, new]}
+    assert signing_key(keyset, publish_lead_s=120, now=created + 119.5)["kid"] == "old"
+    assert signing_key(keyset, publish_lead_s=120, now=created + 120)["kid"] == "new"
+    signs_from = created + 120
+    kept = prune_keyset(keyset, access_ttl_s=900, publish_lead_s=120, now=signs_from + 900 + 60, skew_s=60)
+    assert [k["kid"] for k in kept["keys"]] == ["old", "new"]
+    pruned = prune_keyset(keyset, access_ttl_s=900, publish_lead_s=120, now=signs_from + 900 + 60.5, skew_s=60)
+    assert [k["kid"] for k in pruned["keys"]] == ["new"]
+
+
+def test_made_up_kids_cost_one_fetch_per_refresh_interval(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An unknown kid refetches the key set at most once per min_refresh_interval_s (a flood of made-up kids
+    cannot hammer auth), from the instant the interval has passed; a failed refresh also waits an interval."""
+    clock = {"now": 1000.0}
+    monkeypatch.setattr(verify_module, "time", SimpleNamespace(monotonic=lambda: clock["now"]))
+    keyset = generate_keyset()
+    calls: list[float] = []
+    up = {"yes": True}
+
+    def fetch() -> dict[str, Any]:
+        calls.append(clock["now"])
+        if not up["yes"]:
+            raise ConnectionError("auth is down")
+        return jwks_from_keyset(keyset)
+
+    verifier = local_verifier(fetch, min_refresh_interval_s=30)
+    assert verifier.verify(sign(keyset)).sub == "u"
+    stranger = sign(generate_keyset())
+
+    def refused_at(moment: float) -> None:
+        clock["now"] = moment
+        with pytest.raises(TokenInvalid) as info:
+            verifier.verify(stranger)
+        assert info.value.reason == "unknown_kid"
+
+    for moment in (1000.0, 1029.5, 1030.0, 1059.9):
+        refused_at(moment)
+    assert calls == [1000.0, 1030.0]
+    up["yes"] = False
+    for moment in (1060.0, 1089.9, 1090.0):
+        refused_at(moment)
+    assert calls == [1000.0, 1030.0, 1060.0, 1090.0]
