@@ -9,7 +9,7 @@ import base64
 import json
 import socket
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from types import SimpleNamespace
 from typing import Any
 
@@ -310,3 +310,23 @@ def test_made_up_kids_cost_one_fetch_per_refresh_interval(monkeypatch: pytest.Mo
     for moment in (1060.0, 1089.9, 1090.0):
         refused_at(moment)
     assert calls == [1000.0, 1030.0, 1060.0, 1090.0]
+
+
+def test_created_at_offsets_are_honoured_and_a_naive_date_is_utc(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A keyset edited by hand may carry created_at with another offset, or none: +02:00 is converted, not
+    relabelled; a naive date is UTC, not the machine's local time."""
+    created = 1_700_000_000
+    old = generate_key("old", created_at=datetime.fromtimestamp(created - 86_400, UTC))
+    east = datetime.fromtimestamp(created, UTC).astimezone(timezone(timedelta(hours=2)))
+    naive = datetime.fromtimestamp(created, UTC).replace(tzinfo=None)
+    monkeypatch.setenv("TZ", "LOCAL-3")  # the machine's clock 3 h east of UTC: a naive date read as local differs
+    time.tzset()
+    try:
+        for when in (east.isoformat(), naive.isoformat()):
+            new = {**generate_key("new"), "created_at": when}
+            keyset = {"active_kid": "new", "keys": [old, new]}
+            assert signing_key(keyset, publish_lead_s=120, now=created + 119)["kid"] == "old", when
+            assert signing_key(keyset, publish_lead_s=120, now=created + 120)["kid"] == "new", when
+    finally:
+        monkeypatch.undo()
+        time.tzset()
