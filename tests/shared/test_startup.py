@@ -20,6 +20,7 @@ from shared.startup import (
     RetryPolicy,
     StartupGraphError,
     StartupManager,
+    failure_reason,
 )
 
 FAST = RetryPolicy(initial_s=0.01, max_s=0.05)
@@ -239,6 +240,49 @@ def test_backoff_has_jitter_and_bounds() -> None:
     assert max(delays) <= 30 and min(delays) >= 0.5
     assert len({round(d, 3) for d in delays}) > 150, "delays must be spread (jitter)"
     assert all(policy.delay(1) <= 1 for _ in range(50))
+
+
+def test_scenario_5_default_retry_policy_backs_off_exponentially_with_jitter() -> None:
+    """Scenario 5: with the defaults, a component that keeps failing waits longer after each failed attempt, never
+    0 s (no hammering of a database that is down), spread by jitter, and capped."""
+    policy = RetryPolicy()
+    first = [policy.delay(1) for _ in range(200)]
+    fifth = [policy.delay(5) for _ in range(200)]
+    assert min(first) > 0, "no wait before the second attempt"
+    assert max(fifth) > 2 * max(first), "the waits do not grow"
+    assert len({round(d, 3) for d in fifth}) > 150, "delays must be spread (jitter)"
+    assert max(policy.delay(60) for _ in range(50)) <= policy.max_s
+
+
+def test_failure_reason_is_a_stable_public_code() -> None:
+    """What health answers and 503 bodies say about a failed attempt: the exception's own code, else timeout,
+    unreachable or start_failed by kind, never the exception's text."""
+
+    class Stalled(TimeoutError):
+        pass
+
+    class ReadTimeout(Exception):  # httpx's and Google's timeouts are not TimeoutError
+        pass
+
+    class ConnectError(Exception):  # nor are their connection errors OSError
+        pass
+
+    class NoSchema(Exception):
+        reason_code = "schema_missing"
+        public_details = {"missing": ["0007_runs"]}
+
+    class BadDetails(Exception):
+        reason_code = "misconfigured"
+        public_details = "host=10.0.0.3"
+
+    assert failure_reason(NoSchema("relation runs does not exist")) == ("schema_missing", {"missing": ["0007_runs"]})
+    assert failure_reason(BadDetails()) == ("misconfigured", {})
+    assert failure_reason(FatalStartupError("wrong password")) == ("misconfigured", {})
+    assert failure_reason(Stalled("attempt took too long")) == ("timeout", {})
+    assert failure_reason(ReadTimeout("read timed out")) == ("timeout", {})
+    assert failure_reason(ConnectionRefusedError("10.0.0.3:5432")) == ("unreachable", {})
+    assert failure_reason(ConnectError("no route")) == ("unreachable", {})
+    assert failure_reason(ValueError("bad answer")) == ("start_failed", {})
 
 
 def test_request_waits_for_starting_component_then_gets_it() -> None:
@@ -485,7 +529,7 @@ def test_scenario_6_retry_after_is_the_breakers_wait_and_at_least_one_second(mon
     """Scenario 6: while the database is down, a request gets 503 whose Retry-After is the time until the breaker
     lets the next attempt through, rounded, and never 0 (a client told 0 retries at once); 2 s while a component is
     still starting. The exception carries the same figure as its header (callers may pass it on)."""
-    clock = FakeClock(0.0)
+    clock = FakeClock(10.0)
     monkeypatch.setattr(startup, "CircuitBreaker", functools.partial(CircuitBreaker, clock=clock))
     gate = threading.Event()
     manager = StartupManager("t", clock=clock)
@@ -509,7 +553,7 @@ def test_scenario_6_retry_after_is_the_breakers_wait_and_at_least_one_second(mon
     try:
         breaker = lambda: manager.snapshot()["components"]["database"]["breaker"]  # noqa: E731
         _until(lambda: breaker()["state"] == "open", breaker)
-        for now, seconds in ((0.0, 5), (1.4, 4), (4.7, 1)):  # the breaker opened at 0, for 5 s
+        for now, seconds in ((10.0, 5), (11.4, 4), (14.7, 1)):  # the breaker opened at 10, for 5 s
             clock.t = now
             exc = unavailable("database")
             assert (exc.retry_after, exc.headers["Retry-After"]) == (seconds, str(seconds)), now
