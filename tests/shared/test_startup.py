@@ -252,6 +252,10 @@ def test_scenario_5_default_retry_policy_backs_off_exponentially_with_jitter() -
     assert max(fifth) > 2 * max(first), "the waits do not grow"
     assert len({round(d, 3) for d in fifth}) > 150, "delays must be spread (jitter)"
     assert max(policy.delay(60) for _ in range(50)) <= policy.max_s
+    for attempt in (1, 2, 3, 4):  # after the n-th failure the wait is at most initial_s * multiplier ** (n - 1)
+        ceiling = policy.initial_s * policy.multiplier ** (attempt - 1)
+        delays = [policy.delay(attempt) for _ in range(200)]
+        assert 0.75 * ceiling < max(delays) <= ceiling, attempt
 
 
 def test_failure_reason_is_a_stable_public_code() -> None:
@@ -620,4 +624,41 @@ def test_scenario_13_health_startup_names_each_components_priority_and_only_crit
         assert status == 200 and body["status"] == "degraded"
     finally:
         gate.set()
+        manager.stop()
+
+
+def test_scenario_10_health_ready_waits_for_the_critical_components_not_up_only() -> None:
+    """Scenario 10: /health/ready's 503 names each critical component that is not up, and why; not one that is
+    up, nor an optional one (it does not gate readiness)."""
+    gate = threading.Event()
+    manager = StartupManager("t")
+    manager.register(Component("database", lambda: "db", retry=FAST))
+    manager.register(Component("keyset", lambda: gate.wait(5) and "k", retry=FAST))
+    manager.register(Component("analytics", lambda: gate.wait(5) and "a", Priority.LOW, retry=FAST))
+    manager.start()
+    try:
+        assert manager.require("database", timeout_s=5) == "db"
+        status, body, headers = manager.health("ready")
+        assert status == 503 and headers == {"Retry-After": "2"}
+        assert body == {"status": "starting", "service": "t", "waiting_for": {"keyset": {"code": "starting"}}}
+    finally:
+        gate.set()
+        manager.stop()
+
+
+def test_deferred_components_start_a_delay_after_what_the_first_request_needs_is_up() -> None:
+    """Cold start: with the default delays, a deferred component does not start the moment the components the
+    first request needs are up (the response goes out first), but DEFER_S later on the manager's clock."""
+    clock = FakeClock(0.0)
+    started = threading.Event()
+    manager = StartupManager("t", clock=clock)
+    manager.register(Component("keyset", lambda: "k", retry=FAST))
+    manager.register(Component("prices", lambda: started.set() or "p", Priority.LOW, retry=FAST, deferred=True))
+    manager.start()
+    try:
+        assert manager.require("keyset", timeout_s=5) == "k"
+        assert not started.wait(0.3), "started as soon as the key set was up, with no delay"
+        clock.t = manager.DEFER_S
+        assert started.wait(5), "not started DEFER_S after the key set was up"
+    finally:
         manager.stop()
