@@ -246,7 +246,8 @@ def test_only_server_errors_are_logged_as_failed_requests(caplog: pytest.LogCapt
 
 def test_health_routes_answer_get_only_and_only_when_the_service_has_them() -> None:
     router = make_router()
-    assert call(router, "POST", "/health/live")[0] in (404, 405)
+    status, payload, headers = call(router, "POST", "/health/live")
+    assert (status, payload["error"]["code"], headers["Allow"]) == (405, "method_not_allowed", "GET")
     assert call(make_shapes_router(), "GET", "/health/live")[0] == 404
 
 
@@ -406,3 +407,13 @@ def test_a_value_the_database_refuses_is_a_422_that_quotes_nothing(caplog: pytes
     assert "99999999999" not in caplog.text
     status, payload, _ = call(router, "GET", "/broken")
     assert status == 500 and payload["error"]["code"] == "internal"
+
+
+def test_a_body_with_many_unstorable_strings_names_at_most_twenty() -> None:
+    """The 422's details are bounded: a body with 25 unstorable strings names 20 of them, not all."""
+    body = json.dumps({"title": "ok", "m": {f"{i:02d}": "\u0000" for i in range(25)}}, separators=(",", ":"))
+    router = Router("t", [], max_body_bytes=1000)
+    router.route("POST", "/things/{thing_id}")(lambda ctx: ({"title": ctx.json(Body).title}, 201))
+    status, payload, _ = call(router, "POST", "/things/1", body)
+    assert status == 422 and len(payload["error"]["details"]) <= 20, payload
+    assert payload["error"]["details"][0]["field"] == "m.00"
