@@ -271,6 +271,11 @@ def test_rotation_and_pruning_boundaries_are_inclusive() -> None:
     keyset = {"active_kid": "new", "keys": [old, new]}
     assert signing_key(keyset, publish_lead_s=120, now=created + 119.5)["kid"] == "old"
     assert signing_key(keyset, publish_lead_s=120, now=created + 120)["kid"] == "new"
+    middle = generate_key("middle", created_at=datetime.fromtimestamp(created - 60, UTC))
+    newest = generate_key("newest", created_at=datetime.fromtimestamp(created + 60, UTC))
+    three = {"active_kid": "newest", "keys": [old, middle, newest]}
+    assert signing_key(three, publish_lead_s=120, now=created + 59.5)["kid"] == "old"
+    assert signing_key(three, publish_lead_s=120, now=created + 60)["kid"] == "middle", "ripe at the instant"
     signs_from = created + 120
     kept = prune_keyset(keyset, access_ttl_s=900, publish_lead_s=120, now=signs_from + 900 + 60, skew_s=60)
     assert [k["kid"] for k in kept["keys"]] == ["old", "new"]
@@ -330,3 +335,124 @@ def test_created_at_offsets_are_honoured_and_a_naive_date_is_utc(monkeypatch: py
     finally:
         monkeypatch.undo()
         time.tzset()
+
+
+def test_plan_session_and_expiry_round_trip() -> None:
+    keyset = generate_keyset()
+    verifier = local_verifier(jwks_from_keyset(keyset))
+    token, expires_at = sign_access_token(
+        keyset,
+        user_id="u",
+        email="e",
+        permissions=["user"],
+        issuer="iss-a",
+        audience="aud-a",
+        ttl_s=600,
+        session_id="s-1",
+        plan="pro",
+    )
+    claims = verifier.verify(token)
+    assert (claims.sid, claims.plan, claims.exp) == ("s-1", "pro", expires_at)
+    assert expires_at == claims.iat + 600
+    bare = verifier.verify(sign(keyset))
+    assert (bare.sid, bare.plan) == (None, None)
+
+
+def test_a_keyset_key_that_is_not_ec_p256_is_refused_when_it_would_sign() -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    for private in (ec.generate_private_key(ec.SECP384R1()), rsa.generate_private_key(65537, 2048)):
+        pem = private.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ).decode()
+        keyset = {"active_kid": "k", "keys": [{"kid": "k", "private_key_pem": pem}]}
+        with pytest.raises(KeysetError) as info:
+            sign(keyset)
+        assert str(info.value) == "keyset key 'k' is not an EC P-256 private key"
+
+
+def test_jwks_entries_with_bad_coordinates_are_skipped() -> None:
+    """A JWKS entry whose point is not on the curve, lacks a coordinate or has one of the wrong type is not a key
+    (ValueError from public_key_from_jwk, skipped by the fetch); the good key beside it still verifies."""
+    keyset = generate_keyset()
+    good = jwks_from_keyset(keyset)["keys"][0]
+    off_curve = {**good, "kid": "off", "y": good["x"]}
+    with pytest.raises(ValueError):
+        public_key_from_jwk(off_curve)
+    no_y = {k: v for k, v in good.items() if k != "y"} | {"kid": "no-y"}
+    number = {**good, "kid": "number", "x": 5}
+    verifier = local_verifier({"keys": [off_curve, no_y, number, good]})
+    assert verifier.warm() == 1
+    assert verifier.verify(sign(keyset)).sub == "u"
+
+
+def test_broken_tokens_are_refused_with_their_reason_before_or_without_a_key() -> None:
+    keyset = generate_keyset()
+    good = sign(keyset)
+    _, body, signature = good.split(".")
+
+    def no_fetch() -> dict[str, Any]:
+        raise AssertionError("must be refused before the key set is fetched")
+
+    early = local_verifier(no_fetch)
+    for token in (None, good + ".x", "a.b", b64(b'{"alg": "ES256", "kid": 5}') + f".{body}.{signature}"):
+        with pytest.raises(TokenInvalid) as info:
+            early.verify(token)  # type: ignore[arg-type]
+        assert info.value.reason == "malformed", token  # (PyJWT refuses a kid that is not a string)
+    with pytest.raises(TokenInvalid) as info:
+        early.verify(b64(b'{"alg": "ES256", "kid": ""}') + f".{body}.{signature}")
+    assert (info.value.reason, str(info.value)) == ("unknown_kid", "token has no key id")
+    verifier = local_verifier(jwks_from_keyset(keyset))
+    key = keyset["keys"][0]
+    now = int(time.time())
+    odd_iat = jwt.encode(  # signed by a known key; iat is not a number: PyJWT's InvalidIssuedAtError
+        {"iss": "iss-a", "aud": "aud-a", "sub": "u", "iat": "soon", "exp": now + 600},
+        _private_key(key),
+        algorithm="ES256",
+        headers={"kid": key["kid"]},
+    )
+    with pytest.raises(TokenInvalid) as info:
+        verifier.verify(odd_iat)
+    assert (info.value.reason, str(info.value)) == ("malformed", "token is invalid: InvalidIssuedAtError")
+
+
+def test_always_current_verifier_drops_a_retired_key_at_once() -> None:
+    """Auth verifies its own tokens from the keyset it reads (always_current): a key pruned from the keyset stops
+    verifying on the next request, not after a refresh interval."""
+    old = generate_key("old")
+    current = {"document": jwks_from_keyset({"active_kid": "old", "keys": [old]})}
+    verifier = local_verifier(lambda: current["document"], always_current=True)
+    old_token = sign({"active_kid": "old", "keys": [old]})
+    assert verifier.verify(old_token).kid == "old"
+    new = generate_key("new")
+    current["document"] = jwks_from_keyset({"active_kid": "new", "keys": [new]})
+    with pytest.raises(TokenInvalid) as info:
+        verifier.verify(old_token)
+    assert info.value.reason == "unknown_kid"
+    assert verifier.verify(sign({"active_kid": "new", "keys": [new]})).kid == "new"
+
+
+def test_verifier_from_settings_uses_the_configured_url_else_local_discovery(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from shared.discovery import write_entry
+    from shared.tokens.verify import verifier_from_settings
+
+    monkeypatch.setenv("NETRA_DISCOVERY_DIR", str(tmp_path))
+    write_entry("auth", "127.0.0.1", 8123)
+    settings = SimpleNamespace(
+        auth_issuer="iss-a", token_audience="aud-a", jwks_refresh_min_interval_s=7.0, auth_jwks_url=None
+    )
+    found = verifier_from_settings(settings)  # type: ignore[arg-type]
+    assert found._jwks_url() == "http://127.0.0.1:8123/.well-known/jwks.json"
+    assert (found.issuer, found.audience, found.min_refresh_interval_s) == ("iss-a", "aud-a", 7.0)
+    settings.auth_jwks_url = "https://auth.example/.well-known/jwks.json"
+    assert verifier_from_settings(settings)._jwks_url() == settings.auth_jwks_url  # type: ignore[arg-type]
+
+
+def test_keyset_documents_of_the_wrong_shape_are_refused() -> None:
+    for raw in ("[]", '"text"', '{"keys": 5}', '{"keys": {}}', '{"keys": "abc"}', '{"active_kid": "a"}'):
+        with pytest.raises(KeysetError) as info:
+            parse_keyset(raw)
+        assert str(info.value).startswith("keyset must be {"), raw
