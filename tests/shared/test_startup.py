@@ -224,6 +224,7 @@ def test_breaker_opens_after_three_failures_and_half_opens() -> None:
     assert breaker.retry_after() == pytest.approx(10)
     now["t"] = 10.5
     assert breaker.state is BreakerState.HALF_OPEN
+    assert breaker.retry_after() == 0.0, "nothing left to wait once the trial may go"
     assert breaker.allow(), "one trial goes through when half open"
     assert not breaker.allow(), "only one trial at a time"
     breaker.record_failure()
@@ -249,6 +250,7 @@ def test_scenario_5_default_retry_policy_backs_off_exponentially_with_jitter() -
     first = [policy.delay(1) for _ in range(200)]
     fifth = [policy.delay(5) for _ in range(200)]
     assert min(first) > 0, "no wait before the second attempt"
+    assert len({round(d, 3) for d in first}) > 150, "the first retries of many instances must be spread too"
     assert max(fifth) > 2 * max(first), "the waits do not grow"
     assert len({round(d, 3) for d in fifth}) > 150, "delays must be spread (jitter)"
     assert max(policy.delay(60) for _ in range(50)) <= policy.max_s
