@@ -337,6 +337,7 @@ def test_unstorable_strings_are_a_422_naming_each_field() -> None:
         '{"title": "a\\u0000b"}': ["title"],
         '{"title": "ok", "meta": {"k": "\\u0000"}}': ["meta.k"],
         '{"title": "ok", "meta": {"\\u0000": 1}}': ["meta"],
+        '{"title": "ok", "meta": {"\\u0000": 1, "k": "\\u0000"}}': ["meta", "meta.k"],
         '{"title": "ok", "meta": {"list": ["x", "\\ud800"]}}': ["meta.list.1"],
         '"\\u0000"': ["body"],
     }
