@@ -222,6 +222,8 @@ def test_breaker_opens_after_three_failures_and_half_opens() -> None:
     breaker.record_failure()
     assert breaker.state is BreakerState.OPEN and not breaker.allow()
     assert breaker.retry_after() == pytest.approx(10)
+    now["t"] = 10.0  # the moment retry_after() reaches 0, the trial may go
+    assert breaker.state is BreakerState.HALF_OPEN
     now["t"] = 10.5
     assert breaker.state is BreakerState.HALF_OPEN
     assert breaker.retry_after() == 0.0, "nothing left to wait once the trial may go"
@@ -664,3 +666,25 @@ def test_deferred_components_start_a_delay_after_what_the_first_request_needs_is
         assert started.wait(5), "not started DEFER_S after the key set was up"
     finally:
         manager.stop()
+
+
+@pytest.mark.parametrize("first", ["live", "startup", "require"])
+def test_the_first_health_check_or_request_starts_a_manager_not_started_yet(first: str) -> None:
+    """A server that does not fork (start_when_serving's fallback): the first health probe or request starts the
+    components; a manager already started is not started twice."""
+    calls = {"n": 0}
+
+    def database() -> str:
+        calls["n"] += 1
+        return "db"
+
+    manager = StartupManager("t")
+    manager.register(Component("database", database, retry=FAST))
+    if first == "require":
+        assert manager.require("database", 5) == "db"
+    else:
+        manager.health(first)
+    assert manager.wait_ready(5)
+    manager.health("ready")
+    manager.require("database", 0)
+    assert calls["n"] == 1
