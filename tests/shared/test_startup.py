@@ -688,3 +688,21 @@ def test_the_first_health_check_or_request_starts_a_manager_not_started_yet(firs
     manager.health("ready")
     manager.require("database", 0)
     assert calls["n"] == 1
+
+
+def test_wait_ready_gives_up_at_its_deadline() -> None:
+    """wait_ready answers False once its deadline has passed, not after waiting longer for a component that comes
+    up later (it waits at most timeout_s in all)."""
+    gate = threading.Event()
+    manager = StartupManager("t")
+    manager.register(Component("database", lambda: gate.wait(5) and "db", retry=FAST))
+    manager.start()
+    timer = threading.Timer(0.5, gate.set)
+    timer.start()
+    try:
+        assert manager.wait_ready(0.1) is False
+        assert manager.wait_ready(5) is True
+    finally:
+        timer.cancel()
+        gate.set()
+        manager.stop()
