@@ -469,6 +469,8 @@ def test_component_duration_is_measured_on_the_managers_clock() -> None:
     manager.start()
     assert manager.wait_ready(5)
     assert manager.snapshot()["components"]["database"]["duration_ms"] == 250.0
+    snap = manager.snapshot()
+    assert (snap["status"], snap["degraded"]) == ("ready", False), "every component is up: not degraded"
     clock.t = 101.5
     assert manager.snapshot()["uptime_ms"] == 1500.0
 
