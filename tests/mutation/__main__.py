@@ -258,13 +258,20 @@ def _fingerprint(module: Module) -> str:
 
 def _pending(config: Config, module: Module, db: WorkDB, mode: str) -> list[WorkItem]:
     """What to run: every mutant (fresh), those without a result (resume), or those that survived last time
-    (survivors: after adding tests; entries newly listed as equivalent are recorded as such first)."""
-    if mode != "survivors":
+    (survivors: after adding tests). In resume and survivors mode, entries listed as equivalent since the session
+    was made are recorded as such first, not run (each would run every test of the module to survive)."""
+    if mode == "fresh":
         return list(db.pending_work_items)
+    if mode == "resume":
+        candidates = list(db.pending_work_items)
+    else:
+        candidates = [
+            item
+            for item, result in db.completed_work_items
+            if result.test_outcome is TestOutcome.SURVIVED and result.worker_outcome is not WorkerOutcome.SKIPPED
+        ]
     items = []
-    for item, result in db.completed_work_items:
-        if result.test_outcome is not TestOutcome.SURVIVED or result.worker_outcome is WorkerOutcome.SKIPPED:
-            continue
+    for item in candidates:
         equivalent = equivalent_for(config, item)
         if equivalent is not None:
             equivalent.used += 1
