@@ -708,3 +708,35 @@ def test_wait_ready_gives_up_at_its_deadline() -> None:
         timer.cancel()
         gate.set()
         manager.stop()
+
+
+def test_require_ready_does_not_wait_past_its_deadline() -> None:
+    """require_ready(0.2) gives up after 0.2 s even when a component would be up a little later (0.6 s): each
+    component's wait is what is left of the one deadline, never a minimum of its own."""
+    gate = threading.Event()
+    manager = StartupManager("t")
+    manager.register(Component("keyset", lambda: gate.wait(5) and "k", retry=FAST))
+    manager.start()
+    timer = threading.Timer(0.6, gate.set)
+    timer.start()
+    try:
+        with pytest.raises(ServiceUnavailable):
+            manager.require_ready(0.2)
+    finally:
+        timer.cancel()
+        gate.set()
+        manager.stop()
+
+
+def test_component_threads_are_daemons() -> None:
+    """A component stuck in its first attempt must not keep a stopping instance alive: its thread is a daemon."""
+    gate = threading.Event()
+    manager = StartupManager("t")
+    manager.register(Component("stuck", lambda: gate.wait(5) and "s", retry=FAST))
+    manager.start()
+    try:
+        threads = [t for t in threading.enumerate() if t.name == "startup-stuck"]
+        assert threads and all(t.daemon for t in threads)
+    finally:
+        gate.set()
+        manager.stop()
