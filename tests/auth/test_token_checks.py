@@ -461,7 +461,7 @@ def test_keyset_documents_of_the_wrong_shape_are_refused() -> None:
 def test_without_a_publish_lead_a_new_key_signs_at_once() -> None:
     """sign_access_token's default lead is none: a key made at this very moment signs (the lead, when auth
     passes one, is what holds a new key back until verifiers have seen it)."""
-    moment = time.time()
+    moment = float(int(time.time()))  # whole seconds: created_at keeps microseconds, and rounding up would not be ripe
     old = generate_key("old", datetime.fromtimestamp(moment - 3600, UTC))
     new = generate_key("new", datetime.fromtimestamp(moment, UTC))
     keyset = {"active_kid": "new", "keys": [old, new]}
