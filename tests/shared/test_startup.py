@@ -481,7 +481,11 @@ def test_scenario_10_startup_complete_is_logged_once_when_every_critical_compone
     """Scenario 10: `startup complete` (its startup_ms is the netra/startup_ms cold-start metric, docs/OPERATIONS.md)
     is logged once, when the last critical component is up: not when the first one is, nor again when an optional
     one comes up later."""
+    # An earlier test's component thread may log its last lines after that test returned (it sets up_event
+    # before it logs): wait for those threads to end so their lines cannot land in this test's records.
+    _until(lambda: not [t for t in threading.enumerate() if t.name.startswith("startup-")], "earlier managers' threads")
     caplog.set_level(logging.INFO, logger="startup")
+    caplog.clear()
     clock = FakeClock(100.0)
     keyset_gate, analytics_gate = threading.Event(), threading.Event()
     manager = StartupManager("t", clock=clock)
