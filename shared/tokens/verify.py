@@ -88,7 +88,7 @@ class TokenVerifier:
     - Fetches are single-flight: N concurrent first verifications share one fetch (scenario 22).
     - The first fetch retries with backoff for ``fetch_budget_s`` while auth is unreachable (scenario 9),
       then raises :class:`KeySetUnavailable` (a 503 for the caller); concurrent waiters fail fast instead
-      of queueing one full budget each.
+      of queueing one full budget each, and wait at most ``fetch_timeout_s`` for a fetch in flight.
     """
 
     def __init__(
@@ -180,7 +180,12 @@ class TokenVerifier:
         key = self._keys.get(kid)
         if key is not None:
             return key
-        with self._lock:
+        # Wait at most one attempt's time for a fetch in flight: the startup warm-up holds it for its whole
+        # budget while auth is unreachable, and a handshake or request must get its retryable answer before
+        # the client gives up on it.
+        if not self._lock.acquire(timeout=self.fetch_timeout_s):
+            raise KeySetUnavailable("key set fetch in progress", self._url)
+        try:
             key = self._keys.get(kid)
             if key is not None:
                 return key
@@ -196,6 +201,8 @@ class TokenVerifier:
                     # Keys are cached: an unreachable auth must not turn a bad kid into a 503 storm.
                     self._fetched_at = now
                     log.warning("key set refresh failed; keeping cached keys")
+        finally:
+            self._lock.release()
         key = self._keys.get(kid)
         if key is None:
             raise TokenInvalid("unknown_kid", "token signed by an unknown key")

@@ -181,6 +181,28 @@ def test_scenario_9_unreachable_key_set_is_a_clear_error_and_waiters_fail_fast()
         server.close()
 
 
+def test_scenario_9_a_request_waits_one_attempt_for_the_warm_up_fetch_not_its_whole_budget() -> None:
+    """Scenario 9, as the WebSocket bridge meets it: the startup warm-up retries an unreachable key set for its whole
+    budget while holding the fetch. A handshake arriving then must get the retryable answer after one attempt's
+    time (the client gives up on a handshake after 10 s), not wait the warm-up's budget out."""
+    keyset = generate_keyset()
+    server = JwksServer(lambda: jwks_from_keyset(keyset), available=lambda: False)
+    try:
+        verifier = TokenVerifier(lambda: server.url, "iss-a", "aud-a", fetch_timeout_s=0.3, fetch_budget_s=8.0)
+        warm_up = threading.Thread(target=lambda: pytest.raises(KeySetUnavailable, verifier.warm), daemon=True)
+        warm_up.start()
+        deadline = time.monotonic() + 5
+        while server.hits == 0:  # the warm-up holds the fetch
+            assert time.monotonic() < deadline, "the warm-up never fetched"
+            time.sleep(0.01)
+        with pytest.raises(KeySetUnavailable) as info:
+            verifier.verify(sign(keyset))
+        assert warm_up.is_alive(), "the request waited for the warm-up's whole budget"
+        assert str(info.value) == "key set fetch in progress"
+    finally:
+        server.close()
+
+
 def test_scenario_9_key_set_unavailable_keeps_the_url_and_the_failure() -> None:
     """Scenario 9, for whoever debugs it: the error carries the URL it fetched and the HTTP failure as its
     cause; its message (which callers may log) still names only the failure's type."""
