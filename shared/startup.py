@@ -446,11 +446,6 @@ class StartupManager:
             details={"component": name, "reason": reason, **state.error_details},
         )
 
-    def require_ready(self, timeout_s: float = 10.0) -> None:
-        deadline = self._clock() + timeout_s
-        for state in self._critical():
-            self.require(state.component.name, max(0.0, deadline - self._clock()))
-
     def wait_ready(self, timeout_s: float) -> bool:
         deadline = time.monotonic() + timeout_s
         for state in self._critical():

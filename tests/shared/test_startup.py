@@ -596,26 +596,6 @@ def test_deferred_components_start_when_the_managers_clock_reaches_the_delay() -
         manager.stop()
 
 
-def test_require_ready_waits_for_every_critical_component_within_one_deadline() -> None:
-    """require_ready: waits (bounded) for every critical component and names the first one that is not up."""
-    gate = threading.Event()
-    manager = StartupManager("t")
-    manager.register(Component("database", lambda: "db", retry=FAST))
-    manager.register(Component("keyset", lambda: gate.wait(5) and "k", retry=FAST))
-    manager.register(Component("prices", lambda: gate.wait(30) and "p", Priority.LOW, retry=FAST))
-    manager.start()
-    try:
-        with pytest.raises(ServiceUnavailable) as info:
-            manager.require_ready(0.2)
-        assert info.value.code == "keyset_unavailable"
-        threading.Timer(0.2, gate.set).start()
-        manager.require_ready(5)
-        assert manager.is_up("keyset")
-    finally:
-        gate.set()
-        manager.stop()
-
-
 def test_scenario_13_health_startup_names_each_components_priority_and_only_critical_ones_gate() -> None:
     """Scenario 13: /health/startup says each component's priority as registered, and only critical components
     keep the instance from being ready (the four priorities are distinct: none is another's alias)."""
@@ -708,24 +688,6 @@ def test_wait_ready_gives_up_at_its_deadline() -> None:
     try:
         assert manager.wait_ready(0.1) is False
         assert manager.wait_ready(5) is True
-    finally:
-        timer.cancel()
-        gate.set()
-        manager.stop()
-
-
-def test_require_ready_does_not_wait_past_its_deadline() -> None:
-    """require_ready(0.2) gives up after 0.2 s even when a component would be up a little later (0.6 s): each
-    component's wait is what is left of the one deadline, never a minimum of its own."""
-    gate = threading.Event()
-    manager = StartupManager("t")
-    manager.register(Component("keyset", lambda: gate.wait(5) and "k", retry=FAST))
-    manager.start()
-    timer = threading.Timer(0.6, gate.set)
-    timer.start()
-    try:
-        with pytest.raises(ServiceUnavailable):
-            manager.require_ready(0.2)
     finally:
         timer.cancel()
         gate.set()
