@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -222,26 +223,24 @@ TIMESTAMPTZ_OID = 1184
 DATE_OID = 1082
 
 
-def timestamptz_in(data: str) -> Any:
-    if len(data) >= 22 and data.endswith("+00") and data[10] == " ":
+def _fast_or_pg8000(data: str, looks_iso: bool, fast: Callable[[str], Any], fallback: str) -> Any:
+    if looks_iso:
         try:
-            return datetime.fromisoformat(data)
+            return fast(data)
         except ValueError:
             pass
-    from pg8000.converters import timestamptz_in as pg8000_timestamptz_in
+    from pg8000 import converters
 
-    return pg8000_timestamptz_in(data)
+    return getattr(converters, fallback)(data)
+
+
+def timestamptz_in(data: str) -> Any:
+    looks_iso = len(data) >= 22 and data.endswith("+00") and data[10] == " "
+    return _fast_or_pg8000(data, looks_iso, datetime.fromisoformat, "timestamptz_in")
 
 
 def date_in(data: str) -> Any:
-    if len(data) == 10:
-        try:
-            return date.fromisoformat(data)
-        except ValueError:
-            pass
-    from pg8000.converters import date_in as pg8000_date_in
-
-    return pg8000_date_in(data)
+    return _fast_or_pg8000(data, len(data) == 10, date.fromisoformat, "date_in")
 
 
 def register_fast_converters(conn: Any) -> None:
