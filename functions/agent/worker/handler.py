@@ -100,29 +100,86 @@ def is_infrastructure_error(exc: BaseException) -> bool:
     return isinstance(exc, pg8000.exceptions.InterfaceError)
 
 
-class RunLock:
-    """A session advisory lock on the run id, on its own connection (outside the pool)."""
+class LockConnections:
+    """Connections a run lock was held on, kept for the next run once their session holds no lock.
 
-    def __init__(self, db: Database, run_id: str) -> None:
+    Opening one (TCP, TLS through the connector, authentication, the keepalive settings) was most of the
+    ~35 ms between a push's arrival and its run's claim (docs/PERFORMANCE.md, issue 18). Hand-written rather
+    than the Database pool: these connections are autocommit, hold a session lock for a whole run, and must
+    never be lent to a transaction."""
+
+    MAX_IDLE_S = 60.0  # older ones are closed rather than trusted: a reused dead socket costs a read timeout
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._idle: list[tuple[Any, float]] = []
+        self._guard = threading.Lock()
+
+    def take(self) -> Any:
+        """An idle connection no older than MAX_IDLE_S, or None."""
+        with self._guard:
+            while self._idle:
+                conn, since = self._idle.pop()
+                if time.monotonic() - since <= self.MAX_IDLE_S:
+                    return conn
+                _close(conn)
+        return None
+
+    def give_back(self, conn: Any) -> None:
+        """Keep ``conn`` (its session must hold no advisory lock), or close it when enough are kept."""
+        with self._guard:
+            if len(self._idle) < self.size:
+                self._idle.append((conn, time.monotonic()))
+                return
+        _close(conn)
+
+
+def _close(conn: Any) -> None:
+    try:
+        conn.close()  # ends the session, which releases any lock it holds
+    except Exception:  # noqa: S110 - a dead connection has released its locks already
+        pass
+
+
+class RunLock:
+    """A session advisory lock on the run id, on its own connection (outside the pool; reused across runs
+    through :class:`LockConnections`)."""
+
+    def __init__(self, db: Database, run_id: str, spares: LockConnections | None = None) -> None:
         self.db = db
         self.key = int.from_bytes(uuid.UUID(run_id).bytes[:8], "big", signed=True)
+        self.spares = spares
         self.conn: Any = None
+        self._stop: threading.Event | None = None
+        self._beat: threading.Thread | None = None
 
     def try_acquire(self) -> bool:
-        conn = self.db.open()
-        conn.autocommit = True
-        cur = conn.cursor()
-        # A holder that vanishes without closing its socket is noticed within about a minute, not hours. The
-        # settings go in the same statement as the lock: one round trip instead of four before a run's first event.
-        cur.execute(
-            "SELECT set_config('tcp_keepalives_idle', '20', false), set_config('tcp_keepalives_interval', '5', false),"
-            " set_config('tcp_keepalives_count', '4', false), pg_try_advisory_lock(%s)",
-            (self.key,),
-        )
-        if cur.fetchone()[-1]:
+        conn = self.spares.take() if self.spares else None
+        if conn is not None:
+            try:
+                cur = conn.cursor()
+                cur.execute("SELECT pg_try_advisory_lock(%s)", (self.key,))
+                got = bool(cur.fetchone()[0])
+            except Exception:  # a kept connection that died while idle: open a new one
+                _close(conn)
+                conn = None
+        if conn is None:
+            conn = self.db.open()
+            conn.autocommit = True
+            cur = conn.cursor()
+            # A holder that vanishes without closing its socket is noticed within about a minute, not hours. The
+            # settings (for the session) go in the same statement as the lock: one round trip instead of four.
+            cur.execute(
+                "SELECT set_config('tcp_keepalives_idle', '20', false),"
+                " set_config('tcp_keepalives_interval', '5', false),"
+                " set_config('tcp_keepalives_count', '4', false), pg_try_advisory_lock(%s)",
+                (self.key,),
+            )
+            got = bool(cur.fetchone()[-1])
+        if got:
             self.conn = conn
             return True
-        conn.close()
+        self._keep_or_close(conn, holds_lock=False)
         return False
 
     def keep_alive(self, run_id: str, attempt: int, interval_s: float, on_lost: Callable[[], None]) -> None:
@@ -130,10 +187,10 @@ class RunLock:
         LLM call emits nothing). If that connection fails the lock is gone with it: ``on_lost`` stops the run,
         since another worker may take it over."""
         conn = self.conn
-        self._stop = threading.Event()
+        stop = self._stop = threading.Event()
 
         def beat() -> None:
-            while not self._stop.wait(interval_s):
+            while not stop.wait(interval_s):
                 try:
                     cur = conn.cursor()
                     cur.execute(
@@ -141,7 +198,7 @@ class RunLock:
                         (run_id, attempt),
                     )
                 except Exception as exc:
-                    if not self._stop.is_set():
+                    if not stop.is_set():
                         log.warning(
                             "run lock connection lost; stopping the run",
                             extra={"run_id": run_id, "reason": type(exc).__name__},
@@ -149,18 +206,33 @@ class RunLock:
                         on_lost()
                     return
 
-        threading.Thread(target=beat, daemon=True, name=f"heartbeat-{run_id[:8]}").start()
+        self._beat = threading.Thread(target=beat, daemon=True, name=f"heartbeat-{run_id[:8]}")
+        self._beat.start()
 
-    def release(self) -> None:
-        stop = getattr(self, "_stop", None)
-        if stop is not None:
-            stop.set()
+    def release(self, keep: bool = True) -> None:
+        """Release the lock; the connection is kept for the next run when ``keep`` (the run ended without an
+        error: after one, the connection may be what failed, and a dead socket would cost a read timeout)."""
+        if self._stop is not None:
+            self._stop.set()
         if self.conn is not None:
-            try:
-                self.conn.close()  # ends the session, which releases the lock
-            except Exception:  # noqa: S110 - a dead connection has released the lock already
-                pass
-            self.conn = None
+            conn, self.conn = self.conn, None
+            if self._beat is not None:
+                # The heartbeat shares the connection (pg8000's are not thread-safe): kept only once it stopped.
+                self._beat.join(5.0)
+                keep = keep and not self._beat.is_alive()
+            self._keep_or_close(conn, holds_lock=True, usable=keep)
+
+    def _keep_or_close(self, conn: Any, holds_lock: bool, usable: bool = True) -> None:
+        if self.spares is None or not usable:
+            _close(conn)
+            return
+        try:
+            if holds_lock:
+                conn.cursor().execute("SELECT pg_advisory_unlock_all()")
+        except Exception:
+            _close(conn)
+            return
+        self.spares.give_back(conn)
 
 
 class Worker:
@@ -169,6 +241,7 @@ class Worker:
         self.manager = manager
         self.eventlog = EventLog(settings.google_cloud_project, settings.event_ttl_days)
         self.slots = threading.BoundedSemaphore(settings.max_concurrent_runs)
+        self.lock_connections = LockConnections(settings.max_concurrent_runs)
         self._worker_id: str | None = None
 
     @property
@@ -220,7 +293,7 @@ class Worker:
         if row["status"] in run_store.TERMINAL:
             ensure_terminal_event(db, self.eventlog, row)
             return
-        lock = RunLock(db, request.run_id)
+        lock = RunLock(db, request.run_id, self.lock_connections)
         if not lock.try_acquire():
             fresh = run_store.get_run(db, request.run_id)
             if (
@@ -232,10 +305,12 @@ class Worker:
                 raise RetryLater(503, "run held by a worker that stopped heart-beating; retry after it is released")
             log.info("duplicate delivery of a run in progress acknowledged", extra={"run_id": request.run_id})
             return
+        finished = False
         try:
             self.execute(db, request, lock)
+            finished = True
         finally:
-            lock.release()
+            lock.release(keep=finished)
 
     @staticmethod
     def _wait_for_run(db: Database, run_id: str, budget_s: float = 3.0) -> dict[str, Any] | None:
