@@ -8,9 +8,12 @@ from collections.abc import Iterator
 
 import pytest
 
+from functions.agent.store import runs as run_store
 from functions.agent.worker.handler import LockConnections, RunLock
 from shared.db import Database
+from shared.db.database import Tx
 from shared.db.migrate import MigrateSettings
+from tests.agent.conftest import Sql
 
 
 @pytest.fixture
@@ -123,3 +126,35 @@ def test_no_more_connections_are_kept_than_runs_can_hold(db: Database) -> None:
     assert kept is not None and spares.take() is None
     assert _pid(kept) == pids[0]
     kept.close()
+
+
+def test_claim_is_one_statement_on_the_lock_connection(migrated_db_url: str, sql: Sql) -> None:
+    """The claim runs on the lock's autocommit connection: a queued run becomes running (attempt 1), a running
+    one is taken over (attempt 2, previous status `running`), a finished one is not claimed."""
+    database = Database(MigrateSettings.model_validate({"database_url": migrated_db_url}))
+    try:
+        request = sql.seed_run()
+        lock = RunLock(database, request.run_id, LockConnections(1))
+        assert lock.try_acquire()
+        try:
+            tx = Tx(lock.conn)
+            statements: list[str] = []
+            execute = tx.cursor.execute
+            tx.cursor.execute = lambda sql_text, params=(): (statements.append(sql_text), execute(sql_text, params))[1]
+            first = run_store.claim(tx, request.run_id, "worker-a")
+            assert len(statements) == 1, "one statement, so one round trip on the autocommit lock connection"
+            assert first is not None
+            assert (first["previous_status"], first["status"], first["attempt"]) == ("queued", "running", 1)
+            assert first["claimed_by"] == "worker-a" and first["started_at"] is not None
+            again = run_store.claim(Tx(lock.conn), request.run_id, "worker-b")
+            assert again is not None
+            assert (again["previous_status"], again["attempt"], again["claimed_by"]) == ("running", 2, "worker-b")
+            assert again["started_at"] == first["started_at"], "started_at is kept on a takeover"
+            sql.all("UPDATE runs SET status = 'completed' WHERE id = %s", (request.run_id,))
+            assert run_store.claim(Tx(lock.conn), request.run_id, "worker-c") is None
+            assert sql.run(request.run_id)["attempt"] == 2, "a finished run is left alone"
+            assert run_store.claim(Tx(lock.conn), str(uuid.uuid4()), "worker-c") is None, "an unknown run"
+        finally:
+            lock.release()
+    finally:
+        database.close()

@@ -61,20 +61,17 @@ def run_view(row: dict[str, Any], answer_id: str | None = None) -> dict[str, Any
 
 def claim(tx: Tx, run_id: str, worker_id: str) -> dict[str, Any] | None:
     """Take the run for this worker (queued, or running under a worker that died). Returns the new row with
-    ``previous_status``; None when the run is finished or gone."""
-    previous = tx.scalar("SELECT status FROM runs WHERE id = %s FOR UPDATE", [run_id])
-    if previous not in ("queued", "running"):
-        return None
-    row = tx.one(
-        f"""UPDATE runs r SET status = 'running', attempt = r.attempt + 1, claimed_by = %s, claimed_at = now(),
+    ``previous_status``; None when the run is finished or gone. One statement, so that on an autocommit
+    connection (the worker's run lock) it is one round trip before the run's first event (issue 18)."""
+    return tx.one(
+        f"""WITH previous AS (SELECT status AS was FROM runs WHERE id = %s FOR UPDATE)
+            UPDATE runs r SET status = 'running', attempt = r.attempt + 1, claimed_by = %s, claimed_at = now(),
                    started_at = COALESCE(r.started_at, now())
-             WHERE r.id = %s
-         RETURNING {RUN_COLUMNS}""",
-        [worker_id, run_id],
+              FROM previous
+             WHERE r.id = %s AND previous.was IN ('queued', 'running')
+         RETURNING {RUN_COLUMNS}, previous.was AS previous_status""",
+        [run_id, worker_id, run_id],
     )
-    assert row is not None
-    row["previous_status"] = previous
-    return row
 
 
 def heartbeat(db: Database, run_id: str, attempt: int, last_seq: int) -> dict[str, Any] | None:

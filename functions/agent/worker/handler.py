@@ -28,7 +28,7 @@ from functions.agent.store import runs as run_store
 from functions.agent.store import threads as thread_store
 from functions.agent.terminal import ensure_terminal_event, terminal_event_for
 from functions.agent.worker.context import LostOwnership, RunTimedOut, WorkerRunContext
-from shared.db.database import Database
+from shared.db.database import Database, Tx
 from shared.errors import NetraError
 from shared.models.events import AgentRequest
 from shared.service import require_database
@@ -325,8 +325,8 @@ class Worker:
 
     # -- one execution (under the lock) -----------------------------------------------------------------
     def execute(self, db: Database, request: AgentRequest, lock: RunLock) -> None:
-        with db.transaction() as tx:
-            claimed = run_store.claim(tx, request.run_id, self.worker_id)
+        # On the lock's autocommit connection: the claim is one statement, so one round trip.
+        claimed = run_store.claim(Tx(lock.conn), request.run_id, self.worker_id)
         if claimed is None:
             row = run_store.get_run(db, request.run_id)
             if row is not None:
