@@ -3,7 +3,8 @@
 1. POST /api/agent/message latency, p50/p99, on a warm API (each run is queued on the real Pub/Sub emulator).
 2. Time from POST to the run's first event on ``agent-events`` with the mock provider, p50/p99 (a streaming
    pull subscriber, as ws_bridge has): API -> Postgres -> Pub/Sub push -> worker claim -> Firestore log ->
-   Pub/Sub publish -> subscriber.
+   Pub/Sub publish -> subscriber. Its same-run baseline: the emulator's own hop, a message published to a topic
+   of the bench and read by an ordered streaming pull (the last hop of the path above, and a floor for it).
 3. Cold start of the agent API, spawn to first successful POST (202), as a ratio to the empty
    functions-framework function (tests/bench/empty_function/main.py, target ``empty``) measured in the same run.
 
@@ -82,6 +83,47 @@ class FirstEvents:
 
     def close(self) -> None:
         self.future.cancel()
+
+
+def bench_pubsub_hop(stack: AgentStack, n: int) -> list[float]:
+    """Publish -> ordered streaming-pull arrival on the same emulator, one message at a time (ms)."""
+    from google.cloud import pubsub_v1
+
+    topic = topic_path(stack.project, f"bench-hop-{uuid.uuid4().hex[:8]}")
+    stack.publisher().create_topic(name=topic)
+    # One-message batches with ordering on, as the API and the worker publish.
+    publisher = pubsub_v1.PublisherClient(
+        batch_settings=pubsub_v1.types.BatchSettings(max_messages=1, max_latency=0.001),
+        publisher_options=pubsub_v1.types.PublisherOptions(enable_message_ordering=True),
+    )
+    name = subscription_path(stack.project, f"bench-hop-{uuid.uuid4().hex[:8]}")
+    stack.subscriber().create_subscription(request={"name": name, "topic": topic, "enable_message_ordering": True})
+    arrived: dict[str, float] = {}
+    cond = threading.Condition()
+
+    def on_message(message: Any) -> None:
+        now = time.perf_counter()
+        message.ack()
+        with cond:
+            arrived.setdefault(message.data.decode(), now)
+            cond.notify_all()
+
+    future = stack.subscriber().subscribe(name, on_message)
+    samples = []
+    try:
+        for i in range(n + 3):  # the first three warm the stream up and are not counted
+            key = str(i)
+            started = time.perf_counter()
+            publisher.publish(topic, key.encode(), ordering_key="bench").result(timeout=30)
+            with cond:
+                if not cond.wait_for(lambda key=key: key in arrived, 30):
+                    raise TimeoutError("the probe message did not arrive")
+            if i >= 3:
+                samples.append((arrived[key] - started) * 1000)
+            time.sleep(0.05)
+    finally:
+        future.cancel()
+    return samples
 
 
 def bench_post_latency(stack: AgentStack, token: str, thread_id: str, n: int) -> list[float]:
@@ -173,6 +215,13 @@ def main() -> None:
         first, whole = bench_first_event(stack, token, thread_id, 50 * N)
         print(summary("POST -> first event on agent-events (mock provider)", first), flush=True)
         print(summary("POST -> terminal event on agent-events (mock provider, whole run)", whole), flush=True)
+        hop = bench_pubsub_hop(stack, 50 * N)
+        print(summary("baseline, same run: Pub/Sub publish -> ordered streaming-pull arrival", hop), flush=True)
+        print(
+            f"first event p50 / Pub/Sub hop p50: {pct(first, 50) / pct(hop, 50):.2f}x "
+            f"(the path above holds two Pub/Sub hops, a push and a pull)",
+            flush=True,
+        )
         empty_s, agent_s = bench_cold_start(stack, token, thread_id, 5 * N)
         empty_med, agent_med = statistics.median(empty_s), statistics.median(agent_s)
         print(
