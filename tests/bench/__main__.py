@@ -19,6 +19,10 @@ def main() -> int:
     chosen = os.environ.get("BENCH")
     if chosen:
         names = [n for n in names if n in {c.strip() for c in chosen.split(",")}]
+    from emulators.implementation import choose
+
+    # Which emulators the figures were measured on (NETRA_EMULATORS; Google's where installed, else ours).
+    print(f"emulators: {choose().describe()}", flush=True)
     failed = []
     for name in names:
         print(f"\n=== bench_{name} ===", flush=True)
