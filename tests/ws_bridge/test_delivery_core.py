@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 from functions.ws_bridge.delivery import (
     GAP_UNFILLED,
@@ -329,5 +330,85 @@ def test_the_send_queue_and_its_writer_exist_only_while_frames_wait() -> None:
         await asyncio.wait_for(waiting, 5)
         assert conn.queued() == 0
         conn.stop_tasks()
+
+    asyncio.run(scenario())
+
+
+def test_the_hub_counts_what_became_of_each_connection_and_event() -> None:
+    """The counters of the startup health answer (docs/WEBSOCKET.md) start at zero, and each routed event
+    counts once: delivered, deferred (replay_overflows), dropped for want of a connection, a gap repaired, a
+    slow consumer closed, or none of these (not subscribed)."""
+    import asyncio
+
+    from functions.ws_bridge.hub import Connection, Hub
+
+    async def scenario() -> None:
+        sent: list[dict[str, Any]] = []
+        repaired: list[tuple[Connection, Subscription]] = []
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        async def repair(conn: Connection, sub: Subscription) -> None:
+            repaired.append((conn, sub))
+
+        hub = Hub(10)
+        hub.repair = repair
+        assert vars(hub.stats) == dict.fromkeys(
+            [
+                "received",
+                "delivered",
+                "dropped_no_owner",
+                "gaps_repaired",
+                "replay_overflows",
+                "slow_consumers_closed",
+                "aborted",
+                "expired_closed",
+                "accepted",
+                "refused",
+            ],
+            0,
+        )
+        hub.route("nobody", live("r", 1))  # no connection of that user here: dropped, its replay covers it
+
+        subs: dict[str, Subscription] = {}
+        conns: dict[str, Connection] = {}
+        for user in ("u", "v"):
+            conns[user] = Connection(send, user, None, 0.0, 1, None)
+            subs[user] = Subscription.start(THREAD, 1)
+            Shell({}).drive(subs[user])
+            conns[user].subscriptions[THREAD] = subs[user]
+            hub.add(conns[user])
+        assert hub.total == 2
+
+        hub.route("u", live("r", 1))  # delivered
+        hub.route("u", live("r", 3))  # 2 is missing: a gap, repaired from the log
+        hub.route("u", live("r", 4))  # the replay buffer (1) is full: deferred
+        other = AgentEvent(type="agent_thinking", run_id="o", thread_id="not-subscribed", seq=1, ts=TS)
+        hub.route("u", Delivery(other, other.to_frame()))  # not subscribed: counted as received only
+        hub.route("v", live("r", 1))  # delivered: the send queue (1) is now full
+        hub.route("v", live("r", 2))  # overflow: a slow consumer, closed
+        for _ in range(100):
+            if conns["v"].closed and repaired:
+                break
+            await asyncio.sleep(0.01)
+        assert conns["v"].closed and not conns["u"].closed
+        assert repaired == [(conns["u"], subs["u"])]
+        hub.remove(conns["v"])
+        assert hub.total == 1 and hub.count("v") == 0
+        assert vars(hub.stats) == {
+            "received": 7,
+            "delivered": 2,
+            "dropped_no_owner": 1,
+            "gaps_repaired": 1,
+            "replay_overflows": 1,
+            "slow_consumers_closed": 1,
+            "aborted": 0,
+            "expired_closed": 0,
+            "accepted": 2,
+            "refused": 0,
+        }
+        for conn in conns.values():
+            conn.stop_tasks()
 
     asyncio.run(scenario())
