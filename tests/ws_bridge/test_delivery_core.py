@@ -412,3 +412,51 @@ def test_the_hub_counts_what_became_of_each_connection_and_event() -> None:
             conn.stop_tasks()
 
     asyncio.run(scenario())
+
+
+def test_an_error_frame_carries_only_what_is_given_and_closes_only_a_full_queue() -> None:
+    """send_error: ``client_message_id`` and ``retry_after_s`` appear only when given (docs/WEBSOCKET.md); an
+    error frame that fits in the send queue leaves the connection open, one that does not is the slow consumer
+    (1013)."""
+    import asyncio
+
+    from functions.ws_bridge.hub import Connection, send_error
+
+    async def scenario() -> None:
+        sent: list[dict[str, Any]] = []
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        conn = Connection(send, "u", None, 0.0, 2, None)
+        send_error(conn, "rate_limited", "at most 30 frames per minute")
+        send_error(conn, "concurrent_requests", "busy", client_message_id="m-1", retry_after_s=3)
+        for _ in range(100):
+            if conn.writer is None:
+                break
+            await asyncio.sleep(0.01)
+        assert not conn.closed
+        assert [json.loads(m["text"]) for m in sent] == [
+            {"type": "error", "code": "rate_limited", "message": "at most 30 frames per minute"},
+            {
+                "type": "error",
+                "code": "concurrent_requests",
+                "message": "busy",
+                "client_message_id": "m-1",
+                "retry_after_s": 3,
+            },
+        ]
+
+        sent.clear()
+        assert conn.enqueue("a") and conn.enqueue("b")  # the queue (2) is full
+        send_error(conn, "rate_limited", "does not fit")
+        for _ in range(100):
+            if conn.closed and sent and sent[-1]["type"] == "websocket.close":
+                break
+            await asyncio.sleep(0.01)
+        assert conn.closed
+        assert sent[-1] == {"type": "websocket.close", "code": SLOW_CONSUMER.code, "reason": SLOW_CONSUMER.reason}
+        assert all("does not fit" not in str(m.get("text")) for m in sent)
+        conn.stop_tasks()
+
+    asyncio.run(scenario())
