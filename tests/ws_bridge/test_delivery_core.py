@@ -10,6 +10,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
+
 from functions.ws_bridge.delivery import (
     GAP_UNFILLED,
     REPLAY_UNAVAILABLE,
@@ -460,3 +462,57 @@ def test_an_error_frame_carries_only_what_is_given_and_closes_only_a_full_queue(
         conn.stop_tasks()
 
     asyncio.run(scenario())
+
+
+def test_the_fd_limit_is_raised_to_the_hard_one_and_leaves_a_reserve(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Scenario 28: the soft limit goes up to the hard one (1_048_576, Linux's default nr_open, when the hard
+    one is unlimited); a tenth of it, at least 32, stays free for the database pool and the clients; what is
+    left after the descriptors already open is the number of connections, never below 0, at most the
+    configured maximum. A refused setrlimit keeps the soft limit."""
+    import resource
+
+    from functions.ws_bridge import limits
+
+    inf = resource.RLIM_INFINITY
+    state: dict[str, Any] = {}
+
+    def setrlimit(which: int, value: tuple[int, int]) -> None:
+        assert which == resource.RLIMIT_NOFILE
+        state["set"] = value
+        if state["refuse"] is not None:
+            raise state["refuse"]("not allowed")
+
+    def fd_limit(
+        soft: int, hard: int, in_use: int, configured: int | None = None, refuse: type[Exception] | None = None
+    ) -> tuple[Any, Any]:
+        state.clear()
+        state["refuse"] = refuse
+        monkeypatch.setattr(limits.resource, "getrlimit", lambda which: (soft, hard))
+        monkeypatch.setattr(limits.resource, "setrlimit", setrlimit)
+        monkeypatch.setattr(limits, "open_fds", lambda: in_use)
+        got = limits.raise_fd_limit(configured)
+        return state.get("set"), got.as_dict()
+
+    assert fd_limit(1024, 4096, 100) == (
+        (4096, 4096),
+        {"soft_before": 1024, "soft": 4096, "hard": 4096, "open_at_start": 100, "max_connections": 4096 - 100 - 409},
+    )
+    assert fd_limit(1024, inf, 100) == (
+        (1_048_576, inf),
+        {"soft_before": 1024, "soft": 1_048_576, "hard": inf, "open_at_start": 100, "max_connections": 943_619},
+    )
+    assert fd_limit(inf, inf, 100)[0] == (1_048_576, inf)
+    assert fd_limit(4096, 4096, 100)[0] is None  # already at the hard limit: nothing to raise
+    assert fd_limit(1024, 4096, 100, refuse=ValueError)[1] == {  # what CPython raises for EPERM and EINVAL
+        "soft_before": 1024,
+        "soft": 1024,
+        "hard": 4096,
+        "open_at_start": 100,
+        "max_connections": 1024 - 100 - 102,
+    }
+    assert fd_limit(1024, 4096, 100, refuse=OSError)[1]["soft"] == 1024  # any other errno
+    assert fd_limit(330, 330, 100)[1]["max_connections"] == 330 - 100 - 33
+    assert fd_limit(200, 200, 100)[1]["max_connections"] == 200 - 100 - 32  # a tenth (20) is below 32
+    assert fd_limit(120, 120, 100)[1]["max_connections"] == 0  # 120 - 100 - 32 < 0
+    assert fd_limit(1024, 4096, 100, configured=50)[1]["max_connections"] == 50
+    assert fd_limit(1024, 4096, 100, configured=5000)[1]["max_connections"] == 3587
