@@ -516,3 +516,16 @@ def test_the_fd_limit_is_raised_to_the_hard_one_and_leaves_a_reserve(monkeypatch
     assert fd_limit(120, 120, 100)[1]["max_connections"] == 0  # 120 - 100 - 32 < 0
     assert fd_limit(1024, 4096, 100, configured=50)[1]["max_connections"] == 50
     assert fd_limit(1024, 4096, 100, configured=5000)[1]["max_connections"] == 3587
+
+
+def test_a_run_replayed_from_its_start_is_reread_from_seq_1_when_deferred() -> None:
+    """Subscribe with ``run_id`` and no ``after_seq``: run "r" is read from its start. Its first events, published
+    while the (still empty) log was read, overflow the buffer: the reread starts again after seq 0."""
+    sub = Subscription.start(THREAD, 1, "r", ack={"type": "subscribed"})
+    assert sub.next_step() == ReadLog("r", 0)  # the log holds nothing of "r" yet
+    assert sub.live(live("r", 1)) is Offer.BUFFERED
+    assert sub.live(live("r", 2)) is Offer.DEFERRED
+    shell = Shell({"r": 2})
+    shell.drive(sub)
+    assert shell.reads == [ReadLog("r", 0)]
+    assert shell.sent == [("r", 1), ("r", 2), "subscribed"]
