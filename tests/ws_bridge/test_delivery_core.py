@@ -529,3 +529,35 @@ def test_a_run_replayed_from_its_start_is_reread_from_seq_1_when_deferred() -> N
     shell.drive(sub)
     assert shell.reads == [ReadLog("r", 0)]
     assert shell.sent == [("r", 1), ("r", 2), "subscribed"]
+
+
+def test_every_agent_event_message_is_acked_and_only_a_wanted_one_is_routed() -> None:
+    """fanout.py: a message for a user connected here is parsed and handed on with its data as the frame; one
+    for nobody here is not parsed; a malformed one is counted and dropped. Every one is acked (a client
+    that connects later replays from the event log), so none is redelivered after the ack deadline."""
+    from functions.ws_bridge.fanout import EventSubscription
+
+    class Message:
+        def __init__(self, user_id: str | None, data: bytes) -> None:
+            self.attributes = {"user_id": user_id} if user_id is not None else {}
+            self.data = data
+            self.acked = 0
+
+        def ack(self) -> None:
+            self.acked += 1
+
+    routed: list[tuple[str, Delivery]] = []
+    subscription = EventSubscription("p", 60, lambda user_id: user_id == "u", lambda u, d: routed.append((u, d)))
+    frame = ev("r", 1).to_frame()
+    messages = [
+        Message("u", frame.encode()),
+        Message("other", b"not even json"),  # for nobody here: not parsed, not counted as malformed
+        Message(None, frame.encode()),  # no user: nobody's
+        Message("u", b'{"type": "agent_thinking"}'),  # malformed: counted, dropped
+        Message("u", b"\xff"),  # not UTF-8
+    ]
+    for message in messages:
+        subscription._callback(message)
+    assert [m.acked for m in messages] == [1, 1, 1, 1, 1]
+    assert [(u, d.event, d.frame) for u, d in routed] == [("u", ev("r", 1), frame)]
+    assert subscription.malformed == 2
