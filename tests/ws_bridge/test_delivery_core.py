@@ -561,3 +561,39 @@ def test_every_agent_event_message_is_acked_and_only_a_wanted_one_is_routed() ->
     assert [m.acked for m in messages] == [1, 1, 1, 1, 1]
     assert [(u, d.event, d.frame) for u, d in routed] == [("u", ev("r", 1), frame)]
     assert subscription.malformed == 2
+
+
+def test_stopping_deletes_the_subscription_even_when_the_stream_or_the_delete_fails() -> None:
+    """fanout.py on shutdown: the stream is cancelled, the instance's subscription deleted and the client closed,
+    even when the stream does not end in time or the delete fails (its expiration TTL removes it then)."""
+    from functions.ws_bridge.fanout import EventSubscription
+
+    calls: list[Any] = []
+
+    class Stream:
+        def cancel(self) -> None:
+            calls.append("cancel")
+
+        def result(self, timeout: float) -> None:
+            raise TimeoutError  # the stream did not end in time
+
+    class Subscriber:
+        def __init__(self, delete_fails: bool) -> None:
+            self.delete_fails = delete_fails
+
+        def delete_subscription(self, request: dict[str, str], timeout: float) -> None:
+            calls.append(("delete", request))
+            if self.delete_fails:
+                raise RuntimeError("pubsub unavailable")
+
+        def close(self) -> None:
+            calls.append("close")
+
+    EventSubscription("p", 60, lambda u: True, lambda u, d: None).stop()  # never started: nothing to do
+    assert calls == []
+    for delete_fails in (False, True):
+        calls.clear()
+        subscription = EventSubscription("p", 60, lambda u: True, lambda u, d: None)
+        subscription._subscriber, subscription._future = Subscriber(delete_fails), Stream()
+        subscription.stop()
+        assert calls == ["cancel", ("delete", {"subscription": subscription.name}), "close"]
