@@ -597,3 +597,23 @@ def test_stopping_deletes_the_subscription_even_when_the_stream_or_the_delete_fa
         subscription._subscriber, subscription._future = Subscriber(delete_fails), Stream()
         subscription.stop()
         assert calls == ["cancel", ("delete", {"subscription": subscription.name}), "close"]
+
+
+def test_a_client_gets_its_frames_per_minute_in_a_burst_then_at_that_rate(monkeypatch: pytest.MonkeyPatch) -> None:
+    """limits.TokenBucket (MAX_FRAMES_PER_MINUTE) on a fake clock: 30 per minute is a burst of 30, then one
+    frame every 2 seconds; an idle client gets its burst back, never more."""
+    from types import SimpleNamespace
+
+    from functions.ws_bridge import limits
+
+    now = [100.0]
+    monkeypatch.setattr(limits, "time", SimpleNamespace(monotonic=lambda: now[0]))
+    bucket = limits.TokenBucket(30)
+    assert [bucket.take() for _ in range(31)] == [True] * 30 + [False]
+    now[0] = 101.96875  # 2 * 63/64 s later (exact in binary): not yet a whole frame
+    assert not bucket.take()
+    now[0] = 102.0  # 2 s after the burst: exactly one frame
+    assert bucket.take()
+    assert not bucket.take()
+    now[0] = 1000.0  # idle for minutes: the burst again, capped at 30
+    assert [bucket.take() for _ in range(31)] == [True] * 30 + [False]
