@@ -617,3 +617,16 @@ def test_a_client_gets_its_frames_per_minute_in_a_burst_then_at_that_rate(monkey
     assert not bucket.take()
     now[0] = 1000.0  # idle for minutes: the burst again, capped at 30
     assert [bucket.take() for _ in range(31)] == [True] * 30 + [False]
+
+
+def test_only_a_log_that_lacks_a_range_is_warned_about(caplog: pytest.LogCaptureFixture) -> None:
+    """A replay that reads consecutive seqs logs nothing; one whose log lacks a range (2 then 4) still sends
+    what it has, with one warning naming the run and both seqs."""
+    sub = Subscription.start(THREAD, 10, "r", 0)
+    with caplog.at_level("WARNING"):
+        assert [key(f) for f in (sub.from_log(ev("r", 1)), sub.from_log(ev("r", 2))) if f] == [("r", 1), ("r", 2)]
+        assert caplog.records == []
+        assert sub.from_log(ev("r", 4)) == ev("r", 4).to_frame()
+    assert [(r.getMessage(), {k: vars(r)[k] for k in ("run_id", "after", "seq")}) for r in caplog.records] == [
+        ("event log has a gap", {"run_id": "r", "after": 2, "seq": 4})
+    ]
