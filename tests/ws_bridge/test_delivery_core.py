@@ -632,3 +632,52 @@ def test_only_a_log_that_lacks_a_range_is_warned_about(caplog: pytest.LogCapture
     assert [(r.getMessage(), {k: vars(r)[k] for k in ("run_id", "after", "seq")}) for r in caplog.records] == [
         ("event log has a gap", {"run_id": "r", "after": 2, "seq": 4})
     ]
+
+
+def test_a_peer_that_does_not_read_its_close_frame_is_aborted_and_counted() -> None:
+    """hub.close: the close frame of a peer that reads is sent and nothing is aborted; a peer that does not read
+    even the close frame within close_timeout_s has its socket aborted, once, and the hub counts it when it is
+    removed (the ``aborted`` counter of the startup health answer). A peer already gone is simply closed."""
+    import asyncio
+
+    from functions.ws_bridge.hub import Connection, Hub, close
+
+    class Transport:
+        def __init__(self) -> None:
+            self.aborts = 0
+
+        def abort(self) -> None:
+            self.aborts += 1
+
+    async def scenario() -> None:
+        never = asyncio.Event()
+        sent: list[dict[str, Any]] = []
+
+        async def stuck(message: dict[str, Any]) -> None:
+            await never.wait()  # its TCP window stays shut
+
+        async def reads(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        async def gone(message: dict[str, Any]) -> None:
+            raise RuntimeError("the peer is gone")
+
+        hub = Hub(10)
+        silent = Connection(stuck, "u", None, 0.0, 4, None, close_timeout_s=0.01, transport=Transport())
+        reader = Connection(reads, "v", None, 0.0, 4, None, close_timeout_s=5.0, transport=Transport())
+        hub.add(silent)
+        hub.add(reader)
+        await close(silent, SLOW_CONSUMER.code, SLOW_CONSUMER.reason)
+        await close(silent, SLOW_CONSUMER.code, SLOW_CONSUMER.reason)  # closes once
+        assert silent.closed and silent.aborted and silent.transport.aborts == 1
+        await close(reader, 4001, "access token expired")
+        assert sent == [{"type": "websocket.close", "code": 4001, "reason": "access token expired"}]
+        assert reader.closed and not reader.aborted and reader.transport.aborts == 0
+        vanished = Connection(gone, "w", None, 0.0, 4, None, transport=Transport())
+        await close(vanished, 4001, "access token expired")  # nothing to write to: closed all the same
+        assert vanished.closed and not vanished.aborted and vanished.transport.aborts == 0
+        hub.remove(silent)
+        hub.remove(reader)
+        assert hub.total == 0 and hub.stats.aborted == 1
+
+    asyncio.run(scenario())
