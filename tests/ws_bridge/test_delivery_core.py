@@ -681,3 +681,40 @@ def test_a_peer_that_does_not_read_its_close_frame_is_aborted_and_counted() -> N
         assert hub.total == 0 and hub.stats.aborted == 1
 
     asyncio.run(scenario())
+
+
+def test_the_sweeper_closes_connections_whose_token_expired_once_each() -> None:
+    """Hub.sweep_expired, one task for the instance: a connection whose token expired is closed with 4001 and
+    counted once however many sweeps follow; one whose token is still valid stays open."""
+    import asyncio
+    import time
+
+    from functions.ws_bridge.hub import Connection, Hub
+    from shared.models.ws import CLOSE_TOKEN_EXPIRED
+
+    async def scenario() -> None:
+        sent: dict[str, list[dict[str, Any]]] = {"expired": [], "valid": []}
+
+        def sender(name: str) -> Callable[[dict[str, Any]], Any]:
+            async def send(message: dict[str, Any]) -> None:
+                sent[name].append(message)
+
+            return send
+
+        hub = Hub(10)
+        expired = Connection(sender("expired"), "u", None, time.time() - 1, 4, None)
+        valid = Connection(sender("valid"), "u", None, time.time() + 3600, 4, None)
+        hub.add(expired)
+        hub.add(valid)
+        sweeper = asyncio.create_task(hub.sweep_expired(interval_s=0.001))
+        for _ in range(500):
+            if sent["expired"]:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)  # more sweeps: the closed connection is not closed or counted again
+        sweeper.cancel()
+        assert [m["code"] for m in sent["expired"]] == [CLOSE_TOKEN_EXPIRED]
+        assert expired.closed and not valid.closed and sent["valid"] == []
+        assert hub.stats.expired_closed == 1
+
+    asyncio.run(scenario())
