@@ -8,6 +8,9 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
+
+import pytest
 
 from functions.ws_bridge.delivery import (
     GAP_UNFILLED,
@@ -329,5 +332,389 @@ def test_the_send_queue_and_its_writer_exist_only_while_frames_wait() -> None:
         await asyncio.wait_for(waiting, 5)
         assert conn.queued() == 0
         conn.stop_tasks()
+
+    asyncio.run(scenario())
+
+
+def test_the_hub_counts_what_became_of_each_connection_and_event() -> None:
+    """The counters of the startup health answer (docs/WEBSOCKET.md) start at zero, and each routed event
+    counts once: delivered, deferred (replay_overflows), dropped for want of a connection, a gap repaired, a
+    slow consumer closed, or none of these (not subscribed)."""
+    import asyncio
+
+    from functions.ws_bridge.hub import Connection, Hub
+
+    async def scenario() -> None:
+        sent: list[dict[str, Any]] = []
+        repaired: list[tuple[Connection, Subscription]] = []
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        async def repair(conn: Connection, sub: Subscription) -> None:
+            repaired.append((conn, sub))
+
+        hub = Hub(10)
+        hub.repair = repair
+        assert vars(hub.stats) == dict.fromkeys(
+            [
+                "received",
+                "delivered",
+                "dropped_no_owner",
+                "gaps_repaired",
+                "replay_overflows",
+                "slow_consumers_closed",
+                "aborted",
+                "expired_closed",
+                "accepted",
+                "refused",
+            ],
+            0,
+        )
+        hub.route("nobody", live("r", 1))  # no connection of that user here: dropped, its replay covers it
+
+        subs: dict[str, Subscription] = {}
+        conns: dict[str, Connection] = {}
+        for user in ("u", "v"):
+            conns[user] = Connection(send, user, None, 0.0, 1, None)
+            subs[user] = Subscription.start(THREAD, 1)
+            Shell({}).drive(subs[user])
+            conns[user].subscriptions[THREAD] = subs[user]
+            hub.add(conns[user])
+        assert hub.total == 2
+
+        hub.route("u", live("r", 1))  # delivered
+        hub.route("u", live("r", 3))  # 2 is missing: a gap, repaired from the log
+        hub.route("u", live("r", 4))  # the replay buffer (1) is full: deferred
+        other = AgentEvent(type="agent_thinking", run_id="o", thread_id="not-subscribed", seq=1, ts=TS)
+        hub.route("u", Delivery(other, other.to_frame()))  # not subscribed: counted as received only
+        hub.route("v", live("r", 1))  # delivered: the send queue (1) is now full
+        hub.route("v", live("r", 2))  # overflow: a slow consumer, closed
+        for _ in range(100):
+            if conns["v"].closed and repaired:
+                break
+            await asyncio.sleep(0.01)
+        assert conns["v"].closed and not conns["u"].closed
+        assert repaired == [(conns["u"], subs["u"])]
+        hub.remove(conns["v"])
+        hub.remove(conns["v"])  # removed once only
+        assert hub.total == 1 and hub.count("v") == 0 and hub.count("u") == 1
+        assert hub.wants("u") and not hub.wants("v")  # events for "v" are no longer parsed here
+        assert vars(hub.stats) == {
+            "received": 7,
+            "delivered": 2,
+            "dropped_no_owner": 1,
+            "gaps_repaired": 1,
+            "replay_overflows": 1,
+            "slow_consumers_closed": 1,
+            "aborted": 0,
+            "expired_closed": 0,
+            "accepted": 2,
+            "refused": 0,
+        }
+        for conn in conns.values():
+            conn.stop_tasks()
+
+    asyncio.run(scenario())
+
+
+def test_an_error_frame_carries_only_what_is_given_and_closes_only_a_full_queue() -> None:
+    """send_error: ``client_message_id`` and ``retry_after_s`` appear only when given (docs/WEBSOCKET.md); an
+    error frame that fits in the send queue leaves the connection open, one that does not is the slow consumer
+    (1013)."""
+    import asyncio
+
+    from functions.ws_bridge.hub import Connection, send_error
+
+    async def scenario() -> None:
+        sent: list[dict[str, Any]] = []
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        conn = Connection(send, "u", None, 0.0, 2, None)
+        send_error(conn, "rate_limited", "at most 30 frames per minute")
+        send_error(conn, "concurrent_requests", "busy", client_message_id="m-1", retry_after_s=3)
+        for _ in range(100):
+            if conn.writer is None:
+                break
+            await asyncio.sleep(0.01)
+        assert not conn.closed
+        assert [json.loads(m["text"]) for m in sent] == [
+            {"type": "error", "code": "rate_limited", "message": "at most 30 frames per minute"},
+            {
+                "type": "error",
+                "code": "concurrent_requests",
+                "message": "busy",
+                "client_message_id": "m-1",
+                "retry_after_s": 3,
+            },
+        ]
+
+        sent.clear()
+        assert conn.enqueue("a") and conn.enqueue("b")  # the queue (2) is full
+        send_error(conn, "rate_limited", "does not fit")
+        for _ in range(100):
+            if conn.closed and sent and sent[-1]["type"] == "websocket.close":
+                break
+            await asyncio.sleep(0.01)
+        assert conn.closed
+        assert sent[-1] == {"type": "websocket.close", "code": SLOW_CONSUMER.code, "reason": SLOW_CONSUMER.reason}
+        assert all("does not fit" not in str(m.get("text")) for m in sent)
+        conn.stop_tasks()
+
+    asyncio.run(scenario())
+
+
+def test_the_fd_limit_is_raised_to_the_hard_one_and_leaves_a_reserve(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Scenario 28: the soft limit goes up to the hard one (1_048_576, Linux's default nr_open, when the hard
+    one is unlimited); a tenth of it, at least 32, stays free for the database pool and the clients; what is
+    left after the descriptors already open is the number of connections, never below 0, at most the
+    configured maximum. A refused setrlimit keeps the soft limit."""
+    import resource
+
+    from functions.ws_bridge import limits
+
+    inf = resource.RLIM_INFINITY
+    state: dict[str, Any] = {}
+
+    def setrlimit(which: int, value: tuple[int, int]) -> None:
+        assert which == resource.RLIMIT_NOFILE
+        state["set"] = value
+        if state["refuse"] is not None:
+            raise state["refuse"]("not allowed")
+
+    def fd_limit(
+        soft: int, hard: int, in_use: int, configured: int | None = None, refuse: type[Exception] | None = None
+    ) -> tuple[Any, Any]:
+        state.clear()
+        state["refuse"] = refuse
+        monkeypatch.setattr(limits.resource, "getrlimit", lambda which: (soft, hard))
+        monkeypatch.setattr(limits.resource, "setrlimit", setrlimit)
+        monkeypatch.setattr(limits, "open_fds", lambda: in_use)
+        got = limits.raise_fd_limit(configured)
+        return state.get("set"), got.as_dict()
+
+    assert fd_limit(1024, 4096, 100) == (
+        (4096, 4096),
+        {"soft_before": 1024, "soft": 4096, "hard": 4096, "open_at_start": 100, "max_connections": 4096 - 100 - 409},
+    )
+    assert fd_limit(1024, inf, 100) == (
+        (1_048_576, inf),
+        {"soft_before": 1024, "soft": 1_048_576, "hard": inf, "open_at_start": 100, "max_connections": 943_619},
+    )
+    assert fd_limit(inf, inf, 100)[0] == (1_048_576, inf)
+    assert fd_limit(4096, 4096, 100)[0] is None  # already at the hard limit: nothing to raise
+    assert fd_limit(1024, 4096, 100, refuse=ValueError)[1] == {  # what CPython raises for EPERM and EINVAL
+        "soft_before": 1024,
+        "soft": 1024,
+        "hard": 4096,
+        "open_at_start": 100,
+        "max_connections": 1024 - 100 - 102,
+    }
+    assert fd_limit(1024, 4096, 100, refuse=OSError)[1]["soft"] == 1024  # any other errno
+    assert fd_limit(330, 330, 100)[1]["max_connections"] == 330 - 100 - 33
+    assert fd_limit(200, 200, 100)[1]["max_connections"] == 200 - 100 - 32  # a tenth (20) is below 32
+    assert fd_limit(120, 120, 100)[1]["max_connections"] == 0  # 120 - 100 - 32 < 0
+    assert fd_limit(1024, 4096, 100, configured=50)[1]["max_connections"] == 50
+    assert fd_limit(1024, 4096, 100, configured=5000)[1]["max_connections"] == 3587
+
+
+def test_a_run_replayed_from_its_start_is_reread_from_seq_1_when_deferred() -> None:
+    """Subscribe with ``run_id`` and no ``after_seq``: run "r" is read from its start. Its first events, published
+    while the (still empty) log was read, overflow the buffer: the reread starts again after seq 0."""
+    sub = Subscription.start(THREAD, 1, "r", ack={"type": "subscribed"})
+    assert sub.next_step() == ReadLog("r", 0)  # the log holds nothing of "r" yet
+    assert sub.live(live("r", 1)) is Offer.BUFFERED
+    assert sub.live(live("r", 2)) is Offer.DEFERRED
+    shell = Shell({"r": 2})
+    shell.drive(sub)
+    assert shell.reads == [ReadLog("r", 0)]
+    assert shell.sent == [("r", 1), ("r", 2), "subscribed"]
+
+
+def test_every_agent_event_message_is_acked_and_only_a_wanted_one_is_routed() -> None:
+    """fanout.py: a message for a user connected here is parsed and handed on with its data as the frame; one
+    for nobody here is not parsed; a malformed one is counted and dropped. Every one is acked (a client
+    that connects later replays from the event log), so none is redelivered after the ack deadline."""
+    from functions.ws_bridge.fanout import EventSubscription
+
+    class Message:
+        def __init__(self, user_id: str | None, data: bytes) -> None:
+            self.attributes = {"user_id": user_id} if user_id is not None else {}
+            self.data = data
+            self.acked = 0
+
+        def ack(self) -> None:
+            self.acked += 1
+
+    routed: list[tuple[str, Delivery]] = []
+    subscription = EventSubscription("p", 60, lambda user_id: user_id == "u", lambda u, d: routed.append((u, d)))
+    frame = ev("r", 1).to_frame()
+    messages = [
+        Message("u", frame.encode()),
+        Message("other", b"not even json"),  # for nobody here: not parsed, not counted as malformed
+        Message(None, frame.encode()),  # no user: nobody's
+        Message("u", b'{"type": "agent_thinking"}'),  # malformed: counted, dropped
+        Message("u", b"\xff"),  # not UTF-8
+    ]
+    for message in messages:
+        subscription._callback(message)
+    assert [m.acked for m in messages] == [1, 1, 1, 1, 1]
+    assert [(u, d.event, d.frame) for u, d in routed] == [("u", ev("r", 1), frame)]
+    assert subscription.malformed == 2
+
+
+def test_stopping_deletes_the_subscription_even_when_the_stream_or_the_delete_fails() -> None:
+    """fanout.py on shutdown: the stream is cancelled, the instance's subscription deleted and the client closed,
+    even when the stream does not end in time or the delete fails (its expiration TTL removes it then)."""
+    from functions.ws_bridge.fanout import EventSubscription
+
+    calls: list[Any] = []
+
+    class Stream:
+        def cancel(self) -> None:
+            calls.append("cancel")
+
+        def result(self, timeout: float) -> None:
+            raise TimeoutError  # the stream did not end in time
+
+    class Subscriber:
+        def __init__(self, delete_fails: bool) -> None:
+            self.delete_fails = delete_fails
+
+        def delete_subscription(self, request: dict[str, str], timeout: float) -> None:
+            calls.append(("delete", request))
+            if self.delete_fails:
+                raise RuntimeError("pubsub unavailable")
+
+        def close(self) -> None:
+            calls.append("close")
+
+    EventSubscription("p", 60, lambda u: True, lambda u, d: None).stop()  # never started: nothing to do
+    assert calls == []
+    for delete_fails in (False, True):
+        calls.clear()
+        subscription = EventSubscription("p", 60, lambda u: True, lambda u, d: None)
+        subscription._subscriber, subscription._future = Subscriber(delete_fails), Stream()
+        subscription.stop()
+        assert calls == ["cancel", ("delete", {"subscription": subscription.name}), "close"]
+
+
+def test_a_client_gets_its_frames_per_minute_in_a_burst_then_at_that_rate(monkeypatch: pytest.MonkeyPatch) -> None:
+    """limits.TokenBucket (MAX_FRAMES_PER_MINUTE) on a fake clock: 30 per minute is a burst of 30, then one
+    frame every 2 seconds; an idle client gets its burst back, never more."""
+    from types import SimpleNamespace
+
+    from functions.ws_bridge import limits
+
+    now = [100.0]
+    monkeypatch.setattr(limits, "time", SimpleNamespace(monotonic=lambda: now[0]))
+    bucket = limits.TokenBucket(30)
+    assert [bucket.take() for _ in range(31)] == [True] * 30 + [False]
+    now[0] = 101.96875  # 2 * 63/64 s later (exact in binary): not yet a whole frame
+    assert not bucket.take()
+    now[0] = 102.0  # 2 s after the burst: exactly one frame
+    assert bucket.take()
+    assert not bucket.take()
+    now[0] = 1000.0  # idle for minutes: the burst again, capped at 30
+    assert [bucket.take() for _ in range(31)] == [True] * 30 + [False]
+
+
+def test_only_a_log_that_lacks_a_range_is_warned_about(caplog: pytest.LogCaptureFixture) -> None:
+    """A replay that reads consecutive seqs logs nothing; one whose log lacks a range (2 then 4) still sends
+    what it has, with one warning naming the run and both seqs."""
+    sub = Subscription.start(THREAD, 10, "r", 0)
+    with caplog.at_level("WARNING"):
+        assert [key(f) for f in (sub.from_log(ev("r", 1)), sub.from_log(ev("r", 2))) if f] == [("r", 1), ("r", 2)]
+        assert caplog.records == []
+        assert sub.from_log(ev("r", 4)) == ev("r", 4).to_frame()
+    assert [(r.getMessage(), {k: vars(r)[k] for k in ("run_id", "after", "seq")}) for r in caplog.records] == [
+        ("event log has a gap", {"run_id": "r", "after": 2, "seq": 4})
+    ]
+
+
+def test_a_peer_that_does_not_read_its_close_frame_is_aborted_and_counted() -> None:
+    """hub.close: the close frame of a peer that reads is sent and nothing is aborted; a peer that does not read
+    even the close frame within close_timeout_s has its socket aborted, once, and the hub counts it when it is
+    removed (the ``aborted`` counter of the startup health answer). A peer already gone is simply closed."""
+    import asyncio
+
+    from functions.ws_bridge.hub import Connection, Hub, close
+
+    class Transport:
+        def __init__(self) -> None:
+            self.aborts = 0
+
+        def abort(self) -> None:
+            self.aborts += 1
+
+    async def scenario() -> None:
+        never = asyncio.Event()
+        sent: list[dict[str, Any]] = []
+
+        async def stuck(message: dict[str, Any]) -> None:
+            await never.wait()  # its TCP window stays shut
+
+        async def reads(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        async def gone(message: dict[str, Any]) -> None:
+            raise RuntimeError("the peer is gone")
+
+        hub = Hub(10)
+        silent = Connection(stuck, "u", None, 0.0, 4, None, close_timeout_s=0.01, transport=Transport())
+        reader = Connection(reads, "v", None, 0.0, 4, None, close_timeout_s=5.0, transport=Transport())
+        hub.add(silent)
+        hub.add(reader)
+        await close(silent, SLOW_CONSUMER.code, SLOW_CONSUMER.reason)
+        await close(silent, SLOW_CONSUMER.code, SLOW_CONSUMER.reason)  # closes once
+        assert silent.closed and silent.aborted and silent.transport.aborts == 1
+        await close(reader, 4001, "access token expired")
+        assert sent == [{"type": "websocket.close", "code": 4001, "reason": "access token expired"}]
+        assert reader.closed and not reader.aborted and reader.transport.aborts == 0
+        vanished = Connection(gone, "w", None, 0.0, 4, None, transport=Transport())
+        await close(vanished, 4001, "access token expired")  # nothing to write to: closed all the same
+        assert vanished.closed and not vanished.aborted and vanished.transport.aborts == 0
+        hub.remove(silent)
+        hub.remove(reader)
+        assert hub.total == 0 and hub.stats.aborted == 1
+
+    asyncio.run(scenario())
+
+
+def test_the_sweeper_closes_connections_whose_token_expired_once_each() -> None:
+    """Hub.sweep_expired, one task for the instance: a connection whose token expired is closed with 4001 and
+    counted once however many sweeps follow; one whose token is still valid stays open."""
+    import asyncio
+    import time
+
+    from functions.ws_bridge.hub import Connection, Hub
+    from shared.models.ws import CLOSE_TOKEN_EXPIRED
+
+    async def scenario() -> None:
+        sent: dict[str, list[dict[str, Any]]] = {"expired": [], "valid": []}
+
+        def sender(name: str) -> Callable[[dict[str, Any]], Any]:
+            async def send(message: dict[str, Any]) -> None:
+                sent[name].append(message)
+
+            return send
+
+        hub = Hub(10)
+        expired = Connection(sender("expired"), "u", None, time.time() - 1, 4, None)
+        valid = Connection(sender("valid"), "u", None, time.time() + 3600, 4, None)
+        hub.add(expired)
+        hub.add(valid)
+        sweeper = asyncio.create_task(hub.sweep_expired(interval_s=0.001))
+        for _ in range(500):
+            if sent["expired"]:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)  # more sweeps: the closed connection is not closed or counted again
+        sweeper.cancel()
+        assert [m["code"] for m in sent["expired"]] == [CLOSE_TOKEN_EXPIRED]
+        assert expired.closed and not valid.closed and sent["valid"] == []
+        assert hub.stats.expired_closed == 1
 
     asyncio.run(scenario())
