@@ -601,6 +601,39 @@ def test_scenario_6_retry_after_is_the_breakers_wait_and_at_least_one_second(mon
         manager.stop()
 
 
+def test_a_components_default_breaker_opens_after_three_failures_and_tries_again_after_five_seconds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With the Component defaults, three consecutive failed attempts open the breaker, and the next attempt waits
+    until 5 s on the manager's clock have passed: a dependency that comes back is used again within seconds."""
+    clock = FakeClock(0.0)
+    monkeypatch.setattr(startup, "CircuitBreaker", functools.partial(CircuitBreaker, clock=clock))
+    back = threading.Event()
+
+    def database() -> str:
+        if not back.is_set():
+            raise ConnectionRefusedError("db down")
+        return "db"
+
+    manager = StartupManager("t", clock=clock)
+    manager.register(Component("database", database, retry=FAST))
+    manager.start()
+    try:
+        component = lambda: manager.snapshot()["components"]["database"]  # noqa: E731
+        _until(lambda: component()["breaker"]["state"] == "open", component)
+        snap = component()
+        assert (snap["attempts"], snap["breaker"]["consecutive_failures"]) == (3, 3), snap
+        clock.t = 4.9  # the breaker opened at 0: still open, no attempt yet
+        snap = component()
+        assert (snap["breaker"]["state"], snap["attempts"]) == ("open", 3), snap
+        back.set()
+        clock.t = 5.0
+        _until(lambda: component()["status"] == "up", component)
+        assert component()["attempts"] == 4
+    finally:
+        manager.stop()
+
+
 def test_deferred_components_start_when_the_managers_clock_reaches_the_delay() -> None:
     """The deferred start is timed on the manager's clock and happens at the delay itself, not later."""
     clock = FakeClock(0.0)
