@@ -237,6 +237,27 @@ def test_breaker_opens_after_three_failures_and_half_opens() -> None:
     assert breaker.state is BreakerState.CLOSED and breaker.allow()
 
 
+@pytest.mark.parametrize("after_a_trial", [False, True])
+def test_a_success_gives_the_breaker_its_whole_threshold_again(after_a_trial: bool) -> None:
+    """After a success (a trial that passed, or any call while closed) the breaker opens again only after
+    failure_threshold new consecutive failures, not at the first one: the database, Pub/Sub and LLM breakers
+    record many calls, and one failure after a recovery must not cut the dependency off again."""
+    now = {"t": 0.0}
+    breaker = CircuitBreaker("db", failure_threshold=3, recovery_s=10, clock=lambda: now["t"])
+    for _ in range(3 if after_a_trial else 2):
+        breaker.record_failure()
+    if after_a_trial:
+        now["t"] = 10.0
+        assert breaker.allow(), "the trial goes through when half open"
+    breaker.record_success()
+    for _ in range(2):
+        assert breaker.allow()
+        breaker.record_failure()
+        assert breaker.state is BreakerState.CLOSED, breaker.snapshot()
+    breaker.record_failure()
+    assert breaker.state is BreakerState.OPEN and breaker.snapshot()["consecutive_failures"] == 3
+
+
 def test_backoff_has_jitter_and_bounds() -> None:
     policy = RetryPolicy(initial_s=1, max_s=30)
     delays = [policy.delay(8) for _ in range(200)]
@@ -577,6 +598,39 @@ def test_scenario_6_retry_after_is_the_breakers_wait_and_at_least_one_second(mon
         assert exc.details == {"component": "keyset", "reason": "starting"}
     finally:
         gate.set()
+        manager.stop()
+
+
+def test_a_components_default_breaker_opens_after_three_failures_and_tries_again_after_five_seconds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With the Component defaults, three consecutive failed attempts open the breaker, and the next attempt waits
+    until 5 s on the manager's clock have passed: a dependency that comes back is used again within seconds."""
+    clock = FakeClock(0.0)
+    monkeypatch.setattr(startup, "CircuitBreaker", functools.partial(CircuitBreaker, clock=clock))
+    back = threading.Event()
+
+    def database() -> str:
+        if not back.is_set():
+            raise ConnectionRefusedError("db down")
+        return "db"
+
+    manager = StartupManager("t", clock=clock)
+    manager.register(Component("database", database, retry=FAST))
+    manager.start()
+    try:
+        component = lambda: manager.snapshot()["components"]["database"]  # noqa: E731
+        _until(lambda: component()["breaker"]["state"] == "open", component)
+        snap = component()
+        assert (snap["attempts"], snap["breaker"]["consecutive_failures"]) == (3, 3), snap
+        clock.t = 4.9  # the breaker opened at 0: still open, no attempt yet
+        snap = component()
+        assert (snap["breaker"]["state"], snap["attempts"]) == ("open", 3), snap
+        back.set()
+        clock.t = 5.0
+        _until(lambda: component()["status"] == "up", component)
+        assert component()["attempts"] == 4
+    finally:
         manager.stop()
 
 
