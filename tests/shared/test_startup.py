@@ -197,6 +197,8 @@ def test_cycles_and_unknown_names_rejected_at_registration() -> None:
         )
     with pytest.raises(StartupGraphError, match="unknown component"):
         manager.register(Component("schema", lambda: 1, depends_on=("database",)))
+    with pytest.raises(StartupGraphError, match="'schema' depends on unknown component"):  # a batch, too
+        manager.register_all([Component("keyset", lambda: 1), Component("schema", lambda: 1, depends_on=("db",))])
     manager.register(Component("x", lambda: 1))
     with pytest.raises(StartupGraphError, match="twice"):
         manager.register(Component("x", lambda: 1))
