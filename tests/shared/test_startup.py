@@ -197,6 +197,8 @@ def test_cycles_and_unknown_names_rejected_at_registration() -> None:
         )
     with pytest.raises(StartupGraphError, match="unknown component"):
         manager.register(Component("schema", lambda: 1, depends_on=("database",)))
+    with pytest.raises(StartupGraphError, match="'schema' depends on unknown component"):  # a batch, too
+        manager.register_all([Component("keyset", lambda: 1), Component("schema", lambda: 1, depends_on=("db",))])
     manager.register(Component("x", lambda: 1))
     with pytest.raises(StartupGraphError, match="twice"):
         manager.register(Component("x", lambda: 1))
@@ -605,9 +607,19 @@ def test_a_components_default_breaker_opens_after_three_failures_and_tries_again
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """With the Component defaults, three consecutive failed attempts open the breaker, and the next attempt waits
-    until 5 s on the manager's clock have passed: a dependency that comes back is used again within seconds."""
+    until 5 s on the manager's clock have passed: a dependency that comes back is used again within seconds. The
+    component keeps asking its breaker while it is open (it does not give up when refused)."""
     clock = FakeClock(0.0)
-    monkeypatch.setattr(startup, "CircuitBreaker", functools.partial(CircuitBreaker, clock=clock))
+    refused = threading.Event()
+
+    class Breaker(CircuitBreaker):
+        def allow(self) -> bool:
+            allowed = super().allow()
+            if not allowed:
+                refused.set()
+            return allowed
+
+    monkeypatch.setattr(startup, "CircuitBreaker", functools.partial(Breaker, clock=clock))
     back = threading.Event()
 
     def database() -> str:
@@ -623,6 +635,7 @@ def test_a_components_default_breaker_opens_after_three_failures_and_tries_again
         _until(lambda: component()["breaker"]["state"] == "open", component)
         snap = component()
         assert (snap["attempts"], snap["breaker"]["consecutive_failures"]) == (3, 3), snap
+        assert refused.wait(5), "the open breaker was never asked"
         clock.t = 4.9  # the breaker opened at 0: still open, no attempt yet
         snap = component()
         assert (snap["breaker"]["state"], snap["attempts"]) == ("open", 3), snap
