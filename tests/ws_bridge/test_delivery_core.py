@@ -751,3 +751,39 @@ def test_a_write_to_a_gone_peer_closes_the_connection_and_frames_after_it_are_dr
         assert conn.offer(live("r", 1)) is Offer.SKIPPED
 
     asyncio.run(scenario())
+
+
+def test_stop_tasks_cancels_the_connections_tasks_and_writer_but_not_its_caller() -> None:
+    """On disconnect the endpoint stops what the connection still runs (a replay, a chat, the writer); a task of
+    the connection that calls stop_tasks itself is not cancelled by it."""
+    import asyncio
+
+    from functions.ws_bridge.hub import Connection
+
+    async def scenario() -> None:
+        never = asyncio.Event()
+
+        async def stuck(message: dict[str, Any]) -> None:
+            await never.wait()  # a client that does not read
+
+        conn = Connection(stuck, "u", None, 0.0, 4, None)
+        assert conn.enqueue("a")
+        replay = conn.spawn(never.wait())
+        await asyncio.sleep(0)  # the writer is now waiting on the client
+        writer = conn.writer
+        assert writer is not None
+
+        async def stops_from_inside() -> str:
+            conn.stop_tasks()
+            await asyncio.sleep(0)
+            return "finished"
+
+        caller = conn.spawn(stops_from_inside())
+        assert await asyncio.wait_for(caller, 5) == "finished"
+        for _ in range(100):
+            if replay.done() and writer.done():
+                break
+            await asyncio.sleep(0.01)
+        assert replay.cancelled() and writer.cancelled()
+
+    asyncio.run(scenario())
