@@ -787,3 +787,14 @@ def test_stop_tasks_cancels_the_connections_tasks_and_writer_but_not_its_caller(
         assert replay.cancelled() and writer.cancelled()
 
     asyncio.run(scenario())
+
+
+def test_what_every_connection_holds_has_no_instance_dict() -> None:
+    """Issue 18 (idle memory, docs/PERFORMANCE.md): the Connection and each of its Subscriptions live as long
+    as the socket, so they use slots; an instance dict would add to every idle connection."""
+    from functions.ws_bridge.hub import Connection
+
+    sub = Subscription.start(THREAD, 10)
+    conn = Connection(None, "u", None, 0.0, 1, None)
+    conn.subscriptions[THREAD] = sub
+    assert not hasattr(conn, "__dict__") and not hasattr(sub, "__dict__")
