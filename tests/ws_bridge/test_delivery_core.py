@@ -722,29 +722,36 @@ def test_the_sweeper_closes_connections_whose_token_expired_once_each() -> None:
 
 def test_a_write_to_a_gone_peer_closes_the_connection_and_frames_after_it_are_dropped() -> None:
     """The writer's send raises (the peer is gone): the connection is marked closed at once, a replay waiting for
-    room returns, and later frames are dropped without a new queue or writer (the receive loop cleans up)."""
+    room returns, and later frames are dropped without a new writer (the receive loop cleans up)."""
     import asyncio
 
     from functions.ws_bridge.hub import Connection
 
     async def scenario() -> None:
         attempts: list[str] = []
+        gate = asyncio.Event()
 
         async def send(message: dict[str, Any]) -> None:
             attempts.append(message["text"])
+            await gate.wait()
             raise ConnectionResetError("the peer is gone")
 
         conn = Connection(send, "u", None, 0.0, 1, None)
         assert conn.enqueue("a")
-        waiting = asyncio.create_task(conn.put("b"))  # the queue (1) is full: waits for room
-        await asyncio.wait_for(waiting, 5)
+        await asyncio.sleep(0)  # the writer takes "a"; its send waits, then fails
+        assert conn.enqueue("b")  # the queue (1) is full again
+        waiting = asyncio.create_task(conn.put("c"))  # a replay waits for room
+        await asyncio.sleep(0.01)
+        assert not waiting.done()
+        gate.set()
+        await asyncio.wait_for(waiting, 5)  # woken by the failed write, not left waiting
         for _ in range(100):
             if conn.writer is None:
                 break
             await asyncio.sleep(0.01)
         assert conn.closed and attempts == ["a"]
-        assert conn.enqueue("c")  # dropped: the client resumes from the log
-        assert conn.pending is None and conn.writer is None
+        assert conn.enqueue("d")  # dropped: the client resumes from the log
+        assert conn.writer is None and "c" not in (conn.pending or ()) and "d" not in (conn.pending or ())
         sub = Subscription.start(THREAD, 10)
         Shell({}).drive(sub)
         conn.subscriptions[THREAD] = sub
