@@ -237,6 +237,17 @@ def test_runs_deferred_during_a_reread_are_read_after_it() -> None:
     assert sub.next_step() == ReadLog("a", 1)
 
 
+def test_a_run_deferred_during_rereads_is_read_after_the_ones_already_taken() -> None:
+    """Runs "x" and "y" are deferred together and taken for reading; while "x" is re-read, run "z" is deferred:
+    "y" is still read before "z", none is lost."""
+    sub = Subscription.start(THREAD, 0, "r", 0)  # no buffer: every live event while replaying is deferred
+    assert sub.next_step() == ReadLog("r", 0)
+    assert [sub.live(live(run, 1)) for run in ("x", "y")] == [Offer.DEFERRED] * 2
+    assert sub.next_step() == ReadLog("x", 0)
+    assert sub.live(live("z", 1)) is Offer.DEFERRED
+    assert [sub.next_step() for _ in range(3)] == [ReadLog("y", 0), ReadLog("z", 0), None]
+
+
 def test_a_failed_log_read_refuses_a_subscribe_but_closes_1013_on_a_gap() -> None:
     sub = Subscription.start(THREAD, 10, "r", 0)
     assert sub.next_step() == ReadLog("r", 0)
