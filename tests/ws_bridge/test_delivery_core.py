@@ -237,6 +237,17 @@ def test_runs_deferred_during_a_reread_are_read_after_it() -> None:
     assert sub.next_step() == ReadLog("a", 1)
 
 
+def test_a_run_deferred_during_rereads_is_read_after_the_ones_already_taken() -> None:
+    """Runs "x" and "y" are deferred together and taken for reading; while "x" is re-read, run "z" is deferred:
+    "y" is still read before "z", none is lost."""
+    sub = Subscription.start(THREAD, 0, "r", 0)  # no buffer: every live event while replaying is deferred
+    assert sub.next_step() == ReadLog("r", 0)
+    assert [sub.live(live(run, 1)) for run in ("x", "y")] == [Offer.DEFERRED] * 2
+    assert sub.next_step() == ReadLog("x", 0)
+    assert sub.live(live("z", 1)) is Offer.DEFERRED
+    assert [sub.next_step() for _ in range(3)] == [ReadLog("y", 0), ReadLog("z", 0), None]
+
+
 def test_a_failed_log_read_refuses_a_subscribe_but_closes_1013_on_a_gap() -> None:
     sub = Subscription.start(THREAD, 10, "r", 0)
     assert sub.next_step() == ReadLog("r", 0)
@@ -718,3 +729,90 @@ def test_the_sweeper_closes_connections_whose_token_expired_once_each() -> None:
         assert hub.stats.expired_closed == 1
 
     asyncio.run(scenario())
+
+
+def test_a_write_to_a_gone_peer_closes_the_connection_and_frames_after_it_are_dropped() -> None:
+    """The writer's send raises (the peer is gone): the connection is marked closed at once, a replay waiting for
+    room returns, and later frames are dropped without a new writer (the receive loop cleans up)."""
+    import asyncio
+
+    from functions.ws_bridge.hub import Connection
+
+    async def scenario() -> None:
+        attempts: list[str] = []
+        gate = asyncio.Event()
+
+        async def send(message: dict[str, Any]) -> None:
+            attempts.append(message["text"])
+            await gate.wait()
+            raise ConnectionResetError("the peer is gone")
+
+        conn = Connection(send, "u", None, 0.0, 1, None)
+        assert conn.enqueue("a")
+        await asyncio.sleep(0)  # the writer takes "a"; its send waits, then fails
+        assert conn.enqueue("b")  # the queue (1) is full again
+        waiting = asyncio.create_task(conn.put("c"))  # a replay waits for room
+        await asyncio.sleep(0.01)
+        assert not waiting.done()
+        gate.set()
+        await asyncio.wait_for(waiting, 5)  # woken by the failed write, not left waiting
+        for _ in range(100):
+            if conn.writer is None:
+                break
+            await asyncio.sleep(0.01)
+        assert conn.closed and attempts == ["a"]
+        assert conn.enqueue("d")  # dropped: the client resumes from the log
+        assert conn.writer is None and "c" not in (conn.pending or ()) and "d" not in (conn.pending or ())
+        sub = Subscription.start(THREAD, 10)
+        Shell({}).drive(sub)
+        conn.subscriptions[THREAD] = sub
+        assert conn.offer(live("r", 1)) is Offer.SKIPPED
+
+    asyncio.run(scenario())
+
+
+def test_stop_tasks_cancels_the_connections_tasks_and_writer_but_not_its_caller() -> None:
+    """On disconnect the endpoint stops what the connection still runs (a replay, a chat, the writer); a task of
+    the connection that calls stop_tasks itself is not cancelled by it."""
+    import asyncio
+
+    from functions.ws_bridge.hub import Connection
+
+    async def scenario() -> None:
+        never = asyncio.Event()
+
+        async def stuck(message: dict[str, Any]) -> None:
+            await never.wait()  # a client that does not read
+
+        conn = Connection(stuck, "u", None, 0.0, 4, None)
+        assert conn.enqueue("a")
+        replay = conn.spawn(never.wait())
+        await asyncio.sleep(0)  # the writer is now waiting on the client
+        writer = conn.writer
+        assert writer is not None
+
+        async def stops_from_inside() -> str:
+            conn.stop_tasks()
+            await asyncio.sleep(0)
+            return "finished"
+
+        caller = conn.spawn(stops_from_inside())
+        assert await asyncio.wait_for(caller, 5) == "finished"
+        for _ in range(100):
+            if replay.done() and writer.done():
+                break
+            await asyncio.sleep(0.01)
+        assert replay.cancelled() and writer.cancelled()
+
+    asyncio.run(scenario())
+
+
+def test_what_every_connection_holds_has_no_instance_dict() -> None:
+    """Issue 18 (idle memory, docs/PERFORMANCE.md): the Connection and each of its Subscriptions live as long
+    as the socket, so they use slots; an instance dict would add to every idle connection."""
+    from functions.ws_bridge.hub import Connection
+
+    sub = Subscription.start(THREAD, 10)
+    conn = Connection(None, "u", None, 0.0, 1, None)
+    conn.subscriptions[THREAD] = sub
+    assert not hasattr(conn, "__dict__") and not hasattr(sub, "__dict__")
