@@ -816,3 +816,37 @@ def test_what_every_connection_holds_has_no_instance_dict() -> None:
     conn = Connection(None, "u", None, 0.0, 1, None)
     conn.subscriptions[THREAD] = sub
     assert not hasattr(conn, "__dict__") and not hasattr(sub, "__dict__")
+
+
+def test_the_instance_subscribes_to_agent_events_in_order_with_a_ttl(monkeypatch: pytest.MonkeyPatch) -> None:
+    """fanout.py at start: the instance's own subscription on agent-events, with message ordering (the worker
+    publishes with the thread id as ordering key, so a thread's events arrive in order) and an expiration TTL
+    (an instance that dies without deleting it leaves nothing behind); then it streams into the callback. The
+    Pub/Sub client is faked in sys.modules: importing the real one would cost every mutant run half a second."""
+    import sys
+    from types import ModuleType, SimpleNamespace
+
+    from functions.ws_bridge.fanout import EventSubscription
+
+    calls: list[Any] = []
+
+    class Subscriber:
+        def create_subscription(self, request: dict[str, Any], timeout: float) -> None:
+            calls.append(("create", request))
+
+        def subscribe(self, name: str, callback: Callable[[Any], None]) -> str:
+            calls.append(("subscribe", name, callback))
+            return "stream"
+
+    fake = SimpleNamespace(SubscriberClient=Subscriber)
+    monkeypatch.setitem(sys.modules, "google.cloud.pubsub_v1", fake)
+    google_cloud = sys.modules.get("google.cloud")
+    if isinstance(google_cloud, ModuleType):
+        monkeypatch.setattr(google_cloud, "pubsub_v1", fake, raising=False)
+    subscription = EventSubscription("proj", 3600, lambda u: True, lambda u, d: None).start()
+    assert subscription.name.startswith("projects/proj/subscriptions/ws-bridge-")
+    [(create, request), subscribe] = calls
+    assert (request["name"], request["topic"]) == (subscription.name, "projects/proj/topics/agent-events")
+    assert request["enable_message_ordering"] is True
+    assert request["expiration_policy"] == {"ttl": {"seconds": 3600}}
+    assert subscribe == ("subscribe", subscription.name, subscription._callback)
