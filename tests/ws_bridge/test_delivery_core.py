@@ -850,3 +850,31 @@ def test_the_instance_subscribes_to_agent_events_in_order_with_a_ttl(monkeypatch
     assert request["enable_message_ordering"] is True
     assert request["expiration_policy"] == {"ttl": {"seconds": 3600}}
     assert subscribe == ("subscribe", subscription.name, subscription._callback)
+
+
+def test_events_from_pubsub_threads_reach_the_loop_only_while_it_runs() -> None:
+    """Hub.publish_threadsafe, called on the Pub/Sub client's threads: before the loop is known and after it
+    closed (start, shutdown) an event is dropped quietly (a raise would count it as malformed in fanout.py);
+    while it runs, the event is routed on it."""
+    import asyncio
+
+    from functions.ws_bridge.hub import Hub
+
+    hub = Hub(10)
+    hub.publish_threadsafe("u", live("r", 1))  # no loop yet
+    closed = asyncio.new_event_loop()
+    closed.close()
+    hub.loop = closed
+    hub.publish_threadsafe("u", live("r", 1))  # the loop is gone
+    assert hub.stats.received == 0
+
+    async def scenario() -> None:
+        hub.loop = asyncio.get_running_loop()
+        await asyncio.to_thread(hub.publish_threadsafe, "u", live("r", 1))
+        for _ in range(100):
+            if hub.stats.received:
+                break
+            await asyncio.sleep(0.01)
+        assert hub.stats.received == 1 and hub.stats.dropped_no_owner == 1  # routed: nobody "u" here
+
+    asyncio.run(scenario())
