@@ -878,3 +878,18 @@ def test_events_from_pubsub_threads_reach_the_loop_only_while_it_runs() -> None:
         assert hub.stats.received == 1 and hub.stats.dropped_no_owner == 1  # routed: nobody "u" here
 
     asyncio.run(scenario())
+
+
+def test_without_proc_the_open_descriptors_are_guessed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """limits.open_fds reads /proc/self/fd; where there is none (not Linux) it guesses instead of failing the
+    start."""
+    from types import SimpleNamespace
+
+    from functions.ws_bridge import limits
+
+    def listdir(path: str) -> list[str]:
+        raise FileNotFoundError(path)
+
+    assert limits.open_fds() > 0
+    monkeypatch.setattr(limits, "os", SimpleNamespace(listdir=listdir))
+    assert limits.open_fds() > 0
