@@ -648,7 +648,8 @@ def test_only_a_log_that_lacks_a_range_is_warned_about(caplog: pytest.LogCapture
 def test_a_peer_that_does_not_read_its_close_frame_is_aborted_and_counted() -> None:
     """hub.close: the close frame of a peer that reads is sent and nothing is aborted; a peer that does not read
     even the close frame within close_timeout_s has its socket aborted, once, and the hub counts it when it is
-    removed (the ``aborted`` counter of the startup health answer). A peer already gone is simply closed."""
+    removed (the ``aborted`` counter of the startup health answer). A peer already gone is simply closed. What
+    the subscriptions of a closed connection held is released at once."""
     import asyncio
 
     from functions.ws_bridge.hub import Connection, Hub, close
@@ -678,7 +679,13 @@ def test_a_peer_that_does_not_read_its_close_frame_is_aborted_and_counted() -> N
         reader = Connection(reads, "v", None, 0.0, 4, None, close_timeout_s=5.0, transport=Transport())
         hub.add(silent)
         hub.add(reader)
+        replaying = Subscription.start(THREAD, 1, "r", 0)  # its replay holds live events when the close comes
+        assert replaying.next_step() == ReadLog("r", 0)
+        offers = [replaying.live(live(run, 1)) for run in ("a", "b", "c")]
+        assert offers == [Offer.BUFFERED, Offer.DEFERRED, Offer.BUFFERED]  # "a" and "b" deferred, "c" buffered
+        silent.subscriptions[THREAD] = replaying
         await close(silent, SLOW_CONSUMER.code, SLOW_CONSUMER.reason)
+        assert replaying.buffer == [] and replaying.deferred == {}  # held nothing more once closed
         await close(silent, SLOW_CONSUMER.code, SLOW_CONSUMER.reason)  # closes once
         assert silent.closed and silent.aborted and silent.transport.aborts == 1
         await close(reader, 4001, "access token expired")
