@@ -649,7 +649,7 @@ def test_a_peer_that_does_not_read_its_close_frame_is_aborted_and_counted() -> N
     """hub.close: the close frame of a peer that reads is sent and nothing is aborted; a peer that does not read
     even the close frame within close_timeout_s has its socket aborted, once, and the hub counts it when it is
     removed (the ``aborted`` counter of the startup health answer). A peer already gone is simply closed. What
-    the subscriptions of a closed connection held is released at once."""
+    the connection's tasks, its queue and its subscriptions held is released at once."""
     import asyncio
 
     from functions.ws_bridge.hub import Connection, Hub, close
@@ -684,7 +684,16 @@ def test_a_peer_that_does_not_read_its_close_frame_is_aborted_and_counted() -> N
         offers = [replaying.live(live(run, 1)) for run in ("a", "b", "c")]
         assert offers == [Offer.BUFFERED, Offer.DEFERRED, Offer.BUFFERED]  # "a" and "b" deferred, "c" buffered
         silent.subscriptions[THREAD] = replaying
-        await close(silent, SLOW_CONSUMER.code, SLOW_CONSUMER.reason)
+        other = silent.spawn(never.wait())  # e.g. its replay, waiting on the log
+        assert silent.enqueue("x") and silent.enqueue("y")
+        await asyncio.sleep(0)  # the writer takes "x" and waits on the peer; "y" waits in the queue
+        closing = silent.spawn(close(silent, SLOW_CONSUMER.code, SLOW_CONSUMER.reason))  # as Hub.route does
+        await asyncio.wait_for(closing, 5)  # not cancelled by itself
+        for _ in range(100):
+            if other.done():
+                break
+            await asyncio.sleep(0.01)
+        assert other.cancelled() and silent.pending is None  # its tasks stopped, its queue dropped
         assert replaying.buffer == [] and replaying.deferred == {}  # held nothing more once closed
         await close(silent, SLOW_CONSUMER.code, SLOW_CONSUMER.reason)  # closes once
         assert silent.closed and silent.aborted and silent.transport.aborts == 1
