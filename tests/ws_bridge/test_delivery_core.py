@@ -648,7 +648,8 @@ def test_only_a_log_that_lacks_a_range_is_warned_about(caplog: pytest.LogCapture
 def test_a_peer_that_does_not_read_its_close_frame_is_aborted_and_counted() -> None:
     """hub.close: the close frame of a peer that reads is sent and nothing is aborted; a peer that does not read
     even the close frame within close_timeout_s has its socket aborted, once, and the hub counts it when it is
-    removed (the ``aborted`` counter of the startup health answer). A peer already gone is simply closed."""
+    removed (the ``aborted`` counter of the startup health answer). A peer already gone is simply closed. What
+    the connection's tasks, its queue and its subscriptions held is released at once."""
     import asyncio
 
     from functions.ws_bridge.hub import Connection, Hub, close
@@ -678,7 +679,22 @@ def test_a_peer_that_does_not_read_its_close_frame_is_aborted_and_counted() -> N
         reader = Connection(reads, "v", None, 0.0, 4, None, close_timeout_s=5.0, transport=Transport())
         hub.add(silent)
         hub.add(reader)
-        await close(silent, SLOW_CONSUMER.code, SLOW_CONSUMER.reason)
+        replaying = Subscription.start(THREAD, 1, "r", 0)  # its replay holds live events when the close comes
+        assert replaying.next_step() == ReadLog("r", 0)
+        offers = [replaying.live(live(run, 1)) for run in ("a", "b", "c")]
+        assert offers == [Offer.BUFFERED, Offer.DEFERRED, Offer.BUFFERED]  # "a" and "b" deferred, "c" buffered
+        silent.subscriptions[THREAD] = replaying
+        other = silent.spawn(never.wait())  # e.g. its replay, waiting on the log
+        assert silent.enqueue("x") and silent.enqueue("y")
+        await asyncio.sleep(0)  # the writer takes "x" and waits on the peer; "y" waits in the queue
+        closing = silent.spawn(close(silent, SLOW_CONSUMER.code, SLOW_CONSUMER.reason))  # as Hub.route does
+        await asyncio.wait_for(closing, 5)  # not cancelled by itself
+        for _ in range(100):
+            if other.done():
+                break
+            await asyncio.sleep(0.01)
+        assert other.cancelled() and silent.pending is None  # its tasks stopped, its queue dropped
+        assert replaying.buffer == [] and replaying.deferred == {}  # held nothing more once closed
         await close(silent, SLOW_CONSUMER.code, SLOW_CONSUMER.reason)  # closes once
         assert silent.closed and silent.aborted and silent.transport.aborts == 1
         await close(reader, 4001, "access token expired")
@@ -816,3 +832,80 @@ def test_what_every_connection_holds_has_no_instance_dict() -> None:
     conn = Connection(None, "u", None, 0.0, 1, None)
     conn.subscriptions[THREAD] = sub
     assert not hasattr(conn, "__dict__") and not hasattr(sub, "__dict__")
+
+
+def test_the_instance_subscribes_to_agent_events_in_order_with_a_ttl(monkeypatch: pytest.MonkeyPatch) -> None:
+    """fanout.py at start: the instance's own subscription on agent-events, with message ordering (the worker
+    publishes with the thread id as ordering key, so a thread's events arrive in order) and an expiration TTL
+    (an instance that dies without deleting it leaves nothing behind); then it streams into the callback. The
+    Pub/Sub client is faked in sys.modules: importing the real one would cost every mutant run half a second."""
+    import sys
+    from types import ModuleType, SimpleNamespace
+
+    from functions.ws_bridge.fanout import EventSubscription
+
+    calls: list[Any] = []
+
+    class Subscriber:
+        def create_subscription(self, request: dict[str, Any], timeout: float) -> None:
+            calls.append(("create", request))
+
+        def subscribe(self, name: str, callback: Callable[[Any], None]) -> str:
+            calls.append(("subscribe", name, callback))
+            return "stream"
+
+    fake = SimpleNamespace(SubscriberClient=Subscriber)
+    monkeypatch.setitem(sys.modules, "google.cloud.pubsub_v1", fake)
+    google_cloud = sys.modules.get("google.cloud")
+    if isinstance(google_cloud, ModuleType):
+        monkeypatch.setattr(google_cloud, "pubsub_v1", fake, raising=False)
+    subscription = EventSubscription("proj", 3600, lambda u: True, lambda u, d: None).start()
+    assert subscription.name.startswith("projects/proj/subscriptions/ws-bridge-")
+    [(create, request), subscribe] = calls
+    assert (request["name"], request["topic"]) == (subscription.name, "projects/proj/topics/agent-events")
+    assert request["enable_message_ordering"] is True
+    assert request["expiration_policy"] == {"ttl": {"seconds": 3600}}
+    assert subscribe == ("subscribe", subscription.name, subscription._callback)
+
+
+def test_events_from_pubsub_threads_reach_the_loop_only_while_it_runs() -> None:
+    """Hub.publish_threadsafe, called on the Pub/Sub client's threads: before the loop is known and after it
+    closed (start, shutdown) an event is dropped quietly (a raise would count it as malformed in fanout.py);
+    while it runs, the event is routed on it."""
+    import asyncio
+
+    from functions.ws_bridge.hub import Hub
+
+    hub = Hub(10)
+    hub.publish_threadsafe("u", live("r", 1))  # no loop yet
+    closed = asyncio.new_event_loop()
+    closed.close()
+    hub.loop = closed
+    hub.publish_threadsafe("u", live("r", 1))  # the loop is gone
+    assert hub.stats.received == 0
+
+    async def scenario() -> None:
+        hub.loop = asyncio.get_running_loop()
+        await asyncio.to_thread(hub.publish_threadsafe, "u", live("r", 1))
+        for _ in range(100):
+            if hub.stats.received:
+                break
+            await asyncio.sleep(0.01)
+        assert hub.stats.received == 1 and hub.stats.dropped_no_owner == 1  # routed: nobody "u" here
+
+    asyncio.run(scenario())
+
+
+def test_without_proc_the_open_descriptors_are_guessed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """limits.open_fds reads /proc/self/fd; where there is none (not Linux) it guesses instead of failing the
+    start."""
+    from types import SimpleNamespace
+
+    from functions.ws_bridge import limits
+
+    def listdir(path: str) -> list[str]:
+        raise FileNotFoundError(path)
+
+    assert limits.open_fds() > 0
+    monkeypatch.setattr(limits, "os", SimpleNamespace(listdir=listdir))
+    assert limits.open_fds() > 0
