@@ -903,3 +903,65 @@ def test_a_required_version_without_a_file_is_named_by_number() -> None:
     with pytest.raises(SchemaTooOld) as info:
         check_schema(SchemaConn(True, 4), required=7)
     assert info.value.missing == ["0007"]
+
+
+# -- the migration job's command line -------------------------------------------------------------------
+
+
+@pytest.fixture
+def job_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    import shared.logging
+
+    monkeypatch.setattr(shared.logging, "configure_logging", lambda *args, **kwargs: None)
+    monkeypatch.setenv("NETRA_ENV", "test")
+    monkeypatch.setenv("NETRA_DOTENV", "/nonexistent/.env")
+    for name in ("CLOUD_SQL_INSTANCE", "DB_POOL_SIZE", "DB_CONNECT_TIMEOUT_S"):
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+def test_the_job_describes_itself(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        migrate_module.main(["--help"])
+    assert info.value.code == 0
+    assert "Versioned SQL migrations, applied under a PostgreSQL advisory lock." in capsys.readouterr().out
+
+
+def test_the_job_exits_2_on_bad_configuration(job_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    job_env.setenv("DATABASE_URL", "postgresql://u:p@127.0.0.1:1/x")
+    job_env.setenv("DB_POOL_SIZE", "0")
+    assert migrate_module.main([]) == 2
+    assert "DB_POOL_SIZE" in capsys.readouterr().err
+
+
+def test_the_job_exits_1_when_the_database_cannot_be_reached(
+    job_env: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    job_env.setenv("DATABASE_URL", "postgresql://u:p@127.0.0.1:1/x")
+    with caplog.at_level(logging.ERROR, logger="migrate"):
+        assert migrate_module.main([]) == 1
+        assert migrate_module.main(["--status"]) == 1
+    failures = [r.getMessage() for r in caplog.records if r.name == "migrate"]
+    assert len(failures) == 2 and all(m.startswith("migration failed: ") for m in failures)
+
+
+def test_the_job_reports_status_and_an_up_to_date_schema(
+    job_env: pytest.MonkeyPatch, shared_db_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    job_env.setenv("DATABASE_URL", shared_db_url)
+    newest = available_migrations()[-1].version
+    assert migrate_module.main(["--status"]) == 0
+    assert capsys.readouterr().out == f"schema version {newest}; pending: none\n"
+    assert migrate_module.main([]) == 0
+    assert capsys.readouterr().out == f"applied: nothing (up to date); schema version {newest}\n"
+
+
+def test_the_job_status_lists_the_pending_migrations(
+    job_env: pytest.MonkeyPatch, fresh_db_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    job_env.setenv("DATABASE_URL", fresh_db_url)
+    labels = [m.label for m in available_migrations()]
+    assert migrate_module.main(["--target", "1"]) == 0
+    assert capsys.readouterr().out.startswith(f"applied: {labels[0]}; schema version ")
+    assert migrate_module.main(["--status"]) == 0
+    assert capsys.readouterr().out == f"schema version 1; pending: {', '.join(labels[1:])}\n"
