@@ -965,3 +965,22 @@ def test_the_job_status_lists_the_pending_migrations(
     assert capsys.readouterr().out.startswith(f"applied: {labels[0]}; schema version ")
     assert migrate_module.main(["--status"]) == 0
     assert capsys.readouterr().out == f"schema version 1; pending: {', '.join(labels[1:])}\n"
+
+
+def test_ensure_database_says_whether_this_call_created_it(fresh_db_url: str, pg_server: Any) -> None:
+    connector = Connector(settings_for(fresh_db_url))
+    assert migrate_module._ensure_database(connector) is True  # noqa: SLF001
+    assert migrate_module._ensure_database(connector) is False, "it exists: connecting works"  # noqa: SLF001
+    real_connect = connector.connect
+    refusals = [fatal("3D000")]
+
+    def connect(database: str | None = None) -> Any:
+        if refusals and database is None:
+            raise refusals.pop()
+        return real_connect(database)
+
+    connector.connect = connect  # type: ignore[method-assign]
+    assert migrate_module._ensure_database(connector) is False, "another copy created it meanwhile"  # noqa: SLF001
+    bad = Connector(settings_for(pg_server.url_for("t-bad-name")))
+    with pytest.raises(ValueError, match="unusual name"):
+        migrate_module._ensure_database(bad)  # noqa: SLF001
