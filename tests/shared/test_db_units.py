@@ -338,7 +338,7 @@ def test_transient_failures_are_retried_within_the_budget() -> None:
 
 
 def test_a_final_failure_is_not_retried() -> None:
-    db, fake = make_db(fatal("28P01"), budget=30)
+    db, fake = make_db(fatal("28P01"), budget=5)
     with pytest.raises(FatalDatabaseError, match="wrong database password"):
         db.open()
     assert fake.calls == 1
@@ -984,3 +984,26 @@ def test_ensure_database_says_whether_this_call_created_it(fresh_db_url: str, pg
     bad = Connector(settings_for(pg_server.url_for("t-bad-name")))
     with pytest.raises(ValueError, match="unusual name"):
         migrate_module._ensure_database(bad)  # noqa: SLF001
+
+
+def test_migrate_stops_at_the_target_resumes_and_warns_on_a_changed_file(
+    fresh_db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    for name in ("0001_a.sql", "0002_b.sql", "0003_c.sql"):
+        (tmp_path / name).write_text(f"CREATE TABLE t_{name[5]} (id int);")
+    monkeypatch.setattr(migrate_module, "available_migrations", lambda: available_migrations(tmp_path))
+    connector = Connector(settings_for(fresh_db_url))
+    try:
+        assert migrate_module.migrate(connector, target=1) == ["0001_a"]
+        assert migrate_module.migrate(connector, target=1) == []
+        with caplog.at_level(logging.WARNING, logger="migrate"):
+            assert migrate_module.migrate(connector) == ["0002_b", "0003_c"]
+            assert not [r for r in caplog.records if r.name == "migrate"], "unchanged files: no warning"
+            (tmp_path / "0001_a.sql").write_text("CREATE TABLE t_a (id bigint);")
+            assert migrate_module.migrate(connector) == []
+        warnings = [r for r in caplog.records if r.name == "migrate"]
+        assert [(r.getMessage(), r.migration) for r in warnings] == [  # type: ignore[attr-defined]
+            ("applied migration differs from its file", "0001_a")
+        ]
+    finally:
+        connector.close()
