@@ -337,6 +337,19 @@ def test_transient_failures_are_retried_within_the_budget() -> None:
     assert db.breaker.snapshot()["state"] == "closed"
 
 
+def test_retries_back_off_with_jitter(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Scenario 5: each retry first waits a random, positive time under the 2 s cap (tenacity's sleep is
+    recorded, not slept: no timing is measured)."""
+    import tenacity.nap
+
+    waits: list[float] = []
+    monkeypatch.setattr(tenacity.nap, "time", SimpleNamespace(sleep=waits.append))
+    db, fake = make_db(*[ConnectionRefusedError()] * 2, FakeConn(), budget=30)
+    db.open()
+    assert fake.calls == 3 and len(waits) == 2
+    assert all(0 < w <= 2.0 for w in waits), waits
+
+
 def test_a_final_failure_is_not_retried() -> None:
     db, fake = make_db(fatal("28P01"), budget=5)
     with pytest.raises(FatalDatabaseError, match="wrong database password"):
