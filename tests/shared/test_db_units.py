@@ -1020,3 +1020,21 @@ def test_migrate_stops_at_the_target_resumes_and_warns_on_a_changed_file(
         ]
     finally:
         connector.close()
+
+
+def test_migrate_creates_its_ledger_even_when_nothing_is_due(fresh_db_url: str) -> None:
+    """`--target 0` on a new database applies nothing but leaves the (empty) schema_migrations table: the ledger
+    is created outside any migration's transaction, so it does not depend on a migration committing it."""
+    connector = Connector(settings_for(fresh_db_url))
+    try:
+        assert migrate_module.migrate(connector, target=0) == []
+        conn = connector.connect()
+        try:
+            cur = conn.cursor()
+            cur.execute("SELECT to_regclass('public.schema_migrations') IS NOT NULL")
+            assert cur.fetchone()[0] is True
+            assert migrate_module.applied_version(cur) == 0
+        finally:
+            conn.close()
+    finally:
+        connector.close()
