@@ -139,8 +139,9 @@ def module_files(module: Module) -> list[Path]:
     return [f.relative_to(REPO_ROOT) for f in files]
 
 
-def mutated_line(item: WorkItem) -> tuple[int, str, str]:
-    """(line number, original line, mutated line) of a single-mutation work item."""
+def mutated_line(item: WorkItem, strip: bool = True) -> tuple[int, str, str]:
+    """(line number, original line, mutated line) of a single-mutation work item; ``strip=False`` keeps the
+    original line's indentation (an [[equivalent]] entry may use it to pick one of two identical statements)."""
     mutation = item.mutations[0]
     source = (REPO_ROOT / mutation.module_path).read_text()
     operator = get_operator(mutation.operator_name)(**(mutation.operator_args or {}))
@@ -153,7 +154,7 @@ def mutated_line(item: WorkItem) -> tuple[int, str, str]:
         diff = difflib.unified_diff(before, after, lineterm="", n=0)
         changed = [d for d in diff if d[:1] in "+-" and not d.startswith(("---", "+++")) and d[1:].strip()]
         new = " / ".join(changed) or new
-    return line, old.strip(), new.strip()
+    return line, (old.strip() if strip else old), new.strip()
 
 
 def equivalent_for(config: Config, item: WorkItem) -> Equivalent | None:
@@ -163,7 +164,7 @@ def equivalent_for(config: Config, item: WorkItem) -> Equivalent | None:
     ]
     if not candidates:
         return None
-    _, old, new = mutated_line(item)
+    _, old, new = mutated_line(item, strip=False)
     for e in candidates:
         if e.line in old and e.becomes in new:
             return e
