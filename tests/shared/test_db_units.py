@@ -1038,3 +1038,27 @@ def test_migrate_creates_its_ledger_even_when_nothing_is_due(fresh_db_url: str) 
             conn.close()
     finally:
         connector.close()
+
+
+def test_a_migration_and_its_ledger_row_commit_together(
+    fresh_db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A migration whose ledger row cannot be written leaves nothing behind: its statements and the row are one
+    transaction (here the file itself takes its own version number, so the ledger insert fails)."""
+    (tmp_path / "0001_a.sql").write_text(
+        "CREATE TABLE t_a (id int); INSERT INTO schema_migrations (version, name, checksum) VALUES (1, 'taken', 'x');"
+    )
+    monkeypatch.setattr(migrate_module, "available_migrations", lambda: available_migrations(tmp_path))
+    connector = Connector(settings_for(fresh_db_url))
+    try:
+        with pytest.raises(Exception, match="schema_migrations_pkey"):
+            migrate_module.migrate(connector)
+        conn = connector.connect()
+        try:
+            cur = conn.cursor()
+            cur.execute("SELECT to_regclass('public.t_a') IS NULL, count(*) FROM schema_migrations")
+            assert cur.fetchone() == [True, 0], "the failed migration left no table and no ledger row"
+        finally:
+            conn.close()
+    finally:
+        connector.close()
