@@ -29,6 +29,13 @@ def _pid(conn: object) -> int:
     return cur.fetchone()[0]
 
 
+def _advisory_locks(conn: object) -> int:
+    """How many advisory locks ``conn``'s session holds."""
+    cur = conn.cursor()  # type: ignore[attr-defined]
+    cur.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()")
+    return cur.fetchone()[0]
+
+
 def _free_elsewhere(db: Database, key: int) -> bool:
     """Whether another session can take ``key`` (it then lets it go again)."""
     conn = db.open()
@@ -57,9 +64,8 @@ def test_a_released_lock_connection_serves_the_next_run_without_its_lock(db: Dat
     assert second.try_acquire()
     try:
         assert _pid(second.conn) == pid, "the kept connection, not a new one"
+        assert _advisory_locks(second.conn) == 1, "only the new run's lock"
         cur = second.conn.cursor()
-        cur.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()")
-        assert cur.fetchone()[0] == 1, "only the new run's lock"
         cur.execute("SHOW tcp_keepalives_idle")
         assert cur.fetchone()[0] in ("20", "20s"), "the session keeps its keepalive settings"
     finally:
@@ -105,9 +111,7 @@ def test_a_run_held_elsewhere_is_refused_and_the_connection_kept_without_a_lock(
         assert not duplicate.try_acquire()
         kept = spares.take()
         assert kept is not None
-        cur = kept.cursor()
-        cur.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()")
-        assert cur.fetchone()[0] == 0
+        assert _advisory_locks(kept) == 0
         kept.close()
     finally:
         holder.release()
