@@ -35,8 +35,11 @@ SELECT model, feature, interactive, lc, pday, prefix_hash, prefix_tokens, sum(n)
 
 def _traffic(seed: int) -> list[dict[str, Any]]:
     """Two hours of prefixed traffic on two cached models: windows of one to several requests, prefixes partly
-    read from a cache already (so a window's tokens vary), features and interactivity sometimes unknown, and
-    identical requests (2-4 copies) spread over windows that hold other requests too."""
+    read from a cache already (so a window's tokens vary), features and interactivity sometimes unknown,
+    identical requests (2-4 copies) spread over windows that hold other requests too, and prompts above the
+    summaries' 100,000-token floor, under and over the long-context threshold (200,000 on claude-sonnet-4-5),
+    some of them repeated. A fifth of the traffic runs on a model whose price changes on 2026-01-05, across
+    that midnight, so that windows on either side take different price periods."""
     rng = random.Random(seed)
     start = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
     rows = []
@@ -56,8 +59,14 @@ def _traffic(seed: int) -> list[dict[str, Any]]:
             extra["interactive"] = rng.random() < 0.6
         if k % 9 == 0:
             extra["request_hash"] = f"dup-{k % 4}"  # the same four requests again and again, across windows
+        prompt = 5_000
+        if model.startswith("claude") and k % 7 == 0:
+            prompt = rng.choice([150_000, 250_000])
         ts = start + timedelta(seconds=rng.randrange(0, 7200))
-        rows.append(datasets.row(f"w-{k}", ts.isoformat().replace("+00:00", "Z"), model, 5_000, 50, **extra))
+        if k % 5 == 1:
+            model, extra["provider"] = "gemini-3-pro-preview", "google"
+            ts = datetime(2026, 1, 4, 23, 0, tzinfo=UTC) + timedelta(seconds=rng.randrange(0, 7200))
+        rows.append(datasets.row(f"w-{k}", ts.isoformat().replace("+00:00", "Z"), model, prompt, 50, **extra))
     return rows
 
 
@@ -76,6 +85,8 @@ def test_cache_windows_equal_the_per_window_formulation(intel_db: Any, seed: int
         reference = facts_query(facts, REFERENCE, [*rates_params(), *dup_groups(facts), user, ttl * 60])
         assert any(int(r["requests"]) > int(r["windows"]) for r in rows), "some windows must hold several requests"
         assert any(r["requests_kept"] != r["requests"] for r in rows), "some windows must hold repeated requests"
+        assert any(r["lc"] for r in rows), "some windows must be in the long-context tier"
+        assert len({r["pday"] for r in rows if r["model"] == "gemini-3-pro-preview"}) == 2, "two price periods"
         assert _strings(rows) == _strings(reference), f"ttl {ttl} min"
         # As a full analysis runs it: half of the windows on the prefetch's connection, half on the caller's,
         # added in Python.
@@ -83,3 +94,10 @@ def test_cache_windows_equal_the_per_window_formulation(intel_db: Any, seed: int
         halves.prefetch_cache_rows(ttl)
         assert halves._prefetch is not None, "the pool has room for the prefetch"
         assert _strings(cache_rows(halves, ttl)) == _strings(reference), f"ttl {ttl} min, two halves"
+    # The 5-minute rows come from the windows kept at upload time (usage_prefix_windows), the others from the
+    # records: without the stored windows only the long-context windows (read from the records) are left.
+    intel_db.execute("DELETE FROM usage_prefix_windows WHERE user_id = %s", [user])
+    assert {bool(r["lc"]) for r in cache_rows(Facts(intel_db, user), 5)} == {True}
+    assert _strings(cache_rows(Facts(intel_db, user), 7)) == _strings(
+        facts_query(facts, REFERENCE, [*rates_params(), *dup_groups(facts), user, 7 * 60])
+    )

@@ -55,6 +55,7 @@ def test_summaries_give_the_records_figures_through_uploads_and_deletes(intel_db
     store.delete(intel_db, user)
     assert intel_db.scalar("SELECT count(*) FROM usage_day_segments WHERE user_id = %s", [user]) == 0
     assert intel_db.scalar("SELECT count(*) FROM usage_latency_counts WHERE user_id = %s", [user]) == 0
+    assert intel_db.scalar("SELECT count(*) FROM usage_prefix_windows WHERE user_id = %s", [user]) == 0
 
 
 def test_records_are_not_updated_in_place(intel_db: Any) -> None:
@@ -83,6 +84,14 @@ _SUMMARY_CHECKS = {
         " FROM usage_records"
         " WHERE user_id = %s GROUP BY 1, 2 ORDER BY 1, 2",
     ),
+    "usage_prefix_windows": (
+        "SELECT model, feature, prefix_hash, win, n, s FROM usage_prefix_windows WHERE user_id = %s"
+        " ORDER BY 1, 2, 3, 4",
+        "SELECT model, feature, prefix_hash, floor(date_part('epoch', ts) / 300)::bigint AS win, count(*) AS n,"
+        " sum(LEAST(GREATEST(prefix_tokens - cached_input_tokens - cache_write_tokens, 0), input_tokens))::bigint"
+        " AS s FROM usage_records WHERE user_id = %s AND prefix_hash IS NOT NULL AND prefix_tokens IS NOT NULL"
+        " GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4",
+    ),
 }
 
 
@@ -99,6 +108,8 @@ def _records(prefix: str, day: int, model: str, end_user: str, latency: int) -> 
                 feature="chat",
                 end_user=end_user,
                 latency_ms=latency,
+                prefix_hash="sys-prompt",
+                prefix_tokens=512,
             )
         )
         for k in range(3)
@@ -161,4 +172,5 @@ def test_concurrent_uploads_of_one_account_keep_the_summaries_exact(intel_db: An
     assert intel_db.scalar("SELECT count(*) FROM usage_records WHERE user_id = %s", [user]) == 12
     for table, (stored, expected) in _SUMMARY_CHECKS.items():
         want = [list(r.values()) for r in intel_db.all(expected, [user])]
+        assert want, f"{table}: the records must give it rows"
         assert [list(r.values()) for r in intel_db.all(stored, [user])] == want, table

@@ -24,6 +24,7 @@ from functions.agent.intelligence.pricing_sql import (
     COST,
     GROUP_RATE_JOIN,
     LC,
+    PROMPT,
     RATE_JOIN,
     RATES_CTE,
     Period,
@@ -370,17 +371,7 @@ SELECT u.model, u.feature, u.interactive, {LC} AS lc, r.pday, sum((d.n - 1)::num
 # repeated request keeps its own row (kwin), so its exact weights are never merged with another's.
 # The last three parameters select the windows numbered part modulo parts: with a prefetch, the two pooled
 # connections each compute half of the windows (two cores) and the halves are added exactly (_merged).
-_CACHE_ROWS = f"""
-WITH {RATES_CTE}, {DUPLICATE_GROUPS},
-w AS (SELECT u.model, u.feature, u.interactive, {LC} AS lc, r.pday, u.prefix_hash, u.prefix_tokens,
-             floor(date_part('epoch', u.ts) / %s) AS win, count(*) AS n, sum({CACHEABLE}) AS s,
-             sum((d.n - 1)::numeric / d.n) FILTER (WHERE d.n IS NOT NULL) AS rn,
-             sum({CACHEABLE} * (d.n - 1)::numeric / d.n) FILTER (WHERE d.n IS NOT NULL) AS rs
-        FROM usage_records u LEFT JOIN rates r ON {RATE_JOIN}
-        LEFT JOIN d ON d.model = u.model AND d.request_hash = u.request_hash
-       WHERE u.user_id = %s AND u.prefix_hash IS NOT NULL AND u.prefix_tokens IS NOT NULL
-         AND abs(floor(date_part('epoch', u.ts) / %s)::bigint %% %s) = %s
-       GROUP BY 1, 2, 3, 4, 5, 6, 7, 8),
+_WINDOW_SUMS = """
 y AS (SELECT model, feature, interactive, lc, pday, prefix_hash, prefix_tokens, n, s,
              CASE WHEN rn IS NOT NULL THEN win END AS kwin, count(*) AS cnt, min(rn) AS rn, min(rs) AS rs
         FROM w GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10)
@@ -390,6 +381,64 @@ SELECT model, feature, interactive, lc, pday, prefix_hash, prefix_tokens, sum(cn
        sum(cnt * ((s - COALESCE(rs, 0)) / (n - COALESCE(rn, 0)))) AS writes_kept
   FROM y GROUP BY 1, 2, 3, 4, 5, 6, 7
 """
+_RN = "sum((d.n - 1)::numeric / d.n) FILTER (WHERE d.n IS NOT NULL)"
+_RS = f"sum({CACHEABLE} * (d.n - 1)::numeric / d.n) FILTER (WHERE d.n IS NOT NULL)"
+_CACHE_ROWS = f"""
+WITH {RATES_CTE}, {DUPLICATE_GROUPS},
+w AS (SELECT u.model, u.feature, u.interactive, {LC} AS lc, r.pday, u.prefix_hash, u.prefix_tokens,
+             floor(date_part('epoch', u.ts) / %s) AS win, count(*) AS n, sum({CACHEABLE}) AS s, {_RN} AS rn,
+             {_RS} AS rs
+        FROM usage_records u LEFT JOIN rates r ON {RATE_JOIN}
+        LEFT JOIN d ON d.model = u.model AND d.request_hash = u.request_hash
+       WHERE u.user_id = %s AND u.prefix_hash IS NOT NULL AND u.prefix_tokens IS NOT NULL
+         AND abs(floor(date_part('epoch', u.ts) / %s)::bigint %% %s) = %s
+       GROUP BY 1, 2, 3, 4, 5, 6, 7, 8),
+{_WINDOW_SUMS}"""
+# The same rows from usage_prefix_windows (shared/db/migrations/0009_usage_prefix_windows.sql: per segment without
+# tier, prefix and 5-minute window, the requests and cacheable tokens, kept at upload time), for the 5-minute
+# lifetime. A stored window is final unless it holds a repeated request or a prompt above the summaries' floor:
+# x reads those records (index lookups: the duplicate groups' index, a partial index on big prompts), and each
+# window they touch takes its long-context part (lc) out as a window of its own and its response-cache weights
+# from them. The 630k windows of a million records are then read, not hashed out of 700k records per run.
+WINDOW_SECONDS = 300  # the stored windows' width
+_X_COLUMNS = (
+    "u.model, u.feature, u.interactive, u.prefix_hash, u.prefix_tokens, u.ts, u.input_tokens, u.cached_input_tokens, "
+    "u.cache_write_tokens"
+)
+_WIN_OF_TS = f"floor(date_part('epoch', u.ts) / {WINDOW_SECONDS})::bigint"
+_CACHE_FROM_WINDOWS = f"""
+WITH {RATES_CTE}, {DUPLICATE_GROUPS},
+x0 AS (SELECT {_X_COLUMNS}, d.n AS dn
+         FROM d JOIN usage_records u ON u.user_id = %s AND u.model = d.model AND u.request_hash = d.request_hash
+        WHERE u.prefix_hash IS NOT NULL AND u.prefix_tokens IS NOT NULL
+       UNION ALL
+       SELECT {_X_COLUMNS}, NULL
+         FROM usage_records u LEFT JOIN d ON d.model = u.model AND d.request_hash = u.request_hash
+        WHERE u.user_id = %s AND u.prefix_hash IS NOT NULL AND u.prefix_tokens IS NOT NULL
+          AND {PROMPT} > {SUMMARY_PROMPT_FLOOR} AND d.n IS NULL),
+x AS (SELECT * FROM (
+        SELECT u.model, u.feature, u.interactive, {LC} AS lc, r.pday, u.prefix_hash, u.prefix_tokens,
+               {_WIN_OF_TS} AS win, count(*) AS n, sum({CACHEABLE}) AS s,
+               sum((u.dn - 1)::numeric / u.dn) FILTER (WHERE u.dn IS NOT NULL) AS rn,
+               sum({CACHEABLE} * (u.dn - 1)::numeric / u.dn) FILTER (WHERE u.dn IS NOT NULL) AS rs
+          FROM x0 u LEFT JOIN rates r ON {RATE_JOIN}
+         GROUP BY 1, 2, 3, 4, 5, 6, 7, 8) x
+       WHERE abs(x.win %% %s) = %s),
+k AS (SELECT model, feature, interactive, prefix_hash, prefix_tokens, win, sum(n) FILTER (WHERE lc) AS nt,
+             sum(s) FILTER (WHERE lc) AS st, sum(rn) FILTER (WHERE NOT lc) AS rn, sum(rs) FILTER (WHERE NOT lc) AS rs
+        FROM x GROUP BY 1, 2, 3, 4, 5, 6),
+w AS (SELECT t.model, t.feature, t.interactive, false AS lc, r.pday, t.prefix_hash, t.prefix_tokens, t.win,
+             (t.n - COALESCE(k.nt, 0))::bigint AS n, t.s - COALESCE(k.st, 0) AS s, k.rn, k.rs
+        FROM usage_prefix_windows t
+        LEFT JOIN k ON k.model = t.model AND k.prefix_hash = t.prefix_hash AND k.prefix_tokens = t.prefix_tokens
+             AND k.win = t.win AND k.feature IS NOT DISTINCT FROM t.feature
+             AND k.interactive IS NOT DISTINCT FROM t.interactive
+        LEFT JOIN rates r ON r.model = t.model AND to_timestamp(t.win * {WINDOW_SECONDS}) >= r.since_ts
+             AND to_timestamp(t.win * {WINDOW_SECONDS}) < r.until_ts
+       WHERE t.user_id = %s AND abs(t.win %% %s) = %s AND t.n > COALESCE(k.nt, 0)
+      UNION ALL
+      SELECT model, feature, interactive, lc, pday, prefix_hash, prefix_tokens, win, n, s, rn, rs FROM x WHERE lc),
+{_WINDOW_SUMS}"""
 
 
 def _array_literal(values: Iterable[str]) -> str:
@@ -430,8 +479,11 @@ def _cache_part(
     facts: Facts, ttl_minutes: int, part: int, parts: int, prefetching: bool = False
 ) -> list[dict[str, Any]]:
     window = ttl_minutes * 60
-    params = [*rates_params(), *dup_groups(facts, prefetching), window, facts.user_id, window, parts, part]
-    return facts_query(facts, _CACHE_ROWS, params)
+    head = [*rates_params(), *dup_groups(facts, prefetching)]
+    if window == WINDOW_SECONDS and facts.summaries_exact():
+        user = facts.user_id
+        return facts_query(facts, _CACHE_FROM_WINDOWS, [*head, user, user, parts, part, user, parts, part])
+    return facts_query(facts, _CACHE_ROWS, [*head, window, facts.user_id, window, parts, part])
 
 
 _CACHE_KEY = ("model", "feature", "interactive", "lc", "pday", "prefix_hash", "prefix_tokens")
