@@ -56,6 +56,7 @@ def test_summaries_give_the_records_figures_through_uploads_and_deletes(intel_db
     assert intel_db.scalar("SELECT count(*) FROM usage_day_segments WHERE user_id = %s", [user]) == 0
     assert intel_db.scalar("SELECT count(*) FROM usage_latency_counts WHERE user_id = %s", [user]) == 0
     assert intel_db.scalar("SELECT count(*) FROM usage_prefix_windows WHERE user_id = %s", [user]) == 0
+    assert intel_db.scalar("SELECT count(*) FROM usage_repeated_requests WHERE user_id = %s", [user]) == 0
 
 
 def test_records_are_not_updated_in_place(intel_db: Any) -> None:
@@ -92,6 +93,11 @@ _SUMMARY_CHECKS = {
         " AS s FROM usage_records WHERE user_id = %s AND prefix_hash IS NOT NULL AND prefix_tokens IS NOT NULL"
         " GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4",
     ),
+    "usage_repeated_requests": (
+        "SELECT model, request_hash, n FROM usage_repeated_requests WHERE user_id = %s ORDER BY 1, 2",
+        "SELECT model, request_hash, count(*) AS n FROM usage_records WHERE user_id = %s AND request_hash IS NOT NULL"
+        " GROUP BY 1, 2 HAVING count(*) > 1 ORDER BY 1, 2",
+    ),
 }
 
 
@@ -110,6 +116,7 @@ def _records(prefix: str, day: int, model: str, end_user: str, latency: int) -> 
                 latency_ms=latency,
                 prefix_hash="sys-prompt",
                 prefix_tokens=512,
+                request_hash=f"q-{day}-{k}",  # the same requests in both transactions: repeats across them
             )
         )
         for k in range(3)

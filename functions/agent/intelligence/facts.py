@@ -322,11 +322,14 @@ class Facts:
 # Prefix tokens of a request not already read from or written to a cache (they are billed as uncached input).
 CACHEABLE = "LEAST(GREATEST(u.prefix_tokens - u.cached_input_tokens - u.cache_write_tokens, 0), u.input_tokens)"
 # Exact duplicates: a response cache answers (n - 1) of every n identical requests (same model, request_hash).
-# The groups are found once per run (dup_groups: an index-only scan streaming (model, request_hash) in order)
-# and handed to the queries that need them as arrays: one pass instead of one aggregation per query.
+# The groups are read once per run (dup_groups: from usage_repeated_requests, kept at upload time; from the records
+# without the summaries, an index-only scan streaming (model, request_hash) in order) and handed to the queries
+# that need them as arrays: one pass instead of one aggregation per query.
 DUPLICATE_GROUPS_SQL = """SELECT u.model, u.request_hash, count(*) AS n FROM usage_records u
                            WHERE u.user_id = %s AND u.request_hash IS NOT NULL
                            GROUP BY 1, 2 HAVING count(*) > 1"""
+# The same groups as kept at upload time (shared/db/migrations/0010_usage_repeated_requests.sql).
+DUPLICATE_GROUPS_STORED = "SELECT model, request_hash, n FROM usage_repeated_requests WHERE user_id = %s"
 DUPLICATE_GROUPS = "d AS (SELECT * FROM unnest(%s::text[], %s::text[], %s::bigint[]) AS d(model, request_hash, n))"
 # The rates are MATERIALIZED where the records come from index lookups (a nested loop): else the unnest that
 # builds them runs again for every record (measured: 5 of the 7.7 s of this query on a million records).
@@ -456,7 +459,7 @@ def dup_groups(facts: Facts, prefetching: bool = False) -> tuple[str, str, str]:
     if facts._dups is None:
         with facts.db.transaction() as tx:
             analysis_settings(tx, hash_aggregate=False)  # stream the index's order; hashing ~1M groups is slower
-            rows = tx.all(DUPLICATE_GROUPS_SQL, [facts.user_id])
+            rows = tx.all(DUPLICATE_GROUPS_STORED if facts.use_summaries else DUPLICATE_GROUPS_SQL, [facts.user_id])
         facts._dups = (
             _array_literal(r["model"] for r in rows),
             _array_literal(r["request_hash"] for r in rows),
