@@ -374,16 +374,18 @@ SELECT u.model, u.feature, u.interactive, {LC} AS lc, r.pday, sum((d.n - 1)::num
 # repeated request keeps its own row (kwin), so its exact weights are never merged with another's.
 # The last three parameters select the windows numbered part modulo parts: with a prefetch, the two pooled
 # connections each compute half of the windows (two cores) and the halves are added exactly (_merged).
-_WINDOW_SUMS = """
-y AS (SELECT model, feature, interactive, lc, pday, prefix_hash, prefix_tokens, n, s,
-             CASE WHEN rn IS NOT NULL THEN win END AS kwin, count(*) AS cnt, min(rn) AS rn, min(rs) AS rs
-        FROM w GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10)
+_SUMS_OF_WINDOWS = """
 SELECT model, feature, interactive, lc, pday, prefix_hash, prefix_tokens, sum(cnt * n) AS requests,
        sum(cnt)::bigint AS windows, sum(cnt * s) AS s, sum(cnt * (s::numeric / n)) AS writes,
        sum(cnt * (n - COALESCE(rn, 0))) AS requests_kept, sum(cnt * (s - COALESCE(rs, 0))) AS s_kept,
        sum(cnt * ((s - COALESCE(rs, 0)) / (n - COALESCE(rn, 0)))) AS writes_kept
   FROM y GROUP BY 1, 2, 3, 4, 5, 6, 7
 """
+_WINDOW_SUMS = f"""
+y AS (SELECT model, feature, interactive, lc, pday, prefix_hash, prefix_tokens, n, s,
+             CASE WHEN rn IS NOT NULL THEN win END AS kwin, count(*) AS cnt, min(rn) AS rn, min(rs) AS rs
+        FROM w GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10)
+{_SUMS_OF_WINDOWS}"""
 _RN = "sum((d.n - 1)::numeric / d.n) FILTER (WHERE d.n IS NOT NULL)"
 _RS = f"sum({CACHEABLE} * (d.n - 1)::numeric / d.n) FILTER (WHERE d.n IS NOT NULL)"
 _CACHE_ROWS = f"""
@@ -419,29 +421,39 @@ x0 AS (SELECT {_X_COLUMNS}, d.n AS dn
          FROM usage_records u LEFT JOIN d ON d.model = u.model AND d.request_hash = u.request_hash
         WHERE u.user_id = %s AND u.prefix_hash IS NOT NULL AND u.prefix_tokens IS NOT NULL
           AND {PROMPT} > {SUMMARY_PROMPT_FLOOR} AND d.n IS NULL),
+xr AS MATERIALIZED (SELECT * FROM rates r WHERE r.model IN (SELECT u.model FROM x0 u)),
 x AS (SELECT * FROM (
         SELECT u.model, u.feature, u.interactive, {LC} AS lc, r.pday, u.prefix_hash, u.prefix_tokens,
                {_WIN_OF_TS} AS win, count(*) AS n, sum({CACHEABLE}) AS s,
                sum((u.dn - 1)::numeric / u.dn) FILTER (WHERE u.dn IS NOT NULL) AS rn,
                sum({CACHEABLE} * (u.dn - 1)::numeric / u.dn) FILTER (WHERE u.dn IS NOT NULL) AS rs
-          FROM x0 u LEFT JOIN rates r ON {RATE_JOIN}
+          FROM x0 u LEFT JOIN xr r ON {RATE_JOIN}
          GROUP BY 1, 2, 3, 4, 5, 6, 7, 8) x
        WHERE abs(x.win %% %s) = %s),
-k AS (SELECT model, feature, interactive, prefix_hash, prefix_tokens, win, sum(n) FILTER (WHERE lc) AS nt,
-             sum(s) FILTER (WHERE lc) AS st, sum(rn) FILTER (WHERE NOT lc) AS rn, sum(rs) FILTER (WHERE NOT lc) AS rs
+k AS (SELECT model, feature, interactive, prefix_hash, prefix_tokens, win,
+             (sum(n) FILTER (WHERE lc))::bigint AS nt, (sum(s) FILTER (WHERE lc))::bigint AS st,
+             sum(rn) FILTER (WHERE NOT lc) AS rn, sum(rs) FILTER (WHERE NOT lc) AS rs
         FROM x GROUP BY 1, 2, 3, 4, 5, 6),
-w AS (SELECT t.model, t.feature, t.interactive, false AS lc, r.pday, t.prefix_hash, t.prefix_tokens, t.win,
-             (t.n - COALESCE(k.nt, 0))::bigint AS n, t.s - COALESCE(k.st, 0) AS s, k.rn, k.rs
+w AS (SELECT t.model, t.feature, t.interactive, t.prefix_hash, t.prefix_tokens, t.win,
+             floor(t.win::float8 / {86400 // WINDOW_SECONDS})::bigint AS day, t.n - COALESCE(k.nt, 0) AS n,
+             t.s - COALESCE(k.st, 0) AS s, k.rn, k.rs
         FROM usage_prefix_windows t
         LEFT JOIN k ON k.model = t.model AND k.prefix_hash = t.prefix_hash AND k.prefix_tokens = t.prefix_tokens
              AND k.win = t.win AND k.feature IS NOT DISTINCT FROM t.feature
              AND k.interactive IS NOT DISTINCT FROM t.interactive
-        LEFT JOIN rates r ON r.model = t.model AND to_timestamp(t.win * {WINDOW_SECONDS}) >= r.since_ts
-             AND to_timestamp(t.win * {WINDOW_SECONDS}) < r.until_ts
-       WHERE t.user_id = %s AND abs(t.win %% %s) = %s AND t.n > COALESCE(k.nt, 0)
+       WHERE t.user_id = %s AND abs(t.win %% %s) = %s AND t.n > COALESCE(k.nt, 0)),
+-- Windows counted per day and (requests, tokens) before the price period is looked up (periods start at UTC
+-- midnight): a few thousand rows take the rates join instead of every window.
+yd AS (SELECT model, feature, interactive, prefix_hash, prefix_tokens, day, n, s,
+              CASE WHEN rn IS NOT NULL THEN win END AS kwin, count(*) AS cnt, min(rn) AS rn, min(rs) AS rs
+         FROM w GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9),
+y AS (SELECT yd.model, yd.feature, yd.interactive, false AS lc, r.pday, yd.prefix_hash, yd.prefix_tokens, yd.n,
+             yd.s, yd.cnt, yd.rn, yd.rs
+        FROM yd LEFT JOIN rates r ON r.model = yd.model AND to_timestamp(yd.day * 86400) >= r.since_ts
+             AND to_timestamp(yd.day * 86400) < r.until_ts
       UNION ALL
-      SELECT model, feature, interactive, lc, pday, prefix_hash, prefix_tokens, win, n, s, rn, rs FROM x WHERE lc),
-{_WINDOW_SUMS}"""
+      SELECT model, feature, interactive, lc, pday, prefix_hash, prefix_tokens, n, s, 1, rn, rs FROM x WHERE lc)
+{_SUMS_OF_WINDOWS}"""
 
 
 def _array_literal(values: Iterable[str]) -> str:
