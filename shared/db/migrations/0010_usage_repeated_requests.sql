@@ -13,16 +13,20 @@ CREATE TABLE usage_repeated_requests (
 );
 
 -- The records are visible to these triggers (AFTER ... FOR EACH STATEMENT), and under the summaries' per-account
--- lock (0007) no other writer of the account commits between the count and the write.
+-- lock (0007) no other writer of the account commits between the count and the write. Each touched request is
+-- counted through the (user_id, model, request_hash) index (a LATERAL: one index lookup per request), so an
+-- upload costs what its own requests cost, never a scan of every tenant's records (which a hash join of a
+-- large upload's requests with usage_records would be).
 CREATE FUNCTION usage_repeated_requests_insert() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM pg_advisory_xact_lock(7270202, hashtext(user_id::text))
        FROM (SELECT DISTINCT user_id FROM new_rows ORDER BY 1) AS accounts;
     INSERT INTO usage_repeated_requests AS r
-    SELECT t.user_id, t.model, t.request_hash, count(*)
+    SELECT t.user_id, t.model, t.request_hash, c.n
       FROM (SELECT DISTINCT user_id, model, request_hash FROM new_rows WHERE request_hash IS NOT NULL) t
-      JOIN usage_records u ON u.user_id = t.user_id AND u.model = t.model AND u.request_hash = t.request_hash
-     GROUP BY 1, 2, 3 HAVING count(*) > 1
+     CROSS JOIN LATERAL (SELECT count(*) AS n FROM usage_records u WHERE u.user_id = t.user_id
+                            AND u.model = t.model AND u.request_hash = t.request_hash) c
+     WHERE c.n > 1
     ON CONFLICT (user_id, model, request_hash) DO UPDATE SET n = EXCLUDED.n;
     RETURN NULL;
 END
@@ -36,10 +40,11 @@ BEGIN
      USING (SELECT DISTINCT user_id, model, request_hash FROM old_rows WHERE request_hash IS NOT NULL) t
      WHERE r.user_id = t.user_id AND r.model = t.model AND r.request_hash = t.request_hash;
     INSERT INTO usage_repeated_requests
-    SELECT t.user_id, t.model, t.request_hash, count(*)
+    SELECT t.user_id, t.model, t.request_hash, c.n
       FROM (SELECT DISTINCT user_id, model, request_hash FROM old_rows WHERE request_hash IS NOT NULL) t
-      JOIN usage_records u ON u.user_id = t.user_id AND u.model = t.model AND u.request_hash = t.request_hash
-     GROUP BY 1, 2, 3 HAVING count(*) > 1;
+     CROSS JOIN LATERAL (SELECT count(*) AS n FROM usage_records u WHERE u.user_id = t.user_id
+                            AND u.model = t.model AND u.request_hash = t.request_hash) c
+     WHERE c.n > 1;
     RETURN NULL;
 END
 $$;
