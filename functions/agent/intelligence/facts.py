@@ -386,13 +386,22 @@ y AS (SELECT model, feature, interactive, lc, pday, prefix_hash, prefix_tokens, 
              CASE WHEN rn IS NOT NULL THEN win END AS kwin, count(*) AS cnt, min(rn) AS rn, min(rs) AS rs
         FROM w GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10)
 {_SUMS_OF_WINDOWS}"""
-_RN = "sum((d.n - 1)::numeric / d.n) FILTER (WHERE d.n IS NOT NULL)"
-_RS = f"sum({CACHEABLE} * (d.n - 1)::numeric / d.n) FILTER (WHERE d.n IS NOT NULL)"
+
+
+def _weights(n: str) -> str:
+    """rn, rs of a window: the requests and cacheable tokens a response cache answers, for ``n`` the size of a
+    record's group of identical requests (NULL: not repeated)."""
+    return (
+        f"sum(({n} - 1)::numeric / {n}) FILTER (WHERE {n} IS NOT NULL) AS rn, "
+        f"sum({CACHEABLE} * ({n} - 1)::numeric / {n}) FILTER (WHERE {n} IS NOT NULL) AS rs"
+    )
+
+
 _CACHE_ROWS = f"""
 WITH {RATES_CTE}, {DUPLICATE_GROUPS},
 w AS (SELECT u.model, u.feature, u.interactive, {LC} AS lc, r.pday, u.prefix_hash, u.prefix_tokens,
-             floor(date_part('epoch', u.ts) / %s) AS win, count(*) AS n, sum({CACHEABLE}) AS s, {_RN} AS rn,
-             {_RS} AS rs
+             floor(date_part('epoch', u.ts) / %s) AS win, count(*) AS n, sum({CACHEABLE}) AS s,
+             {_weights("d.n")}
         FROM usage_records u LEFT JOIN rates r ON {RATE_JOIN}
         LEFT JOIN d ON d.model = u.model AND d.request_hash = u.request_hash
        WHERE u.user_id = %s AND u.prefix_hash IS NOT NULL AND u.prefix_tokens IS NOT NULL
@@ -425,8 +434,7 @@ xr AS MATERIALIZED (SELECT * FROM rates r WHERE r.model IN (SELECT u.model FROM 
 x AS (SELECT * FROM (
         SELECT u.model, u.feature, u.interactive, {LC} AS lc, r.pday, u.prefix_hash, u.prefix_tokens,
                {_WIN_OF_TS} AS win, count(*) AS n, sum({CACHEABLE}) AS s,
-               sum((u.dn - 1)::numeric / u.dn) FILTER (WHERE u.dn IS NOT NULL) AS rn,
-               sum({CACHEABLE} * (u.dn - 1)::numeric / u.dn) FILTER (WHERE u.dn IS NOT NULL) AS rs
+               {_weights("u.dn")}
           FROM x0 u LEFT JOIN xr r ON {RATE_JOIN}
          GROUP BY 1, 2, 3, 4, 5, 6, 7, 8) x
        WHERE abs(x.win %% %s) = %s),
