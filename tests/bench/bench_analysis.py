@@ -5,7 +5,7 @@ records and then from the rollups the rollup job writes.
     python -m tests.bench.bench_analysis            # BENCH_ANALYSIS_ROWS=1000000 by default
     BENCH=analysis ANALYSIS_ROWS=5000000 python -m tests.bench   # the same at 5M (ANALYSIS_RUNS=1: one run each)
 
-The load goes through the summary triggers (shared/db/migrations/0007, 0009 and 0010), as an upload does; the
+The load goes through the summary triggers (shared/db/migrations/0007, 0009, 0010 and 0012), as an upload does; the
 load is also timed without them (same rows, triggers disabled, then the table emptied) to show what they cost.
 "Live" is the analysis from the records and their summaries; "records only" reads every fact from the records
 (Facts(use_summaries=False)), the path before the summaries; "rollups" serves precomputed results.
@@ -41,6 +41,7 @@ SUMMARY_TABLES = (
     "usage_latency_counts",
     "usage_prefix_windows",
     "usage_repeated_requests",
+    "usage_request_counts",
 )
 USER = "00000000-0000-4000-8000-00000000be9c"
 

@@ -51,12 +51,14 @@ def test_summaries_give_the_records_figures_through_uploads_and_deletes(intel_db
     summarised, records = _both(intel_db, user)
     assert summarised["usage_overview:[]"]["records"] == len(rows) - 20 + 5 + 1
     assert summarised == records
+    _assert_summaries_match_records(intel_db, user, ("usage_repeated_requests", "usage_request_counts"))
 
     store.delete(intel_db, user)
     assert intel_db.scalar("SELECT count(*) FROM usage_day_segments WHERE user_id = %s", [user]) == 0
     assert intel_db.scalar("SELECT count(*) FROM usage_latency_counts WHERE user_id = %s", [user]) == 0
     assert intel_db.scalar("SELECT count(*) FROM usage_prefix_windows WHERE user_id = %s", [user]) == 0
     assert intel_db.scalar("SELECT count(*) FROM usage_repeated_requests WHERE user_id = %s", [user]) == 0
+    assert intel_db.scalar("SELECT count(*) FROM usage_request_counts WHERE user_id = %s", [user]) == 0
 
 
 def test_records_are_not_updated_in_place(intel_db: Any) -> None:
@@ -98,7 +100,21 @@ _SUMMARY_CHECKS = {
         "SELECT model, request_hash, count(*) AS n FROM usage_records WHERE user_id = %s AND request_hash IS NOT NULL"
         " GROUP BY 1, 2 HAVING count(*) > 1 ORDER BY 1, 2",
     ),
+    "usage_request_counts": (
+        "SELECT model, request_hash, n FROM usage_request_counts WHERE user_id = %s ORDER BY 1, 2",
+        "SELECT model, request_hash, count(*) AS n FROM usage_records WHERE user_id = %s AND request_hash IS NOT NULL"
+        " GROUP BY 1, 2 ORDER BY 1, 2",
+    ),
 }
+
+
+def _assert_summaries_match_records(db: Any, user: str, tables: tuple[str, ...] = tuple(_SUMMARY_CHECKS)) -> None:
+    """The checks are written for rows with one provider and status per (day, model, feature)."""
+    for table in tables:
+        stored, expected = _SUMMARY_CHECKS[table]
+        want = [list(r.values()) for r in db.all(expected, [user])]
+        assert want, f"{table}: the records must give it rows"
+        assert [list(r.values()) for r in db.all(stored, [user])] == want, table
 
 
 def _records(prefix: str, day: int, model: str, end_user: str, latency: int) -> list[Any]:
@@ -177,7 +193,71 @@ def test_concurrent_uploads_of_one_account_keep_the_summaries_exact(intel_db: An
     assert not b.is_alive()
     assert errors == []
     assert intel_db.scalar("SELECT count(*) FROM usage_records WHERE user_id = %s", [user]) == 12
-    for table, (stored, expected) in _SUMMARY_CHECKS.items():
-        want = [list(r.values()) for r in intel_db.all(expected, [user])]
-        assert want, f"{table}: the records must give it rows"
-        assert [list(r.values()) for r in intel_db.all(stored, [user])] == want, table
+    _assert_summaries_match_records(intel_db, user)
+
+
+# Requests of one statement: 'rq-<g % 1500>', so a second statement with the same range repeats every one of them.
+_BATCH_SQL = """
+INSERT INTO usage_records (user_id, request_id, ts, provider, model, input_tokens, cached_input_tokens,
+                           cache_write_tokens, output_tokens, status, request_hash)
+SELECT %s::uuid, %s || g, timestamptz '2025-03-01 00:00:00+00' + make_interval(secs => g), 'openai', 'gpt-4o',
+       100, 0, 0, 10, 'ok', 'rq-' || (g %% 1500)
+  FROM generate_series(1, 3000) AS g
+"""
+
+
+_IN_FLIGHT_SQL = """
+INSERT INTO usage_records (user_id, request_id, ts, provider, model, input_tokens, cached_input_tokens,
+                           cache_write_tokens, output_tokens, status, request_hash)
+SELECT %s::uuid, 'big-' || g, timestamptz '2025-03-01 00:00:00+00' + make_interval(secs => g), 'openai', 'gpt-4o',
+       100, 0, 0, 10, 'ok', 'big-' || g
+  FROM generate_series(1, %s) AS g
+"""
+
+
+def _index_scans(tx: Any, index: str) -> int:
+    """Scans of ``index`` counted so far in this transaction (the backend's own pending statistics)."""
+    return int(tx.scalar("SELECT pg_stat_get_xact_numscans(%s::regclass)", [index]))
+
+
+def test_repeated_requests_are_counted_without_reading_records_when_statistics_miss_an_upload(
+    migrated_db_url: str,
+) -> None:
+    """An ANALYZE running while a large upload is in flight (autovacuum's, on a new deployment or a table that
+    upload dominates) cannot see the uncommitted rows: it stores 0 tuples over their pages. 0010 recounted each
+    request of a statement with a lookup in usage_user_model_request_all; planned on those statistics the lookup
+    became a scan of usage_user_ts (every record of the account, per request), and a 5M-row upload never
+    finished. Here a 1M-row transaction is in flight (its own triggers off: its rows only take space), a second
+    session analyses the table, and another account uploads 3,000 records that repeat 1,500 requests: no index
+    of the records is scanned for that upload (0012 keeps every request's count by upsert), and its repeated
+    groups are exact."""
+    from shared.config import DatabaseSection
+    from shared.db.database import Database
+
+    def database(name: str) -> Database:
+        return Database(DatabaseSection.model_validate({"database_url": migrated_db_url, "db_pool_size": 1}), name)
+
+    in_flight, uploader = database("in-flight"), database("uploader")
+    indexes = ("usage_user_ts", "usage_user_model_request_all")
+    try:
+        other, user = make_user(in_flight), make_user(in_flight)
+        with in_flight.transaction() as big:
+            big.execute("SET LOCAL session_replication_role = replica")
+            big.execute(_IN_FLIGHT_SQL, [other, 1_000_000])
+            with uploader.connection() as conn:
+                conn.autocommit = True
+                conn.cursor().execute("ANALYZE usage_records")
+                conn.autocommit = False
+            assert uploader.scalar("SELECT reltuples FROM pg_class WHERE relname = 'usage_records'") == 0
+            with uploader.transaction() as tx:
+                before = [_index_scans(tx, index) for index in indexes]
+                tx.execute(_BATCH_SQL, [user, "mine-"])
+                scans = [_index_scans(tx, index) - b for index, b in zip(indexes, before, strict=True)]
+        assert scans == [0, 0]
+        assert uploader.all(
+            "SELECT count(*) AS groups, min(n) AS low, max(n) AS high FROM usage_repeated_requests WHERE user_id = %s",
+            [user],
+        ) == [{"groups": 1500, "low": 2, "high": 2}]
+    finally:
+        in_flight.close()
+        uploader.close()
