@@ -283,7 +283,7 @@ def main() -> None:
         print(
             f"storage: records {sizes['usage_records'] / 2**20:.0f} MiB with indexes; summaries "
             f"{summary_bytes / 2**20:.1f} MiB (+{summary_bytes / sizes['usage_records'] * 100:.1f}%): "
-            + ", ".join(f"{t} {summary_rows[t]:,} rows" for t in SUMMARY_TABLES)
+            + ", ".join(f"{t} {summary_rows[t]:,} rows {sizes[t] / 2**20:.1f} MiB" for t in SUMMARY_TABLES)
         )
 
         # Baseline, same run and table: one plain scan summing the token columns of the user's records (what any
