@@ -196,7 +196,7 @@ def test_concurrent_uploads_of_one_account_keep_the_summaries_exact(intel_db: An
     _assert_summaries_match_records(intel_db, user)
 
 
-# Requests of one statement: 'rq-<g % 1500>', so a second statement with the same range repeats every one of them.
+# 3,000 records of 1,500 requests ('rq-<g % 1500>'): every request twice in the one statement.
 _BATCH_SQL = """
 INSERT INTO usage_records (user_id, request_id, ts, provider, model, input_tokens, cached_input_tokens,
                            cache_write_tokens, output_tokens, status, request_hash)
@@ -242,7 +242,7 @@ def test_repeated_requests_are_counted_without_reading_records_when_statistics_m
     try:
         other, user = make_user(in_flight), make_user(in_flight)
         with in_flight.transaction() as big:
-            big.execute("SET LOCAL session_replication_role = replica")
+            big.execute("SET LOCAL session_replication_role = replica")  # no triggers: its rows only take space
             big.execute(_IN_FLIGHT_SQL, [other, 1_000_000])
             with uploader.connection() as conn:
                 conn.autocommit = True
