@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-import threading
 
 from emulators.implementation import ImplementationError
+from emulators.lifeline import StopSignal
 from emulators.stack import ALL_NAMES, Stack, status
 
 
@@ -32,9 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     except ImplementationError as exc:
         print(f"emulators: {exc}", file=sys.stderr)
         return 2
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+    stop = StopSignal()
     try:
         stack.up()
         while not stop.wait(1):

@@ -20,6 +20,8 @@ import shutil
 import signal
 import sys
 import threading
+import time
+from types import FrameType
 
 
 def with_parent_death(argv: list[str], sig: int = signal.SIGKILL) -> list[str]:
@@ -40,3 +42,43 @@ class ParentWatch:
 
     def orphaned(self) -> bool:
         return os.getppid() != self.parent
+
+
+class StopSignal:
+    """SIGTERM and SIGINT recorded by a handler that takes no lock; ``wait`` is the launchers' loop tick.
+
+    Not ``threading.Event``: its ``set()`` takes the Event's lock, and Python runs a handler in the main thread,
+    which may hold that lock inside ``Event.wait()`` at that moment; the handler then waits for itself forever
+    (seen in CI: a killed ``make run`` left the Pub/Sub launcher and its Java running).
+    """
+
+    SLICE_S = 0.05  # how late a stop is seen at most; a sleep resumes after the handler ran (PEP 475)
+
+    def __init__(self, signals: tuple[int, ...] = (signal.SIGTERM, signal.SIGINT)) -> None:
+        self.signum: int | None = None
+        self._previous = {sig: signal.signal(sig, self._record) for sig in signals}
+
+    def _record(self, signum: int, frame: FrameType | None) -> None:
+        self.signum = signum  # a plain attribute store: no lock, nothing that can block
+
+    def is_set(self) -> bool:
+        return self.signum is not None
+
+    def wait(self, timeout_s: float) -> bool:
+        """Sleep up to ``timeout_s``; True as soon as a stop signal has arrived."""
+        deadline = time.monotonic() + timeout_s
+        while self.signum is None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            time.sleep(min(left, self.SLICE_S))
+        return True
+
+    def ignore_further(self) -> None:
+        """While stopping, so that a second Ctrl-C cannot interrupt the clean-up and leave a child behind."""
+        for sig in self._previous:
+            signal.signal(sig, signal.SIG_IGN)
+
+    def restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)

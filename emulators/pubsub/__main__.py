@@ -12,13 +12,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import signal
 import sys
-import threading
-from types import FrameType
 
 from emulators.implementation import OFFICIAL, ImplementationError, resolve
-from emulators.lifeline import ParentWatch
+from emulators.lifeline import ParentWatch, StopSignal
 from emulators.pubsub import official
 from emulators.pubsub.server import start_server
 
@@ -51,14 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
     )
 
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-
+    stop = StopSignal()
     watch = ParentWatch()
     try:
         kind = resolve(args.kind)
@@ -81,8 +71,7 @@ def main(argv: list[str] | None = None) -> int:
                 print("pubsub emulator: the process that started it is gone; stopping", file=sys.stderr, flush=True)
                 return 0
     finally:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        stop.ignore_further()
         shutdown()
     return 0
 
