@@ -96,6 +96,30 @@ def _create_client() -> Client:
         return _client
 
 
+def field_filter(field: str, op: str, value: Any) -> Any:
+    """A query filter (google.cloud.firestore's FieldFilter), built after ``get_client()`` imported the library."""
+    get_client()  # see _imported_names
+    from google.cloud.firestore_v1.base_query import FieldFilter
+
+    return FieldFilter(field, op, value)
+
+
+def increment(amount: int) -> Any:
+    """A server-side increment (google.cloud.firestore's Increment), built after ``get_client()``."""
+    get_client()  # see _imported_names
+    from google.cloud.firestore import Increment
+
+    return Increment(amount)
+
+
+# _imported_names: google.cloud.firestore is imported once, by get_client() under _lock, and names are taken
+# from it only afterwards. Its modules import each other (base_query <-> collection), and a first import of
+# firestore_v1.base_query in one thread while another thread imports google.cloud.firestore makes Python hand
+# one of them the half-initialized module: "cannot import name 'BaseCollectionGroup' from partially initialized
+# module". Seen on the bridge: a resume arrived while the event log warmed up, and both failed
+# (tests/ws_bridge/test_replay_first_import.py).
+
+
 def reset_client() -> None:
     """Forget the shared client (tests switch emulators or projects); the next get_client() makes a new one."""
     global _client

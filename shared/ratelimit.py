@@ -66,13 +66,11 @@ class FirestoreCounterStore:
         self.timeout_s = timeout_s
 
     def increment(self, bucket: str, amount: int, expires_at: datetime) -> int:
-        from google.cloud.firestore import Increment
-
-        from shared.firestore import bounded, collection_name, get_client
+        from shared.firestore import bounded, collection_name, get_client, increment
 
         ref = get_client().collection(collection_name(self.collection)).document(bucket)
         # One write: merge keeps the count, Increment is applied server-side and reported back.
-        result = ref.set({"count": Increment(amount), "expires_at": expires_at}, merge=True, **bounded(self.timeout_s))
+        result = ref.set({"count": increment(amount), "expires_at": expires_at}, merge=True, **bounded(self.timeout_s))
         values = list(getattr(result, "transform_results", []) or [])
         if not values:
             raise RuntimeError("Firestore did not return the incremented count")

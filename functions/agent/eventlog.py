@@ -22,6 +22,7 @@ from shared.firestore import (
     collection_name,
     decode_nested_arrays,
     encode_nested_arrays,
+    field_filter,
     get_client,
     ttl_expiry,
 )
@@ -122,7 +123,7 @@ class EventLog:
         query = (
             _run_doc(run_id)
             .collection(EVENTS)
-            .where(filter=_field_filter("seq", ">", after_seq))
+            .where(filter=field_filter("seq", ">", after_seq))
             .order_by("seq")
             .limit(limit)
         )
@@ -144,12 +145,6 @@ class EventLog:
         if event is not None:
             self.publish(run, event)
         return event
-
-
-def _field_filter(field: str, op: str, value: Any) -> Any:
-    from google.cloud.firestore_v1.base_query import FieldFilter
-
-    return FieldFilter(field, op, value)
 
 
 def is_terminal(event: AgentEvent | None) -> bool:

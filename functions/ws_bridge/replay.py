@@ -30,14 +30,14 @@ def _runs() -> Any:
 def owned_runs(user_id: str, thread_id: str, run_id: str | None) -> list[str]:
     """The runs to replay: the one named (if it is this user's, in this thread), else every run of the
     thread, oldest first."""
-    from google.cloud.firestore_v1.base_query import FieldFilter
+    from shared.firestore import field_filter
 
     runs = _runs()
     if run_id:
         snap = runs.document(run_id).get()
         ok = snap.exists and snap.get("user_id") == user_id and snap.get("thread_id") == thread_id
         return [run_id] if ok else []
-    docs = [d for d in runs.where(filter=FieldFilter("thread_id", "==", thread_id)).stream()]
+    docs = [d for d in runs.where(filter=field_filter("thread_id", "==", thread_id)).stream()]
     mine = [d.to_dict() | {"_id": d.id} for d in docs]
     mine = [d for d in mine if d.get("user_id") == user_id]
     mine.sort(key=lambda d: str(d.get("created_at") or d.get("updated_at") or ""))
@@ -45,15 +45,13 @@ def owned_runs(user_id: str, thread_id: str, run_id: str | None) -> list[str]:
 
 
 def read_page(run_id: str, after_seq: int, limit: int) -> list[AgentEvent]:
-    from google.cloud.firestore_v1.base_query import FieldFilter
-
-    from shared.firestore import decode_nested_arrays
+    from shared.firestore import decode_nested_arrays, field_filter
 
     query = (
         _runs()
         .document(run_id)
         .collection("events")
-        .where(filter=FieldFilter("seq", ">", after_seq))
+        .where(filter=field_filter("seq", ">", after_seq))
         .order_by("seq")
         .limit(limit)
     )
