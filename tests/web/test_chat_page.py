@@ -17,6 +17,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from functions.ws_bridge.delivery import REPLAY_UNAVAILABLE
 from tests.web.conftest import WebStack, shot
 from tests.web.pages import ask, last_run_id, run_rows, sign_in, token, upload_dataset_a
 
@@ -171,6 +172,46 @@ def test_chat_sent_again_when_its_acceptance_was_lost(web_stack: WebStack, page:
         thread_id = client.get(f"/api/runs/{run_id}").json()["thread_id"]
         roles = [m["role"] for m in client.get(f"/api/threads/{thread_id}/messages").json()["items"]]
     assert roles == ["user", "assistant"]
+
+
+def test_replay_refused_page_catches_up_and_follows_the_run_again(
+    web_stack: WebStack, page: Any, tmp_path: Path
+) -> None:
+    """Scenario 15: the connection drops mid-run and the fresh bridge cannot read the event log for the resume
+    (as when its Firestore import failed during its start, tests/ws_bridge/test_replay_first_import.py): it
+    answers the subscribe with `replay_unavailable` and does not follow the thread. The page catches up through
+    the agent API, then subscribes again and ends with the whole run, every event once."""
+    refused: list[str] = []
+    state = {"dropped": False}
+
+    def relay(ws: Any) -> None:  # the real bridge behind, except one connection drop and one subscribe's answer
+        server = ws.connect_to_server()
+
+        def from_page(message: str | bytes) -> None:
+            if state["dropped"] and not refused and isinstance(message, str) and '"subscribe"' in message:
+                refused.append(message)
+                ws.send(json.dumps(REPLAY_UNAVAILABLE.error))  # what the bridge answers then
+                return
+            server.send(message)
+
+        def from_server(message: str | bytes) -> None:
+            ws.send(message)
+            if not state["dropped"] and isinstance(message, str) and '"tool_completed"' in message:
+                state["dropped"] = True
+                ws.close(code=4000, reason="connection lost")
+                server.close()
+
+        ws.on_message(from_page)
+        server.on_message(from_server)
+
+    page.route_web_socket(re.compile(r"/ws$"), relay)
+    sign_in(page, web_stack.url)
+    upload_dataset_a(page, tmp_path)
+    ask(page, QUESTION)
+    page.locator("article.run[data-status=completed]").wait_for(timeout=60_000)
+    assert refused, "the page never subscribed again after the drop"
+    run_id = last_run_id(page)
+    assert_matches_log(run_rows(page, run_id), web_stack.events(token(page), run_id))
 
 
 def test_plan_refusal_is_shown_in_words(web_stack: WebStack, page: Any) -> None:

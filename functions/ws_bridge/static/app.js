@@ -227,9 +227,23 @@ async function catchUpByRest() {
   }
 }
 
+// A refused replay also ends the bridge's subscription: what the run does next only arrives once the thread is
+// subscribed again. Backoff from 0.5 s to 8 s while the bridge keeps refusing; a `subscribed` ends it.
+let resubscribeDelayMs = 0;
+
+function afterRefusedReplay() {
+  catchUpByRest()
+    .catch((error) => showError("chat-error", error))
+    .finally(() => {
+      resubscribeDelayMs = Math.min(resubscribeDelayMs ? resubscribeDelayMs * 2 : 500, 8000);
+      setTimeout(subscribeThread, resubscribeDelayMs);
+    });
+}
+
 function onFrame(frame) {
   switch (frame.type) {
     case "subscribed":
+      resubscribeDelayMs = 0;
       for (const view of state.runs.values()) if (view.threadId === frame.thread_id) view.resyncing = false;
       break;
     case "chat_accepted":
@@ -253,7 +267,7 @@ const RETRY_BY_REST = new Set(["agent_unavailable", "rate_limited", "too_many_pe
 
 function onErrorFrame(frame) {
   if (frame.code === "replay_unavailable" || frame.code === "unavailable") {
-    catchUpByRest().catch((error) => showError("chat-error", error));
+    afterRefusedReplay();
     return;
   }
   if (!NOT_CHAT_ERRORS.has(frame.code) && state.pendingChats.size) {
