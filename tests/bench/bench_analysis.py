@@ -40,7 +40,6 @@ SUMMARY_TABLES = (
     "usage_end_user_months",
     "usage_latency_counts",
     "usage_prefix_windows",
-    "usage_repeated_requests",
     "usage_request_counts",
 )
 USER = "00000000-0000-4000-8000-00000000be9c"

@@ -328,7 +328,7 @@ CACHEABLE = "LEAST(GREATEST(u.prefix_tokens - u.cached_input_tokens - u.cache_wr
 DUPLICATE_GROUPS_SQL = """SELECT u.model, u.request_hash, count(*) AS n FROM usage_records u
                            WHERE u.user_id = %s AND u.request_hash IS NOT NULL
                            GROUP BY 1, 2 HAVING count(*) > 1"""
-# The same groups as kept at upload time (shared/db/migrations/0010_usage_repeated_requests.sql).
+# The same groups as kept at upload time (the view of shared/db/migrations/0012_usage_request_counts.sql).
 DUPLICATE_GROUPS_STORED = "SELECT model, request_hash, n FROM usage_repeated_requests WHERE user_id = %s"
 DUPLICATE_GROUPS = "d AS (SELECT * FROM unnest(%s::text[], %s::text[], %s::bigint[]) AS d(model, request_hash, n))"
 # The rates are MATERIALIZED where the records come from index lookups (a nested loop): else the unnest that
