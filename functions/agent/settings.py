@@ -165,6 +165,12 @@ class IngestSection(BaseSettings):
         le=60_000,
         description="statement and lock timeout of an ingest write in ms; a slower database answers 429, e.g. 5000",
     )
+    usage_delete_statement_timeout_ms: int = Field(
+        120_000,
+        ge=1000,
+        le=900_000,
+        description="statement timeout of DELETE /api/usage in ms (half a million records: ~25 s), e.g. 120000",
+    )
     ingest_retry_after_s: int = Field(
         5, ge=1, le=300, description="Retry-After of a 429 from the ingest routes in seconds, e.g. 5"
     )

@@ -122,7 +122,11 @@ class Connector:
         """Socket timeout once connected: a backstop for a connection that stalls with no answer at all. It is
         longer than any statement may run, so a slow statement is ended first by the server's statement_timeout,
         with a clean error, and the connection stays usable (scenario 8)."""
-        return self.settings.db_statement_timeout_ms / 1000 + max(self.settings.db_connect_timeout_s, 5.0)
+        return self.read_timeout_for(self.settings.db_statement_timeout_ms)
+
+    def read_timeout_for(self, statement_timeout_ms: int) -> float:
+        """The same backstop for a transaction given a longer statement timeout (Database.transaction)."""
+        return statement_timeout_ms / 1000 + max(self.settings.db_connect_timeout_s, 5.0)
 
     def connect(self, database: str | None = None) -> Any:
         import pg8000.dbapi
@@ -148,7 +152,7 @@ class Connector:
             )
         else:
             conn = self._cloud_connect(database or self.settings.db_name, timeout)
-        _set_socket_timeout(conn, self.read_timeout_s)
+        set_socket_timeout(conn, self.read_timeout_s)
         register_fast_converters(conn)
         return conn
 
@@ -205,7 +209,7 @@ class Connector:
             self._loop = None
 
 
-def _set_socket_timeout(conn: Any, seconds: float) -> None:
+def set_socket_timeout(conn: Any, seconds: float) -> None:
     """Sets the timeout of a pg8000 connection's socket. pg8000 has no public setter; ``_usock`` is the socket it
     made (TCP, Unix) or was given (the Cloud SQL connector's TLS socket, which it leaves without any timeout).
     tests/shared/test_db.py fails if a pg8000 upgrade moves it."""

@@ -18,7 +18,14 @@ from typing import Any
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random_exponential
 
 from shared.config import DatabaseSection
-from shared.db.connect import FATAL_SQLSTATES, MISSING_DATABASE, Connector, server_error, sqlstate
+from shared.db.connect import (
+    FATAL_SQLSTATES,
+    MISSING_DATABASE,
+    Connector,
+    server_error,
+    set_socket_timeout,
+    sqlstate,
+)
 from shared.errors import NetraError, ServiceUnavailable
 from shared.startup import CircuitBreaker
 
@@ -244,10 +251,16 @@ class Database:
             pass
 
     @contextmanager
-    def transaction(self) -> Iterator[Tx]:
+    def transaction(self, timeout_ms: int | None = None) -> Iterator[Tx]:
+        """One transaction. ``timeout_ms``: a statement timeout of its own, for the rare work longer than a
+        request's (DELETE /api/usage); the connection's socket timeout follows it and is put back after."""
         with self.connection() as conn:
+            if timeout_ms is not None:
+                set_socket_timeout(conn, self.connector.read_timeout_for(timeout_ms))
             tx = Tx(conn)
             try:
+                if timeout_ms is not None:
+                    tx.execute(f"SET LOCAL statement_timeout = {int(timeout_ms)}")  # SET takes no parameters
                 yield tx
                 conn.commit()
             except BaseException:
@@ -256,6 +269,12 @@ class Database:
                 except Exception:  # noqa: S110 - the original error matters, not the rollback's
                     pass
                 raise
+            finally:
+                if timeout_ms is not None:
+                    try:
+                        set_socket_timeout(conn, self.connector.read_timeout_s)
+                    except OSError:  # noqa: S110 - a broken connection is discarded by connection()
+                        pass
 
     def all(self, sql: str, params: Sequence[Any] | None = None) -> list[dict[str, Any]]:
         with self.transaction() as tx:

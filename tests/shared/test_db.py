@@ -99,6 +99,28 @@ def test_scenario_8_statement_longer_than_the_connect_timeout_runs_to_statement_
     db.close()
 
 
+def test_scenario_8_a_transaction_given_a_longer_timeout_runs_past_the_default_then_the_default_is_back(
+    shared_db_url: str,
+) -> None:
+    """Scenario 8: DELETE /api/usage of a large upload runs longer than a request's statement timeout (its
+    triggers subtract every record). Its transaction gets a timeout of its own: the server's statement timeout
+    and the socket's backstop both follow it (else the socket would cut a statement at 5.3 s here, with a lost
+    connection instead of the server's clean error), and the same pooled connection is back on the defaults
+    afterwards."""
+    db = Database(settings_for(shared_db_url, db_connect_timeout_s=0.2, db_statement_timeout_ms=300, db_pool_size=1))
+    with db.transaction(timeout_ms=8000) as tx:
+        assert tx.scalar("SELECT 1 FROM pg_sleep(2.0)") == 1
+        assert tx.scalar("SHOW statement_timeout") == "8s"
+        assert tx.conn._usock.gettimeout() == 13.0  # noqa: SLF001 - 8 s + the 5 s floor of the backstop
+    with db.connection() as conn:
+        assert conn._usock.gettimeout() == db.connector.read_timeout_s  # noqa: SLF001 - the same connection
+        conn.rollback()
+    assert db.scalar("SHOW statement_timeout") == "300ms"
+    with pytest.raises(Exception, match="statement timeout"):
+        db.scalar("SELECT pg_sleep(2)")
+    db.close()
+
+
 def test_scenario_8_stalled_connect_is_ended_by_connect_timeout() -> None:
     """Scenario 8: a server that accepts TCP but never answers: the connect timeout ends it."""
     listener = socket.socket()

@@ -634,9 +634,9 @@ def test_read_timeout_and_idle_timeout_bounds() -> None:
 
 
 def test_a_socket_timeout_is_set_only_when_there_is_a_socket() -> None:
-    connect_module._set_socket_timeout(SimpleNamespace(), 3.0)  # noqa: SLF001
+    connect_module.set_socket_timeout(SimpleNamespace(), 3.0)
     conn = FakePgConn()
-    connect_module._set_socket_timeout(conn, 3.0)  # noqa: SLF001
+    connect_module.set_socket_timeout(conn, 3.0)
     assert conn._usock.timeout == 3.0  # noqa: SLF001
 
 

@@ -109,4 +109,6 @@ def register(router: Router, deps: AgentContext) -> None:
     def delete(ctx: Ctx) -> Any:
         user = deps.current_user(ctx)
         query = ctx.query(DeleteQuery)
-        return store.delete(deps.db, user["id"], query.upload_id)
+        # The service always has settings; a router built without them (tests) keeps the pool's timeout.
+        timeout_ms = deps.settings.usage_delete_statement_timeout_ms if deps.settings is not None else None
+        return store.delete(deps.db, user["id"], query.upload_id, timeout_ms)

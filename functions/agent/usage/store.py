@@ -175,9 +175,11 @@ def summary(db: Any, user_id: str) -> dict[str, Any]:
     }
 
 
-def delete(db: Any, user_id: str, upload_id: str | None = None) -> dict[str, Any]:
-    """Deletes the user's records (all, or one upload's) with their precomputed analyses."""
-    with db.transaction() as tx:
+def delete(db: Any, user_id: str, upload_id: str | None = None, timeout_ms: int | None = None) -> dict[str, Any]:
+    """Deletes the user's records (all, or one upload's) with their precomputed analyses, in one transaction.
+    ``timeout_ms``: its statement timeout, longer than a request's, since the summary triggers subtract every
+    deleted record (docs/PERFORMANCE.md, "Large deletes")."""
+    with db.transaction(timeout_ms) as tx:
         if upload_id:
             deleted = tx.execute(
                 "DELETE FROM usage_records WHERE user_id = %s AND upload_id = %s", [user_id, upload_id]
