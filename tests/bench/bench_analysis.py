@@ -14,8 +14,9 @@ An embedded PostgreSQL is started in a temporary directory (or BENCH_DATABASE_UR
 database that does not exist yet). For iterating on the queries, ANALYSIS_KEEP_DIR=/some/dir keeps the server's
 data there: the first run loads the rows as usual, later runs with the same ANALYSIS_ROWS reuse them (pending
 migrations are applied; the load figures are then not printed), and ANALYSIS_QUICK=1 runs the live tools only
-(no records-only path, pipeline, rollups or plan notes). Rows are generated in SQL (generate_series, hashint4 for
-deterministic "randomness"), so loading costs what PostgreSQL needs to write them and their indexes.
+(no records-only path, pipeline, rollups, plan notes or delete; ANALYSIS_DELETE=1 adds the delete). Rows are
+generated in SQL (generate_series, hashint4 for deterministic "randomness"), so loading costs what PostgreSQL
+needs to write them and their indexes.
 Figures are printed; nothing is asserted.
 The plan notes (EXPLAIN ANALYZE) of the heavy queries are printed after the timings.
 """
@@ -207,6 +208,40 @@ def _analysis_runs(
     return totals, tool_ms
 
 
+# Half the records, every other one: an upload deleted while another one, interleaved with it in time, stays
+# (DELETE /api/usage?upload_id=...). Through the summary triggers, and without them as the same-run baseline;
+# both rolled back, so the figures after it are measured on the same rows.
+DELETE_SQL = "DELETE FROM usage_records WHERE user_id = %s AND right(request_id, 1) IN ('0', '2', '4', '6', '8')"
+
+
+def _delete_half(db: Any) -> dict[str, float]:
+    timings: dict[str, float] = {}
+    for label in ("without_triggers", "with_triggers"):
+        with db.connection() as conn:
+            cur = conn.cursor()
+            if label == "without_triggers":
+                cur.execute("ALTER TABLE usage_records DISABLE TRIGGER USER")
+            started = time.perf_counter()
+            cur.execute(DELETE_SQL, [USER])
+            timings[label] = time.perf_counter() - started
+            timings["rows"] = cur.rowcount
+            conn.rollback()
+    with db.connection() as conn:  # the whole account (a user deleting all their data): rolled back too
+        cur = conn.cursor()
+        started = time.perf_counter()
+        cur.execute("DELETE FROM usage_records WHERE user_id = %s", [USER])
+        timings["all_with_triggers"] = time.perf_counter() - started
+        conn.rollback()
+    print(
+        f"delete of every other record ({timings['rows']:,} rows, rolled back): {timings['with_triggers']:.1f}s "
+        f"with the summary triggers, {timings['without_triggers']:.1f}s without "
+        f"({timings['with_triggers'] / timings['without_triggers']:.1f} x); of all of them "
+        f"{timings['all_with_triggers']:.1f}s with the triggers",
+        flush=True,
+    )
+    return timings
+
+
 def _run_pipeline(db: Any, message: str) -> tuple[float, Any]:
     from functions.agent.intelligence.pipeline import run
     from tests.intelligence.harness import TestRunContext
@@ -308,6 +343,8 @@ def main() -> None:
         for key, values in tool_ms.items():
             print(f"  {key:28s} median {statistics.median(values):8.1f} ms")
         if QUICK:
+            if os.environ.get("ANALYSIS_DELETE"):
+                _delete_half(db)
             print(
                 json.dumps(
                     {
@@ -352,6 +389,7 @@ def main() -> None:
             print(f"  {name}:")
             for line in lines:
                 print(f"    {line}")
+        deleted = _delete_half(db)  # last: the rolled-back delete leaves dead row versions behind
         recs = answer.metadata["report"]["recommendations"]
         print(
             "\n"
@@ -374,6 +412,9 @@ def main() -> None:
                     "pipeline_rollups_s": [round(t, 2) for t in rolled],
                     "recommendations": len(recs),
                     "rollup_records": summary["records"],
+                    "delete_half_s": round(deleted["with_triggers"], 1),
+                    "delete_half_without_triggers_s": round(deleted["without_triggers"], 1),
+                    "delete_all_s": round(deleted["all_with_triggers"], 1),
                 }
             )
         )

@@ -59,6 +59,8 @@ def test_summaries_give_the_records_figures_through_uploads_and_deletes(intel_db
     assert intel_db.scalar("SELECT count(*) FROM usage_prefix_windows WHERE user_id = %s", [user]) == 0
     assert intel_db.scalar("SELECT count(*) FROM usage_repeated_requests WHERE user_id = %s", [user]) == 0
     assert intel_db.scalar("SELECT count(*) FROM usage_request_counts WHERE user_id = %s", [user]) == 0
+    assert intel_db.scalar("SELECT count(*) FROM usage_end_user_months WHERE user_id = %s", [user]) == 0
+    assert intel_db.scalar("SELECT count(*) FROM usage_request_counts WHERE user_id = %s", [user]) == 0
 
 
 def test_records_are_not_updated_in_place(intel_db: Any) -> None:
@@ -82,7 +84,8 @@ _SUMMARY_CHECKS = {
         "SELECT model, latency_ms, count(*) AS n FROM usage_records WHERE user_id = %s GROUP BY 1, 2 ORDER BY 1, 2",
     ),
     "usage_end_user_months": (
-        "SELECT end_user, model, n, i, o FROM usage_end_user_months WHERE user_id = %s ORDER BY 1, 2",
+        "SELECT end_user, model, sum(n)::bigint AS n, sum(i)::bigint AS i, sum(o)::bigint AS o"
+        " FROM usage_end_user_months WHERE user_id = %s GROUP BY 1, 2 ORDER BY 1, 2",  # months summed
         "SELECT end_user, model, count(*) AS n, sum(input_tokens)::bigint AS i, sum(output_tokens)::bigint AS o"
         " FROM usage_records"
         " WHERE user_id = %s GROUP BY 1, 2 ORDER BY 1, 2",
@@ -243,6 +246,7 @@ def test_repeated_requests_are_counted_without_reading_records_when_statistics_m
         other, user = make_user(in_flight), make_user(in_flight)
         with in_flight.transaction() as big:
             big.execute("SET LOCAL session_replication_role = replica")  # no triggers: its rows only take space
+            big.execute("SET LOCAL statement_timeout = '300s'")  # 1M rows: ~10 s here, over 15 s on a busy machine
             big.execute(_IN_FLIGHT_SQL, [other, 1_000_000])
             with uploader.connection() as conn:
                 conn.autocommit = True
@@ -261,3 +265,53 @@ def test_repeated_requests_are_counted_without_reading_records_when_statistics_m
     finally:
         in_flight.close()
         uploader.close()
+
+
+_WIDE_SQL = """
+INSERT INTO usage_records (user_id, request_id, ts, provider, model, input_tokens, cached_input_tokens,
+                           cache_write_tokens, output_tokens, status, feature, end_user, latency_ms, prefix_hash,
+                           prefix_tokens, request_hash)
+SELECT %s::uuid, 'wide-' || g, timestamptz '2025-03-01 00:00:00+00' + make_interval(secs => g * 300), 'openai',
+       'gpt-4o', 2000, 0, 0, 10, 'ok', NULL, 'eu-' || (g %% 500), g %% 2000, 'px', 1024, 'rq-' || g
+  FROM generate_series(1, 40000) AS g
+"""
+
+
+def _tuples_read(tx: Any, table: str) -> int:
+    """Rows of ``table`` and its indexes read so far in this transaction (sequential and index fetches)."""
+    return int(
+        tx.scalar(
+            "SELECT pg_stat_get_xact_tuples_returned(%s::regclass) + pg_stat_get_xact_tuples_fetched(%s::regclass)",
+            [table, table],
+        )
+    )
+
+
+def test_a_large_delete_reads_each_summary_row_a_bounded_number_of_times(intel_db: Any) -> None:
+    """Deleting half of an upload interleaved in time with the other half (every other record) must cost in
+    proportion to what it removes. 0007 and 0009 subtracted with UPDATE ... FROM joins whose nullable keys
+    (feature here is NULL) were compared with IS NOT DISTINCT FROM, which no hash or merge join takes as a key:
+    every deleted window of a (user, model) was compared with all its windows, and 0012 deleted its zeros with a
+    nested loop over the whole index. Deleting 500,000 of a million records had not finished after 13 minutes
+    (docs/PERFORMANCE.md). Here 40,000 records, one 5-minute window each, analysed, then half deleted: each
+    summary table is read at most a few times its own size. Before the fix 0012's delete of the zeros ran into
+    the statement timeout; 0007's and 0009's joins picked a sound plan at this size, so their guard is
+    `make bench` (the delete line of bench_analysis)."""
+    user = make_user(intel_db)
+    intel_db.execute(_WIDE_SQL, [user])
+    with intel_db.connection() as conn:
+        conn.autocommit = True
+        conn.cursor().execute("ANALYZE")
+        conn.autocommit = False
+    tables = ("usage_prefix_windows", "usage_request_counts", "usage_latency_counts", "usage_end_user_months")
+    sizes = {t: intel_db.scalar(f"SELECT count(*) FROM {t} WHERE user_id = %s", [user]) for t in tables}  # noqa: S608
+    with intel_db.transaction() as tx:
+        before = {t: _tuples_read(tx, t) for t in tables}
+        deleted = tx.execute(
+            "DELETE FROM usage_records WHERE user_id = %s AND right(request_id, 1) IN ('0', '2', '4', '6', '8')",
+            [user],
+        )
+        read = {t: _tuples_read(tx, t) - before[t] for t in tables}
+    assert deleted == 20000
+    assert all(read[t] <= 3 * sizes[t] for t in tables), (sizes, read)
+    _assert_summaries_match_records(intel_db, user, tuple(t for t in _SUMMARY_CHECKS if t != "usage_repeated_requests"))
