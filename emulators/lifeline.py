@@ -56,13 +56,12 @@ class StopSignal:
 
     def __init__(self, signals: tuple[int, ...] = (signal.SIGTERM, signal.SIGINT)) -> None:
         self.signum: int | None = None
-        self._previous = {sig: signal.signal(sig, self._record) for sig in signals}
+        self._signals = signals
+        for sig in signals:
+            signal.signal(sig, self._record)
 
     def _record(self, signum: int, frame: FrameType | None) -> None:
         self.signum = signum  # a plain attribute store: no lock, nothing that can block
-
-    def is_set(self) -> bool:
-        return self.signum is not None
 
     def wait(self, timeout_s: float) -> bool:
         """Sleep up to ``timeout_s``; True as soon as a stop signal has arrived."""
@@ -76,9 +75,5 @@ class StopSignal:
 
     def ignore_further(self) -> None:
         """While stopping, so that a second Ctrl-C cannot interrupt the clean-up and leave a child behind."""
-        for sig in self._previous:
+        for sig in self._signals:
             signal.signal(sig, signal.SIG_IGN)
-
-    def restore(self) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)

@@ -35,7 +35,6 @@ for k in range(1, int(sys.argv[1]) + 1):
         pass
     sys.setprofile(None)
     assert stop.signum == signal.SIGTERM, stop.signum
-    stop.restore()
     print(k, flush=True)
 print("all stopped", flush=True)
 """

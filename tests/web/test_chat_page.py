@@ -30,6 +30,16 @@ def assert_matches_log(rows: list[dict[str, Any]], log: list[dict[str, Any]]) ->
     assert [(r["seq"], r["type"]) for r in rows] == [(e["seq"], e["type"]) for e in log]
 
 
+def ask_through_relay(page: Any, web_stack: WebStack, tmp_path: Path, relay: Any) -> None:
+    """Sign in, upload dataset A and ask, with the page's socket going through ``relay`` (Playwright's
+    route_web_socket handler in front of the real bridge); returns once the run shows as completed."""
+    page.route_web_socket(re.compile(r"/ws$"), relay)
+    sign_in(page, web_stack.url)
+    upload_dataset_a(page, tmp_path)
+    ask(page, QUESTION)
+    page.locator("article.run[data-status=completed]").wait_for(timeout=60_000)
+
+
 def test_sign_in_upload_ask_and_read_the_report(web_stack: WebStack, page: Any, tmp_path: Path) -> None:
     page.goto(web_stack.url)
     page.get_by_role("heading", name="Sign in").wait_for()
@@ -158,11 +168,7 @@ def test_chat_sent_again_when_its_acceptance_was_lost(web_stack: WebStack, page:
 
         server.on_message(from_server)
 
-    page.route_web_socket(re.compile(r"/ws$"), relay)
-    sign_in(page, web_stack.url)
-    upload_dataset_a(page, tmp_path)
-    ask(page, QUESTION)
-    page.locator("article.run[data-status=completed]").wait_for(timeout=60_000)
+    ask_through_relay(page, web_stack, tmp_path, relay)
     assert dropped and page.locator("#connection-text").text_content() == "Connected (resumed)"
     assert page.locator("article.run").count() == 1 and page.locator(".message.user").count() == 1
     run_id = last_run_id(page)
@@ -204,11 +210,7 @@ def test_replay_refused_page_catches_up_and_follows_the_run_again(
         ws.on_message(from_page)
         server.on_message(from_server)
 
-    page.route_web_socket(re.compile(r"/ws$"), relay)
-    sign_in(page, web_stack.url)
-    upload_dataset_a(page, tmp_path)
-    ask(page, QUESTION)
-    page.locator("article.run[data-status=completed]").wait_for(timeout=60_000)
+    ask_through_relay(page, web_stack, tmp_path, relay)
     assert refused, "the page never subscribed again after the drop"
     run_id = last_run_id(page)
     assert_matches_log(run_rows(page, run_id), web_stack.events(token(page), run_id))

@@ -32,12 +32,20 @@ $$;
 
 -- The accounts a delete left without any record (a user deleting all their data): their summary rows go at
 -- once, by account, instead of being subtracted one group at a time (the delete triggers here and in 0013).
--- plpgsql so it is never inlined: one index probe per account, never a join the planner could scan the table for.
--- Called on the distinct accounts, MATERIALIZED: pushed down to each deleted record, the probe of a full delete
--- walked the account's million index entries (all deleted, still there until vacuum) once per record.
-CREATE FUNCTION usage_account_emptied(account uuid) RETURNS boolean LANGUAGE plpgsql STABLE AS $$
+-- Given the distinct accounts as an array, it probes each once: as a per-row condition, the planner pushed the
+-- probe down to every deleted record, and a full delete walked the account's million index entries (deleted,
+-- still there until vacuum) once per record.
+CREATE FUNCTION usage_emptied_accounts(accounts uuid[]) RETURNS uuid[] LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    account uuid;
+    emptied uuid[] := '{}';
 BEGIN
-    RETURN NOT EXISTS (SELECT 1 FROM usage_records WHERE user_id = account);
+    FOREACH account IN ARRAY accounts LOOP
+        IF NOT EXISTS (SELECT 1 FROM usage_records WHERE user_id = account) THEN
+            emptied := emptied || account;
+        END IF;
+    END LOOP;
+    RETURN emptied;
 END
 $$;
 
@@ -47,8 +55,7 @@ DECLARE
 BEGIN
     PERFORM pg_advisory_xact_lock(7270202, hashtext(user_id::text))
        FROM (SELECT DISTINCT user_id FROM old_rows ORDER BY 1) AS accounts;
-    emptied := ARRAY(WITH accounts AS MATERIALIZED (SELECT DISTINCT user_id FROM old_rows)
-                     SELECT user_id FROM accounts WHERE usage_account_emptied(user_id));
+    emptied := usage_emptied_accounts(ARRAY(SELECT DISTINCT user_id FROM old_rows));
     DELETE FROM usage_request_counts WHERE user_id = ANY (emptied);
     -- The same upsert, negated: no join for the planner to get wrong (a join on the key, planned on the
     -- statistics above, ran as a nested loop over the whole index: deleting half of a million records never

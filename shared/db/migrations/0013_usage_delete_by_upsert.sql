@@ -15,9 +15,8 @@ DECLARE
 BEGIN
     PERFORM pg_advisory_xact_lock(7270202, hashtext(user_id::text))
        FROM (SELECT DISTINCT user_id FROM old_rows ORDER BY 1) AS accounts;
-    -- Accounts left without records go at once (0012, usage_account_emptied).
-    emptied := ARRAY(WITH accounts AS MATERIALIZED (SELECT DISTINCT user_id FROM old_rows)
-                     SELECT user_id FROM accounts WHERE usage_account_emptied(user_id));
+    -- Accounts left without records go at once (0012, usage_emptied_accounts).
+    emptied := usage_emptied_accounts(ARRAY(SELECT DISTINCT user_id FROM old_rows));
     DELETE FROM usage_prefix_windows WHERE user_id = ANY (emptied);
     INSERT INTO usage_prefix_windows AS p
     SELECT u.user_id, u.model, u.feature, u.interactive, u.prefix_hash, u.prefix_tokens,
